@@ -1,2 +1,38 @@
-//! The `abide` command.
-fn main() {}
+//! The `abide` command: explain a rate-limited response, run the simulated API and the
+//! scoreboard.
+#![forbid(unsafe_code)]
+
+mod inspect;
+mod scoreboard;
+
+use std::process::ExitCode;
+
+const USAGE: &str = "\
+usage: abide <command> [options]
+
+commands:
+  inspect [--json] [--now <HTTP-date>] [FILE|-]   explain one raw HTTP response
+  scoreboard [--json] [--scenario NAME|FILE]... [--strategy NAME]... [--plot FILE.svg] [--list]
+                                                  compare retry strategies on the simulated API
+";
+
+fn main() -> ExitCode {
+    let mut args = std::env::args_os().skip(1);
+    let Some(command) = args.next() else {
+        eprint!("{USAGE}");
+        return ExitCode::from(2);
+    };
+    let rest: Vec<_> = args.collect();
+    match command.to_str() {
+        Some("inspect") => inspect::run(rest),
+        Some("scoreboard") => scoreboard::run(rest),
+        Some("-h" | "--help" | "help") => {
+            print!("{USAGE}");
+            ExitCode::SUCCESS
+        }
+        _ => {
+            eprintln!("abide: unknown command {command:?}\n\n{USAGE}");
+            ExitCode::from(2)
+        }
+    }
+}

@@ -1,0 +1,2 @@
+//! placeholder until the cap bench lands
+fn main() {}

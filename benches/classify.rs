@@ -1,0 +1,2 @@
+//! placeholder until the classify bench lands
+fn main() {}

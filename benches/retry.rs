@@ -1,0 +1,2 @@
+//! placeholder until the retry bench lands
+fn main() {}
