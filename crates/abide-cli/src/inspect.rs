@@ -1,7 +1,307 @@
-//! `abide inspect`.
-use std::ffi::OsString;
-use std::process::ExitCode;
+//! `abide inspect [--json] [--now <HTTP-date>] [FILE|-]`: explain one raw HTTP response.
 
-pub(crate) fn run(_args: Vec<OsString>) -> ExitCode {
-    ExitCode::from(2)
+use crate::raw::{self, RawResponse};
+use abide_classify::{Class, Classification};
+use abide_headers::{Limit, RateLimitHeaders, RateLimitSnapshot};
+use serde::Serialize;
+use std::ffi::OsString;
+use std::io::{self, Read, Write};
+use std::process::ExitCode;
+use std::time::{Duration, SystemTime};
+
+/// The most input read; the rest is ignored (and the user told so).
+const MAX_INPUT: u64 = 8 * 1024 * 1024;
+
+const USAGE: &str = "usage: abide inspect [--json] [--now <HTTP-date>] [FILE|-]";
+
+struct Args {
+    json: bool,
+    now: Option<SystemTime>,
+    input: Option<OsString>,
+}
+
+fn parse_args(args: Vec<OsString>) -> Result<Option<Args>, String> {
+    use lexopt::prelude::*;
+    let mut parser = lexopt::Parser::from_args(args);
+    let mut out = Args {
+        json: false,
+        now: None,
+        input: None,
+    };
+    while let Some(arg) = parser.next().map_err(|e| e.to_string())? {
+        match arg {
+            Long("json") => out.json = true,
+            Long("now") => {
+                let value = parser.value().map_err(|e| e.to_string())?;
+                let text = value.to_string_lossy();
+                let now = httpdate::parse_http_date(text.trim())
+                    .map_err(|_| format!("--now expects an HTTP-date such as `Sun, 06 Nov 1994 08:49:37 GMT`, got {text:?}"))?;
+                out.now = Some(now);
+            }
+            Short('h') | Long("help") => return Ok(None),
+            Value(v) if out.input.is_none() => out.input = Some(v),
+            Value(v) => return Err(format!("unexpected extra argument {v:?}")),
+            other => return Err(other.unexpected().to_string()),
+        }
+    }
+    Ok(Some(out))
+}
+
+fn read_input(path: Option<&OsString>) -> io::Result<(Vec<u8>, bool)> {
+    let mut buf = Vec::new();
+    match path {
+        Some(p) if p != "-" => std::fs::File::open(p)?
+            .take(MAX_INPUT + 1)
+            .read_to_end(&mut buf)?,
+        _ => io::stdin().lock().take(MAX_INPUT + 1).read_to_end(&mut buf)?,
+    };
+    let truncated = buf.len() as u64 > MAX_INPUT;
+    buf.truncate(MAX_INPUT as usize);
+    Ok((buf, truncated))
+}
+
+pub(crate) fn run(args: Vec<OsString>) -> ExitCode {
+    let args = match parse_args(args) {
+        Ok(Some(args)) => args,
+        Ok(None) => {
+            println!("{USAGE}");
+            return ExitCode::SUCCESS;
+        }
+        Err(e) => {
+            eprintln!("abide inspect: {e}\n{USAGE}");
+            return ExitCode::from(2);
+        }
+    };
+    let (input, truncated) = match read_input(args.input.as_ref()) {
+        Ok(read) => read,
+        Err(e) => {
+            let name = args.input.as_ref().map_or("stdin".into(), |p| p.to_string_lossy());
+            eprintln!("abide inspect: cannot read {name}: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    if truncated {
+        eprintln!("abide inspect: input longer than {MAX_INPUT} bytes; only the first {MAX_INPUT} were read");
+    }
+    let response = match raw::parse(&input) {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("abide inspect: not an HTTP response: {e}");
+            return ExitCode::from(1);
+        }
+    };
+    for w in &response.warnings {
+        eprintln!("abide inspect: {w}");
+    }
+    let report = Report::new(&response, args.now);
+    let mut out = io::stdout().lock();
+    let written = if args.json {
+        serde_json::to_writer(&mut out, &report.json())
+            .map_err(io::Error::from)
+            .and_then(|()| writeln!(out))
+    } else {
+        out.write_all(report.human().as_bytes())
+    };
+    match written {
+        Ok(()) => ExitCode::SUCCESS,
+        // A closed pipe (`abide inspect x | head`) is not worth a panic or an error code.
+        Err(e) if e.kind() == io::ErrorKind::BrokenPipe => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("abide inspect: cannot write output: {e}");
+            ExitCode::from(1)
+        }
+    }
+}
+
+/// What `inspect` found in one response.
+struct Report {
+    status: http::StatusCode,
+    snapshot: RateLimitSnapshot,
+    classification: Classification,
+}
+
+/// Seconds as a JSON number: an integer when whole, else rounded to the millisecond.
+#[derive(Clone, Copy)]
+struct Secs(Duration);
+
+impl Serialize for Secs {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        if self.0.subsec_nanos() == 0 {
+            s.serialize_u64(self.0.as_secs())
+        } else {
+            let ms = self.0.as_secs_f64() * 1000.0;
+            s.serialize_f64(ms.round() / 1000.0)
+        }
+    }
+}
+
+#[derive(Serialize)]
+struct JsonReport<'a> {
+    status: u16,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    retry_after_s: Option<Secs>,
+    limits: Vec<JsonLimit<'a>>,
+    classification: JsonClassification<'a>,
+}
+
+#[derive(Serialize)]
+struct JsonLimit<'a> {
+    scope: &'a str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    limit: Option<u64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    remaining: Option<u64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    reset_s: Option<Secs>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    window_s: Option<Secs>,
+}
+
+#[derive(Serialize)]
+struct JsonClassification<'a> {
+    class: &'static str,
+    retryable: bool,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    retry_after_s: Option<Secs>,
+    scope: &'a str,
+}
+
+impl Report {
+    fn new(response: &RawResponse, now: Option<SystemTime>) -> Self {
+        let extractor = match now {
+            Some(now) => RateLimitHeaders::new().with_now(now),
+            None => RateLimitHeaders::new(),
+        };
+        let snapshot = extractor.extract(&response.headers);
+        let classification =
+            abide_classify::classify_head(response.status, &response.headers, &snapshot);
+        Report {
+            status: response.status,
+            snapshot,
+            classification,
+        }
+    }
+
+    /// The wait before retrying: the classifier's (which also reads the body), else the
+    /// one the headers imply.
+    fn wait(&self) -> Option<Duration> {
+        self.classification
+            .retry_after
+            .or_else(|| self.snapshot.wait())
+    }
+
+    fn json(&self) -> JsonReport<'_> {
+        JsonReport {
+            status: self.status.as_u16(),
+            retry_after_s: self.wait().map(Secs),
+            limits: self
+                .snapshot
+                .limits()
+                .iter()
+                .map(|l| JsonLimit {
+                    scope: l.scope.as_str(),
+                    limit: l.limit,
+                    remaining: l.remaining,
+                    reset_s: l.reset.map(Secs),
+                    window_s: l.window.map(Secs),
+                })
+                .collect(),
+            classification: JsonClassification {
+                class: self.classification.class.as_str(),
+                retryable: self.classification.retryable,
+                retry_after_s: self.classification.retry_after.map(Secs),
+                scope: self.classification.scope.as_str(),
+            },
+        }
+    }
+
+    fn human(&self) -> String {
+        use std::fmt::Write as _;
+        let mut out = String::new();
+        let c = &self.classification;
+        let reason = self.status.canonical_reason().unwrap_or("");
+        let _ = writeln!(
+            out,
+            "HTTP {} {reason}: {}{}",
+            self.status.as_u16(),
+            describe_class(c.class),
+            match c.scope.as_str() {
+                "unspecified" => String::new(),
+                scope => format!(" (scope: {scope})"),
+            }
+        );
+        let _ = writeln!(out, "  rule: {}", c.reason);
+        if self.snapshot.limits().is_empty() {
+            let _ = writeln!(out, "  limits: none stated in the headers");
+        } else {
+            let _ = writeln!(out, "  limits:");
+            for l in self.snapshot.limits() {
+                let _ = writeln!(out, "    {}", describe_limit(l));
+            }
+        }
+        if self.snapshot.is_truncated() {
+            let _ = writeln!(out, "    (more limits were stated; only the first {} are kept)", abide_headers::MAX_LIMITS);
+        }
+        let advice = match (c.class, self.wait()) {
+            (Class::Success, _) => "nothing to do: the request succeeded.".to_string(),
+            (_, _) if !c.retryable && c.class == Class::QuotaExhausted => {
+                "do not retry: waiting will not bring this quota back. Check billing, plan or daily limits.".to_string()
+            }
+            (_, Some(wait)) if c.retryable => {
+                format!("wait {} before retrying; no sooner.", show_secs(wait))
+            }
+            (_, None) if c.retryable => {
+                "retry with exponential backoff and jitter; the server stated no wait.".to_string()
+            }
+            (Class::AuthError, _) => "fix the credentials or permissions; retrying will not help.".to_string(),
+            _ => "change the request; retrying it as is will not help.".to_string(),
+        };
+        let _ = writeln!(out, "  what to do: {advice}");
+        out
+    }
+}
+
+fn describe_class(class: Class) -> &'static str {
+    match class {
+        Class::Success => "success",
+        Class::RateLimited => "rate limited (a short-window limit; waiting helps)",
+        Class::QuotaExhausted => "quota exhausted (waiting will not help)",
+        Class::Overloaded => "the provider is overloaded (transient)",
+        Class::ServerError => "server error (transient)",
+        Class::ClientError => "client error (the request must change)",
+        Class::AuthError => "authentication or permission error",
+        _ => "unrecognized class",
+    }
+}
+
+fn show_secs(d: Duration) -> String {
+    let s = d.as_secs_f64();
+    if s >= 3600.0 {
+        format!("{:.1} h", s / 3600.0)
+    } else if s >= 120.0 {
+        format!("{:.1} min", s / 60.0)
+    } else {
+        format!("{} s", (s * 1000.0).round() / 1000.0)
+    }
+}
+
+fn describe_limit(l: &Limit) -> String {
+    let mut s = format!("{}:", l.scope);
+    match (l.remaining, l.limit) {
+        (Some(r), Some(n)) => s.push_str(&format!(" {r} of {n} left")),
+        (Some(r), None) => s.push_str(&format!(" {r} left")),
+        (None, Some(n)) => s.push_str(&format!(" limit {n}")),
+        (None, None) => {}
+    }
+    if let Some(window) = l.window {
+        s.push_str(&format!(" per {}", show_secs(window)));
+    }
+    if let Some(reset) = l.reset {
+        s.push_str(&format!(", resets in {}", show_secs(reset)));
+    }
+    if l.is_exhausted() {
+        s.push_str("  <- exhausted");
+    }
+    s.push_str(&format!("  [{:?} headers]", l.dialect));
+    s
 }

@@ -3,6 +3,7 @@
 #![forbid(unsafe_code)]
 
 mod inspect;
+mod raw;
 mod scoreboard;
 
 use std::process::ExitCode;

@@ -129,7 +129,7 @@ impl fmt::Debug for PartitionKey {
 #[derive(Clone, Debug, Default, PartialEq, Eq, Hash)]
 #[non_exhaustive]
 pub enum Scope {
-    /// Requests (OpenAI `-requests`, Anthropic `requests`, most `X-RateLimit-*` headers).
+    /// Requests (OpenAI `-requests`, Anthropic `requests`, GitLab, Linear request limits).
     Requests,
     /// Tokens of any kind (OpenAI `-tokens`, Anthropic `tokens`).
     Tokens,
@@ -232,6 +232,43 @@ pub enum Dialect {
     /// A vendor-specific format not listed above.
     #[default]
     Other,
+    /// GitLab `RateLimit-Name`/`-Observed`/`-Remaining`/`-Reset` (epoch) /`-ResetTime`.
+    GitLab,
+    /// Discord `X-RateLimit-Bucket`/`-Global`/`-Scope` with float epoch resets.
+    Discord,
+    /// Shopify `X-Shopify-Shop-Api-Call-Limit: used/limit`.
+    Shopify,
+    /// Reddit `X-Ratelimit-Used`/`-Remaining` (a float)/`-Reset`.
+    Reddit,
+    /// Weights & Biases `RateLimit-Remaining` on a 0–1000 scale (no limit sent).
+    WandB,
+    /// Kong per-window headers: `X-RateLimit-Limit-Minute`, `X-RateLimit-Remaining-Hour`, ...
+    Kong,
+    /// Envoy's local and global rate limit filters: `x-envoy-ratelimited` and the
+    /// draft-03 triple with a `w=` policy.
+    Envoy,
+    /// Traefik `X-Retry-In`.
+    Traefik,
+    /// HubSpot `X-HubSpot-RateLimit-*` (daily and per-interval).
+    HubSpot,
+    /// Atlassian (Jira, Confluence) `X-RateLimit-*` with ISO 8601 `X-RateLimit-Reset`.
+    Atlassian,
+    /// Salesforce `Sforce-Limit-Info: api-usage=used/limit`.
+    Salesforce,
+    /// Sentry `X-Sentry-Rate-Limits`.
+    Sentry,
+    /// Linear `X-RateLimit-Requests-*` and `X-RateLimit-Complexity-*`.
+    Linear,
+    /// Azure Resource Manager `x-ms-ratelimit-remaining-*` counters.
+    AzureArm,
+    /// Zendesk `ratelimit-*` and `Zendesk-RateLimit-*` headers.
+    Zendesk,
+    /// Okta `X-Rate-Limit-Limit/-Remaining/-Reset` (epoch seconds).
+    Okta,
+    /// X (Twitter) `x-rate-limit-*` and `x-app-limit-24hour-*`, `x-user-limit-24hour-*`.
+    X,
+    /// Stripe: `Stripe-Rate-Limited-Reason` plus `Retry-After`.
+    Stripe,
 }
 
 /// One limit a server described.
