@@ -19,8 +19,11 @@
 #![cfg_attr(docsrs, feature(doc_cfg))]
 
 mod parse;
+mod render;
 mod snapshot;
+mod value;
 
+pub use render::{render, RenderError};
 pub use snapshot::{
     Dialect, Limit, Name, PartitionKey, QuotaUnit, RateLimitSnapshot, Scope, MAX_LIMITS,
     MAX_NAME_LEN,

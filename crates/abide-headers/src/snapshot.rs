@@ -121,7 +121,11 @@ impl PartitionKey {
 
 impl fmt::Debug for PartitionKey {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "PartitionKey({:?})", String::from_utf8_lossy(self.as_bytes()))
+        write!(
+            f,
+            "PartitionKey({:?})",
+            String::from_utf8_lossy(self.as_bytes())
+        )
     }
 }
 
