@@ -223,7 +223,8 @@ pub enum Dialect {
     IetfDraft06,
     /// IETF drafts 00–03: `RateLimit-Limit/-Remaining/-Reset`.
     IetfDraft03,
-    /// `X-RateLimit-Limit/-Remaining/-Reset` and relatives (`X-Rate-Limit-*`).
+    /// `X-RateLimit-Limit/-Remaining/-Reset` and relatives (`X-Rate-Limit-*` as X, Okta
+    /// and Zendesk send it; Envoy's draft-03-style `x-ratelimit-*`).
     XRateLimit,
     /// OpenAI, Azure OpenAI and Groq `x-ratelimit-{limit,remaining,reset}-{requests,tokens}`.
     OpenAi,
@@ -244,15 +245,8 @@ pub enum Dialect {
     Shopify,
     /// Reddit `X-Ratelimit-Used`/`-Remaining` (a float)/`-Reset`.
     Reddit,
-    /// Weights & Biases `RateLimit-Remaining` on a 0–1000 scale (no limit sent).
-    WandB,
     /// Kong per-window headers: `X-RateLimit-Limit-Minute`, `X-RateLimit-Remaining-Hour`, ...
     Kong,
-    /// Envoy's local and global rate limit filters: `x-envoy-ratelimited` and the
-    /// draft-03 triple with a `w=` policy.
-    Envoy,
-    /// Traefik `X-Retry-In`.
-    Traefik,
     /// HubSpot `X-HubSpot-RateLimit-*` (daily and per-interval).
     HubSpot,
     /// Atlassian (Jira, Confluence) `X-RateLimit-*` with ISO 8601 `X-RateLimit-Reset`.
@@ -265,11 +259,10 @@ pub enum Dialect {
     Linear,
     /// Azure Resource Manager `x-ms-ratelimit-remaining-*` counters.
     AzureArm,
-    /// Zendesk `ratelimit-*` and `Zendesk-RateLimit-*` headers.
+    /// Zendesk per-endpoint `Zendesk-RateLimit-*: total=; remaining=; resets=` headers.
     Zendesk,
-    /// Okta `X-Rate-Limit-Limit/-Remaining/-Reset` (epoch seconds).
-    Okta,
-    /// X (Twitter) `x-rate-limit-*` and `x-app-limit-24hour-*`, `x-user-limit-24hour-*`.
+    /// X (Twitter) 24-hour limits `x-app-limit-24hour-*`, `x-user-limit-24hour-*` (its
+    /// `x-rate-limit-*` headers read as [`Dialect::XRateLimit`]).
     X,
     /// Stripe: `Stripe-Rate-Limited-Reason` plus `Retry-After`.
     Stripe,
@@ -393,6 +386,11 @@ impl RateLimitSnapshot {
         self.limits[len] = limit;
         self.len += 1;
         true
+    }
+
+    /// Marks the snapshot truncated (a reader dropped limits past its own bound).
+    pub(crate) fn mark_truncated(&mut self) {
+        self.truncated = true;
     }
 
     /// The wait the server asked for explicitly (`retry-after-ms`, `Retry-After`, ...).

@@ -1,0 +1,305 @@
+//! The `x-ratelimit-*` family (generic, GitHub, Discord, Reddit, Atlassian, Kong, Linear)
+//! and the `x-rate-limit-*` family (X, Okta, Zendesk).
+
+use super::{list, malformed, names, Cx};
+use crate::value::{self, ValueError};
+use crate::{Dialect, Limit, Name, Scope};
+use http::HeaderName;
+use std::time::Duration;
+
+names! {
+    LIMIT = "x-ratelimit-limit";
+    REMAINING = "x-ratelimit-remaining";
+    RESET = "x-ratelimit-reset";
+    USED = "x-ratelimit-used";
+    RESET_AFTER = "x-ratelimit-reset-after";
+    RESOURCE = "x-ratelimit-resource";
+    BUCKET = "x-ratelimit-bucket";
+    GLOBAL = "x-ratelimit-global";
+    SCOPE = "x-ratelimit-scope";
+    NEAR_LIMIT = "x-ratelimit-nearlimit";
+    FILL_RATE = "x-ratelimit-fillrate";
+    INTERVAL_SECONDS = "x-ratelimit-interval-seconds";
+    ATLASSIAN_REASON = "ratelimit-reason";
+
+    LINEAR_REQ_LIMIT = "x-ratelimit-requests-limit";
+    LINEAR_REQ_REMAINING = "x-ratelimit-requests-remaining";
+    LINEAR_REQ_RESET = "x-ratelimit-requests-reset";
+    LINEAR_CX_LIMIT = "x-ratelimit-complexity-limit";
+    LINEAR_CX_REMAINING = "x-ratelimit-complexity-remaining";
+    LINEAR_CX_RESET = "x-ratelimit-complexity-reset";
+
+    XR_LIMIT = "x-rate-limit-limit";
+    XR_LIMIT_ZENDESK = "x-rate-limit";
+    XR_REMAINING = "x-rate-limit-remaining";
+    XR_RESET = "x-rate-limit-reset";
+    X_APP_LIMIT = "x-app-limit-24hour-limit";
+    X_APP_REMAINING = "x-app-limit-24hour-remaining";
+    X_APP_RESET = "x-app-limit-24hour-reset";
+    X_USER_LIMIT = "x-user-limit-24hour-limit";
+    X_USER_REMAINING = "x-user-limit-24hour-remaining";
+    X_USER_RESET = "x-user-limit-24hour-reset";
+}
+
+/// A reset stated as delta seconds, epoch seconds or epoch milliseconds (decided by
+/// magnitude against now), or as an HTTP-date or ISO 8601 instant.
+fn reset(cx: &Cx<'_>, name: &HeaderName) -> Option<Duration> {
+    let now = cx.now;
+    cx.field(name, |s| match value::decimal(s) {
+        Ok(x) => Ok(value::reset_by_magnitude(x, now)),
+        Err(ValueError::NotANumber) => value::http_date(s)
+            .or_else(|_| value::rfc3339(s))
+            .map(|t| value::until(t, now)),
+        Err(e) => Err(e),
+    })
+}
+
+/// `X-RateLimit-Limit` may carry quota policies after the limit (`100, 100;w=60`, the
+/// draft-03 form Envoy's `x-ratelimit-*` headers use): the limit, and the window of the
+/// policy with the same quota.
+fn limit_and_window(cx: &Cx<'_>, name: &HeaderName) -> (Option<u64>, Option<Duration>) {
+    let mut limit = None;
+    let mut window = None;
+    for (i, element) in list(cx.headers, name).enumerate() {
+        let mut parts = element.split(';').map(value::trim_ows);
+        let q = match value::count(parts.next().unwrap_or("")) {
+            Ok(q) => q,
+            Err(why) => {
+                malformed(name, element, why);
+                if i == 0 {
+                    return (None, None);
+                }
+                continue;
+            }
+        };
+        let w = parts
+            .filter_map(|p| p.strip_prefix("w=").or_else(|| p.strip_prefix("window=")))
+            .find_map(|w| value::count(w).ok())
+            .map(|s| value::cap(Duration::from_secs(s)));
+        if i == 0 {
+            limit = Some(q);
+            window = w;
+        } else if window.is_none() && Some(q) == limit {
+            window = w;
+        }
+    }
+    (limit, window)
+}
+
+/// Reads the `x-ratelimit-*` headers: the OpenAI-style suffixed names are read by
+/// `llm::openai`; the unsuffixed group goes to exactly one reader, chosen by its most
+/// specific header; then Kong and Linear.
+pub(super) fn read(cx: &mut Cx<'_>) {
+    let has = |n: &HeaderName| cx.headers.contains_key(n);
+    if has(&BUCKET) || has(&GLOBAL) || has(&SCOPE) || has(&RESET_AFTER) {
+        discord(cx);
+    } else if has(&RESOURCE) {
+        github(cx);
+    } else if has(&NEAR_LIMIT) || has(&FILL_RATE) || has(&INTERVAL_SECONDS) || is_date_reset(cx) {
+        generic(cx, Dialect::Atlassian);
+    } else if has(&USED) && !has(&LIMIT) {
+        reddit(cx);
+    } else if has(&LIMIT) || has(&REMAINING) || has(&RESET) {
+        generic(cx, Dialect::XRateLimit);
+    }
+    kong(cx);
+    linear(cx);
+}
+
+fn is_date_reset(cx: &Cx<'_>) -> bool {
+    cx.text(&RESET)
+        .is_some_and(|s| value::decimal(s).is_err() && value::rfc3339(s).is_ok())
+}
+
+/// Generic `X-RateLimit-Limit/-Remaining/-Reset/-Used`; Atlassian
+/// (<https://developer.atlassian.com/cloud/jira/platform/rate-limiting/>, "Rate limit
+/// responses") sends the same names with an ISO 8601 reset (`2024-05-01T12:00Z`) and
+/// `RateLimit-Reason` naming the limit hit. Its `Beta-`-prefixed copies are previews,
+/// not the real fields, and are not read.
+fn generic(cx: &mut Cx<'_>, dialect: Dialect) {
+    let scope = match (dialect, cx.text(&ATLASSIAN_REASON)) {
+        (Dialect::Atlassian, Some(reason)) if !reason.is_empty() => Scope::Named(Name::new(reason)),
+        _ => Scope::Unspecified,
+    };
+    let mut l = Limit::new(scope, dialect);
+    (l.limit, l.window) = limit_and_window(cx, &LIMIT);
+    // Lenient: Reddit-style servers send `598.0`.
+    l.remaining = cx.field(&REMAINING, value::count_lenient);
+    if l.remaining.is_none() {
+        if let (Some(limit), Some(used)) = (l.limit, cx.count(&USED)) {
+            l.remaining = Some(limit.saturating_sub(used));
+        }
+    }
+    l.reset = reset(cx, &RESET);
+    if l.limit.is_some() || l.remaining.is_some() || l.reset.is_some() {
+        cx.push(l);
+    }
+}
+
+/// GitHub (<https://docs.github.com/en/rest/using-the-rest-api/rate-limits-for-the-rest-api>,
+/// "Checking the status of your rate limit"): `x-ratelimit-limit/-remaining/-used`,
+/// `-reset` in epoch seconds, `-resource` naming the bucket (`core`, `search`, `graphql`).
+fn github(cx: &mut Cx<'_>) {
+    let scope = match cx.text(&RESOURCE) {
+        Some(r) if !r.is_empty() => Scope::Named(Name::new(r)),
+        _ => Scope::Unspecified,
+    };
+    let mut l = Limit::new(scope, Dialect::GitHub);
+    l.limit = cx.count(&LIMIT);
+    l.remaining = cx.count(&REMAINING);
+    if l.remaining.is_none() {
+        if let (Some(limit), Some(used)) = (l.limit, cx.count(&USED)) {
+            l.remaining = Some(limit.saturating_sub(used));
+        }
+    }
+    l.reset = reset(cx, &RESET);
+    cx.push(l);
+}
+
+/// Discord (<https://discord.com/developers/docs/topics/rate-limits>, "Header Format"):
+/// `X-RateLimit-Limit/-Remaining`, `-Reset` (epoch seconds with a fraction), `-Reset-After`
+/// (seconds with a fraction, preferred: it needs no clock), `-Bucket` (the bucket id),
+/// `-Global` (the global limit was hit), `-Scope`.
+fn discord(cx: &mut Cx<'_>) {
+    let scope = match cx.text(&BUCKET) {
+        Some(b) if !b.is_empty() => Scope::Named(Name::new(b)),
+        _ => Scope::Unspecified,
+    };
+    let mut l = Limit::new(scope, Dialect::Discord);
+    l.limit = cx.count(&LIMIT);
+    l.remaining = cx.count(&REMAINING);
+    l.reset = cx
+        .field(&RESET_AFTER, value::delta_secs)
+        .or_else(|| reset(cx, &RESET));
+    if l.limit.is_some() || l.remaining.is_some() || l.reset.is_some() {
+        cx.push(l);
+    }
+    if cx
+        .text(&GLOBAL)
+        .is_some_and(|g| g.eq_ignore_ascii_case("true"))
+    {
+        // The global limit was hit: it is exhausted, and `Retry-After` says for how long.
+        let mut g = Limit::new(Scope::named("global"), Dialect::Discord);
+        g.remaining = Some(0);
+        g.reset = cx.snap.retry_after();
+        cx.push(g);
+    }
+}
+
+/// Reddit (<https://support.reddithelp.com/hc/en-us/articles/16160319875092-Reddit-Data-API-Wiki>,
+/// "Rate Limits"): `X-Ratelimit-Used`, `-Remaining` (a decimal), `-Reset` (seconds to the
+/// period's end). The period's quota is used + remaining.
+fn reddit(cx: &mut Cx<'_>) {
+    let mut l = Limit::new(Scope::Requests, Dialect::Reddit);
+    let used = cx.field(&USED, value::count_lenient);
+    l.remaining = cx.field(&REMAINING, value::count_lenient);
+    if let (Some(u), Some(r)) = (used, l.remaining) {
+        l.limit = Some(u.saturating_add(r).min(value::MAX_COUNT));
+    }
+    l.reset = reset(cx, &RESET);
+    cx.push(l);
+}
+
+/// Kong's rate-limiting plugin (<https://docs.konghq.com/hub/kong-inc/rate-limiting/>,
+/// "Headers sent to the client"): `X-RateLimit-Limit-Minute`, `X-RateLimit-Remaining-Hour`,
+/// ... one pair per configured window. Its `RateLimit-*` triple repeats the most
+/// constrained window and merges into it.
+fn kong(cx: &mut Cx<'_>) {
+    names! {
+        L_SECOND = "x-ratelimit-limit-second";
+        R_SECOND = "x-ratelimit-remaining-second";
+        L_MINUTE = "x-ratelimit-limit-minute";
+        R_MINUTE = "x-ratelimit-remaining-minute";
+        L_HOUR = "x-ratelimit-limit-hour";
+        R_HOUR = "x-ratelimit-remaining-hour";
+        L_DAY = "x-ratelimit-limit-day";
+        R_DAY = "x-ratelimit-remaining-day";
+        L_MONTH = "x-ratelimit-limit-month";
+        R_MONTH = "x-ratelimit-remaining-month";
+        L_YEAR = "x-ratelimit-limit-year";
+        R_YEAR = "x-ratelimit-remaining-year";
+    }
+    // Months and years are calendar periods of varying length: no fixed window.
+    let windows: [(&HeaderName, &HeaderName, Option<u64>); 6] = [
+        (&L_SECOND, &R_SECOND, Some(1)),
+        (&L_MINUTE, &R_MINUTE, Some(60)),
+        (&L_HOUR, &R_HOUR, Some(3600)),
+        (&L_DAY, &R_DAY, Some(86_400)),
+        (&L_MONTH, &R_MONTH, None),
+        (&L_YEAR, &R_YEAR, None),
+    ];
+    for (limit, remaining, window) in windows {
+        if !cx.headers.contains_key(limit) && !cx.headers.contains_key(remaining) {
+            continue;
+        }
+        let mut l = Limit::new(Scope::Requests, Dialect::Kong);
+        l.limit = cx.count(limit);
+        l.remaining = cx.count(remaining);
+        l.window = window.map(Duration::from_secs);
+        if l.limit.is_some() || l.remaining.is_some() {
+            cx.push(l);
+        }
+    }
+}
+
+/// Linear (<https://linear.app/developers/rate-limiting>): request and complexity limits,
+/// `X-RateLimit-{Requests,Complexity}-{Limit,Remaining,Reset}`, resets in epoch milliseconds.
+fn linear(cx: &mut Cx<'_>) {
+    for (scope, limit, remaining, rst) in [
+        (
+            Scope::Requests,
+            &LINEAR_REQ_LIMIT,
+            &LINEAR_REQ_REMAINING,
+            &LINEAR_REQ_RESET,
+        ),
+        (
+            Scope::named("complexity"),
+            &LINEAR_CX_LIMIT,
+            &LINEAR_CX_REMAINING,
+            &LINEAR_CX_RESET,
+        ),
+    ] {
+        if !cx.headers.contains_key(limit) && !cx.headers.contains_key(remaining) {
+            continue;
+        }
+        let mut l = Limit::new(scope, Dialect::Linear);
+        l.limit = cx.count(limit);
+        l.remaining = cx.count(remaining);
+        l.reset = reset(cx, rst);
+        cx.push(l);
+    }
+}
+
+/// `X-Rate-Limit-Limit/-Remaining/-Reset` (epoch seconds): X
+/// (<https://docs.x.com/x-api/fundamentals/rate-limits>), Okta
+/// (<https://developer.okta.com/docs/reference/rl-best-practices/>); Zendesk sends the
+/// limit as `X-Rate-Limit` (<https://developer.zendesk.com/api-reference/introduction/rate-limits/>).
+/// Then X's 24-hour app and user limits.
+pub(super) fn x_rate_limit(cx: &mut Cx<'_>) {
+    let mut l = Limit::new(Scope::Unspecified, Dialect::XRateLimit);
+    l.limit = cx.count(&XR_LIMIT).or_else(|| cx.count(&XR_LIMIT_ZENDESK));
+    l.remaining = cx.count(&XR_REMAINING);
+    l.reset = reset(cx, &XR_RESET);
+    if l.limit.is_some() || l.remaining.is_some() || l.reset.is_some() {
+        cx.push(l);
+    }
+    for (name, limit, remaining, rst) in [
+        ("app-24hour", &X_APP_LIMIT, &X_APP_REMAINING, &X_APP_RESET),
+        (
+            "user-24hour",
+            &X_USER_LIMIT,
+            &X_USER_REMAINING,
+            &X_USER_RESET,
+        ),
+    ] {
+        if !cx.headers.contains_key(limit) && !cx.headers.contains_key(remaining) {
+            continue;
+        }
+        let mut l = Limit::new(Scope::named(name), Dialect::X);
+        l.limit = cx.count(limit);
+        l.remaining = cx.count(remaining);
+        l.reset = reset(cx, rst);
+        l.window = Some(Duration::from_secs(86_400));
+        cx.push(l);
+    }
+}
