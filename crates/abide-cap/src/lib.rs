@@ -1,1 +1,114 @@
-//! abide-cap
+//! Admit each request to a rate-limited API so the client uses its whole quota without 429s.
+//!
+//! ```
+//! use abide_cap::{ConcurrencyCapLayer, Cost, InFlight};
+//! use http::{Request, Response};
+//! use std::convert::Infallible;
+//! use tower::{ServiceBuilder, ServiceExt};
+//!
+//! # #[tokio::main(flavor = "current_thread")]
+//! # async fn main() -> Result<(), abide_cap::BoxError> {
+//! let api = tower::service_fn(|_request: Request<String>| async {
+//!     Ok::<_, Infallible>(Response::new(String::from("ok")))
+//! });
+//! let client = ServiceBuilder::new()
+//!     .layer(ConcurrencyCapLayer::new().with_in_flight(InFlight::fixed(4)))
+//!     .service(api);
+//!
+//! let mut request = Request::post("https://api.example.com/v1/chat").body(String::new())?;
+//! request.extensions_mut().insert(Cost(1_200)); // estimated tokens
+//! let response = client.oneshot(request).await?;
+//! assert_eq!(response.status(), 200);
+//! # Ok(())
+//! # }
+//! ```
+//!
+//! # What it does
+//!
+//! Every request (every attempt, under a retry layer) is admitted per **bucket** — by
+//! default the request's authority, or what [`with_key_fn`](ConcurrencyCapLayer::with_key_fn)
+//! returns — before the inner service sees it:
+//!
+//! 1. **In-flight cap** ([`InFlight`]): fixed, or adaptive (AIMD). Requests wait for a
+//!    permit in FIFO order; the permit is held until the response **body** ends or is
+//!    dropped ([`ResponseBody`]), so a streamed answer counts as in flight.
+//! 2. **Pacing**, in the [`QuotaStore`]: a whole-bucket pause after a rate-limit verdict;
+//!    the exhaustion state; declared quotas ([`governor::Quota`], GCRA, weighted by
+//!    [`Cost`]); and the limits learned from responses (below). The store answers with
+//!    the slot the request may go at; the request sleeps in its response future until then.
+//! 3. The future then drives **its own clone** of the inner service to readiness and
+//!    calls it: a waiting request reserves nothing downstream.
+//! 4. The response's [`Classification`](abide_classify::Classification) and
+//!    [`RateLimitSnapshot`](abide_headers::RateLimitSnapshot) (from the classifier below,
+//!    or computed from the head when it is absent) go back to the store.
+//!
+//! # Learned limits
+//!
+//! For each limit in a response's snapshot that states `remaining` and a reset (per scope:
+//! requests, tokens, input/output tokens, named policies):
+//!
+//! - **Not yet counted**: every admission gets a ticket (the bucket's running count of
+//!   requests and cost units). The observation of a response subtracts what the bucket
+//!   admitted *after* that request — in flight or reserved — from the server's
+//!   `remaining`: `left = remaining − (count_now − count_at_ticket)`.
+//! - **Spread, don't burst**: `left` units are spread evenly over the time from the end of
+//!   the already reserved slots to the reset: a request of `u` units (1 for request
+//!   scopes, its cost for token scopes) takes a slot of `u × span / left`. This is
+//!   virtual scheduling (GCRA without burst tolerance) with a rate that each response
+//!   resets; `governor` cannot change a quota at runtime (governor #273), so learned
+//!   limits use this scheduler of our own.
+//! - **Remaining 0** pauses the scope until its reset.
+//! - **After the reset** without news, the scope paces at `limit / window` (the stated
+//!   window, else the longest reset seen) until the next response teaches it again.
+//! - **Most constrained governs**: a request goes at the latest of the slots all scopes,
+//!   declared quotas and pauses give it, and reserves that slot in each.
+//!
+//! Without headers, only the cap, the declared quotas and the verdicts drive admission.
+//!
+//! # Verdicts
+//!
+//! - Rate limited or overloaded: the **whole bucket** pauses until the server's time
+//!   (`retry_after`, else the snapshot's wait, else [`with_default_pause`](ConcurrencyCapLayer::with_default_pause));
+//!   requests already holding a slot inside the pause are moved after it. The adaptive
+//!   cap halves.
+//! - Quota exhausted: the bucket is exhausted until the stated reset or the cool-off;
+//!   then one probe goes ([`ExhaustionPolicy`]).
+//!
+//! # Errors
+//!
+//! The service's error is [`BoxError`]; this layer adds [`error::QueueFull`],
+//! [`error::WaitTooLong`], [`error::BucketExhausted`], [`error::CostTooHigh`] and
+//! [`StoreError`]; the inner service's errors pass through.
+//!
+//! # Simulator and quick use
+//!
+//! Default configuration plus a per-request [`Cost`] extension is the intended setup:
+//! `ServiceBuilder::new().layer(ConcurrencyCapLayer::new()).service(api)`.
+#![forbid(unsafe_code)]
+#![cfg_attr(docsrs, feature(doc_cfg))]
+
+mod body;
+pub mod error;
+mod future;
+mod key;
+mod layer;
+mod limiter;
+mod service;
+pub mod store;
+#[cfg(feature = "testing")]
+#[cfg_attr(docsrs, doc(cfg(feature = "testing")))]
+pub mod testing;
+
+pub use body::ResponseBody;
+pub use future::ResponseFuture;
+pub use key::{authority_key, BucketKey, Cost, Deadline, MAX_KEY_LEN};
+pub use layer::{ConcurrencyCapLayer, ExhaustionPolicy};
+pub use limiter::{BucketStats, InFlight, MAX_IN_FLIGHT};
+pub use service::ConcurrencyCap;
+pub use store::{LocalStore, QuotaStore, StoreError};
+
+/// Re-exported: the declared-quota type.
+pub use governor::Quota;
+
+/// The error type of [`ConcurrencyCap`].
+pub type BoxError = Box<dyn std::error::Error + Send + Sync>;

@@ -1,0 +1,401 @@
+//! The response future: waits for admission, then calls the inner service.
+
+use crate::body::ResponseBody;
+use crate::error::{BucketExhausted, CostTooHigh, QueueFull, WaitTooLong};
+use crate::key::BucketKey;
+use crate::limiter::{AcquireFuture, Limiter, Permit, QueueSlot};
+use crate::service::Shared;
+use crate::store::{Admission, Decision, Observation, Rejection, Reservation, StoreFuture, Ticket};
+use crate::BoxError;
+use abide_classify::{classify_error, classify_head, Classification};
+use abide_headers::{RateLimitHeaders, RateLimitSnapshot};
+use http::{Request, Response};
+use pin_project_lite::pin_project;
+use std::fmt;
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{ready, Context, Poll};
+use std::time::Duration;
+use tokio::time::{sleep_until, Instant, Sleep};
+use tower_service::Service;
+
+/// A far-but-safe instant for "no deadline" timers.
+const NEVER: Duration = Duration::from_secs(10 * 365 * 24 * 3600);
+
+pin_project! {
+    /// The future of [`ConcurrencyCap`](crate::ConcurrencyCap): in order, waits for an
+    /// in-flight permit (FIFO), asks the store for admission (sleeping until a reserved
+    /// slot when pacing says so), drives its clone of the inner service to readiness,
+    /// calls it, reports the outcome to the store and hands the permit to the response body.
+    ///
+    /// Dropping it at any point frees its queue place and its permit.
+    pub struct ResponseFuture<S, B>
+    where
+        S: Service<Request<B>>,
+    {
+        #[pin]
+        state: State<S::Future, S::Response>,
+        shared: Arc<Shared>,
+        key: BucketKey,
+        cost: u32,
+        started: Instant,
+        max_wait: Duration,
+        limiter: Arc<Limiter>,
+        queue: Option<QueueSlot>,
+        permit: Option<Permit>,
+        ticket: Option<Ticket>,
+        svc: S,
+        request: Option<Request<B>>,
+    }
+}
+
+pin_project! {
+    #[project = StateProj]
+    enum State<F, R> {
+        Start,
+        Acquire {
+            acquire: AcquireFuture,
+            #[pin]
+            timeout: Sleep,
+        },
+        Admit {
+            admit: StoreFuture<Decision>,
+        },
+        Sleep {
+            #[pin]
+            sleep: Sleep,
+            reservation: Option<Reservation>,
+        },
+        Ready,
+        Called {
+            #[pin]
+            future: F,
+            sent_at: Instant,
+        },
+        Observe {
+            observe: StoreFuture<()>,
+            outcome: Option<Result<R, BoxError>>,
+        },
+        Done,
+    }
+}
+
+impl<S, B> ResponseFuture<S, B>
+where
+    S: Service<Request<B>>,
+{
+    pub(crate) fn new(
+        shared: Arc<Shared>,
+        svc: S,
+        request: Request<B>,
+        key: BucketKey,
+        cost: u32,
+        started: Instant,
+        max_wait: Duration,
+    ) -> Self {
+        let limiter = shared.limiters.get(&key);
+        ResponseFuture {
+            state: State::Start,
+            shared,
+            key,
+            cost,
+            started,
+            max_wait,
+            limiter,
+            queue: None,
+            permit: None,
+            ticket: None,
+            svc,
+            request: Some(request),
+        }
+    }
+}
+
+impl<S, B> fmt::Debug for ResponseFuture<S, B>
+where
+    S: Service<Request<B>>,
+{
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let state = match self.state {
+            State::Start => "start",
+            State::Acquire { .. } => "waiting for a permit",
+            State::Admit { .. } => "asking the store",
+            State::Sleep { .. } => "waiting for a slot",
+            State::Ready => "waiting for the inner service",
+            State::Called { .. } => "in flight",
+            State::Observe { .. } => "reporting",
+            State::Done => "done",
+        };
+        f.debug_struct("ResponseFuture")
+            .field("bucket", &self.key)
+            .field("cost", &self.cost)
+            .field("state", &state)
+            .finish()
+    }
+}
+
+fn admit(
+    shared: &Shared,
+    key: &BucketKey,
+    cost: u32,
+    now: Instant,
+    max_wait: Duration,
+    reservation: Option<Reservation>,
+) -> StoreFuture<Decision> {
+    let admission = Admission::new(key, cost, now, &shared.config.policy)
+        .with_max_wait(max_wait)
+        .with_reservation(reservation);
+    shared.store.admit(&admission)
+}
+
+fn observe(
+    shared: &Shared,
+    key: &BucketKey,
+    ticket: Option<Ticket>,
+    now: Instant,
+    classification: &Classification,
+    snapshot: &RateLimitSnapshot,
+) -> StoreFuture<()> {
+    let observation = Observation::new(key, now, classification, snapshot, &shared.config.policy)
+        .with_ticket(ticket);
+    shared.store.observe(&observation)
+}
+
+fn rejection(key: &BucketKey, r: Rejection, waited: Duration, max_wait: Duration) -> BoxError {
+    match r {
+        Rejection::Exhausted { retry_in } => Box::new(BucketExhausted::new(key.clone(), retry_in)),
+        Rejection::TooLong { would_wait } => Box::new(WaitTooLong::new(
+            waited.saturating_add(would_wait),
+            max_wait,
+        )),
+        Rejection::TooCostly { cost, max } => Box::new(CostTooHigh::new(cost, max)),
+    }
+}
+
+impl<S, B, ResB> Future for ResponseFuture<S, B>
+where
+    S: Service<Request<B>, Response = Response<ResB>>,
+    S::Error: Into<BoxError>,
+    ResB: http_body::Body,
+{
+    type Output = Result<Response<ResponseBody<ResB>>, BoxError>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let mut this = self.project();
+        loop {
+            match this.state.as_mut().project() {
+                StateProj::Start => {
+                    if let Some(permit) = this.limiter.try_acquire() {
+                        *this.permit = Some(permit);
+                        let fut = admit(
+                            this.shared,
+                            this.key,
+                            *this.cost,
+                            Instant::now(),
+                            *this.max_wait,
+                            None,
+                        );
+                        this.state.set(State::Admit { admit: fut });
+                        continue;
+                    }
+                    let bound = this.shared.config.max_queue;
+                    let Some(slot) = this.limiter.enqueue(bound) else {
+                        this.state.set(State::Done);
+                        return Poll::Ready(Err(Box::new(QueueFull::new(this.key.clone(), bound))));
+                    };
+                    *this.queue = Some(slot);
+                    let Some(acquire) = this.limiter.acquire() else {
+                        // Unlimited buckets always have a permit; unreachable in practice.
+                        this.state.set(State::Done);
+                        return Poll::Ready(Err("abide-cap: no permit source".into()));
+                    };
+                    let deadline = this
+                        .started
+                        .checked_add((*this.max_wait).min(NEVER))
+                        .unwrap_or(*this.started);
+                    this.state.set(State::Acquire {
+                        acquire,
+                        timeout: sleep_until(deadline),
+                    });
+                }
+                StateProj::Acquire { acquire, timeout } => match acquire.as_mut().poll(cx) {
+                    Poll::Ready(Ok(permit)) => {
+                        *this.permit = Some(this.limiter.wrap(permit));
+                        let now = Instant::now();
+                        let left = this
+                            .max_wait
+                            .saturating_sub(now.saturating_duration_since(*this.started));
+                        let fut = admit(this.shared, this.key, *this.cost, now, left, None);
+                        this.state.set(State::Admit { admit: fut });
+                    }
+                    Poll::Ready(Err(closed)) => {
+                        this.state.set(State::Done);
+                        return Poll::Ready(Err(Box::new(closed)));
+                    }
+                    Poll::Pending => {
+                        ready!(timeout.poll(cx));
+                        let waited = Instant::now().saturating_duration_since(*this.started);
+                        this.state.set(State::Done);
+                        *this.queue = None;
+                        return Poll::Ready(Err(Box::new(WaitTooLong::new(
+                            waited,
+                            *this.max_wait,
+                        ))));
+                    }
+                },
+                StateProj::Admit { admit: fut } => {
+                    let decision = match ready!(Pin::new(fut).poll(cx)) {
+                        Ok(d) => d,
+                        Err(e) => {
+                            this.state.set(State::Done);
+                            *this.permit = None;
+                            *this.queue = None;
+                            return Poll::Ready(Err(Box::new(e)));
+                        }
+                    };
+                    match decision {
+                        Decision::Go(ticket) => {
+                            *this.ticket = Some(ticket);
+                            *this.queue = None;
+                            this.state.set(State::Ready);
+                        }
+                        Decision::Wait { until, reservation } => {
+                            if this.queue.is_none() {
+                                let bound = this.shared.config.max_queue;
+                                match this.limiter.enqueue(bound) {
+                                    Some(slot) => *this.queue = Some(slot),
+                                    None => {
+                                        this.state.set(State::Done);
+                                        *this.permit = None;
+                                        return Poll::Ready(Err(Box::new(QueueFull::new(
+                                            this.key.clone(),
+                                            bound,
+                                        ))));
+                                    }
+                                }
+                            }
+                            this.state.set(State::Sleep {
+                                sleep: sleep_until(until),
+                                reservation,
+                            });
+                        }
+                        Decision::Reject(r) => {
+                            this.state.set(State::Done);
+                            *this.permit = None;
+                            *this.queue = None;
+                            let waited = Instant::now().saturating_duration_since(*this.started);
+                            return Poll::Ready(Err(rejection(
+                                this.key,
+                                r,
+                                waited,
+                                *this.max_wait,
+                            )));
+                        }
+                    }
+                }
+                StateProj::Sleep { sleep, reservation } => {
+                    ready!(sleep.poll(cx));
+                    let reservation = *reservation;
+                    let now = Instant::now();
+                    let left = this
+                        .max_wait
+                        .saturating_sub(now.saturating_duration_since(*this.started));
+                    let fut = admit(this.shared, this.key, *this.cost, now, left, reservation);
+                    this.state.set(State::Admit { admit: fut });
+                }
+                StateProj::Ready => {
+                    if let Err(e) = ready!(this.svc.poll_ready(cx)) {
+                        this.state.set(State::Done);
+                        *this.permit = None;
+                        return Poll::Ready(Err(e.into()));
+                    }
+                    let Some(request) = this.request.take() else {
+                        this.state.set(State::Done);
+                        return Poll::Ready(Err(
+                            "abide-cap: response future polled after completion".into(),
+                        ));
+                    };
+                    let future = this.svc.call(request);
+                    this.state.set(State::Called {
+                        future,
+                        sent_at: Instant::now(),
+                    });
+                }
+                StateProj::Called { future, sent_at } => {
+                    let result = ready!(future.poll(cx));
+                    let now = Instant::now();
+                    let latency = now.saturating_duration_since(*sent_at);
+                    let (fut, outcome) = match result {
+                        Ok(response) => {
+                            let computed_snapshot;
+                            let snapshot = match response.extensions().get::<RateLimitSnapshot>() {
+                                Some(s) => s,
+                                None => {
+                                    computed_snapshot =
+                                        RateLimitHeaders::new().extract(response.headers());
+                                    &computed_snapshot
+                                }
+                            };
+                            let computed_class;
+                            let class = match response.extensions().get::<Classification>() {
+                                Some(c) => c,
+                                None => {
+                                    computed_class = classify_head(
+                                        response.status(),
+                                        response.headers(),
+                                        snapshot,
+                                    );
+                                    &computed_class
+                                }
+                            };
+                            this.limiter.on_outcome(class.class, latency, now);
+                            let fut =
+                                observe(this.shared, this.key, *this.ticket, now, class, snapshot);
+                            (fut, Ok(response))
+                        }
+                        Err(e) => {
+                            let e: BoxError = e.into();
+                            let class = classify_error(&*e);
+                            this.limiter.on_outcome(class.class, latency, now);
+                            let fut = observe(
+                                this.shared,
+                                this.key,
+                                *this.ticket,
+                                now,
+                                &class,
+                                &RateLimitSnapshot::new(),
+                            );
+                            (fut, Err(e))
+                        }
+                    };
+                    this.state.set(State::Observe {
+                        observe: fut,
+                        outcome: Some(outcome),
+                    });
+                }
+                StateProj::Observe { observe, outcome } => {
+                    if let Err(e) = ready!(Pin::new(observe).poll(cx)) {
+                        // The answer is worth more than the bookkeeping: pass it on.
+                        tracing::debug!(bucket = %this.key, error = %e, "abide-cap: observation not recorded");
+                    }
+                    let outcome = outcome.take();
+                    this.state.set(State::Done);
+                    let permit = this.permit.take();
+                    return Poll::Ready(match outcome {
+                        Some(Ok(response)) => {
+                            Ok(response.map(|body| ResponseBody::new(body, permit)))
+                        }
+                        Some(Err(e)) => Err(e),
+                        None => Err("abide-cap: response future polled after completion".into()),
+                    });
+                }
+                StateProj::Done => {
+                    return Poll::Ready(Err(
+                        "abide-cap: response future polled after completion".into()
+                    ));
+                }
+            }
+        }
+    }
+}

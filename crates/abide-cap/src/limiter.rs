@@ -1,0 +1,399 @@
+//! Process-local per-bucket admission: the in-flight cap (fixed or AIMD) and the queue
+//! count. Not in the store on purpose: permits belong to this process's live bodies.
+
+use crate::key::BucketKey;
+use abide_classify::Class;
+use std::collections::HashMap;
+use std::fmt;
+use std::future::Future;
+use std::hash::{BuildHasher, RandomState};
+use std::pin::Pin;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::time::Duration;
+use tokio::sync::{AcquireError, OwnedSemaphorePermit, Semaphore};
+use tokio::time::Instant;
+
+/// The largest in-flight cap accepted; larger values are taken as this.
+pub const MAX_IN_FLIGHT: usize = 1 << 16;
+
+const SHARDS: usize = 16;
+const MIN_SWEEP: usize = 256;
+
+/// How many requests of one bucket may be in flight at once (from admission until the
+/// response body ends or is dropped).
+///
+/// ```
+/// use abide_cap::InFlight;
+/// let fixed = InFlight::fixed(8);
+/// let adaptive = InFlight::adaptive(10, 1, 256);
+/// assert_eq!(fixed.initial(), Some(8));
+/// assert_eq!(adaptive.initial(), Some(10));
+/// assert_eq!(InFlight::unlimited().initial(), None);
+/// ```
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct InFlight(Mode);
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+enum Mode {
+    Unlimited,
+    Fixed(usize),
+    Adaptive {
+        initial: usize,
+        min: usize,
+        max: usize,
+    },
+}
+
+impl InFlight {
+    /// No in-flight cap (pacing and pauses still apply).
+    pub fn unlimited() -> Self {
+        InFlight(Mode::Unlimited)
+    }
+
+    /// At most `n` at once (0 is taken as 1; values above [`MAX_IN_FLIGHT`] as that).
+    pub fn fixed(n: usize) -> Self {
+        InFlight(Mode::Fixed(n.clamp(1, MAX_IN_FLIGHT)))
+    }
+
+    /// AIMD: start at `initial`, halve on a rate-limit or overload verdict, cut by a tenth
+    /// when latency rises past twice its baseline, grow by one per cap's worth of
+    /// successes while the cap is in use; always within `min..=max` (at least 1).
+    pub fn adaptive(initial: usize, min: usize, max: usize) -> Self {
+        let min = min.clamp(1, MAX_IN_FLIGHT);
+        let max = max.clamp(min, MAX_IN_FLIGHT);
+        InFlight(Mode::Adaptive {
+            initial: initial.clamp(min, max),
+            min,
+            max,
+        })
+    }
+
+    /// The starting cap, `None` when unlimited.
+    pub fn initial(&self) -> Option<usize> {
+        match self.0 {
+            Mode::Unlimited => None,
+            Mode::Fixed(n) => Some(n),
+            Mode::Adaptive { initial, .. } => Some(initial),
+        }
+    }
+}
+
+impl Default for InFlight {
+    /// `InFlight::adaptive(10, 1, 256)`.
+    fn default() -> Self {
+        InFlight::adaptive(10, 1, 256)
+    }
+}
+
+#[derive(Debug)]
+struct Aimd {
+    limit: f64,
+    permits: usize,
+    debt: usize,
+    min: usize,
+    max: usize,
+    ewma_ns: f64,
+    baseline_ns: f64,
+    last_decrease: Option<Instant>,
+}
+
+impl Aimd {
+    /// Moves the cap to `new` permits: adds permits, or takes them back (now if free,
+    /// else as debt paid by the next releases).
+    fn apply(&mut self, sem: &Semaphore, new: usize) {
+        if new < self.permits {
+            let cut = self.permits - new;
+            let taken = sem.forget_permits(cut);
+            self.debt += cut - taken;
+        } else if new > self.permits {
+            let grow = new - self.permits;
+            let paid = grow.min(self.debt);
+            self.debt -= paid;
+            sem.add_permits(grow - paid);
+        }
+        self.permits = new;
+    }
+
+    fn decrease(&mut self, sem: &Semaphore, factor: f64, now: Instant) {
+        // At most once per round trip: one burst of 429s is one signal.
+        let rtt = Duration::from_nanos(self.ewma_ns as u64);
+        if self
+            .last_decrease
+            .is_some_and(|t| now.saturating_duration_since(t) < rtt)
+        {
+            return;
+        }
+        self.last_decrease = Some(now);
+        self.limit = (self.limit * factor).max(self.min as f64);
+        let new = (self.limit as usize).clamp(self.min, self.max);
+        self.apply(sem, new);
+    }
+}
+
+/// One bucket's local admission state.
+pub(crate) struct Limiter {
+    sem: Option<Arc<Semaphore>>,
+    aimd: Option<Mutex<Aimd>>,
+    queued: AtomicUsize,
+    in_flight: AtomicUsize,
+}
+
+impl fmt::Debug for Limiter {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Limiter")
+            .field("in_flight", &self.in_flight.load(Ordering::Relaxed))
+            .field("queued", &self.queued.load(Ordering::Relaxed))
+            .finish()
+    }
+}
+
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+pub(crate) type AcquireFuture =
+    Pin<Box<dyn Future<Output = Result<OwnedSemaphorePermit, AcquireError>> + Send>>;
+
+impl Limiter {
+    fn new(config: InFlight) -> Self {
+        let (sem, aimd) = match config.0 {
+            Mode::Unlimited => (None, None),
+            Mode::Fixed(n) => (Some(Arc::new(Semaphore::new(n))), None),
+            Mode::Adaptive { initial, min, max } => (
+                Some(Arc::new(Semaphore::new(initial))),
+                Some(Mutex::new(Aimd {
+                    limit: initial as f64,
+                    permits: initial,
+                    debt: 0,
+                    min,
+                    max,
+                    ewma_ns: 0.0,
+                    baseline_ns: 0.0,
+                    last_decrease: None,
+                })),
+            ),
+        };
+        Limiter {
+            sem,
+            aimd,
+            queued: AtomicUsize::new(0),
+            in_flight: AtomicUsize::new(0),
+        }
+    }
+
+    /// A permit now if one is free (the semaphore hands freed permits to waiters first,
+    /// so this does not jump the queue).
+    pub(crate) fn try_acquire(self: &Arc<Self>) -> Option<Permit> {
+        let permit = match &self.sem {
+            None => None,
+            Some(sem) => Some(sem.clone().try_acquire_owned().ok()?),
+        };
+        Some(Permit::new(self.clone(), permit))
+    }
+
+    /// Waits for a permit, in FIFO order. Boxed because tokio's acquire future has no
+    /// name; only the contended path pays for it.
+    pub(crate) fn acquire(&self) -> Option<AcquireFuture> {
+        let sem = self.sem.clone()?;
+        Some(Box::pin(sem.acquire_owned()))
+    }
+
+    pub(crate) fn wrap(self: &Arc<Self>, permit: OwnedSemaphorePermit) -> Permit {
+        Permit::new(self.clone(), Some(permit))
+    }
+
+    /// Joins the queue if fewer than `bound` wait.
+    pub(crate) fn enqueue(self: &Arc<Self>, bound: usize) -> Option<QueueSlot> {
+        self.queued
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |q| {
+                (q < bound).then_some(q + 1)
+            })
+            .ok()?;
+        Some(QueueSlot(self.clone()))
+    }
+
+    /// Feeds one outcome to the adaptive cap.
+    pub(crate) fn on_outcome(&self, class: Class, latency: Duration, now: Instant) {
+        let (Some(sem), Some(aimd)) = (&self.sem, &self.aimd) else {
+            return;
+        };
+        let mut a = lock(aimd);
+        if class.is_throttle() {
+            a.decrease(sem, 0.5, now);
+            return;
+        }
+        if class != Class::Success {
+            return;
+        }
+        let x = latency.as_nanos() as f64;
+        if a.ewma_ns == 0.0 {
+            a.ewma_ns = x;
+            a.baseline_ns = x;
+        } else {
+            a.ewma_ns = 0.8 * a.ewma_ns + 0.2 * x;
+            // The baseline follows the lowest latency seen, drifting up slowly so a
+            // permanent change of the server is eventually accepted.
+            a.baseline_ns = if x < a.baseline_ns {
+                x
+            } else {
+                a.baseline_ns + (x - a.baseline_ns) / 256.0
+            };
+        }
+        if a.baseline_ns > 0.0 && a.ewma_ns > 2.0 * a.baseline_ns {
+            a.decrease(sem, 0.9, now);
+            return;
+        }
+        // Grow only while the cap is what limits: an unused cap proves nothing.
+        let busy = self.in_flight.load(Ordering::Relaxed) + 1 >= a.permits;
+        if busy && a.permits < a.max {
+            a.limit = (a.limit + 1.0 / a.limit).min(a.max as f64);
+            let new = (a.limit as usize).clamp(a.min, a.max);
+            a.apply(sem, new);
+        }
+    }
+
+    fn release(&self, permit: Option<OwnedSemaphorePermit>) {
+        self.in_flight.fetch_sub(1, Ordering::AcqRel);
+        let (Some(permit), Some(aimd)) = (permit, &self.aimd) else {
+            return;
+        };
+        let mut a = lock(aimd);
+        if a.debt > 0 {
+            a.debt -= 1;
+            permit.forget();
+        }
+    }
+
+    pub(crate) fn stats(&self) -> BucketStats {
+        let limit = match (&self.aimd, &self.sem) {
+            (Some(a), _) => Some(lock(a).permits),
+            (None, Some(sem)) => {
+                Some(sem.available_permits() + self.in_flight.load(Ordering::Acquire))
+            }
+            (None, None) => None,
+        };
+        BucketStats {
+            in_flight: self.in_flight.load(Ordering::Acquire),
+            queued: self.queued.load(Ordering::Acquire),
+            limit,
+        }
+    }
+}
+
+/// What one bucket's local admission looks like now.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct BucketStats {
+    /// Requests admitted whose response body has not ended or been dropped.
+    pub in_flight: usize,
+    /// Requests waiting for admission.
+    pub queued: usize,
+    /// The current in-flight cap, `None` when unlimited.
+    pub limit: Option<usize>,
+}
+
+/// An in-flight permit: released when dropped.
+pub(crate) struct Permit {
+    limiter: Arc<Limiter>,
+    permit: Option<OwnedSemaphorePermit>,
+}
+
+impl Permit {
+    fn new(limiter: Arc<Limiter>, permit: Option<OwnedSemaphorePermit>) -> Self {
+        limiter.in_flight.fetch_add(1, Ordering::AcqRel);
+        Permit { limiter, permit }
+    }
+}
+
+impl fmt::Debug for Permit {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Permit").finish_non_exhaustive()
+    }
+}
+
+impl Drop for Permit {
+    fn drop(&mut self) {
+        self.limiter.release(self.permit.take());
+    }
+}
+
+/// A place in a bucket's queue: freed when dropped.
+pub(crate) struct QueueSlot(Arc<Limiter>);
+
+impl fmt::Debug for QueueSlot {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("QueueSlot").finish_non_exhaustive()
+    }
+}
+
+impl Drop for QueueSlot {
+    fn drop(&mut self) {
+        self.0.queued.fetch_sub(1, Ordering::AcqRel);
+    }
+}
+
+/// All buckets' limiters, shared by the clones of one service.
+pub(crate) struct Limiters {
+    config: InFlight,
+    shards: Vec<Mutex<Shard>>,
+    hasher: RandomState,
+}
+
+struct Shard {
+    map: HashMap<BucketKey, Arc<Limiter>>,
+    sweep_at: usize,
+}
+
+impl fmt::Debug for Limiters {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Limiters")
+            .field("config", &self.config)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Limiters {
+    pub(crate) fn new(config: InFlight) -> Self {
+        Limiters {
+            config,
+            shards: (0..SHARDS)
+                .map(|_| {
+                    Mutex::new(Shard {
+                        map: HashMap::new(),
+                        sweep_at: MIN_SWEEP,
+                    })
+                })
+                .collect(),
+            hasher: RandomState::new(),
+        }
+    }
+
+    fn shard(&self, key: &BucketKey) -> &Mutex<Shard> {
+        &self.shards[(self.hasher.hash_one(key) as usize) % SHARDS]
+    }
+
+    pub(crate) fn get(&self, key: &BucketKey) -> Arc<Limiter> {
+        let mut shard = lock(self.shard(key));
+        if let Some(l) = shard.map.get(key) {
+            return l.clone();
+        }
+        if shard.map.len() >= shard.sweep_at {
+            // Nobody holds it (no future, permit or queue slot): dropping it loses only
+            // the adaptive cap's history.
+            shard.map.retain(|_, l| Arc::strong_count(l) > 1);
+            shard.sweep_at = (shard.map.len() * 2).max(MIN_SWEEP);
+        }
+        let limiter = Arc::new(Limiter::new(self.config));
+        shard.map.insert(key.clone(), limiter.clone());
+        limiter
+    }
+
+    pub(crate) fn stats(&self, key: &BucketKey) -> Option<BucketStats> {
+        lock(self.shard(key)).map.get(key).map(|l| l.stats())
+    }
+
+    pub(crate) fn len(&self) -> usize {
+        self.shards.iter().map(|s| lock(s).map.len()).sum()
+    }
+}

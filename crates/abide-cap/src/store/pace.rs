@@ -1,0 +1,479 @@
+//! The state of one bucket and its rules: pauses, exhaustion and probing, declared quotas
+//! (GCRA) and learned limits (virtual scheduling of what the server says remains).
+//!
+//! Pure: every method takes `now`, nothing reads a clock or locks.
+
+use super::{Admission, Decision, Observation, Rejection, Reservation, Ticket};
+use crate::ExhaustionPolicy;
+use abide_classify::Class;
+use abide_headers::{Limit, QuotaUnit, Scope, MAX_LIMITS};
+use governor::Quota;
+use std::time::Duration;
+use tokio::time::Instant;
+
+/// The longest span any computed instant is pushed into the future; keeps `Instant`
+/// arithmetic far from overflow whatever a server or a config says.
+const MAX_SPAN: Duration = Duration::from_secs(10 * 365 * 24 * 3600);
+
+/// Learned resets beyond this are taken as this (a daily quota still paces; a server
+/// saying "resets in a century" does not stop the client for a century).
+const MAX_LEARNED_RESET: Duration = Duration::from_secs(7 * 24 * 3600);
+
+/// How often a request held behind an exhausted bucket's outstanding probe asks again.
+const PROBE_POLL: Duration = Duration::from_secs(1);
+
+/// The most learned scopes kept per bucket.
+const MAX_SCOPES: usize = 2 * MAX_LIMITS;
+
+fn later(at: Instant, by: Duration) -> Instant {
+    at.checked_add(by.min(MAX_SPAN)).unwrap_or(at)
+}
+
+fn since(later: Instant, earlier: Instant) -> Duration {
+    later.saturating_duration_since(earlier)
+}
+
+/// `span * units / per`, capped, without overflow.
+fn scale(span_ns: u64, units: u64, per: u64) -> Duration {
+    let ns = u128::from(span_ns) * u128::from(units) / u128::from(per.max(1));
+    Duration::from_nanos(u64::try_from(ns).unwrap_or(u64::MAX)).min(MAX_SPAN)
+}
+
+fn nanos(d: Duration) -> u64 {
+    u64::try_from(d.as_nanos()).unwrap_or(u64::MAX)
+}
+
+/// GCRA with reservation: the earliest start of `units` at or after `at`, and the new
+/// theoretical arrival time. `None` when `units` exceeds the burst (it never conforms).
+fn gcra(
+    tat: Option<Instant>,
+    at: Instant,
+    units: u64,
+    quota: &Quota,
+) -> Option<(Instant, Instant)> {
+    let burst = u64::from(quota.burst_size().get());
+    if units > burst {
+        return None;
+    }
+    let t = nanos(quota.replenish_interval());
+    let increment = scale(t, units, 1);
+    let tolerance = scale(t, burst, 1);
+    let tat = tat.unwrap_or(at);
+    let needed = later(tat, increment);
+    let start = match needed.checked_sub(tolerance) {
+        Some(earliest) if earliest > at => earliest,
+        _ => at,
+    };
+    Some((start, later(tat.max(start), increment)))
+}
+
+/// Pacing of one learned limit: spread `remaining` units evenly over the time until
+/// `reset_at`, after the slots already reserved (`tat`).
+#[derive(Clone, Copy, Debug)]
+struct Pace {
+    /// Units left before `reset_at`, after the reservations already made.
+    remaining: u64,
+    reset_at: Instant,
+    /// The pacing rate: `span_ns` nanoseconds per `per` units.
+    span_ns: u64,
+    per: u64,
+    limit: Option<u64>,
+    window: Option<Duration>,
+    /// Theoretical arrival time: the end of the last reserved slot.
+    tat: Instant,
+}
+
+impl Pace {
+    /// Moves to the window that contains `at`, if the window is known. False when the
+    /// reset passed and nothing says what comes next: the limit no longer constrains.
+    fn roll(&mut self, at: Instant) -> bool {
+        let (Some(limit), Some(window)) = (self.limit, self.window) else {
+            return false;
+        };
+        if limit == 0 || window.is_zero() {
+            return false;
+        }
+        let behind = nanos(since(at, self.reset_at));
+        let windows = behind / nanos(window).max(1) + 1;
+        let window_start = later(self.reset_at, scale(nanos(window), windows - 1, 1));
+        self.reset_at = later(window_start, window);
+        self.remaining = limit;
+        self.span_ns = nanos(window);
+        self.per = limit;
+        self.tat = self.tat.max(window_start);
+        true
+    }
+
+    /// The earliest start of `units` at or after `at`, and the pace after reserving it.
+    fn plan(mut self, at: Instant, units: u64) -> (Instant, Pace) {
+        let mut at = at;
+        for _ in 0..4 {
+            if at >= self.reset_at && !self.roll(at) {
+                return (at, self);
+            }
+            let start = at.max(self.tat);
+            if start < self.reset_at && self.remaining >= units {
+                self.tat = later(start, scale(self.span_ns, units, self.per));
+                self.remaining -= units;
+                return (start, self);
+            }
+            if self.limit.is_some_and(|l| units > l) && self.remaining == self.limit.unwrap_or(0) {
+                // Can never fit a window: send at the window's start and let the server
+                // decide, rather than wait forever.
+                self.remaining = 0;
+                self.tat = self.reset_at;
+                return (start, self);
+            }
+            at = at.max(self.reset_at);
+        }
+        (at, self)
+    }
+
+    /// Whether the limit still says something about instants after `now`.
+    fn binds_after(&self, now: Instant) -> bool {
+        self.tat > now || (self.remaining == 0 && self.reset_at > now)
+    }
+}
+
+#[derive(Clone, Debug)]
+struct Learned {
+    scope: Scope,
+    counts_cost: bool,
+    /// The ticket counter of the newest observation applied (older ones are stale).
+    applied: u64,
+    pace: Pace,
+}
+
+fn counts_cost(limit: &Limit) -> Option<bool> {
+    match &limit.scope {
+        Scope::Requests => Some(false),
+        Scope::Tokens | Scope::InputTokens | Scope::OutputTokens => Some(true),
+        _ => match &limit.unit {
+            Some(QuotaUnit::ConcurrentRequests) => None,
+            Some(QuotaUnit::Tokens) | Some(QuotaUnit::ContentBytes) => Some(true),
+            _ => Some(false),
+        },
+    }
+}
+
+#[derive(Clone, Copy, Debug)]
+struct Exhausted {
+    until: Instant,
+    epoch: u64,
+    probe_lease: Option<Instant>,
+}
+
+/// Everything the store keeps about one bucket.
+#[derive(Clone, Debug)]
+pub(crate) struct BucketState {
+    epoch: u64,
+    requests: u64,
+    units: u64,
+    paused_until: Option<Instant>,
+    exhausted: Option<Exhausted>,
+    request_tat: Option<Instant>,
+    cost_tat: Option<Instant>,
+    learned: Vec<Learned>,
+    pub(crate) last_used: Instant,
+}
+
+impl BucketState {
+    pub(crate) fn new(now: Instant) -> Self {
+        BucketState {
+            epoch: 0,
+            requests: 0,
+            units: 0,
+            paused_until: None,
+            exhausted: None,
+            request_tat: None,
+            cost_tat: None,
+            learned: Vec::new(),
+            last_used: now,
+        }
+    }
+
+    /// Whether dropping this bucket at `now` loses nothing but history: unused for
+    /// `idle`, and no pause, exhaustion, reservation or exhausted window still ahead.
+    pub(crate) fn is_idle(&self, now: Instant, idle: Duration) -> bool {
+        later(self.last_used, idle) <= now
+            && self.paused_until.is_none_or(|p| p <= now)
+            && self.exhausted.is_none()
+            && self.request_tat.is_none_or(|t| t <= now)
+            && self.cost_tat.is_none_or(|t| t <= now)
+            && !self.learned.iter().any(|l| l.pace.binds_after(now))
+    }
+
+    fn ticket(&self) -> Ticket {
+        Ticket {
+            epoch: self.epoch,
+            requests: self.requests,
+            units: self.units,
+        }
+    }
+
+    fn wait_or_reject(now: Instant, until: Instant, max_wait: Duration) -> Decision {
+        let wait = since(until, now);
+        if wait > max_wait {
+            Decision::Reject(Rejection::TooLong { would_wait: wait })
+        } else {
+            Decision::Wait {
+                until,
+                reservation: None,
+            }
+        }
+    }
+
+    pub(crate) fn admit(&mut self, a: &Admission<'_>) -> Decision {
+        let now = a.now;
+        self.last_used = self.last_used.max(now);
+        if let Some(r) = a.reservation {
+            if r.ticket.epoch == self.epoch && self.exhausted.is_none() {
+                return Decision::Go(r.ticket);
+            }
+        }
+        let cost = u64::from(a.cost);
+        if let Some(ex) = &mut self.exhausted {
+            let hold = a.policy.exhaustion == ExhaustionPolicy::HoldAndProbe;
+            if now < ex.until {
+                return if hold {
+                    Self::wait_or_reject(now, ex.until, a.max_wait)
+                } else {
+                    Decision::Reject(Rejection::Exhausted {
+                        retry_in: Some(since(ex.until, now)),
+                    })
+                };
+            }
+            match ex.probe_lease {
+                Some(lease) if now < lease => {
+                    return if hold {
+                        Self::wait_or_reject(now, lease.min(later(now, PROBE_POLL)), a.max_wait)
+                    } else {
+                        Decision::Reject(Rejection::Exhausted {
+                            retry_in: Some(since(lease, now)),
+                        })
+                    };
+                }
+                _ => {
+                    // This request is the probe; the others wait for its answer.
+                    ex.probe_lease = Some(later(now, a.policy.cool_off.max(PROBE_POLL)));
+                    self.requests += 1;
+                    self.units += cost;
+                    return Decision::Go(self.ticket());
+                }
+            }
+        }
+
+        let mut start = now.max(self.paused_until.unwrap_or(now));
+        let mut request_tat = self.request_tat;
+        let mut cost_tat = self.cost_tat;
+        let mut paces: [Option<Pace>; MAX_SCOPES] = [None; MAX_SCOPES];
+        // Each constraint can only push the start later; two passes settle the
+        // interaction of window boundaries between scopes.
+        for _ in 0..3 {
+            let before = start;
+            if let Some(q) = &a.policy.request_quota {
+                if let Some((s, t)) = gcra(self.request_tat, start, 1, q) {
+                    start = start.max(s);
+                    request_tat = Some(t);
+                }
+            }
+            if let Some(q) = &a.policy.cost_quota {
+                match gcra(self.cost_tat, start, cost, q) {
+                    Some((s, t)) => {
+                        start = start.max(s);
+                        cost_tat = Some(t);
+                    }
+                    None => {
+                        return Decision::Reject(Rejection::TooCostly {
+                            cost: a.cost,
+                            max: q.burst_size().get(),
+                        })
+                    }
+                }
+            }
+            if a.policy.learn {
+                for (slot, l) in paces.iter_mut().zip(&self.learned) {
+                    let units = if l.counts_cost { cost } else { 1 };
+                    let (s, p) = l.pace.plan(start, units);
+                    start = start.max(s);
+                    *slot = Some(p);
+                }
+            }
+            if start == before {
+                break;
+            }
+        }
+        // Re-plan every constraint at the settled start so all reserve the same slot.
+        if let Some(q) = &a.policy.request_quota {
+            request_tat = gcra(self.request_tat, start, 1, q).map(|(_, t)| t);
+        }
+        if let Some(q) = &a.policy.cost_quota {
+            cost_tat = gcra(self.cost_tat, start, cost, q).map(|(_, t)| t);
+        }
+        if a.policy.learn {
+            for (slot, l) in paces.iter_mut().zip(&self.learned) {
+                let units = if l.counts_cost { cost } else { 1 };
+                *slot = Some(l.pace.plan(start, units).1);
+            }
+        }
+
+        let wait = since(start, now);
+        if wait > a.max_wait {
+            return Decision::Reject(Rejection::TooLong { would_wait: wait });
+        }
+        self.request_tat = request_tat;
+        self.cost_tat = cost_tat;
+        for (l, p) in self.learned.iter_mut().zip(paces) {
+            if let Some(p) = p {
+                l.pace = p;
+            }
+        }
+        self.requests += 1;
+        self.units += cost;
+        let ticket = self.ticket();
+        if start <= now {
+            Decision::Go(ticket)
+        } else {
+            Decision::Wait {
+                until: start,
+                reservation: Some(Reservation { ticket, at: start }),
+            }
+        }
+    }
+
+    pub(crate) fn observe(&mut self, o: &Observation<'_>) {
+        let now = o.now;
+        self.last_used = self.last_used.max(now);
+        if o.policy.learn {
+            for limit in o.snapshot.limits() {
+                self.learn(limit, now, o.ticket);
+            }
+        }
+        let c = o.classification;
+        let current = o
+            .ticket
+            .is_some_and(|t| self.exhausted.is_some_and(|ex| t.epoch >= ex.epoch));
+        match c.class {
+            Class::QuotaExhausted => {
+                let wait = c
+                    .retry_after
+                    .or_else(|| o.snapshot.wait())
+                    .unwrap_or(o.policy.cool_off)
+                    .min(o.policy.max_pause);
+                self.exhaust(later(now, wait));
+            }
+            Class::ServerError => {}
+            class => {
+                // Any other answer to the probe means the quota is back.
+                if current {
+                    self.exhausted = None;
+                }
+                if class.is_throttle() {
+                    let wait = c
+                        .retry_after
+                        .or_else(|| o.snapshot.wait())
+                        .unwrap_or(o.policy.default_pause)
+                        .min(o.policy.max_pause);
+                    if !wait.is_zero() {
+                        self.pause(later(now, wait));
+                    }
+                }
+            }
+        }
+    }
+
+    fn learn(&mut self, limit: &Limit, now: Instant, ticket: Option<Ticket>) {
+        let Some(counts_cost) = counts_cost(limit) else {
+            return;
+        };
+        let (Some(remaining), Some(reset)) = (limit.remaining, limit.reset.or(limit.window)) else {
+            return;
+        };
+        let reset = reset.min(MAX_LEARNED_RESET);
+        let seq = if counts_cost {
+            self.units
+        } else {
+            self.requests
+        };
+        // What this bucket admitted after the observed request: the server's `remaining`
+        // did not count it yet.
+        let (applied, uncounted) = match ticket {
+            Some(t) => {
+                let mine = if counts_cost { t.units } else { t.requests };
+                (mine, seq.saturating_sub(mine))
+            }
+            None => (seq, 0),
+        };
+        let index = match self.learned.iter().position(|l| l.scope == limit.scope) {
+            Some(i) => {
+                if applied < self.learned[i].applied {
+                    return; // an older response than one already applied
+                }
+                i
+            }
+            None => {
+                if self.learned.len() == MAX_SCOPES {
+                    // Keep the scopes that bind longest.
+                    let (i, _) = self
+                        .learned
+                        .iter()
+                        .enumerate()
+                        .min_by_key(|(_, l)| l.pace.reset_at)
+                        .unwrap_or((0, &self.learned[0]));
+                    self.learned.swap_remove(i);
+                }
+                self.learned.push(Learned {
+                    scope: limit.scope.clone(),
+                    counts_cost,
+                    applied,
+                    pace: Pace {
+                        remaining: 0,
+                        reset_at: now,
+                        span_ns: 0,
+                        per: 1,
+                        limit: None,
+                        window: None,
+                        tat: now,
+                    },
+                });
+                self.learned.len() - 1
+            }
+        };
+        let l = &mut self.learned[index];
+        let reset_at = later(now, reset);
+        let remaining = remaining.saturating_sub(uncounted);
+        let from = now.max(l.pace.tat);
+        let window = limit
+            .window
+            .or_else(|| Some(l.pace.window.unwrap_or(Duration::ZERO).max(reset)))
+            .filter(|w| !w.is_zero());
+        l.applied = applied;
+        l.counts_cost = counts_cost;
+        l.pace = Pace {
+            remaining,
+            reset_at,
+            span_ns: nanos(since(reset_at, from)),
+            per: remaining.max(1),
+            limit: limit.limit.or(l.pace.limit),
+            window,
+            tat: l.pace.tat,
+        };
+    }
+
+    pub(crate) fn pause(&mut self, until: Instant) {
+        if self.paused_until.is_none_or(|p| p < until) {
+            self.paused_until = Some(until);
+            self.epoch += 1;
+        }
+    }
+
+    pub(crate) fn exhaust(&mut self, until: Instant) {
+        self.epoch += 1;
+        let until = self.exhausted.map_or(until, |ex| ex.until.max(until));
+        self.exhausted = Some(Exhausted {
+            until,
+            epoch: self.epoch,
+            probe_lease: None,
+        });
+    }
+}
