@@ -1,0 +1,257 @@
+//! The response future: waits for the inner response, peeks a bounded body prefix when
+//! the classifier asks, attaches the verdict.
+
+use crate::body::{EosClassification, EosWatch, ResponseBody};
+use crate::classify::{missing_grpc_status, BodyPrefix, ClassifyResponse, Decision, ResponseHead};
+use crate::layer::PeekConfig;
+use crate::{rules, Classification};
+use abide_headers::RateLimitSnapshot;
+use bytes::{Buf, Bytes};
+use http::{response::Parts, HeaderMap, Response};
+use http_body::{Body, Frame};
+use pin_project_lite::pin_project;
+use std::borrow::Cow;
+use std::collections::VecDeque;
+use std::fmt;
+use std::future::Future;
+use std::pin::Pin;
+use std::task::{ready, Context, Poll};
+use tokio::time::Sleep;
+
+pin_project! {
+    /// Response future of [`QuotaClassifier`](crate::QuotaClassifier).
+    pub struct ResponseFuture<F, C, B: Body> {
+        #[pin]
+        state: State<F, C, B>,
+        config: PeekConfig,
+    }
+}
+
+pin_project! {
+    #[project = StateProj]
+    #[project_replace = StateReplace]
+    enum State<F, C, B: Body> {
+        Calling { #[pin] future: F, classifier: C },
+        Peeking { #[pin] sleep: Sleep, peek: Option<Box<Peek<C, B>>> },
+        Done,
+    }
+}
+
+/// What the peek holds while it reads (boxed: only failure responses get here).
+struct Peek<C, B: Body> {
+    parts: Parts,
+    snapshot: RateLimitSnapshot,
+    provisional: Classification,
+    classifier: C,
+    body: Pin<Box<B>>,
+    frames: VecDeque<Frame<Bytes>>,
+    buffered: usize,
+    error: Option<B::Error>,
+    ended: bool,
+}
+
+impl<F, C, B: Body> fmt::Debug for ResponseFuture<F, C, B> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let state = match &self.state {
+            State::Calling { .. } => "calling",
+            State::Peeking { .. } => "peeking",
+            State::Done => "done",
+        };
+        f.debug_struct("ResponseFuture")
+            .field("state", &state)
+            .finish()
+    }
+}
+
+impl<F, C, B: Body> ResponseFuture<F, C, B> {
+    pub(crate) fn new(future: F, classifier: C, config: PeekConfig) -> Self {
+        ResponseFuture {
+            state: State::Calling { future, classifier },
+            config,
+        }
+    }
+}
+
+fn attach(parts: &mut Parts, c: Classification, snapshot: RateLimitSnapshot) {
+    parts.extensions.insert(c);
+    parts.extensions.insert(snapshot);
+}
+
+impl<F, C, B, E> Future for ResponseFuture<F, C, B>
+where
+    F: Future<Output = Result<Response<B>, E>>,
+    C: ClassifyResponse + Send + Sync + 'static,
+    B: Body,
+{
+    type Output = Result<Response<ResponseBody<B>>, E>;
+
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        loop {
+            let this = self.as_mut().project();
+            let config = *this.config;
+            match this.state.project() {
+                StateProj::Calling { future, .. } => {
+                    let result = ready!(future.poll(cx));
+                    let StateReplace::Calling { classifier, .. } =
+                        self.as_mut().project().state.project_replace(State::Done)
+                    else {
+                        unreachable!("state was Calling")
+                    };
+                    let response = match result {
+                        Ok(r) => r,
+                        // The inner service's errors pass through unchanged.
+                        Err(e) => return Poll::Ready(Err(e)),
+                    };
+                    match on_head(response, classifier, config) {
+                        HeadOutcome::Done(r) => return Poll::Ready(Ok(r)),
+                        HeadOutcome::Peek(peek) => {
+                            let sleep = tokio::time::sleep(config.timeout);
+                            self.as_mut().project().state.set(State::Peeking {
+                                sleep,
+                                peek: Some(peek),
+                            });
+                        }
+                    }
+                }
+                StateProj::Peeking { sleep, peek } => {
+                    let p = peek.as_mut().expect("peek state present until done");
+                    if !p.read(cx, config.limit) && sleep.poll(cx).is_pending() {
+                        return Poll::Pending;
+                    }
+                    let p = peek.take().expect("peek state present until done");
+                    self.as_mut().project().state.set(State::Done);
+                    return Poll::Ready(Ok(p.finish(config.limit)));
+                }
+                StateProj::Done => panic!("ResponseFuture polled after completion"),
+            }
+        }
+    }
+}
+
+enum HeadOutcome<C, B: Body> {
+    Done(Response<ResponseBody<B>>),
+    Peek(Box<Peek<C, B>>),
+}
+
+fn on_head<C, B>(response: Response<B>, mut classifier: C, config: PeekConfig) -> HeadOutcome<C, B>
+where
+    C: ClassifyResponse + Send + Sync + 'static,
+    B: Body,
+{
+    let (mut parts, body) = response.into_parts();
+    let snapshot = config.headers.extract(&parts.headers);
+    let decision = classifier
+        .classify_head(&ResponseHead::new(parts.status, &parts.headers, &snapshot))
+        .unwrap_or_else(|| {
+            Decision::Ready(rules::classify(
+                parts.status,
+                &parts.headers,
+                None,
+                &snapshot,
+                rules::Options::default(),
+            ))
+        });
+    match decision {
+        Decision::PeekBody(provisional) if config.limit > 0 => HeadOutcome::Peek(Box::new(Peek {
+            parts,
+            snapshot,
+            provisional,
+            classifier,
+            body: Box::pin(body),
+            frames: VecDeque::new(),
+            buffered: 0,
+            error: None,
+            ended: false,
+        })),
+        Decision::AwaitTrailers(c) => {
+            let slot = EosClassification::new();
+            parts.extensions.insert(slot.clone());
+            attach(&mut parts, c, snapshot);
+            let watch = Box::new(EosWatch {
+                slot,
+                classify: Box::new(move |t: Option<&HeaderMap>| {
+                    classifier
+                        .classify_trailers(t)
+                        .unwrap_or_else(missing_grpc_status)
+                }),
+            });
+            HeadOutcome::Done(Response::from_parts(
+                parts,
+                ResponseBody::passthrough(body, Some(watch)),
+            ))
+        }
+        Decision::Ready(c) | Decision::PeekBody(c) => {
+            attach(&mut parts, c, snapshot);
+            HeadOutcome::Done(Response::from_parts(
+                parts,
+                ResponseBody::passthrough(body, None),
+            ))
+        }
+    }
+}
+
+impl<C, B> Peek<C, B>
+where
+    C: ClassifyResponse,
+    B: Body,
+{
+    /// Reads frames until the limit, the end, an error or `Pending`. True when done reading.
+    fn read(&mut self, cx: &mut Context<'_>, limit: usize) -> bool {
+        loop {
+            if self.ended || self.error.is_some() || self.buffered >= limit {
+                return true;
+            }
+            match self.body.as_mut().poll_frame(cx) {
+                Poll::Pending => return false,
+                Poll::Ready(None) => self.ended = true,
+                Poll::Ready(Some(Err(e))) => self.error = Some(e),
+                Poll::Ready(Some(Ok(frame))) => {
+                    let frame = frame.map_data(|mut d| d.copy_to_bytes(d.remaining()));
+                    if let Some(d) = frame.data_ref() {
+                        self.buffered = self.buffered.saturating_add(d.len());
+                    } else if frame.is_trailers() {
+                        self.ended = true;
+                    }
+                    self.frames.push_back(frame);
+                }
+            }
+        }
+    }
+
+    fn finish(mut self: Box<Self>, limit: usize) -> Response<ResponseBody<B>> {
+        let verdict = {
+            let p = &mut *self;
+            let bytes = prefix(&p.frames, p.buffered, limit);
+            let trailers = p.frames.back().and_then(Frame::trailers_ref);
+            let body = BodyPrefix::new(&bytes[..bytes.len().min(limit)], p.ended, trailers);
+            let head = ResponseHead::new(p.parts.status, &p.parts.headers, &p.snapshot);
+            p.classifier.classify_body(&head, &body)
+        };
+        let this = *self;
+        let c = verdict.unwrap_or(this.provisional);
+        let mut parts = this.parts;
+        attach(&mut parts, c, this.snapshot);
+        let rest = (!this.ended && this.error.is_none()).then_some(this.body);
+        Response::from_parts(parts, ResponseBody::replay(this.frames, this.error, rest))
+    }
+}
+
+/// The data read so far as one slice (borrowed when it came in one frame).
+fn prefix(frames: &VecDeque<Frame<Bytes>>, buffered: usize, limit: usize) -> Cow<'_, [u8]> {
+    let mut data = frames.iter().filter_map(Frame::data_ref);
+    match (data.next(), data.next()) {
+        (None, _) => Cow::Borrowed(&[]),
+        (Some(one), None) => Cow::Borrowed(&one[..]),
+        _ => {
+            let mut v = Vec::with_capacity(buffered.min(limit));
+            for d in frames.iter().filter_map(Frame::data_ref) {
+                let room = limit.saturating_sub(v.len());
+                if room == 0 {
+                    break;
+                }
+                v.extend_from_slice(&d[..d.len().min(room)]);
+            }
+            Cow::Owned(v)
+        }
+    }
+}

@@ -1,0 +1,121 @@
+//! The layer: configuration only.
+
+use crate::classify::{Chain, DefaultRules, MakeClassifier, NoRules};
+use crate::QuotaClassifier;
+use abide_headers::RateLimitHeaders;
+use std::time::Duration;
+use tower_layer::Layer;
+
+/// Default number of body bytes the classifier reads from a failure response.
+pub const DEFAULT_PEEK_LIMIT: usize = 64 * 1024;
+
+/// Default time the classifier waits for a failure response's body prefix.
+pub const DEFAULT_PEEK_TIMEOUT: Duration = Duration::from_secs(2);
+
+/// Applies [`QuotaClassifier`]: attaches a [`Classification`](crate::Classification) and a
+/// [`RateLimitSnapshot`](abide_headers::RateLimitSnapshot) to every response.
+///
+/// `U` is the user's rules, consulted before the built-in ones ([`with_rule`](Self::with_rule)).
+#[derive(Debug, Clone)]
+pub struct QuotaClassifierLayer<U = NoRules> {
+    pub(crate) config: Config<U>,
+}
+
+/// Shared configuration of the layer and its service.
+#[derive(Debug, Clone)]
+pub(crate) struct Config<U> {
+    pub(crate) user: U,
+    pub(crate) defaults: DefaultRules,
+    pub(crate) peek: PeekConfig,
+}
+
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct PeekConfig {
+    pub(crate) limit: usize,
+    pub(crate) timeout: Duration,
+    pub(crate) headers: RateLimitHeaders,
+}
+
+impl Default for QuotaClassifierLayer {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl QuotaClassifierLayer {
+    /// The built-in rules, a 64 KiB / 2 s body peek, GraphQL peeking off.
+    pub fn new() -> Self {
+        QuotaClassifierLayer {
+            config: Config {
+                user: NoRules,
+                defaults: DefaultRules::new(),
+                peek: PeekConfig {
+                    limit: DEFAULT_PEEK_LIMIT,
+                    timeout: DEFAULT_PEEK_TIMEOUT,
+                    headers: RateLimitHeaders::new(),
+                },
+            },
+        }
+    }
+}
+
+impl<U> QuotaClassifierLayer<U> {
+    /// Adds rules consulted before the built-in ones (and after rules added earlier).
+    pub fn with_rule<R: MakeClassifier>(self, rule: R) -> QuotaClassifierLayer<Chain<U, R>> {
+        let Config {
+            user,
+            defaults,
+            peek,
+        } = self.config;
+        QuotaClassifierLayer {
+            config: Config {
+                user: Chain::new(user, rule),
+                defaults,
+                peek,
+            },
+        }
+    }
+
+    /// Reads at most `limit` bytes of a failure body (0 turns the peek off).
+    pub fn with_peek_limit(mut self, limit: usize) -> Self {
+        self.config.peek.limit = limit;
+        self
+    }
+
+    /// Waits at most `timeout` for the body prefix; then classifies what arrived.
+    pub fn with_peek_timeout(mut self, timeout: Duration) -> Self {
+        self.config.peek.timeout = timeout;
+        self
+    }
+
+    /// Also peeks 2xx GraphQL responses for throttling errors (see
+    /// [`DefaultRules::with_graphql`]).
+    pub fn with_graphql(mut self, on: bool) -> Self {
+        self.config.defaults = self.config.defaults.with_graphql(on);
+        self
+    }
+
+    /// Retryable verdicts stating a wait longer than `threshold` become quota
+    /// exhaustion (default one hour).
+    pub fn with_long_wait(mut self, threshold: Duration) -> Self {
+        self.config.defaults = self.config.defaults.with_long_wait(threshold);
+        self
+    }
+
+    /// Uses `headers` to read rate-limit headers (for instance with a fixed `now`).
+    pub fn with_headers(mut self, headers: RateLimitHeaders) -> Self {
+        self.config.peek.headers = headers;
+        self
+    }
+}
+
+impl<S, U: Clone> Layer<S> for QuotaClassifierLayer<U> {
+    type Service = QuotaClassifier<S, U>;
+
+    fn layer(&self, inner: S) -> Self::Service {
+        QuotaClassifier {
+            inner,
+            config: self.config.clone(),
+        }
+    }
+}

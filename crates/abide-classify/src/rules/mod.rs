@@ -1,0 +1,219 @@
+//! The built-in rules: status, headers, body and gRPC status, vendor by vendor.
+
+pub(crate) mod body;
+pub(crate) mod error;
+pub(crate) mod google;
+pub(crate) mod grpc;
+pub(crate) mod prose;
+pub(crate) mod text;
+
+use crate::{Class, Classification, Processing, QuotaScope};
+use abide_headers::{RateLimitSnapshot, Scope};
+use http::{HeaderMap, StatusCode};
+use std::time::Duration;
+
+/// Waits longer than this mean quota exhaustion rather than a rate limit.
+pub(crate) const DEFAULT_LONG_WAIT: Duration = Duration::from_secs(3600);
+
+/// GitHub: "Otherwise, wait for at least one minute before retrying" (REST API docs,
+/// "Exceeding the rate limit").
+const GITHUB_SECONDARY_WAIT: Duration = Duration::from_secs(60);
+
+/// Tunables of the built-in rules.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Options {
+    pub(crate) long_wait: Duration,
+}
+
+impl Default for Options {
+    fn default() -> Self {
+        Options {
+            long_wait: DEFAULT_LONG_WAIT,
+        }
+    }
+}
+
+/// Classifies a response from its status, headers, optional body prefix and snapshot.
+pub(crate) fn classify(
+    status: StatusCode,
+    headers: &HeaderMap,
+    body: Option<&[u8]>,
+    snapshot: &RateLimitSnapshot,
+    opts: Options,
+) -> Classification {
+    let success = status.is_success() || status.is_informational() || status.is_redirection();
+    if grpc::is_grpc(headers) {
+        if let Some(c) = grpc::classify_metadata(headers) {
+            return finish(c, headers, snapshot, opts, success);
+        }
+        if status == StatusCode::OK {
+            return Classification::new(Class::Success, "grpc: status follows in trailers");
+        }
+    }
+    if success {
+        // A 2xx is a success unless a GraphQL body says it was throttled.
+        return match body.and_then(|b| body::classify_body(b, true).verdict) {
+            Some(c) => finish(c, headers, snapshot, opts, false),
+            None => Classification::success(),
+        };
+    }
+
+    let mut c = status_rule(status, snapshot);
+    if let Some(code) = headers
+        .get("x-amzn-errortype")
+        .and_then(|v| v.to_str().ok())
+    {
+        if let Some(v) = body::header_code_verdict(code) {
+            c = v;
+        }
+    }
+    if let Some(bytes) = body {
+        let found = body::classify_body(bytes, false);
+        match found.verdict {
+            // A 429/503/529 stays a throttle even when the body names a generic request error.
+            Some(v)
+                if !(c.class.is_throttle() || status == StatusCode::SERVICE_UNAVAILABLE)
+                    || !matches!(v.class, Class::ClientError | Class::AuthError) =>
+            {
+                c = v
+            }
+            _ => {
+                if c.retry_after.is_none() {
+                    c.retry_after = found.wait;
+                }
+            }
+        }
+    }
+    github(status, headers, snapshot, &mut c);
+    finish(c, headers, snapshot, opts, false)
+}
+
+/// The generic fallback by status code.
+fn status_rule(status: StatusCode, snapshot: &RateLimitSnapshot) -> Classification {
+    match status.as_u16() {
+        429 => Classification::new(Class::RateLimited, "status 429"),
+        408 => Classification::new(Class::ClientError, "status 408 request timeout")
+            .with_retryable(true)
+            .with_processing(Processing::Ambiguous),
+        // RFC 8470: the server refused early data without processing it.
+        425 => Classification::new(Class::ClientError, "status 425 too early")
+            .with_retryable(true)
+            .with_processing(Processing::NotProcessed),
+        401 => Classification::new(Class::AuthError, "status 401"),
+        403 => Classification::new(Class::AuthError, "status 403 without rate-limit signs"),
+        402 => Classification::new(Class::QuotaExhausted, "status 402 payment required")
+            .with_scope(QuotaScope::Billing),
+        529 => Classification::new(Class::Overloaded, "status 529 overloaded"),
+        503 => {
+            let c = Classification::new(Class::ServerError, "status 503");
+            // A 503 that states a wait is a refusal before processing.
+            if snapshot.wait().is_some() {
+                c.with_processing(Processing::NotProcessed)
+            } else {
+                c
+            }
+        }
+        400..=499 => Classification::new(Class::ClientError, "status 4xx"),
+        _ => Classification::new(Class::ServerError, "status 5xx"),
+    }
+}
+
+/// GitHub: 403 or 429 with `x-ratelimit-remaining: 0` is the primary limit, 403 with
+/// `retry-after` or a "secondary rate limit" message the secondary one; a 403 without
+/// them is a permissions problem (docs.github.com, REST API "Rate limits").
+fn github(
+    status: StatusCode,
+    headers: &HeaderMap,
+    snapshot: &RateLimitSnapshot,
+    c: &mut Classification,
+) {
+    if !matches!(status.as_u16(), 403 | 429) || c.class == Class::QuotaExhausted {
+        return;
+    }
+    let remaining_zero = headers
+        .get("x-ratelimit-remaining")
+        .is_some_and(|v| v.as_bytes().trim_ascii() == b"0")
+        || snapshot.exhausted().next().is_some();
+    if remaining_zero {
+        let mut v =
+            Classification::new(Class::RateLimited, "rate-limit headers: nothing remaining");
+        if let Some(resource) = headers
+            .get("x-ratelimit-resource")
+            .and_then(|r| r.to_str().ok())
+        {
+            v.scope = QuotaScope::Named(abide_headers::Name::new(resource));
+        }
+        v.retry_after = c.retry_after;
+        *c = v;
+    } else if status == StatusCode::FORBIDDEN && snapshot.retry_after().is_some() {
+        *c = Classification::new(Class::RateLimited, "github: 403 with retry-after")
+            .with_retry_after(c.retry_after);
+    }
+    if c.reason.0 == "github: secondary rate limit"
+        && c.retry_after.is_none()
+        && snapshot.wait().is_none()
+    {
+        c.retry_after = Some(GITHUB_SECONDARY_WAIT);
+    }
+}
+
+/// Rules that apply to every failure verdict: the header wait, the scope the headers
+/// name, `x-should-retry`, and waits so long they mean quota exhaustion.
+fn finish(
+    mut c: Classification,
+    headers: &HeaderMap,
+    snapshot: &RateLimitSnapshot,
+    opts: Options,
+    success: bool,
+) -> Classification {
+    if c.class == Class::Success {
+        return c;
+    }
+    if !success {
+        // The header wait is authoritative; a longer body wait is a floor too.
+        c.retry_after = match (c.retry_after, snapshot.wait()) {
+            (Some(a), Some(b)) => Some(a.max(b)),
+            (a, b) => a.or(b),
+        };
+    }
+    if c.scope == QuotaScope::Unspecified
+        && matches!(c.class, Class::RateLimited | Class::QuotaExhausted)
+    {
+        c.scope = scope_from_snapshot(snapshot);
+    }
+    // OpenAI and Anthropic SDKs obey `x-should-retry`; Stripe's `Stripe-Should-Retry`.
+    for name in ["x-should-retry", "stripe-should-retry"] {
+        match headers.get(name).map(|v| v.as_bytes().trim_ascii()) {
+            Some(v) if v.eq_ignore_ascii_case(b"false") => {
+                c = if c.class.is_throttle() {
+                    Classification::new(Class::QuotaExhausted, "explicit do-not-retry header")
+                        .with_scope(c.scope)
+                        .with_retry_after(c.retry_after)
+                } else {
+                    c.with_retryable(false)
+                };
+            }
+            Some(v) if v.eq_ignore_ascii_case(b"true") => c.retryable = true,
+            Some(other) => tracing::debug!(header = name, value = ?other, "ignored"),
+            None => {}
+        }
+    }
+    if c.retryable && c.retry_after.is_some_and(|w| w > opts.long_wait) {
+        c = Classification::new(Class::QuotaExhausted, "stated wait of hours")
+            .with_scope(c.scope)
+            .with_retry_after(c.retry_after);
+    }
+    c
+}
+
+fn scope_from_snapshot(snapshot: &RateLimitSnapshot) -> QuotaScope {
+    snapshot
+        .exhausted()
+        .find_map(|l| match &l.scope {
+            Scope::Tokens | Scope::InputTokens | Scope::OutputTokens => Some(QuotaScope::Tokens),
+            Scope::Requests => Some(QuotaScope::Requests),
+            Scope::Named(n) => Some(QuotaScope::Named(n.clone())),
+            _ => None,
+        })
+        .unwrap_or_default()
+}
