@@ -1,0 +1,532 @@
+//! [`ResponseFuture`]: one logical request, looping over attempts.
+
+use crate::backoff::{ceil_millis, WaitReason};
+use crate::deadline::{encode_grpc_timeout, GRPC_TIMEOUT};
+use crate::error::{
+    BudgetExhausted, DeadlineExceeded, LastAttempt, ReplayError, ReplayErrorKind, WaitTooLong,
+};
+use crate::layer::Config;
+use crate::record::{Attempts, Stop};
+use crate::replay::ReplayBody;
+use crate::BoxError;
+use abide_classify::{classify_error, classify_head, Class, Classification, Processing};
+use abide_headers::{RateLimitHeaders, RateLimitSnapshot};
+use bytes::Buf;
+use http::{Extensions, HeaderMap, Method, Request, Response, StatusCode, Uri, Version};
+use http_body::Body;
+use pin_project_lite::pin_project;
+use std::fmt;
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+use std::time::Duration;
+use tokio::time::{sleep_until, Instant, Sleep};
+use tower_service::Service;
+
+/// What is kept to build the next attempt's request.
+pub(crate) struct Template<B> {
+    pub(crate) method: Method,
+    pub(crate) uri: Uri,
+    pub(crate) version: Version,
+    pub(crate) headers: HeaderMap,
+    pub(crate) extensions: Extensions,
+    /// A copy of the body that takes over only when the next attempt is built.
+    pub(crate) body: ReplayBody<B>,
+}
+
+pin_project! {
+    /// The future of [`BackoffRetry`](crate::BackoffRetry): calls the inner service, and
+    /// while the verdict allows, sleeps and calls it again.
+    ///
+    /// Dropping it at any point (mid-attempt or mid-sleep) drops the attempt, the timer,
+    /// the request copy and any response being drained: nothing is left behind.
+    pub struct ResponseFuture<S, ReqBody, ResBody>
+    where
+        S: Service<Request<ReplayBody<ReqBody>>>,
+    {
+        #[pin]
+        state: State<S::Future>,
+        // The body of a failed attempt's response, read while sleeping so the connection
+        // can be reused.
+        #[pin]
+        drain: Option<ResBody>,
+        ctx: Ctx<S, ReqBody>,
+    }
+}
+
+pin_project! {
+    #[project = StateProj]
+    enum State<F> {
+        // An attempt is in flight.
+        Calling { #[pin] future: F },
+        // Waiting before the next attempt.
+        Sleeping,
+        // Waiting for the inner service to be ready for the next attempt.
+        Ready,
+        // Finished.
+        Done,
+    }
+}
+
+struct Ctx<S, B> {
+    service: S,
+    template: Option<Template<B>>,
+    next_body: Option<ReplayBody<B>>,
+    config: Arc<Config>,
+    timer: Option<Pin<Box<Sleep>>>,
+    deadline: Option<Instant>,
+    timeout: Duration,
+    idempotent: bool,
+    attempt_started: Instant,
+    wake_at: Instant,
+    attempts: u32,
+    total_wait: Duration,
+    previous_wait: Duration,
+    drained: usize,
+    last_status: Option<StatusCode>,
+    last_class: Option<Classification>,
+}
+
+enum Decision {
+    Return(Stop),
+    Retry(Duration, WaitReason),
+    Fail(Failure),
+}
+
+enum Failure {
+    Deadline,
+    Budget,
+    WaitTooLong(Duration),
+}
+
+impl<S, ReqBody, ResBody> ResponseFuture<S, ReqBody, ResBody>
+where
+    S: Service<Request<ReplayBody<ReqBody>>>,
+{
+    #[allow(clippy::too_many_arguments)]
+    pub(crate) fn new(
+        future: S::Future,
+        service: S,
+        template: Option<Template<ReqBody>>,
+        config: Arc<Config>,
+        start: Instant,
+        deadline: Option<Instant>,
+        timeout: Duration,
+        idempotent: bool,
+    ) -> Self {
+        let mut ctx = Ctx {
+            service,
+            template,
+            next_body: None,
+            config,
+            timer: None,
+            deadline,
+            timeout,
+            idempotent,
+            attempt_started: start,
+            wake_at: start,
+            attempts: 1,
+            total_wait: Duration::ZERO,
+            previous_wait: Duration::ZERO,
+            drained: 0,
+            last_status: None,
+            last_class: None,
+        };
+        ctx.arm_deadline();
+        ResponseFuture {
+            state: State::Calling { future },
+            drain: None,
+            ctx,
+        }
+    }
+}
+
+/// The verdict on a response: the classifier's, or the default classifier's.
+fn classification_of<B>(response: &Response<B>) -> Classification {
+    if let Some(c) = response.extensions().get::<Classification>() {
+        return c.clone();
+    }
+    let headers = response.headers();
+    let parsed;
+    let snapshot = match response.extensions().get::<RateLimitSnapshot>() {
+        Some(s) => s,
+        None => {
+            parsed = RateLimitHeaders::new().extract(headers);
+            &parsed
+        }
+    };
+    classify_head(response.status(), headers, snapshot)
+}
+
+impl<S, B> Ctx<S, B> {
+    fn set_timer(&mut self, at: Instant) {
+        match &mut self.timer {
+            Some(timer) => timer.as_mut().reset(at),
+            None => self.timer = Some(Box::pin(sleep_until(at))),
+        }
+    }
+
+    /// Points the timer at the deadline, if there is one.
+    fn arm_deadline(&mut self) {
+        if let Some(deadline) = self.deadline {
+            self.set_timer(deadline);
+        }
+    }
+
+    /// True when the deadline has passed (registering for a wake-up otherwise).
+    fn deadline_passed(&mut self, cx: &mut Context<'_>) -> bool {
+        let Some(deadline) = self.deadline else {
+            return false;
+        };
+        match &mut self.timer {
+            Some(timer) => timer.as_mut().poll(cx).is_ready() && Instant::now() >= deadline,
+            None => Instant::now() >= deadline,
+        }
+    }
+
+    fn last_attempt(&mut self, source: Option<BoxError>) -> LastAttempt {
+        LastAttempt {
+            attempts: self.attempts,
+            total_wait: self.total_wait,
+            status: self.last_status,
+            classification: self.last_class.take(),
+            source,
+        }
+    }
+
+    fn failure(&mut self, failure: Failure, source: Option<BoxError>) -> BoxError {
+        let stats = &self.config.stats;
+        match failure {
+            Failure::Deadline => {
+                stats.deadline_exceeded();
+                let timeout = self.timeout;
+                Box::new(DeadlineExceeded {
+                    timeout,
+                    last: self.last_attempt(source),
+                })
+            }
+            Failure::Budget => {
+                stats.budget_exhausted();
+                Box::new(BudgetExhausted {
+                    last: self.last_attempt(source),
+                })
+            }
+            Failure::WaitTooLong(wait) => {
+                stats.wait_too_long();
+                let max = self.config.max_server_wait;
+                Box::new(WaitTooLong {
+                    wait,
+                    max,
+                    last: self.last_attempt(source),
+                })
+            }
+        }
+    }
+
+    fn finish<RB>(&self, mut response: Response<RB>, stop: Stop) -> Response<RB> {
+        self.config.stats.stopped(stop);
+        response
+            .extensions_mut()
+            .insert(Attempts::new(self.attempts, self.total_wait, stop));
+        response
+    }
+
+    /// Whether and when to try again after a failed attempt that ended at `now`.
+    fn decide(&mut self, verdict: &Classification, now: Instant) -> Decision {
+        let config = &*self.config;
+        if !verdict.retryable || matches!(verdict.class, Class::QuotaExhausted | Class::Success) {
+            return Decision::Return(Stop::NotRetryable);
+        }
+        if verdict.processing != Processing::NotProcessed && !self.idempotent {
+            return Decision::Return(Stop::NotIdempotent);
+        }
+        if self.attempts >= config.max_attempts {
+            return Decision::Return(Stop::MaxAttempts);
+        }
+        let replayable = self
+            .template
+            .as_ref()
+            .is_some_and(|t| t.body.is_replayable());
+        if !replayable {
+            return Decision::Return(Stop::BodyNotReplayable);
+        }
+        let server = verdict.retry_after;
+        if let Some(wait) = server {
+            if wait > config.max_server_wait {
+                return Decision::Fail(Failure::WaitTooLong(wait));
+            }
+        }
+        let (mut wait, mut reason) = config.with_rng(|rng| {
+            config.jitter.delay(
+                &config.backoff,
+                self.attempts,
+                self.previous_wait,
+                server,
+                rng,
+            )
+        });
+        if let Some(deadline) = self.deadline {
+            let left = deadline.saturating_duration_since(now);
+            // The last attempt is the best guess of how long the next one takes.
+            let estimate = now.saturating_duration_since(self.attempt_started);
+            let floor = server.map_or(Duration::ZERO, ceil_millis);
+            if floor.saturating_add(estimate) >= left {
+                return Decision::Fail(Failure::Deadline);
+            }
+            let latest = left - estimate;
+            if wait > latest {
+                // Still at or above the server's floor: floor + estimate < left.
+                wait = latest;
+                reason = WaitReason::Deadline;
+            }
+        }
+        if let Some(budget) = &config.budget {
+            if !budget.try_withdraw() {
+                return Decision::Fail(Failure::Budget);
+            }
+        }
+        match self.template.as_ref().and_then(|t| t.body.try_clone()) {
+            Some(body) => self.next_body = Some(body),
+            None => return Decision::Return(Stop::BodyNotReplayable),
+        }
+        Decision::Retry(wait, reason)
+    }
+
+    fn start_sleep(&mut self, now: Instant, wait: Duration) {
+        self.config.stats.retry(wait);
+        self.total_wait += wait;
+        self.previous_wait = wait;
+        self.wake_at = now + wait;
+        self.set_timer(self.wake_at);
+    }
+
+    fn next_request(&mut self) -> Option<Request<ReplayBody<B>>> {
+        let template = self.template.as_ref()?;
+        let body = self.next_body.take()?;
+        let mut request = Request::new(body);
+        *request.method_mut() = template.method.clone();
+        *request.uri_mut() = template.uri.clone();
+        *request.version_mut() = template.version;
+        *request.headers_mut() = template.headers.clone();
+        *request.extensions_mut() = template.extensions.clone();
+        if let Some(deadline) = self.deadline {
+            if self.config.grpc_timeout && request.headers().contains_key(GRPC_TIMEOUT) {
+                // The server should give up when we do: tell it the time left.
+                let left = deadline.saturating_duration_since(Instant::now());
+                request
+                    .headers_mut()
+                    .insert(GRPC_TIMEOUT, encode_grpc_timeout(left));
+            }
+        }
+        Some(request)
+    }
+}
+
+/// Reads and discards what is ready of a failed response's body, up to `limit` bytes;
+/// drops it on end, error or limit.
+fn poll_drain<RB: Body>(
+    mut drain: Pin<&mut Option<RB>>,
+    drained: &mut usize,
+    limit: usize,
+    cx: &mut Context<'_>,
+) {
+    while let Some(body) = drain.as_mut().as_pin_mut() {
+        match body.poll_frame(cx) {
+            Poll::Ready(Some(Ok(frame))) => {
+                if let Some(data) = frame.data_ref() {
+                    *drained = drained.saturating_add(data.remaining());
+                    if *drained > limit {
+                        tracing::trace!(target: "abide_retry", "failed response body too long to drain: dropped");
+                        drain.set(None);
+                    }
+                }
+            }
+            Poll::Ready(_) => drain.set(None),
+            Poll::Pending => return,
+        }
+    }
+}
+
+impl<S, ReqBody, ResBody> Future for ResponseFuture<S, ReqBody, ResBody>
+where
+    S: Service<Request<ReplayBody<ReqBody>>, Response = Response<ResBody>>,
+    S::Error: Into<BoxError>,
+    ResBody: Body,
+{
+    type Output = Result<Response<ResBody>, BoxError>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let mut this = self.project();
+        loop {
+            match this.state.as_mut().project() {
+                StateProj::Calling { future } => {
+                    let result = match future.poll(cx) {
+                        Poll::Ready(result) => result,
+                        Poll::Pending => {
+                            if this.ctx.deadline_passed(cx) {
+                                tracing::debug!(
+                                    target: "abide_retry",
+                                    attempt = this.ctx.attempts,
+                                    "deadline reached during the attempt: cancelled"
+                                );
+                                this.state.set(State::Done);
+                                return Poll::Ready(Err(this.ctx.failure(Failure::Deadline, None)));
+                            }
+                            return Poll::Pending;
+                        }
+                    };
+                    this.state.set(State::Done);
+                    let now = Instant::now();
+                    let ctx = &mut *this.ctx;
+                    let (verdict, outcome) = match result {
+                        Ok(response) => {
+                            let verdict = classification_of(&response);
+                            if verdict.is_success() {
+                                if let Some(budget) = &ctx.config.budget {
+                                    budget.deposit();
+                                }
+                                tracing::trace!(
+                                    target: "abide_retry",
+                                    attempt = ctx.attempts,
+                                    status = response.status().as_u16(),
+                                    "attempt succeeded"
+                                );
+                                return Poll::Ready(Ok(ctx.finish(response, Stop::Succeeded)));
+                            }
+                            ctx.last_status = Some(response.status());
+                            (verdict, Ok(response))
+                        }
+                        Err(error) => {
+                            let error: BoxError = error.into();
+                            ctx.last_status = None;
+                            (classify_error(&*error), Err(error))
+                        }
+                    };
+                    let decision = ctx.decide(&verdict, now);
+                    tracing::debug!(
+                        target: "abide_retry",
+                        attempt = ctx.attempts,
+                        status = ctx.last_status.map(|s| s.as_u16()),
+                        class = %verdict.class,
+                        reason = %verdict.reason,
+                        retryable = verdict.retryable,
+                        server_wait_ms = verdict.retry_after.map(|w| w.as_millis() as u64),
+                        decision = match &decision {
+                            Decision::Return(stop) => stop.as_str(),
+                            Decision::Retry(..) => "retry",
+                            Decision::Fail(Failure::Deadline) => "deadline_exceeded",
+                            Decision::Fail(Failure::Budget) => "budget_exhausted",
+                            Decision::Fail(Failure::WaitTooLong(_)) => "wait_too_long",
+                        },
+                        "attempt failed"
+                    );
+                    ctx.last_class = Some(verdict);
+                    match (decision, outcome) {
+                        (Decision::Return(stop), Ok(response)) => {
+                            return Poll::Ready(Ok(ctx.finish(response, stop)));
+                        }
+                        (Decision::Return(_), Err(error)) => {
+                            ctx.config.stats.error();
+                            return Poll::Ready(Err(error));
+                        }
+                        (Decision::Fail(failure), outcome) => {
+                            return Poll::Ready(Err(ctx.failure(failure, outcome.err())));
+                        }
+                        (Decision::Retry(wait, reason), outcome) => {
+                            tracing::debug!(
+                                target: "abide_retry",
+                                attempt = ctx.attempts,
+                                wait_ms = wait.as_millis() as u64,
+                                why = reason.as_str(),
+                                "retrying"
+                            );
+                            if let Ok(response) = outcome {
+                                let body = response.into_body();
+                                if !body.is_end_stream() {
+                                    ctx.drained = 0;
+                                    this.drain.set(Some(body));
+                                }
+                            }
+                            ctx.start_sleep(now, wait);
+                            this.state.set(State::Sleeping);
+                        }
+                    }
+                }
+                StateProj::Sleeping => {
+                    let limit = this.ctx.config.drain_limit;
+                    poll_drain(this.drain.as_mut(), &mut this.ctx.drained, limit, cx);
+                    let ctx = &mut *this.ctx;
+                    if let Some(timer) = &mut ctx.timer {
+                        if timer.as_mut().poll(cx).is_pending() {
+                            return Poll::Pending;
+                        }
+                    }
+                    if Instant::now() < ctx.wake_at {
+                        // Never before the server's instant, even if a timer fires early.
+                        let at = ctx.wake_at;
+                        ctx.set_timer(at);
+                        continue;
+                    }
+                    // Whatever is left of the old body is not worth waiting for.
+                    this.drain.set(None);
+                    ctx.arm_deadline();
+                    this.state.set(State::Ready);
+                }
+                StateProj::Ready => {
+                    let ctx = &mut *this.ctx;
+                    match ctx.service.poll_ready(cx) {
+                        Poll::Ready(Ok(())) => {
+                            let Some(request) = ctx.next_request() else {
+                                // Unreachable: `decide` makes the body before choosing to
+                                // retry. Fail cleanly rather than panic.
+                                this.state.set(State::Done);
+                                return Poll::Ready(Err(Box::new(ReplayError {
+                                    kind: ReplayErrorKind::NotRecorded,
+                                })));
+                            };
+                            ctx.attempts += 1;
+                            ctx.attempt_started = Instant::now();
+                            ctx.config.stats.attempt();
+                            let future = ctx.service.call(request);
+                            this.state.set(State::Calling { future });
+                        }
+                        Poll::Ready(Err(error)) => {
+                            this.state.set(State::Done);
+                            ctx.config.stats.error();
+                            return Poll::Ready(Err(error.into()));
+                        }
+                        Poll::Pending => {
+                            if ctx.deadline_passed(cx) {
+                                this.state.set(State::Done);
+                                return Poll::Ready(Err(ctx.failure(Failure::Deadline, None)));
+                            }
+                            return Poll::Pending;
+                        }
+                    }
+                }
+                StateProj::Done => panic!("ResponseFuture polled after completion"),
+            }
+        }
+    }
+}
+
+impl<S, ReqBody, ResBody> fmt::Debug for ResponseFuture<S, ReqBody, ResBody>
+where
+    S: Service<Request<ReplayBody<ReqBody>>>,
+{
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let state = match &self.state {
+            State::Calling { .. } => "calling",
+            State::Sleeping => "sleeping",
+            State::Ready => "ready",
+            State::Done => "done",
+        };
+        f.debug_struct("ResponseFuture")
+            .field("state", &state)
+            .field("attempts", &self.ctx.attempts)
+            .field("total_wait", &self.ctx.total_wait)
+            .field("deadline", &self.ctx.deadline)
+            .finish()
+    }
+}

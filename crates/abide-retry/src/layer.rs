@@ -1,0 +1,228 @@
+//! [`BackoffRetryLayer`]: the configuration.
+
+use crate::backoff::{Backoff, Jitter};
+use crate::budget::RetryBudget;
+use crate::service::BackoffRetry;
+use crate::stats::RetryStats;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+use tower_layer::Layer;
+
+/// Attempts per request by default: the first and three retries.
+pub const DEFAULT_MAX_ATTEMPTS: u32 = 4;
+/// The most attempts accepted; more are cut to this.
+pub const MAX_ATTEMPTS_LIMIT: u32 = 100;
+/// The longest server wait accepted by default.
+pub const DEFAULT_MAX_SERVER_WAIT: Duration = Duration::from_secs(60);
+/// Request bytes recorded for replay by default.
+pub const DEFAULT_REPLAY_LIMIT: usize = 1024 * 1024;
+/// Bytes of a failed attempt's response body read (and discarded) by default so its
+/// connection can be reused.
+pub const DEFAULT_DRAIN_LIMIT: usize = 64 * 1024;
+
+#[derive(Clone, Debug)]
+pub(crate) struct Config {
+    pub(crate) backoff: Backoff,
+    pub(crate) jitter: Jitter,
+    pub(crate) max_attempts: u32,
+    pub(crate) max_server_wait: Duration,
+    pub(crate) deadline: Option<Duration>,
+    pub(crate) budget: Option<RetryBudget>,
+    pub(crate) idempotency_key: bool,
+    pub(crate) replay_limit: usize,
+    pub(crate) drain_limit: usize,
+    pub(crate) grpc_timeout: bool,
+    pub(crate) rng: Arc<Mutex<fastrand::Rng>>,
+    pub(crate) stats: RetryStats,
+}
+
+impl Config {
+    pub(crate) fn with_rng<T>(&self, f: impl FnOnce(&mut fastrand::Rng) -> T) -> T {
+        let mut rng = self.rng.lock().unwrap_or_else(|e| e.into_inner());
+        f(&mut rng)
+    }
+}
+
+/// Retries what the server's verdict says can succeed, never sooner than the server asked.
+///
+/// Wraps a service in [`BackoffRetry`]. Every setter takes and returns the layer; absurd
+/// values are capped, not rejected. Services made from one layer (and its clones) share
+/// its [`RetryBudget`], its [`RetryStats`] and its random generator.
+///
+/// # Defaults, and why
+///
+/// | setting | default | why |
+/// |---|---|---|
+/// | [`with_max_attempts`](Self::with_max_attempts) | 4 | one request and three retries: enough to ride out a rate-limit window, few enough that a broken server is noticed within seconds |
+/// | [`with_backoff`](Self::with_backoff) | 500 ms × 2, capped at 30 s | rate-limit windows are seconds to a minute; the server's own wait is used when it sends one |
+/// | [`with_jitter`](Self::with_jitter) | [`Jitter::Equal`] | spreads retries without ever retrying within milliseconds, which against a rate limit is wasted |
+/// | [`with_max_server_wait`](Self::with_max_server_wait) | 60 s | per-minute windows are the longest that waiting out inside one request makes sense; longer waits mean hourly or daily quotas, better reported at once |
+/// | [`with_deadline`](Self::with_deadline) | none | the request extension [`Deadline`](crate::Deadline) or `grpc-timeout` still apply |
+/// | [`with_budget`](Self::with_budget) | [`RetryBudget::default`]: 20 % + 10/s, at most 100 | see [`RetryBudget`] |
+/// | [`with_idempotency_key`](Self::with_idempotency_key) | off | it changes the request; turn it on for APIs that honour the header (OpenAI, Stripe) |
+/// | [`with_replay_limit`](Self::with_replay_limit) | 1 MiB | holds a long LLM prompt; larger uploads are sent once |
+/// | [`with_drain_limit`](Self::with_drain_limit) | 64 KiB | error bodies are small; reading them lets the connection be reused |
+///
+/// # Examples
+///
+/// ```
+/// use abide_retry::{Attempts, BackoffRetryLayer, Jitter, ReplayBody};
+/// use std::convert::Infallible;
+/// use std::time::Duration;
+/// use tower::{ServiceBuilder, ServiceExt};
+///
+/// # #[tokio::main(flavor = "current_thread")] async fn main() {
+/// let layer = BackoffRetryLayer::new()
+///     .with_max_attempts(5)
+///     .with_jitter(Jitter::Full)
+///     .with_deadline(Duration::from_secs(30))
+///     .with_seed(42);
+/// let stats = layer.stats();
+/// let service = ServiceBuilder::new()
+///     .layer(layer)
+///     .service_fn(|_req: http::Request<ReplayBody<String>>| async {
+///         Ok::<_, Infallible>(http::Response::new(String::from("ok")))
+///     });
+/// let response = service.oneshot(http::Request::new(String::from("hi"))).await.unwrap();
+/// assert_eq!(response.extensions().get::<Attempts>().unwrap().count, 1);
+/// assert_eq!(stats.snapshot().succeeded, 1);
+/// # }
+/// ```
+#[derive(Clone, Debug)]
+pub struct BackoffRetryLayer {
+    pub(crate) config: Arc<Config>,
+}
+
+impl Default for BackoffRetryLayer {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl BackoffRetryLayer {
+    /// A layer with the defaults in the table above and a randomly seeded generator.
+    pub fn new() -> Self {
+        BackoffRetryLayer {
+            config: Arc::new(Config {
+                backoff: Backoff::default(),
+                jitter: Jitter::default(),
+                max_attempts: DEFAULT_MAX_ATTEMPTS,
+                max_server_wait: DEFAULT_MAX_SERVER_WAIT,
+                deadline: None,
+                budget: Some(RetryBudget::default()),
+                idempotency_key: false,
+                replay_limit: DEFAULT_REPLAY_LIMIT,
+                drain_limit: DEFAULT_DRAIN_LIMIT,
+                grpc_timeout: true,
+                rng: Arc::new(Mutex::new(fastrand::Rng::new())),
+                stats: RetryStats::new(),
+            }),
+        }
+    }
+
+    fn edit(mut self, f: impl FnOnce(&mut Config)) -> Self {
+        f(Arc::make_mut(&mut self.config));
+        self
+    }
+
+    /// Sets the backoff between attempts.
+    pub fn with_backoff(self, backoff: Backoff) -> Self {
+        self.edit(|c| c.backoff = backoff)
+    }
+
+    /// Sets how the backoff is randomized.
+    pub fn with_jitter(self, jitter: Jitter) -> Self {
+        self.edit(|c| c.jitter = jitter)
+    }
+
+    /// Sets the attempts per request, the first included: 1 disables retries (and
+    /// body recording). Cut to `1..=`[`MAX_ATTEMPTS_LIMIT`].
+    pub fn with_max_attempts(self, attempts: u32) -> Self {
+        self.edit(|c| c.max_attempts = attempts.clamp(1, MAX_ATTEMPTS_LIMIT))
+    }
+
+    /// Sets the longest wait the server may ask for; a longer one ends the request at once
+    /// with [`WaitTooLong`](crate::WaitTooLong).
+    pub fn with_max_server_wait(self, max: Duration) -> Self {
+        self.edit(|c| c.max_server_wait = max)
+    }
+
+    /// Sets a deadline for each whole request (attempts and waits). Each attempt is cut
+    /// at the deadline, and a retry that cannot start and run before it is refused with
+    /// [`DeadlineExceeded`](crate::DeadlineExceeded).
+    pub fn with_deadline(self, deadline: Duration) -> Self {
+        self.edit(|c| c.deadline = Some(deadline))
+    }
+
+    /// Replaces the retry budget. Pass a clone of one budget to several layers to share it.
+    pub fn with_budget(self, budget: RetryBudget) -> Self {
+        self.edit(|c| c.budget = Some(budget))
+    }
+
+    /// Retries without a budget: only max attempts and the deadline bound them.
+    pub fn without_budget(self) -> Self {
+        self.edit(|c| c.budget = None)
+    }
+
+    /// Adds a random `Idempotency-Key` to requests whose method is not idempotent and that
+    /// have none, so they may be retried after ambiguous failures too.
+    pub fn with_idempotency_key(self, enabled: bool) -> Self {
+        self.edit(|c| c.idempotency_key = enabled)
+    }
+
+    /// Sets how many request body bytes are recorded for replay. A larger body is sent
+    /// once and not retried.
+    pub fn with_replay_limit(self, bytes: usize) -> Self {
+        self.edit(|c| c.replay_limit = bytes)
+    }
+
+    /// Sets how many bytes of a failed attempt's response body are read while waiting to
+    /// retry, so the connection can be reused; a longer body is dropped.
+    pub fn with_drain_limit(self, bytes: usize) -> Self {
+        self.edit(|c| c.drain_limit = bytes)
+    }
+
+    /// Whether a request's `grpc-timeout` header sets its deadline (and is rewritten to
+    /// the time left on each retry). On by default.
+    pub fn with_grpc_timeout(self, enabled: bool) -> Self {
+        self.edit(|c| c.grpc_timeout = enabled)
+    }
+
+    /// Uses `rng` for jitter (shared by every service made from this layer).
+    pub fn with_rng(self, rng: fastrand::Rng) -> Self {
+        self.edit(|c| c.rng = Arc::new(Mutex::new(rng)))
+    }
+
+    /// Shorthand for `with_rng(fastrand::Rng::with_seed(seed))`: reproducible jitter.
+    pub fn with_seed(self, seed: u64) -> Self {
+        self.with_rng(fastrand::Rng::with_seed(seed))
+    }
+
+    /// Counts into `stats` (for instance one handle shared by several layers).
+    pub fn with_stats(self, stats: RetryStats) -> Self {
+        self.edit(|c| c.stats = stats)
+    }
+
+    /// The counters of this layer's services.
+    pub fn stats(&self) -> RetryStats {
+        self.config.stats.clone()
+    }
+
+    /// The retry budget, if any.
+    pub fn budget(&self) -> Option<&RetryBudget> {
+        self.config.budget.as_ref()
+    }
+
+    /// The attempts per request.
+    pub fn max_attempts(&self) -> u32 {
+        self.config.max_attempts
+    }
+}
+
+impl<S> Layer<S> for BackoffRetryLayer {
+    type Service = BackoffRetry<S>;
+
+    fn layer(&self, inner: S) -> Self::Service {
+        BackoffRetry::from_parts(inner, self.config.clone())
+    }
+}
