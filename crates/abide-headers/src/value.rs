@@ -69,18 +69,55 @@ pub(crate) fn count(s: &str) -> Result<u64, ValueError> {
 /// A count that may be written as a decimal (Reddit sends `598.0`); the fraction is
 /// dropped (a partial request is not a request).
 pub(crate) fn count_lenient(s: &str) -> Result<u64, ValueError> {
-    let x = decimal(s)?;
-    Ok(if x >= MAX_COUNT as f64 {
-        MAX_COUNT
-    } else {
-        x as u64
-    })
+    fixed(s).map(|x| x.whole.min(MAX_COUNT))
 }
 
-/// A finite, non-negative decimal: `digits [ "." digits ]` (also `.5` and `5.`). Rejects
-/// signs, exponents, `NaN`, `inf` and words, which Rust's float parser would accept.
-pub(crate) fn decimal(s: &str) -> Result<f64, ValueError> {
+/// A non-negative decimal read exactly, without going through binary floating point:
+/// whole units and the fraction in nanounits (digits past the ninth are dropped).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct Fixed {
+    pub(crate) whole: u64,
+    pub(crate) nanos: u32,
+}
+
+impl Fixed {
+    /// As seconds, capped at [`MAX_SECS`].
+    pub(crate) fn secs(self) -> Duration {
+        if self.whole >= MAX_SECS {
+            Duration::from_secs(MAX_SECS)
+        } else {
+            Duration::new(self.whole, self.nanos)
+        }
+    }
+
+    /// As milliseconds, capped at [`MAX_SECS`].
+    pub(crate) fn millis(self) -> Duration {
+        Fixed {
+            whole: self.whole / 1000,
+            nanos: (self.whole % 1000) as u32 * 1_000_000 + self.nanos / 1000,
+        }
+        .secs()
+    }
+}
+
+/// [`decimal`]'s syntax, read exactly into a [`Fixed`]. Huge values saturate.
+pub(crate) fn fixed(s: &str) -> Result<Fixed, ValueError> {
     let s = trim_ows(s);
+    check_decimal(s)?;
+    let (int, frac) = s.split_once('.').unwrap_or((s, ""));
+    let whole = int.bytes().fold(0u64, |n, b| {
+        n.saturating_mul(10).saturating_add(u64::from(b - b'0'))
+    });
+    let mut nanos = 0u32;
+    let mut scale = 100_000_000u32;
+    for b in frac.bytes().take(9) {
+        nanos += u32::from(b - b'0') * scale;
+        scale /= 10;
+    }
+    Ok(Fixed { whole, nanos })
+}
+
+fn check_decimal(s: &str) -> Result<(), ValueError> {
     if s.is_empty() {
         return Err(ValueError::Empty);
     }
@@ -102,32 +139,25 @@ pub(crate) fn decimal(s: &str) -> Result<f64, ValueError> {
     if digits == 0 || dots > 1 {
         return Err(ValueError::NotANumber);
     }
-    s.parse::<f64>().map_err(|_| ValueError::NotANumber)
+    Ok(())
 }
 
-/// Seconds (possibly fractional) as a duration, capped at [`MAX_SECS`].
-pub(crate) fn secs_f64(x: f64) -> Duration {
-    if !(x > 0.0) {
-        return Duration::ZERO;
-    }
-    if x >= MAX_SECS as f64 {
-        return Duration::from_secs(MAX_SECS);
-    }
-    // Round to whole nanoseconds from milliseconds where the text had at most 3
-    // decimals: f64 cannot hold 0.1 exactly and `from_secs_f64` would truncate to
-    // 99_999_999ns.
-    let nanos = (x * 1e9).round();
-    Duration::from_nanos(nanos as u64)
+/// A finite, non-negative decimal: `digits [ "." digits ]` (also `.5` and `5.`). Rejects
+/// signs, exponents, `NaN`, `inf` and words, which Rust's float parser would accept.
+pub(crate) fn decimal(s: &str) -> Result<f64, ValueError> {
+    let s = trim_ows(s);
+    check_decimal(s)?;
+    s.parse::<f64>().map_err(|_| ValueError::NotANumber)
 }
 
 /// Delta seconds: a decimal (floats tolerated, as some servers send `Retry-After: 1.5`).
 pub(crate) fn delta_secs(s: &str) -> Result<Duration, ValueError> {
-    decimal(s).map(secs_f64)
+    fixed(s).map(Fixed::secs)
 }
 
 /// Milliseconds (integer or decimal) as a duration.
 pub(crate) fn millis(s: &str) -> Result<Duration, ValueError> {
-    decimal(s).map(|ms| secs_f64(ms / 1000.0))
+    fixed(s).map(Fixed::millis)
 }
 
 /// Caps a duration at [`MAX_SECS`].
@@ -149,8 +179,8 @@ pub(crate) fn go_duration(s: &str) -> Result<Duration, ValueError> {
     if s.starts_with('-') {
         return Err(ValueError::Negative);
     }
-    if let Ok(secs) = decimal(s) {
-        return Ok(secs_f64(secs));
+    if let Ok(secs) = fixed(s) {
+        return Ok(secs.secs());
     }
     let mut rest = s.strip_prefix('+').unwrap_or(s);
     let mut total_nanos: f64 = 0.0;
@@ -362,26 +392,24 @@ pub(crate) fn epoch(t: SystemTime) -> Duration {
 /// - anything larger is an epoch in milliseconds.
 ///
 /// Returns the time from `now` to the reset; an instant already past is zero.
-pub(crate) fn reset_by_magnitude(x: f64, now: SystemTime) -> Duration {
-    let now_s = epoch(now).as_secs_f64();
-    let delta_below = (now_s / 2.0).max(1e8);
-    let epoch_s_below = (now_s * 100.0).max(1e11);
-    if x < delta_below {
-        secs_f64(x)
-    } else if x < epoch_s_below {
-        until(UNIX_EPOCH + secs_f64_uncapped(x), now)
+pub(crate) fn reset_by_magnitude(x: Fixed, now: SystemTime) -> Duration {
+    let now_s = epoch(now).as_secs();
+    let delta_below = (now_s / 2).max(100_000_000);
+    let epoch_s_below = now_s.saturating_mul(100).max(100_000_000_000);
+    if x.whole < delta_below {
+        x.secs()
+    } else if x.whole < epoch_s_below {
+        until(UNIX_EPOCH + Duration::new(x.whole, x.nanos), now)
     } else {
-        until(UNIX_EPOCH + secs_f64_uncapped(x / 1000.0), now)
+        // Epoch milliseconds; beyond year ~5000 it is nonsense, capped.
+        let ms = Fixed {
+            whole: x.whole.min(epoch_s_below.saturating_mul(1000)),
+            nanos: x.nanos,
+        };
+        let secs = ms.whole / 1000;
+        let nanos = (ms.whole % 1000) as u32 * 1_000_000 + ms.nanos / 1000;
+        until(UNIX_EPOCH + Duration::new(secs, nanos), now)
     }
-}
-
-/// Epoch seconds as a duration since the epoch, capped far in the future (year ~5000).
-pub(crate) fn secs_f64_uncapped(x: f64) -> Duration {
-    const MAX_EPOCH: f64 = 1e11;
-    if !(x > 0.0) {
-        return Duration::ZERO;
-    }
-    Duration::from_nanos(((x.min(MAX_EPOCH)) * 1e9).round() as u64)
 }
 
 /// Time from `now` until `t`; zero when `t` is already past. Capped at [`MAX_SECS`].
@@ -414,6 +442,30 @@ mod tests {
         ] {
             assert!(decimal(bad).is_err(), "{bad:?} accepted");
         }
+    }
+
+    #[test]
+    fn fixed_point_decimals_are_exact() {
+        assert_eq!(
+            fixed("1700000002.250"),
+            Ok(Fixed {
+                whole: 1_700_000_002,
+                nanos: 250_000_000
+            })
+        );
+        assert_eq!(
+            fixed("0.1").map(Fixed::secs),
+            Ok(Duration::from_millis(100))
+        );
+        assert_eq!(fixed("1.0000000019"), Ok(Fixed { whole: 1, nanos: 1 }));
+        assert_eq!(
+            fixed("1250.5").map(Fixed::millis),
+            Ok(Duration::from_micros(1_250_500))
+        );
+        assert_eq!(
+            fixed(&"9".repeat(40)).map(Fixed::secs),
+            Ok(Duration::from_secs(MAX_SECS))
+        );
     }
 
     #[test]
@@ -474,16 +526,22 @@ mod tests {
     #[test]
     fn reset_magnitude_tells_deltas_epoch_seconds_and_epoch_millis_apart() {
         let now = UNIX_EPOCH + Duration::from_secs(1_700_000_000);
-        assert_eq!(reset_by_magnitude(30.0, now), Duration::from_secs(30));
         assert_eq!(
-            reset_by_magnitude(1_700_000_060.0, now),
+            reset_by_magnitude(fixed("30").unwrap(), now),
+            Duration::from_secs(30)
+        );
+        assert_eq!(
+            reset_by_magnitude(fixed("1700000060").unwrap(), now),
             Duration::from_secs(60)
         );
         assert_eq!(
-            reset_by_magnitude(1_700_000_060_500.0, now),
+            reset_by_magnitude(fixed("1700000060500").unwrap(), now),
             Duration::from_millis(60_500)
         );
         // A past instant is zero, never negative.
-        assert_eq!(reset_by_magnitude(1_600_000_000.0, now), Duration::ZERO);
+        assert_eq!(
+            reset_by_magnitude(fixed("1600000000").unwrap(), now),
+            Duration::ZERO
+        );
     }
 }

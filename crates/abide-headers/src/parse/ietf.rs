@@ -465,7 +465,7 @@ fn push_with_policies(
 /// others reusing the name): decided by magnitude; an HTTP-date is tolerated too.
 fn reset(cx: &Cx<'_>, name: &HeaderName) -> Option<Duration> {
     let now = cx.now;
-    cx.field(name, |s| match value::decimal(s) {
+    cx.field(name, |s| match value::fixed(s) {
         Ok(x) => Ok(value::reset_by_magnitude(x, now)),
         Err(value::ValueError::NotANumber) => value::http_date(s).map(|t| value::until(t, now)),
         Err(e) => Err(e),

@@ -4,25 +4,27 @@
 //! One scan over the header names finds which families are present; only those readers
 //! run, in this order, each adding its limits to the snapshot:
 //! 1. the wait: `retry-after-ms`, `x-ms-retry-after-ms`, Traefik `X-Retry-In`, then
-//!    `Retry-After` (first one that parses wins: millisecond variants over seconds, the
+//!    `Retry-After` (the first that parses wins: millisecond variants over seconds, the
 //!    order the OpenAI and Azure SDKs use);
-//! 2. IETF `RateLimit`/`RateLimit-Policy` (drafts 07–11), else the `RateLimit-Limit`
-//!    triple (drafts 00–06, or GitLab when `RateLimit-Observed`/`-Name` is present);
-//! 3. Anthropic `anthropic-ratelimit-*`;
-//! 4. OpenAI/Azure OpenAI/Groq `x-ratelimit-{limit,remaining,reset}-{requests,tokens}`;
-//! 5. the unsuffixed `x-ratelimit-*` group, read by exactly one reader chosen by its most
-//!    specific header: Discord (`-bucket`/`-global`/`-scope`/`-reset-after`), GitHub
-//!    (`-resource`), Atlassian (`-nearlimit`/`-fillrate`/`-interval-seconds`, or a date
-//!    reset), Reddit (`-used` without `-limit`), else generic `X-RateLimit-*`;
-//!    then Kong per-window and Linear `x-ratelimit-{requests,complexity}-*`;
-//! 6. `X-Rate-Limit-*` (X, Okta, Zendesk), X's 24-hour app/user limits;
+//! 2. Anthropic `anthropic-ratelimit-*`;
+//! 3. OpenAI / Azure OpenAI / Groq `x-ratelimit-{limit,remaining,reset}-{requests,tokens}`;
+//! 4. the unsuffixed `x-ratelimit-*` group, read by exactly one reader chosen by its most
+//!    specific header: Discord (`-bucket`/`-global`/`-scope`/`-reset-after`), else GitHub
+//!    (`-resource`), else Atlassian (`-nearlimit`/`-fillrate`/`-interval-seconds`, or an
+//!    ISO 8601 reset), else Reddit (`-used` without `-limit`), else generic;
+//!    then Kong per-window `x-ratelimit-{limit,remaining}-[name-]minute` and Linear
+//!    `x-ratelimit-{requests,complexity}-*`;
+//! 5. IETF: `RateLimit` as the draft-07 Dictionary, else as the draft 08+ List joined with
+//!    `RateLimit-Policy`; only when `RateLimit` is absent, the `RateLimit-Limit` triple
+//!    (drafts 00–06, or GitLab when `RateLimit-Observed`/`-Name` is present);
+//! 6. `X-Rate-Limit-*` (X, Okta, Zendesk) and X's 24-hour app/user limits;
 //! 7. the vendor tail: Shopify, Salesforce, Sentry, HubSpot, Azure Resource Manager,
 //!    Zendesk per-endpoint, Stripe.
 //!
-//! A limit of unspecified scope is the same counter as one already kept when both state
-//! the same limit and remaining (servers send one counter under two names: Zendesk
-//! `ratelimit-*` and `x-rate-limit*`, Kong `RateLimit-*` and `X-RateLimit-*-Minute`);
-//! it is merged into the kept one instead of being added twice.
+//! A limit of unspecified scope that states the same limit and remaining as one already
+//! kept from another dialect is that same counter sent under a second name (Zendesk
+//! `ratelimit-*` and `x-rate-limit*`; Kong `RateLimit-*` and `X-RateLimit-*-Minute`): it
+//! is merged into the kept one (filling its reset and window) instead of being added.
 
 mod ietf;
 mod llm;
@@ -135,14 +137,12 @@ impl Cx<'_> {
     /// Adds a limit, merging a generic duplicate into the counter already kept (see the
     /// module docs).
     pub(crate) fn push(&mut self, limit: Limit) {
-        if limit.scope == Scope::Unspecified && (limit.limit.is_some() || limit.remaining.is_some())
-        {
-            if let Some(kept) = self
-                .snap
-                .limits_mut()
-                .iter_mut()
-                .find(|k| k.limit == limit.limit && k.remaining == limit.remaining)
-            {
+        if limit.scope == Scope::Unspecified && limit.limit.is_some() {
+            if let Some(kept) = self.snap.limits_mut().iter_mut().find(|k| {
+                k.dialect != limit.dialect
+                    && k.limit == limit.limit
+                    && k.remaining == limit.remaining
+            }) {
                 kept.reset = kept.reset.or(limit.reset);
                 kept.window = kept.window.or(limit.window);
                 return;

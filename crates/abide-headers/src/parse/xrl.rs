@@ -45,7 +45,7 @@ names! {
 /// magnitude against now), or as an HTTP-date or ISO 8601 instant.
 fn reset(cx: &Cx<'_>, name: &HeaderName) -> Option<Duration> {
     let now = cx.now;
-    cx.field(name, |s| match value::decimal(s) {
+    cx.field(name, |s| match value::fixed(s) {
         Ok(x) => Ok(value::reset_by_magnitude(x, now)),
         Err(ValueError::NotANumber) => value::http_date(s)
             .or_else(|_| value::rfc3339(s))
@@ -108,7 +108,7 @@ pub(super) fn read(cx: &mut Cx<'_>) {
 
 fn is_date_reset(cx: &Cx<'_>) -> bool {
     cx.text(&RESET)
-        .is_some_and(|s| value::decimal(s).is_err() && value::rfc3339(s).is_ok())
+        .is_some_and(|s| value::fixed(s).is_err() && value::rfc3339(s).is_ok())
 }
 
 /// Generic `X-RateLimit-Limit/-Remaining/-Reset/-Used`; Atlassian
@@ -202,44 +202,61 @@ fn reddit(cx: &mut Cx<'_>) {
 
 /// Kong's rate-limiting plugin (<https://docs.konghq.com/hub/kong-inc/rate-limiting/>,
 /// "Headers sent to the client"): `X-RateLimit-Limit-Minute`, `X-RateLimit-Remaining-Hour`,
-/// ... one pair per configured window. Its `RateLimit-*` triple repeats the most
-/// constrained window and merges into it.
+/// ... one pair per configured window, counting requests; its response-ratelimiting
+/// plugin names the limit too: `X-RateLimit-Limit-Videos-Minute`. Kong's `RateLimit-*`
+/// triple repeats the most constrained window and merges into it (see the module docs).
 fn kong(cx: &mut Cx<'_>) {
-    names! {
-        L_SECOND = "x-ratelimit-limit-second";
-        R_SECOND = "x-ratelimit-remaining-second";
-        L_MINUTE = "x-ratelimit-limit-minute";
-        R_MINUTE = "x-ratelimit-remaining-minute";
-        L_HOUR = "x-ratelimit-limit-hour";
-        R_HOUR = "x-ratelimit-remaining-hour";
-        L_DAY = "x-ratelimit-limit-day";
-        R_DAY = "x-ratelimit-remaining-day";
-        L_MONTH = "x-ratelimit-limit-month";
-        R_MONTH = "x-ratelimit-remaining-month";
-        L_YEAR = "x-ratelimit-limit-year";
-        R_YEAR = "x-ratelimit-remaining-year";
-    }
-    // Months and years are calendar periods of varying length: no fixed window.
-    let windows: [(&HeaderName, &HeaderName, Option<u64>); 6] = [
-        (&L_SECOND, &R_SECOND, Some(1)),
-        (&L_MINUTE, &R_MINUTE, Some(60)),
-        (&L_HOUR, &R_HOUR, Some(3600)),
-        (&L_DAY, &R_DAY, Some(86_400)),
-        (&L_MONTH, &R_MONTH, None),
-        (&L_YEAR, &R_YEAR, None),
-    ];
-    for (limit, remaining, window) in windows {
-        if !cx.headers.contains_key(limit) && !cx.headers.contains_key(remaining) {
+    const LIMIT_PREFIX: &str = "x-ratelimit-limit-";
+    let headers = cx.headers;
+    for name in headers.keys() {
+        let Some(rest) = name.as_str().strip_prefix(LIMIT_PREFIX) else {
             continue;
+        };
+        let Some((label, window)) = kong_window(rest) else {
+            continue;
+        };
+        let scope = if label.is_empty() {
+            Scope::Requests
+        } else {
+            Scope::Named(Name::new(label))
+        };
+        let mut l = Limit::new(scope, Dialect::Kong);
+        l.limit = cx.count(name);
+        let mut remaining = [0u8; 128];
+        let key = b"x-ratelimit-remaining-";
+        if key.len() + rest.len() <= remaining.len() {
+            remaining[..key.len()].copy_from_slice(key);
+            remaining[key.len()..key.len() + rest.len()].copy_from_slice(rest.as_bytes());
+            if let Ok(rname) = HeaderName::from_bytes(&remaining[..key.len() + rest.len()]) {
+                l.remaining = cx.count(&rname);
+            }
         }
-        let mut l = Limit::new(Scope::Requests, Dialect::Kong);
-        l.limit = cx.count(limit);
-        l.remaining = cx.count(remaining);
-        l.window = window.map(Duration::from_secs);
+        l.window = window;
         if l.limit.is_some() || l.remaining.is_some() {
             cx.push(l);
         }
     }
+}
+
+/// Splits Kong's `[<name>-]<window>` suffix. Months and years are calendar periods of
+/// varying length: they have no fixed window.
+fn kong_window(rest: &str) -> Option<(&str, Option<Duration>)> {
+    const WINDOWS: [(&str, Option<u64>); 6] = [
+        ("second", Some(1)),
+        ("minute", Some(60)),
+        ("hour", Some(3600)),
+        ("day", Some(86_400)),
+        ("month", None),
+        ("year", None),
+    ];
+    WINDOWS.iter().find_map(|&(w, secs)| {
+        let label = if rest == w {
+            ""
+        } else {
+            rest.strip_suffix(w)?.strip_suffix('-')?
+        };
+        Some((label, secs.map(Duration::from_secs)))
+    })
 }
 
 /// Linear (<https://linear.app/developers/rate-limiting>): request and complexity limits,
