@@ -1,0 +1,741 @@
+//! Behaviour of `BackoffRetry` against tower-test mocks, in virtual time.
+
+use abide_classify::{Class, Classification, Processing, QuotaScope};
+use abide_retry::{
+    Attempts, BackoffRetryLayer, BoxError, BudgetExhausted, Deadline, DeadlineExceeded, Jitter,
+    ReplayBody, RetryBudget, Stop, WaitTooLong, IDEMPOTENCY_KEY,
+};
+use bytes::Bytes;
+use http::{Request, Response, StatusCode};
+use http_body::Frame;
+use http_body_util::{BodyExt, Full};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::time::Instant;
+use tower::{Layer, ServiceExt};
+use tower_test::mock;
+
+type Req = Request<ReplayBody<Full<Bytes>>>;
+type Res = Response<Full<Bytes>>;
+
+fn layer() -> BackoffRetryLayer {
+    BackoffRetryLayer::new().with_seed(7)
+}
+
+fn secs(n: u64) -> Duration {
+    Duration::from_secs(n)
+}
+
+fn response(status: u16) -> Res {
+    Response::builder()
+        .status(status)
+        .body(Full::new(Bytes::from_static(b"body")))
+        .unwrap()
+}
+
+fn with_header(mut res: Res, name: &'static str, value: &str) -> Res {
+    res.headers_mut().insert(name, value.parse().unwrap());
+    res
+}
+
+fn with_verdict(mut res: Res, verdict: Classification) -> Res {
+    res.extensions_mut().insert(verdict);
+    res
+}
+
+fn rate_limited(wait: Duration) -> Classification {
+    Classification::new(Class::RateLimited, "test").with_retry_after(Some(wait))
+}
+
+fn request(method: &str) -> Request<Full<Bytes>> {
+    Request::builder()
+        .method(method)
+        .uri("http://api.test/v1")
+        .body(Full::new(Bytes::from_static(b"payload")))
+        .unwrap()
+}
+
+fn attempts(res: &Res) -> Attempts {
+    *res.extensions()
+        .get::<Attempts>()
+        .expect("every response carries Attempts")
+}
+
+/// Sends `req` through `layer` over a mock; returns the call and the mock's handle.
+fn start(
+    layer: &BackoffRetryLayer,
+    req: Request<Full<Bytes>>,
+) -> (
+    tokio::task::JoinHandle<Result<Res, BoxError>>,
+    mock::Handle<Req, Res>,
+) {
+    let (service, handle) = mock::pair::<Req, Res>();
+    let service = layer.layer(service);
+    (tokio::spawn(service.oneshot(req)), handle)
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_success_is_returned_after_one_attempt() {
+    let (call, mut handle) = start(&layer(), request("GET"));
+    let (req, send) = handle.next_request().await.unwrap();
+    assert_eq!(req.uri(), "http://api.test/v1");
+    assert_eq!(
+        &req.into_body().collect().await.unwrap().to_bytes()[..],
+        b"payload"
+    );
+    send.send_response(response(200));
+    let res = call.await.unwrap().unwrap();
+    assert_eq!(res.status(), 200);
+    let a = attempts(&res);
+    assert_eq!(
+        (a.count, a.total_wait, a.stop),
+        (1, Duration::ZERO, Stop::Succeeded)
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_rate_limit_verdict_waits_at_least_the_server_wait() {
+    let wait = Duration::from_micros(2_500_300);
+    let (call, mut handle) = start(&layer(), request("POST"));
+    let (_, send) = handle.next_request().await.unwrap();
+    let answered = Instant::now();
+    send.send_response(with_verdict(response(429), rate_limited(wait)));
+    let (req, send) = handle.next_request().await.unwrap();
+    assert!(
+        answered.elapsed() >= wait,
+        "{:?} < {wait:?}",
+        answered.elapsed()
+    );
+    assert_eq!(
+        &req.into_body().collect().await.unwrap().to_bytes()[..],
+        b"payload"
+    );
+    send.send_response(response(200));
+    let res = call.await.unwrap().unwrap();
+    let a = attempts(&res);
+    assert_eq!(a.count, 2);
+    assert!(a.total_wait >= wait);
+}
+
+#[tokio::test(start_paused = true)]
+async fn waits_are_never_shorter_than_the_server_asked_whatever_the_jitter() {
+    let mut rng = fastrand::Rng::with_seed(11);
+    for jitter in [
+        Jitter::None,
+        Jitter::Full,
+        Jitter::Equal,
+        Jitter::Decorrelated,
+    ] {
+        let layer = layer().with_jitter(jitter).with_max_attempts(6);
+        let (call, mut handle) = start(&layer, request("GET"));
+        for _ in 0..5 {
+            let (_, send) = handle.next_request().await.unwrap();
+            let wait = Duration::from_micros(rng.u64(0..3_000_000));
+            let answered = Instant::now();
+            send.send_response(with_verdict(response(503), rate_limited(wait)));
+            let _next = handle.next_request().await.unwrap();
+            assert!(answered.elapsed() >= wait, "{jitter:?}");
+            // Put the request back: answered below with a success.
+            _next.1.send_response(response(200));
+            break;
+        }
+        let res = call.await.unwrap().unwrap();
+        assert_eq!(res.status(), 200);
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_429_with_retry_after_seconds_is_retried_no_sooner_than_asked() {
+    let (call, mut handle) = start(&layer(), request("POST"));
+    let (_, send) = handle.next_request().await.unwrap();
+    let answered = Instant::now();
+    send.send_response(with_header(response(429), "retry-after", "3"));
+    let (_, send) = handle.next_request().await.unwrap();
+    assert!(answered.elapsed() >= secs(3), "{:?}", answered.elapsed());
+    send.send_response(response(200));
+    assert_eq!(call.await.unwrap().unwrap().status(), 200);
+}
+
+#[tokio::test(start_paused = true)]
+async fn retry_after_ms_variants_are_honoured() {
+    for header in ["retry-after-ms", "x-ms-retry-after-ms"] {
+        let layer = layer().with_backoff(abide_retry::Backoff::new(
+            Duration::from_millis(1),
+            2.0,
+            Duration::from_millis(1),
+        ));
+        let (call, mut handle) = start(&layer, request("GET"));
+        let (_, send) = handle.next_request().await.unwrap();
+        let answered = Instant::now();
+        send.send_response(with_header(response(429), header, "1500"));
+        let (_, send) = handle.next_request().await.unwrap();
+        assert!(
+            answered.elapsed() >= Duration::from_millis(1500),
+            "{header}: {:?}",
+            answered.elapsed()
+        );
+        send.send_response(response(200));
+        assert_eq!(call.await.unwrap().unwrap().status(), 200);
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn quota_exhaustion_is_never_retried() {
+    let verdicts = [
+        Classification::new(Class::QuotaExhausted, "test").with_scope(QuotaScope::Billing),
+        // Even a verdict that (wrongly) calls it retryable.
+        Classification::new(Class::QuotaExhausted, "test")
+            .with_retryable(true)
+            .with_retry_after(Some(secs(1))),
+    ];
+    for verdict in verdicts {
+        let (call, mut handle) = start(&layer(), request("GET"));
+        let (_, send) = handle.next_request().await.unwrap();
+        send.send_response(with_verdict(response(429), verdict));
+        let res = call.await.unwrap().unwrap();
+        assert_eq!(res.status(), 429, "the caller sees the real response");
+        assert_eq!(attempts(&res).stop, Stop::NotRetryable);
+        assert!(handle.next_request().await.is_none(), "no second attempt");
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn client_errors_are_returned_at_once() {
+    let (call, mut handle) = start(&layer(), request("GET"));
+    let (_, send) = handle.next_request().await.unwrap();
+    send.send_response(response(400));
+    let res = call.await.unwrap().unwrap();
+    assert_eq!(
+        (res.status(), attempts(&res).count),
+        (StatusCode::BAD_REQUEST, 1)
+    );
+    assert!(handle.next_request().await.is_none());
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_post_after_an_ambiguous_502_is_not_retried() {
+    let (call, mut handle) = start(&layer(), request("POST"));
+    let (_, send) = handle.next_request().await.unwrap();
+    send.send_response(response(502));
+    let res = call.await.unwrap().unwrap();
+    assert_eq!(res.status(), 502);
+    assert_eq!(attempts(&res).stop, Stop::NotIdempotent);
+    assert!(handle.next_request().await.is_none());
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_post_after_a_429_is_retried() {
+    let (call, mut handle) = start(&layer(), request("POST"));
+    let (_, send) = handle.next_request().await.unwrap();
+    send.send_response(response(429));
+    let (req, send) = handle.next_request().await.unwrap();
+    assert_eq!(req.method(), "POST");
+    send.send_response(response(200));
+    assert_eq!(attempts(&call.await.unwrap().unwrap()).count, 2);
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_get_after_an_ambiguous_502_is_retried() {
+    let (call, mut handle) = start(&layer(), request("GET"));
+    let (_, send) = handle.next_request().await.unwrap();
+    send.send_response(response(502));
+    let (_, send) = handle.next_request().await.unwrap();
+    send.send_response(response(200));
+    assert_eq!(call.await.unwrap().unwrap().status(), 200);
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_post_carrying_an_idempotency_key_is_retried_after_a_502() {
+    let mut req = request("POST");
+    req.headers_mut()
+        .insert(IDEMPOTENCY_KEY, "abc".parse().unwrap());
+    let (call, mut handle) = start(&layer(), req);
+    let (_, send) = handle.next_request().await.unwrap();
+    send.send_response(response(502));
+    let (req, send) = handle.next_request().await.unwrap();
+    assert_eq!(req.headers()[IDEMPOTENCY_KEY], "abc");
+    send.send_response(response(200));
+    assert_eq!(call.await.unwrap().unwrap().status(), 200);
+}
+
+#[tokio::test(start_paused = true)]
+async fn the_layer_adds_one_idempotency_key_kept_across_attempts() {
+    let (call, mut handle) = start(&layer().with_idempotency_key(true), request("POST"));
+    let (first, send) = handle.next_request().await.unwrap();
+    let key = first.headers()[IDEMPOTENCY_KEY].clone();
+    assert_eq!(key.len(), 36);
+    send.send_response(response(502));
+    let (second, send) = handle.next_request().await.unwrap();
+    assert_eq!(second.headers()[IDEMPOTENCY_KEY], key);
+    send.send_response(response(200));
+    assert_eq!(call.await.unwrap().unwrap().status(), 200);
+
+    // Idempotent methods are left alone.
+    let (call, mut handle) = start(&layer().with_idempotency_key(true), request("GET"));
+    let (req, send) = handle.next_request().await.unwrap();
+    assert!(!req.headers().contains_key(IDEMPOTENCY_KEY));
+    send.send_response(response(200));
+    call.await.unwrap().unwrap();
+}
+
+#[tokio::test(start_paused = true)]
+async fn inner_errors_are_retried_for_idempotent_requests_and_returned_as_is_otherwise() {
+    let (call, mut handle) = start(&layer(), request("GET"));
+    let (_, send) = handle.next_request().await.unwrap();
+    send.send_error("connection reset");
+    let (_, send) = handle.next_request().await.unwrap();
+    send.send_response(response(200));
+    assert_eq!(attempts(&call.await.unwrap().unwrap()).count, 2);
+
+    let (call, mut handle) = start(&layer(), request("POST"));
+    let (_, send) = handle.next_request().await.unwrap();
+    send.send_error("connection reset");
+    let err = call.await.unwrap().unwrap_err();
+    assert_eq!(err.to_string(), "connection reset");
+    assert!(handle.next_request().await.is_none());
+}
+
+#[tokio::test(start_paused = true)]
+async fn attempts_run_out_and_the_last_response_is_returned() {
+    let layer = layer().with_max_attempts(3);
+    let (call, mut handle) = start(&layer, request("GET"));
+    for _ in 0..3 {
+        let (_, send) = handle.next_request().await.unwrap();
+        send.send_response(response(503));
+    }
+    let res = call.await.unwrap().unwrap();
+    assert_eq!(res.status(), 503);
+    let a = attempts(&res);
+    assert_eq!((a.count, a.stop), (3, Stop::MaxAttempts));
+    assert!(a.total_wait > Duration::ZERO);
+    assert!(handle.next_request().await.is_none());
+}
+
+#[tokio::test(start_paused = true)]
+async fn the_verdict_in_extensions_wins_over_the_status() {
+    let (call, mut handle) = start(&layer(), request("GET"));
+    let (_, send) = handle.next_request().await.unwrap();
+    send.send_response(with_verdict(response(200), rate_limited(secs(1))));
+    let (_, send) = handle.next_request().await.unwrap();
+    send.send_response(with_verdict(response(500), Classification::success()));
+    let res = call.await.unwrap().unwrap();
+    assert_eq!(
+        (res.status(), attempts(&res).count),
+        (StatusCode::INTERNAL_SERVER_ERROR, 2)
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_server_wait_above_the_maximum_fails_fast_with_wait_too_long() {
+    let layer = layer().with_max_server_wait(secs(60));
+    let start_at = Instant::now();
+    let (call, mut handle) = start(&layer, request("GET"));
+    let (_, send) = handle.next_request().await.unwrap();
+    send.send_response(with_verdict(response(429), rate_limited(secs(3600))));
+    let err = call.await.unwrap().unwrap_err();
+    let e = err.downcast_ref::<WaitTooLong>().expect("WaitTooLong");
+    assert_eq!((e.wait(), e.max(), e.attempts()), (secs(3600), secs(60), 1));
+    assert_eq!(e.last_status(), Some(StatusCode::TOO_MANY_REQUESTS));
+    assert_eq!(e.last_classification().unwrap().class, Class::RateLimited);
+    assert_eq!(start_at.elapsed(), Duration::ZERO, "no time spent sleeping");
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_server_wait_past_the_deadline_fails_fast() {
+    let layer = layer().with_deadline(secs(5));
+    let start_at = Instant::now();
+    let (call, mut handle) = start(&layer, request("GET"));
+    let (_, send) = handle.next_request().await.unwrap();
+    send.send_response(with_verdict(response(429), rate_limited(secs(10))));
+    let err = call.await.unwrap().unwrap_err();
+    let e = err
+        .downcast_ref::<DeadlineExceeded>()
+        .expect("DeadlineExceeded");
+    assert_eq!(e.timeout(), secs(5));
+    assert_eq!(start_at.elapsed(), Duration::ZERO);
+}
+
+#[tokio::test(start_paused = true)]
+async fn an_attempt_is_cut_at_the_deadline() {
+    let layer = layer().with_deadline(secs(3));
+    let start_at = Instant::now();
+    let (call, mut handle) = start(&layer, request("GET"));
+    let (_req, _send) = handle.next_request().await.unwrap();
+    // Never answered.
+    let err = call.await.unwrap().unwrap_err();
+    assert!(err.is::<DeadlineExceeded>(), "{err}");
+    assert_eq!(start_at.elapsed(), secs(3));
+}
+
+#[tokio::test(start_paused = true)]
+async fn the_deadline_extension_cuts_the_request() {
+    let mut req = request("GET");
+    req.extensions_mut()
+        .insert(Deadline::within(Duration::from_millis(1500)));
+    let start_at = Instant::now();
+    let (call, mut handle) = start(&layer().with_deadline(secs(60)), req);
+    let _pending = handle.next_request().await.unwrap();
+    let err = call.await.unwrap().unwrap_err();
+    assert!(err.is::<DeadlineExceeded>());
+    assert_eq!(start_at.elapsed(), Duration::from_millis(1500));
+}
+
+#[tokio::test(start_paused = true)]
+async fn grpc_timeout_sets_the_deadline_and_retries_carry_the_time_left() {
+    let mut req = request("POST");
+    req.headers_mut()
+        .insert("grpc-timeout", "10S".parse().unwrap());
+    let start_at = Instant::now();
+    let (call, mut handle) = start(&layer(), req);
+    let (first, send) = handle.next_request().await.unwrap();
+    assert_eq!(first.headers()["grpc-timeout"], "10S");
+    send.send_response(with_verdict(response(200), rate_limited(secs(2))));
+    let (second, _pending) = handle.next_request().await.unwrap();
+    let left =
+        abide_retry::parse_grpc_timeout(second.headers()["grpc-timeout"].as_bytes()).unwrap();
+    let elapsed = start_at.elapsed();
+    assert!(elapsed >= secs(2));
+    assert!(
+        left <= secs(10) - elapsed && left + secs(1) > secs(10) - elapsed,
+        "{left:?}"
+    );
+    let err = call.await.unwrap().unwrap_err();
+    assert!(err.is::<DeadlineExceeded>());
+    assert_eq!(start_at.elapsed(), secs(10));
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_retry_that_cannot_finish_in_time_is_refused() {
+    // Each attempt takes 4 s; after the first, 6 s are left: a 3 s wait plus a 4 s
+    // attempt would not fit.
+    let layer = layer().with_deadline(secs(10));
+    let (call, mut handle) = start(&layer, request("GET"));
+    let (_, send) = handle.next_request().await.unwrap();
+    tokio::time::sleep(secs(4)).await;
+    send.send_response(with_verdict(response(429), rate_limited(secs(3))));
+    let err = call.await.unwrap().unwrap_err();
+    let e = err
+        .downcast_ref::<DeadlineExceeded>()
+        .expect("DeadlineExceeded");
+    assert_eq!(e.attempts(), 1);
+}
+
+#[tokio::test(start_paused = true)]
+async fn the_budget_bounds_amplification_in_a_total_outage() {
+    const REQUESTS: usize = 200;
+    let budget = RetryBudget::new(0.2, 1, 10);
+    let layer = layer()
+        .with_max_attempts(5)
+        .with_budget(budget)
+        .with_backoff(abide_retry::Backoff::new(
+            Duration::from_millis(100),
+            2.0,
+            secs(1),
+        ));
+    let stats = layer.stats();
+    let attempts = Arc::new(AtomicUsize::new(0));
+    let counter = attempts.clone();
+    let service = layer.layer(tower::service_fn(move |_req: Req| {
+        counter.fetch_add(1, Ordering::SeqCst);
+        async { Ok::<_, std::convert::Infallible>(response(503)) }
+    }));
+    let start_at = Instant::now();
+    let mut calls = Vec::new();
+    for i in 0..REQUESTS {
+        let service = service.clone();
+        calls.push(tokio::spawn(async move {
+            // Spread over ten seconds, as steady traffic would be.
+            tokio::time::sleep(Duration::from_millis(50 * i as u64)).await;
+            service.oneshot(request("GET")).await
+        }));
+    }
+    let mut refused = 0;
+    for call in calls {
+        if let Err(e) = call.await.unwrap() {
+            assert!(e.is::<BudgetExhausted>(), "{e}");
+            refused += 1;
+        }
+    }
+    let elapsed = start_at.elapsed().as_secs_f64();
+    let total = attempts.load(Ordering::SeqCst);
+    let bound = REQUESTS as f64 + 10.0 + 1.0 * elapsed.ceil();
+    assert!(
+        (total as f64) <= bound,
+        "{total} attempts for {REQUESTS} requests in {elapsed}s (bound {bound})"
+    );
+    assert!(
+        refused > REQUESTS / 2,
+        "most retries were refused: {refused}"
+    );
+    assert_eq!(stats.snapshot().budget_exhausted, refused as u64);
+    assert!(
+        total < REQUESTS * 5 / 2,
+        "without a budget it would be {}",
+        REQUESTS * 5
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn successes_refill_the_budget() {
+    let budget = RetryBudget::new(0.5, 0, 1);
+    let layer = layer().with_budget(budget.clone());
+    let (call, mut handle) = start(&layer, request("GET"));
+    let (_, send) = handle.next_request().await.unwrap();
+    send.send_response(response(503));
+    let (_, send) = handle.next_request().await.unwrap();
+    send.send_response(response(503));
+    // The only token was spent on the first retry.
+    let err = call.await.unwrap().unwrap_err();
+    assert!(err.is::<BudgetExhausted>());
+    for _ in 0..2 {
+        let (call, mut handle) = start(&layer, request("GET"));
+        handle
+            .next_request()
+            .await
+            .unwrap()
+            .1
+            .send_response(response(200));
+        call.await.unwrap().unwrap();
+    }
+    assert_eq!(budget.balance(), 1.0);
+}
+
+/// Counts live values, to check that nothing outlives a dropped request.
+#[derive(Debug)]
+struct Live(Arc<AtomicUsize>);
+impl Clone for Live {
+    fn clone(&self) -> Self {
+        Live::new(&self.0)
+    }
+}
+impl Live {
+    fn new(count: &Arc<AtomicUsize>) -> Self {
+        count.fetch_add(1, Ordering::SeqCst);
+        Live(count.clone())
+    }
+}
+impl Drop for Live {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::SeqCst);
+    }
+}
+
+/// A response body that counts itself live and never ends.
+#[derive(Debug)]
+struct LiveBody(#[allow(dead_code)] Live);
+impl http_body::Body for LiveBody {
+    type Data = Bytes;
+    type Error = BoxError;
+    fn poll_frame(
+        self: std::pin::Pin<&mut Self>,
+        _cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<Result<Frame<Bytes>, BoxError>>> {
+        std::task::Poll::Pending
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn cancellation_mid_sleep_leaks_nothing() {
+    let live = Arc::new(AtomicUsize::new(0));
+    let calls = Arc::new(AtomicUsize::new(0));
+    let (l, c) = (live.clone(), calls.clone());
+    let service = tower::service_fn(move |req: Req| {
+        assert!(req.extensions().get::<Live>().is_some());
+        c.fetch_add(1, Ordering::SeqCst);
+        let body = LiveBody(Live::new(&l));
+        async move {
+            let mut res = Response::new(body);
+            res.extensions_mut().insert(rate_limited(secs(30)));
+            Ok::<_, std::convert::Infallible>(res)
+        }
+    });
+    let service = layer().layer(service);
+    let mut req = request("POST");
+    req.extensions_mut().insert(Live::new(&live));
+    let call = tokio::spawn(service.oneshot(req));
+    tokio::time::sleep(secs(1)).await;
+    // Mid-sleep: the request copy and the response body being drained are alive.
+    assert_eq!(calls.load(Ordering::SeqCst), 1);
+    assert_eq!(live.load(Ordering::SeqCst), 2);
+    call.abort();
+    assert!(call.await.unwrap_err().is_cancelled());
+    assert_eq!(
+        live.load(Ordering::SeqCst),
+        0,
+        "nothing outlives the request"
+    );
+    tokio::time::sleep(secs(60)).await;
+    assert_eq!(
+        calls.load(Ordering::SeqCst),
+        1,
+        "no attempt after cancellation"
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_failed_response_body_is_drained_while_waiting() {
+    let (mut tx, body) = http_body_util::channel::Channel::<Bytes, BoxError>::new(1);
+    let (service, mut handle) =
+        mock::pair::<Req, Response<http_body_util::channel::Channel<Bytes, BoxError>>>();
+    let service = layer().layer(service);
+    let call = tokio::spawn(service.oneshot(request("GET")));
+    let (_, send) = handle.next_request().await.unwrap();
+    let mut res = Response::new(body);
+    res.extensions_mut().insert(rate_limited(secs(5)));
+    send.send_response(res);
+    // The channel holds one frame: the second send waits until the layer reads the first.
+    let answered = Instant::now();
+    tx.send_data(Bytes::from_static(b"error ")).await.unwrap();
+    tx.send_data(Bytes::from_static(b"details")).await.unwrap();
+    drop(tx);
+    assert!(
+        answered.elapsed() < secs(5),
+        "drained during the wait, not after"
+    );
+    let (_, send) = handle.next_request().await.unwrap();
+    let (_tx2, body2) = http_body_util::channel::Channel::<Bytes, BoxError>::new(1);
+    send.send_response(Response::new(body2));
+    assert_eq!(call.await.unwrap().unwrap().status(), 200);
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_body_over_the_replay_limit_is_sent_once_and_not_retried() {
+    let layer = layer().with_replay_limit(4);
+    let (call, mut handle) = start(&layer, request("PUT"));
+    let (req, send) = handle.next_request().await.unwrap();
+    assert_eq!(
+        &req.into_body().collect().await.unwrap().to_bytes()[..],
+        b"payload"
+    );
+    send.send_response(response(503));
+    let res = call.await.unwrap().unwrap();
+    assert_eq!(attempts(&res).stop, Stop::BodyNotReplayable);
+    assert!(handle.next_request().await.is_none());
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_streaming_body_is_replayed_byte_exact_when_the_server_answers_early() {
+    let (mut tx, body) = http_body_util::channel::Channel::<Bytes, BoxError>::new(4);
+    let (service, mut handle) =
+        mock::pair::<Request<ReplayBody<http_body_util::channel::Channel<Bytes, BoxError>>>, Res>();
+    let service = layer().layer(service);
+    let req = Request::put("http://api.test/upload").body(body).unwrap();
+    let call = tokio::spawn(service.oneshot(req));
+    let writer = tokio::spawn(async move {
+        for i in 0..10u8 {
+            tx.send_data(Bytes::from(vec![b'a' + i; 100]))
+                .await
+                .unwrap();
+        }
+        let mut trailers = http::HeaderMap::new();
+        trailers.insert("x-checksum", "42".parse().unwrap());
+        tx.send_trailers(trailers).await.unwrap();
+    });
+    let (first, send) = handle.next_request().await.unwrap();
+    let mut first_body = first.into_body();
+    // The server reads three frames, then answers before the rest was sent.
+    let mut seen = Vec::new();
+    for _ in 0..3 {
+        let frame = first_body.frame().await.unwrap().unwrap();
+        seen.extend_from_slice(frame.data_ref().unwrap());
+    }
+    send.send_response(with_verdict(response(503), rate_limited(secs(1))));
+    let (second, send) = handle.next_request().await.unwrap();
+    let collected = second.into_body().collect().await.unwrap();
+    let trailers = collected.trailers().cloned();
+    let bytes = collected.to_bytes();
+    let expected: Vec<u8> = (0..10u8).flat_map(|i| vec![b'a' + i; 100]).collect();
+    assert_eq!(&seen[..], &expected[..300]);
+    assert_eq!(&bytes[..], &expected[..], "no byte duplicated or dropped");
+    assert_eq!(trailers.unwrap()["x-checksum"], "42");
+    // The abandoned attempt's copy only replays the recording: the same bytes, once.
+    let rest = first_body.collect().await.unwrap().to_bytes();
+    assert_eq!(&rest[..], &expected[300..]);
+    send.send_response(response(200));
+    assert_eq!(call.await.unwrap().unwrap().status(), 200);
+    writer.await.unwrap();
+}
+
+#[tokio::test(start_paused = true)]
+async fn stats_count_every_decision() {
+    let layer = layer().with_max_attempts(2);
+    let stats = layer.stats();
+    let (call, mut handle) = start(&layer, request("GET"));
+    handle
+        .next_request()
+        .await
+        .unwrap()
+        .1
+        .send_response(response(503));
+    handle
+        .next_request()
+        .await
+        .unwrap()
+        .1
+        .send_response(response(503));
+    call.await.unwrap().unwrap();
+    let (call, mut handle) = start(&layer, request("GET"));
+    handle
+        .next_request()
+        .await
+        .unwrap()
+        .1
+        .send_response(response(200));
+    call.await.unwrap().unwrap();
+    let (call, mut handle) = start(&layer, request("POST"));
+    handle
+        .next_request()
+        .await
+        .unwrap()
+        .1
+        .send_response(response(500));
+    call.await.unwrap().unwrap();
+    let s = stats.snapshot();
+    assert_eq!(
+        (
+            s.requests,
+            s.attempts,
+            s.retries,
+            s.succeeded,
+            s.max_attempts,
+            s.not_idempotent
+        ),
+        (3, 4, 1, 1, 1, 1)
+    );
+    assert!(s.total_wait > Duration::ZERO);
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_not_processed_verdict_allows_retrying_a_post_after_a_503() {
+    let verdict = Classification::new(Class::ServerError, "test")
+        .with_processing(Processing::NotProcessed)
+        .with_retry_after(Some(secs(1)));
+    let (call, mut handle) = start(&layer(), request("POST"));
+    handle
+        .next_request()
+        .await
+        .unwrap()
+        .1
+        .send_response(with_verdict(response(503), verdict));
+    handle
+        .next_request()
+        .await
+        .unwrap()
+        .1
+        .send_response(response(200));
+    assert_eq!(call.await.unwrap().unwrap().status(), 200);
+}
+
+#[tokio::test(start_paused = true)]
+async fn one_attempt_configured_means_no_retry_and_no_recording() {
+    let (call, mut handle) = start(&layer().with_max_attempts(0), request("GET"));
+    handle
+        .next_request()
+        .await
+        .unwrap()
+        .1
+        .send_response(response(503));
+    let res = call.await.unwrap().unwrap();
+    assert_eq!(attempts(&res).stop, Stop::MaxAttempts);
+}
