@@ -1,1 +1,549 @@
-//! suite
+//! The behaviour suite every [`QuotaStore`] must pass (feature `testing`).
+//!
+//! Each check is an `async fn` taking the store under test; checks use their own bucket
+//! keys and pass explicit instants, so they need neither a fresh store nor paused time.
+//! [`quota_store_suite!`](crate::quota_store_suite) turns them into one `#[tokio::test]`
+//! each:
+//!
+//! ```ignore
+//! // In a store crate's tests (needs tokio with `macros` and `rt`):
+//! abide_cap::quota_store_suite!(my_store::RedisStore::connect_for_tests());
+//! ```
+//!
+//! A check panics (with a message saying what the store did wrong) when the store
+//! breaks the contract.
+
+use crate::store::{
+    Admission, BucketPolicy, Decision, Observation, QuotaStore, Rejection, Reservation, Ticket,
+};
+use crate::{BucketKey, ExhaustionPolicy, Quota};
+use abide_classify::{Class, Classification};
+use abide_headers::{Dialect, Limit, RateLimitSnapshot, Scope};
+use std::num::NonZeroU32;
+use std::time::Duration;
+use tokio::time::Instant;
+
+const S: Duration = Duration::from_secs(1);
+const MS: Duration = Duration::from_millis(1);
+
+fn key(name: &str) -> BucketKey {
+    BucketKey::new(&format!("abide-suite/{name}"))
+}
+
+async fn admit(store: &dyn QuotaStore, a: Admission<'_>) -> Decision {
+    store.admit(&a).await.expect("store failed to admit")
+}
+
+async fn admit_at(
+    store: &dyn QuotaStore,
+    key: &BucketKey,
+    cost: u32,
+    now: Instant,
+    policy: &BucketPolicy,
+) -> Decision {
+    admit(store, Admission::new(key, cost, now, policy)).await
+}
+
+async fn observe(
+    store: &dyn QuotaStore,
+    key: &BucketKey,
+    now: Instant,
+    ticket: Option<Ticket>,
+    class: &Classification,
+    snapshot: &RateLimitSnapshot,
+    policy: &BucketPolicy,
+) {
+    let o = Observation::new(key, now, class, snapshot, policy).with_ticket(ticket);
+    store.observe(&o).await.expect("store failed to observe");
+}
+
+fn go(d: Decision, what: &str) -> Ticket {
+    match d {
+        Decision::Go(t) => t,
+        other => panic!("{what}: expected Go, store answered {other:?}"),
+    }
+}
+
+fn wait(d: Decision, what: &str) -> (Instant, Option<Reservation>) {
+    match d {
+        Decision::Wait { until, reservation } => (until, reservation),
+        other => panic!("{what}: expected Wait, store answered {other:?}"),
+    }
+}
+
+fn reject(d: Decision, what: &str) -> Rejection {
+    match d {
+        Decision::Reject(r) => r,
+        other => panic!("{what}: expected Reject, store answered {other:?}"),
+    }
+}
+
+fn limit(scope: Scope, limit: u64, remaining: u64, reset: Duration) -> Limit {
+    let mut l = Limit::new(scope, Dialect::Other);
+    l.limit = Some(limit);
+    l.remaining = Some(remaining);
+    l.reset = Some(reset);
+    l
+}
+
+fn nz(n: u32) -> NonZeroU32 {
+    NonZeroU32::new(n).unwrap_or(NonZeroU32::MIN)
+}
+
+/// A bucket nobody has seen admits at once.
+pub async fn fresh_bucket_admits_at_once(store: &dyn QuotaStore) {
+    let p = BucketPolicy::default();
+    let k = key("fresh");
+    let now = Instant::now();
+    go(admit_at(store, &k, 1, now, &p).await, "first admission");
+    go(admit_at(store, &k, 1, now, &p).await, "second admission");
+}
+
+/// A pause holds every admission until its end, and a reserved slot at the end is kept.
+pub async fn pause_holds_every_admission_until_its_end(store: &dyn QuotaStore) {
+    let p = BucketPolicy::default();
+    let k = key("pause");
+    let now = Instant::now();
+    store.pause(&k, now + 2 * S).await.expect("pause");
+    let (until, reservation) = wait(admit_at(store, &k, 1, now, &p).await, "during pause");
+    assert_eq!(
+        until,
+        now + 2 * S,
+        "the wait must end exactly at the pause's end"
+    );
+    let back = Admission::new(&k, 1, until, &p).with_reservation(reservation);
+    go(admit(store, back).await, "back at the end of the pause");
+}
+
+/// A shorter pause never shortens a longer one.
+pub async fn shorter_pause_never_shortens_a_longer_one(store: &dyn QuotaStore) {
+    let p = BucketPolicy::default();
+    let k = key("pause-max");
+    let now = Instant::now();
+    store.pause(&k, now + 5 * S).await.expect("pause");
+    store.pause(&k, now + 2 * S).await.expect("pause");
+    let (until, _) = wait(admit_at(store, &k, 1, now, &p).await, "during pause");
+    assert_eq!(until, now + 5 * S);
+}
+
+/// A rate-limit verdict with a wait pauses the bucket for exactly that wait.
+pub async fn throttle_verdict_pauses_for_the_servers_time(store: &dyn QuotaStore) {
+    let p = BucketPolicy::default();
+    let k = key("throttle");
+    let now = Instant::now();
+    let t = go(admit_at(store, &k, 1, now, &p).await, "first");
+    let verdict = Classification::new(Class::RateLimited, "test").with_retry_after(Some(3 * S));
+    observe(
+        store,
+        &k,
+        now + 100 * MS,
+        Some(t),
+        &verdict,
+        &RateLimitSnapshot::new(),
+        &p,
+    )
+    .await;
+    let (until, _) = wait(
+        admit_at(store, &k, 1, now + 100 * MS, &p).await,
+        "after a 429",
+    );
+    assert_eq!(until, now + 100 * MS + 3 * S);
+}
+
+/// A throttle verdict without a wait pauses for the policy's default pause; a zero default
+/// means no pause.
+pub async fn throttle_without_wait_uses_the_default_pause(store: &dyn QuotaStore) {
+    let mut p = BucketPolicy::default();
+    p.default_pause = 2 * S;
+    let k = key("throttle-default");
+    let now = Instant::now();
+    let verdict = Classification::new(Class::Overloaded, "test");
+    observe(
+        store,
+        &k,
+        now,
+        None,
+        &verdict,
+        &RateLimitSnapshot::new(),
+        &p,
+    )
+    .await;
+    let (until, _) = wait(admit_at(store, &k, 1, now, &p).await, "after overload");
+    assert_eq!(until, now + 2 * S);
+
+    p.default_pause = Duration::ZERO;
+    let k = key("throttle-no-pause");
+    observe(
+        store,
+        &k,
+        now,
+        None,
+        &verdict,
+        &RateLimitSnapshot::new(),
+        &p,
+    )
+    .await;
+    go(admit_at(store, &k, 1, now, &p).await, "no default pause");
+}
+
+/// A server's absurd wait is capped at the policy's maximum pause.
+pub async fn absurd_waits_are_capped(store: &dyn QuotaStore) {
+    let mut p = BucketPolicy::default();
+    p.max_pause = 10 * S;
+    let k = key("absurd");
+    let now = Instant::now();
+    let verdict = Classification::new(Class::RateLimited, "test")
+        .with_retry_after(Some(Duration::from_secs(u64::MAX / 4)));
+    observe(
+        store,
+        &k,
+        now,
+        None,
+        &verdict,
+        &RateLimitSnapshot::new(),
+        &p,
+    )
+    .await;
+    let (until, _) = wait(admit_at(store, &k, 1, now, &p).await, "after absurd wait");
+    assert_eq!(until, now + 10 * S);
+}
+
+/// Exhaustion fails fast, lets exactly one probe through after the reset, and an answer
+/// to the probe other than exhaustion reopens the bucket.
+pub async fn exhaustion_fails_fast_then_probes_once(store: &dyn QuotaStore) {
+    let p = BucketPolicy::default();
+    let k = key("exhaust");
+    let now = Instant::now();
+    store.exhaust(&k, now + 10 * S).await.expect("exhaust");
+    match reject(admit_at(store, &k, 1, now, &p).await, "while exhausted") {
+        Rejection::Exhausted { retry_in } => assert_eq!(retry_in, Some(10 * S)),
+        other => panic!("expected Exhausted, got {other:?}"),
+    }
+    let later = now + 10 * S;
+    let probe = go(admit_at(store, &k, 1, later, &p).await, "the probe");
+    reject(
+        admit_at(store, &k, 1, later, &p).await,
+        "a second request while the probe is out",
+    );
+    observe(
+        store,
+        &k,
+        later + S,
+        Some(probe),
+        &Classification::success(),
+        &RateLimitSnapshot::new(),
+        &p,
+    )
+    .await;
+    go(
+        admit_at(store, &k, 1, later + S, &p).await,
+        "after the probe succeeded",
+    );
+}
+
+/// Under the hold policy, exhaustion makes requests wait instead of failing.
+pub async fn exhaustion_holds_under_the_hold_policy(store: &dyn QuotaStore) {
+    let mut p = BucketPolicy::default();
+    p.exhaustion = ExhaustionPolicy::HoldAndProbe;
+    let k = key("exhaust-hold");
+    let now = Instant::now();
+    store.exhaust(&k, now + 10 * S).await.expect("exhaust");
+    let (until, _) = wait(admit_at(store, &k, 1, now, &p).await, "held");
+    assert_eq!(until, now + 10 * S);
+    let too_long = Admission::new(&k, 1, now, &p).with_max_wait(5 * S);
+    match reject(admit(store, too_long).await, "hold longer than allowed") {
+        Rejection::TooLong { would_wait } => assert_eq!(would_wait, 10 * S),
+        other => panic!("expected TooLong, got {other:?}"),
+    }
+    go(admit_at(store, &k, 1, now + 10 * S, &p).await, "the probe");
+    let (until, _) = wait(
+        admit_at(store, &k, 1, now + 10 * S, &p).await,
+        "held behind the probe",
+    );
+    assert!(until > now + 10 * S, "held requests ask again later");
+}
+
+/// A success from a request sent before the exhaustion does not clear it.
+pub async fn stale_success_does_not_clear_exhaustion(store: &dyn QuotaStore) {
+    let p = BucketPolicy::default();
+    let k = key("exhaust-stale");
+    let now = Instant::now();
+    let old = go(admit_at(store, &k, 1, now, &p).await, "before exhaustion");
+    let verdict = Classification::new(Class::QuotaExhausted, "test").with_retry_after(Some(60 * S));
+    observe(
+        store,
+        &k,
+        now,
+        None,
+        &verdict,
+        &RateLimitSnapshot::new(),
+        &p,
+    )
+    .await;
+    observe(
+        store,
+        &k,
+        now + S,
+        Some(old),
+        &Classification::success(),
+        &RateLimitSnapshot::new(),
+        &p,
+    )
+    .await;
+    match reject(admit_at(store, &k, 1, now + S, &p).await, "still exhausted") {
+        Rejection::Exhausted { retry_in } => assert_eq!(retry_in, Some(59 * S)),
+        other => panic!("expected Exhausted, got {other:?}"),
+    }
+}
+
+/// A learned limit spreads what remains evenly over the time to its reset.
+pub async fn learned_limit_spreads_remaining_over_the_reset(store: &dyn QuotaStore) {
+    let p = BucketPolicy::default();
+    let k = key("spread");
+    let now = Instant::now();
+    let t = go(admit_at(store, &k, 1, now, &p).await, "first");
+    let snap = RateLimitSnapshot::new().with_limit(limit(Scope::Requests, 100, 10, 10 * S));
+    observe(
+        store,
+        &k,
+        now,
+        Some(t),
+        &Classification::success(),
+        &snap,
+        &p,
+    )
+    .await;
+    go(admit_at(store, &k, 1, now, &p).await, "first slot");
+    let mut last = now;
+    for i in 1..10u32 {
+        let (until, r) = wait(admit_at(store, &k, 1, now, &p).await, "paced");
+        assert_eq!(until, now + i * S, "slot {i} must be {i} s after the first");
+        assert!(r.is_some(), "a paced slot is reserved");
+        assert!(until > last, "slots are FIFO");
+        last = until;
+    }
+}
+
+/// A limit with nothing remaining holds every admission until its reset.
+pub async fn remaining_zero_waits_until_the_reset(store: &dyn QuotaStore) {
+    let p = BucketPolicy::default();
+    let k = key("zero");
+    let now = Instant::now();
+    let t = go(admit_at(store, &k, 1, now, &p).await, "first");
+    let snap = RateLimitSnapshot::new().with_limit(limit(Scope::Requests, 10, 0, 7 * S));
+    observe(
+        store,
+        &k,
+        now,
+        Some(t),
+        &Classification::success(),
+        &snap,
+        &p,
+    )
+    .await;
+    let (until, _) = wait(admit_at(store, &k, 1, now, &p).await, "empty window");
+    assert_eq!(until, now + 7 * S);
+}
+
+/// What the bucket admitted after the observed request counts against `remaining`.
+pub async fn later_admissions_are_subtracted_from_remaining(store: &dyn QuotaStore) {
+    let p = BucketPolicy::default();
+    let k = key("uncounted");
+    let now = Instant::now();
+    let first = go(admit_at(store, &k, 1, now, &p).await, "first");
+    go(admit_at(store, &k, 1, now, &p).await, "second");
+    go(admit_at(store, &k, 1, now, &p).await, "third");
+    // The first response says 3 remain: the second and third already took two of them.
+    let snap = RateLimitSnapshot::new().with_limit(limit(Scope::Requests, 10, 3, 6 * S));
+    observe(
+        store,
+        &k,
+        now,
+        Some(first),
+        &Classification::success(),
+        &snap,
+        &p,
+    )
+    .await;
+    go(admit_at(store, &k, 1, now, &p).await, "the last one left");
+    let (until, _) = wait(admit_at(store, &k, 1, now, &p).await, "window used up");
+    assert_eq!(until, now + 6 * S);
+}
+
+/// With several scopes, each admission waits for the most constrained one.
+pub async fn most_constrained_scope_governs(store: &dyn QuotaStore) {
+    let p = BucketPolicy::default();
+    let k = key("scopes");
+    let now = Instant::now();
+    let t = go(admit_at(store, &k, 500, now, &p).await, "first");
+    let snap = RateLimitSnapshot::new()
+        .with_limit(limit(Scope::Requests, 1000, 100, 10 * S))
+        .with_limit(limit(Scope::Tokens, 10_000, 1_000, 10 * S));
+    observe(
+        store,
+        &k,
+        now,
+        Some(t),
+        &Classification::success(),
+        &snap,
+        &p,
+    )
+    .await;
+    go(admit_at(store, &k, 500, now, &p).await, "first 500 tokens");
+    let (until, _) = wait(admit_at(store, &k, 500, now, &p).await, "next 500 tokens");
+    assert_eq!(
+        until,
+        now + 5 * S,
+        "1000 tokens over 10 s: 500 tokens take 5 s"
+    );
+}
+
+/// A rejection for too long a wait reserves nothing: the next admission gets the slot.
+pub async fn rejected_wait_reserves_nothing(store: &dyn QuotaStore) {
+    let mut p = BucketPolicy::default();
+    p.request_quota = Some(Quota::per_second(nz(1)));
+    let k = key("reject-long");
+    let now = Instant::now();
+    go(admit_at(store, &k, 1, now, &p).await, "first");
+    let short = Admission::new(&k, 1, now, &p).with_max_wait(100 * MS);
+    match reject(admit(store, short).await, "wait past max") {
+        Rejection::TooLong { would_wait } => assert_eq!(would_wait, S),
+        other => panic!("expected TooLong, got {other:?}"),
+    }
+    let (until, _) = wait(admit_at(store, &k, 1, now, &p).await, "next admission");
+    assert_eq!(
+        until,
+        now + S,
+        "the rejected request must not have taken the slot"
+    );
+}
+
+/// A slot reserved before a pause does not let its request into the pause.
+pub async fn reservation_before_a_pause_moves_after_it(store: &dyn QuotaStore) {
+    let mut p = BucketPolicy::default();
+    p.request_quota = Some(Quota::per_second(nz(1)));
+    let k = key("reserve-pause");
+    let now = Instant::now();
+    go(admit_at(store, &k, 1, now, &p).await, "first");
+    let (until, reservation) = wait(admit_at(store, &k, 1, now, &p).await, "second");
+    assert_eq!(until, now + S);
+    store.pause(&k, now + 5 * S).await.expect("pause");
+    let back = Admission::new(&k, 1, until, &p).with_reservation(reservation);
+    let (again, _) = wait(admit(store, back).await, "reserved slot inside the pause");
+    assert!(
+        again >= now + 5 * S,
+        "must wait for the pause's end, got {:?}",
+        again - now
+    );
+}
+
+/// A declared requests quota paces with GCRA and its burst.
+pub async fn declared_request_quota_paces_with_its_burst(store: &dyn QuotaStore) {
+    let mut p = BucketPolicy::default();
+    p.request_quota = Some(Quota::per_second(nz(2)));
+    let k = key("declared");
+    let now = Instant::now();
+    go(admit_at(store, &k, 1, now, &p).await, "burst 1");
+    go(admit_at(store, &k, 1, now, &p).await, "burst 2");
+    let (until, _) = wait(admit_at(store, &k, 1, now, &p).await, "third");
+    assert_eq!(until, now + 500 * MS);
+    let (until, _) = wait(admit_at(store, &k, 1, now, &p).await, "fourth");
+    assert_eq!(until, now + S);
+}
+
+/// A declared cost quota weighs each admission by its cost and refuses what can never fit.
+pub async fn declared_cost_quota_weighs_cost(store: &dyn QuotaStore) {
+    let mut p = BucketPolicy::default();
+    p.cost_quota = Some(Quota::per_second(nz(1000)));
+    let k = key("declared-cost");
+    let now = Instant::now();
+    go(admit_at(store, &k, 1000, now, &p).await, "whole burst");
+    let (until, _) = wait(admit_at(store, &k, 500, now, &p).await, "half more");
+    assert_eq!(until, now + 500 * MS);
+    match reject(admit_at(store, &k, 1001, now, &p).await, "over the burst") {
+        Rejection::TooCostly { cost, max } => assert_eq!((cost, max), (1001, 1000)),
+        other => panic!("expected TooCostly, got {other:?}"),
+    }
+}
+
+/// Buckets do not share state.
+pub async fn buckets_are_independent(store: &dyn QuotaStore) {
+    let p = BucketPolicy::default();
+    let a = key("independent-a");
+    let b = key("independent-b");
+    let now = Instant::now();
+    store.pause(&a, now + 9 * S).await.expect("pause");
+    wait(admit_at(store, &a, 1, now, &p).await, "paused bucket");
+    go(admit_at(store, &b, 1, now, &p).await, "other bucket");
+}
+
+/// An older response observed after a newer one does not undo what the newer taught.
+pub async fn older_observation_does_not_override_a_newer_one(store: &dyn QuotaStore) {
+    let p = BucketPolicy::default();
+    let k = key("stale-observation");
+    let now = Instant::now();
+    let old = go(admit_at(store, &k, 1, now, &p).await, "old");
+    let new = go(admit_at(store, &k, 1, now, &p).await, "new");
+    let empty = RateLimitSnapshot::new().with_limit(limit(Scope::Requests, 10, 0, 8 * S));
+    observe(
+        store,
+        &k,
+        now,
+        Some(new),
+        &Classification::success(),
+        &empty,
+        &p,
+    )
+    .await;
+    let plenty = RateLimitSnapshot::new().with_limit(limit(Scope::Requests, 10, 9, 8 * S));
+    observe(
+        store,
+        &k,
+        now,
+        Some(old),
+        &Classification::success(),
+        &plenty,
+        &p,
+    )
+    .await;
+    let (until, _) = wait(admit_at(store, &k, 1, now, &p).await, "newest says empty");
+    assert_eq!(until, now + 8 * S);
+}
+
+/// Generates one `#[tokio::test]` per check of [`crate::testing`] for the store built by
+/// `$make` (an expression evaluated once per test).
+#[macro_export]
+macro_rules! quota_store_suite {
+    ($make:expr) => {
+        $crate::quota_store_suite!(@tests $make;
+            fresh_bucket_admits_at_once,
+            pause_holds_every_admission_until_its_end,
+            shorter_pause_never_shortens_a_longer_one,
+            throttle_verdict_pauses_for_the_servers_time,
+            throttle_without_wait_uses_the_default_pause,
+            absurd_waits_are_capped,
+            exhaustion_fails_fast_then_probes_once,
+            exhaustion_holds_under_the_hold_policy,
+            stale_success_does_not_clear_exhaustion,
+            learned_limit_spreads_remaining_over_the_reset,
+            remaining_zero_waits_until_the_reset,
+            later_admissions_are_subtracted_from_remaining,
+            most_constrained_scope_governs,
+            rejected_wait_reserves_nothing,
+            reservation_before_a_pause_moves_after_it,
+            declared_request_quota_paces_with_its_burst,
+            declared_cost_quota_weighs_cost,
+            buckets_are_independent,
+            older_observation_does_not_override_a_newer_one,
+        );
+    };
+    (@tests $make:expr; $($check:ident),* $(,)?) => {
+        $(
+            #[tokio::test]
+            async fn $check() {
+                let store = $make;
+                $crate::testing::$check(&store).await;
+            }
+        )*
+    };
+}

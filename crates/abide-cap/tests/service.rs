@@ -1,0 +1,429 @@
+//! The layer against a scripted rate-limited server, in virtual time.
+
+mod support;
+
+use abide_cap::error::{BucketExhausted, QueueFull, WaitTooLong};
+use abide_cap::{BucketKey, ConcurrencyCapLayer, Cost, Deadline, InFlight};
+use http_body_util::BodyExt;
+use std::time::Duration;
+use support::{request, Script, Server};
+use tokio::time::Instant;
+use tower::{Layer, Service, ServiceExt};
+
+const MS: Duration = Duration::from_millis(1);
+const S: Duration = Duration::from_secs(1);
+
+async fn ready<S>(svc: &mut S) -> &mut S
+where
+    S: Service<http::Request<String>>,
+    S::Error: std::fmt::Debug,
+{
+    ServiceExt::<http::Request<String>>::ready(svc)
+        .await
+        .unwrap()
+}
+
+fn bucket() -> BucketKey {
+    BucketKey::new("api.example.com")
+}
+
+/// Runs `workers` callers, each sending requests back to back (reading each body to the
+/// end) until `until`.
+async fn run_workers<S>(svc: S, workers: usize, until: Instant, cost: Option<u32>)
+where
+    S: Service<
+            http::Request<String>,
+            Response = http::Response<abide_cap::ResponseBody<support::Chunks>>,
+            Error = abide_cap::BoxError,
+        > + Clone
+        + Send
+        + 'static,
+    S::Future: Send,
+{
+    let mut tasks = Vec::new();
+    for _ in 0..workers {
+        let svc = svc.clone();
+        tasks.push(tokio::spawn(async move {
+            while Instant::now() < until {
+                match svc.clone().oneshot(request(cost)).await {
+                    Ok(response) => {
+                        let _ = response.into_body().collect().await;
+                    }
+                    Err(e) => panic!("unexpected error: {e}"),
+                }
+            }
+        }));
+    }
+    for t in tasks {
+        t.await.unwrap();
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn after_the_first_response_teaches_the_limit_no_429_arrives_and_the_quota_is_used() {
+    let server = Server::new(
+        Script::Window {
+            limit: 10,
+            window: S,
+            token_limit: None,
+        },
+        50 * MS,
+    );
+    let svc = ConcurrencyCapLayer::new().layer(server.clone());
+    let start = server.start();
+    run_workers(svc, 20, start + 30 * S, None).await;
+
+    let arrivals = server.arrivals();
+    let first_answer = start + 50 * MS;
+    let late_429s = arrivals
+        .iter()
+        .filter(|(at, status)| *at > first_answer && *status == 429)
+        .count();
+    assert_eq!(
+        late_429s, 0,
+        "429s after the limit was learned: {late_429s}"
+    );
+    let ok = arrivals.iter().filter(|(_, s)| *s == 200).count();
+    // 30 windows of 10: the client must use at least 90% of the quota.
+    assert!(ok >= 270, "only {ok} of 300 possible successes");
+}
+
+#[tokio::test(start_paused = true)]
+async fn learned_token_limits_pace_by_declared_cost_without_429s() {
+    let server = Server::new(
+        Script::Window {
+            limit: 1000,
+            window: S,
+            token_limit: Some(10_000),
+        },
+        20 * MS,
+    );
+    let svc = ConcurrencyCapLayer::new().layer(server.clone());
+    let start = server.start();
+    run_workers(svc, 16, start + 20 * S, Some(1_000)).await;
+    let arrivals = server.arrivals();
+    let late_429s = arrivals
+        .iter()
+        .filter(|(at, s)| *at > start + 20 * MS && *s == 429)
+        .count();
+    assert_eq!(late_429s, 0);
+    let ok = arrivals.iter().filter(|(_, s)| *s == 200).count();
+    // 10 requests of 1000 tokens fit each 1 s window.
+    assert!(ok >= 180, "only {ok} of 200 possible successes");
+}
+
+#[tokio::test(start_paused = true)]
+async fn one_429_pauses_the_whole_bucket_for_exactly_the_servers_time() {
+    let server = Server::new(
+        Script::OneThrottle {
+            nth: 5,
+            wait: 3 * S,
+        },
+        10 * MS,
+    );
+    let svc = ConcurrencyCapLayer::new()
+        .with_in_flight(InFlight::fixed(4))
+        .layer(server.clone());
+    let start = server.start();
+    run_workers(svc, 8, start + 5 * S, None).await;
+
+    let arrivals = server.arrivals();
+    let (throttled_at, _) = arrivals[5];
+    assert_eq!(arrivals[5].1, 429);
+    let answered_at = throttled_at + 10 * MS;
+    let during_pause = arrivals
+        .iter()
+        .filter(|(at, _)| *at > answered_at && *at < answered_at + 3 * S)
+        .count();
+    assert_eq!(
+        during_pause, 0,
+        "requests reached the server during the pause"
+    );
+    let first_after = arrivals
+        .iter()
+        .map(|(at, _)| *at)
+        .find(|at| *at >= answered_at + 3 * S)
+        .expect("traffic resumes after the pause");
+    assert_eq!(
+        first_after,
+        answered_at + 3 * S,
+        "resumes exactly at the server's time"
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn exhaustion_fails_fast_until_the_reset_then_one_probe_goes() {
+    let server = Server::new(
+        Script::ExhaustAt {
+            nth: 0,
+            reset: 60 * S,
+        },
+        10 * MS,
+    );
+    let mut svc = ConcurrencyCapLayer::new().layer(server.clone());
+    let response = ready(&mut svc).await.call(request(None)).await.unwrap();
+    assert_eq!(response.status(), 403);
+    drop(response);
+
+    let before = Instant::now();
+    let err = ready(&mut svc).await.call(request(None)).await.unwrap_err();
+    let exhausted = err
+        .downcast_ref::<BucketExhausted>()
+        .expect("BucketExhausted");
+    assert_eq!(Instant::now(), before, "fails without waiting");
+    assert_eq!(
+        exhausted.retry_in(),
+        Some(60 * S),
+        "the server's reset, from its answer"
+    );
+    assert_eq!(server.arrivals().len(), 1, "nothing reached the server");
+
+    tokio::time::sleep(60 * S).await;
+    let probe = ready(&mut svc).await.call(request(None)).await.unwrap();
+    assert_eq!(probe.status(), 200);
+    assert_eq!(server.arrivals().len(), 2, "the probe reached the server");
+    let after = ready(&mut svc).await.call(request(None)).await;
+    assert!(after.is_ok(), "the probe's success reopens the bucket");
+}
+
+#[tokio::test(start_paused = true)]
+async fn the_permit_is_held_until_the_body_ends() {
+    let server = Server::new(Script::Open, 10 * MS).with_body_chunks(3);
+    let mut svc = ConcurrencyCapLayer::new()
+        .with_in_flight(InFlight::fixed(1))
+        .layer(server);
+    let response = ready(&mut svc).await.call(request(None)).await.unwrap();
+    assert_eq!(svc.stats(&bucket()).unwrap().in_flight, 1);
+    assert!(response.body().holds_permit());
+    let mut body = response.into_body();
+    let _ = body.frame().await;
+    assert_eq!(
+        svc.stats(&bucket()).unwrap().in_flight,
+        1,
+        "still streaming"
+    );
+    let _ = body.collect().await;
+    assert_eq!(
+        svc.stats(&bucket()).unwrap().in_flight,
+        0,
+        "released at body end"
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn dropping_the_body_releases_the_permit() {
+    let server = Server::new(Script::Open, 10 * MS).with_body_chunks(3);
+    let mut svc = ConcurrencyCapLayer::new()
+        .with_in_flight(InFlight::fixed(1))
+        .layer(server);
+    let response = ready(&mut svc).await.call(request(None)).await.unwrap();
+    assert_eq!(svc.stats(&bucket()).unwrap().in_flight, 1);
+    drop(response);
+    assert_eq!(svc.stats(&bucket()).unwrap().in_flight, 0);
+    // And the next request gets the permit at once.
+    let next = ready(&mut svc).await.call(request(None)).await;
+    assert!(next.is_ok());
+}
+
+#[tokio::test(start_paused = true)]
+async fn dropping_a_waiting_future_frees_its_queue_place_and_an_in_flight_one_its_permit() {
+    let server = Server::new(Script::Open, 10 * S);
+    let mut svc = ConcurrencyCapLayer::new()
+        .with_in_flight(InFlight::fixed(1))
+        .layer(server);
+    let mut in_flight = Box::pin(ready(&mut svc).await.call(request(None)));
+    assert!(futures_poll(&mut in_flight).is_pending());
+    let mut waiting = Box::pin(ready(&mut svc).await.call(request(None)));
+    assert!(futures_poll(&mut waiting).is_pending());
+    let stats = svc.stats(&bucket()).unwrap();
+    assert_eq!((stats.in_flight, stats.queued), (1, 1));
+    drop(waiting);
+    assert_eq!(svc.stats(&bucket()).unwrap().queued, 0);
+    drop(in_flight);
+    assert_eq!(svc.stats(&bucket()).unwrap().in_flight, 0);
+}
+
+fn futures_poll<F: std::future::Future + Unpin>(f: &mut F) -> std::task::Poll<F::Output> {
+    let waker = std::task::Waker::noop();
+    let mut cx = std::task::Context::from_waker(waker);
+    std::pin::Pin::new(f).poll(&mut cx)
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_full_queue_fails_at_once_with_queue_full() {
+    let server = Server::new(Script::Open, 10 * S);
+    let mut svc = ConcurrencyCapLayer::new()
+        .with_in_flight(InFlight::fixed(1))
+        .with_max_queue(2)
+        .layer(server);
+    let mut futures = Vec::new();
+    for _ in 0..3 {
+        let mut f = Box::pin(ready(&mut svc).await.call(request(None)));
+        assert!(futures_poll(&mut f).is_pending());
+        futures.push(f);
+    }
+    let mut extra = Box::pin(ready(&mut svc).await.call(request(None)));
+    let err = match futures_poll(&mut extra) {
+        std::task::Poll::Ready(Err(e)) => e,
+        other => panic!(
+            "expected an immediate error, got {:?}",
+            other.map(|r| r.map(|_| ()))
+        ),
+    };
+    let full = err.downcast_ref::<QueueFull>().expect("QueueFull");
+    assert_eq!(full.capacity(), 2);
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_wait_past_the_max_fails_at_once_saying_how_long_it_would_have_waited() {
+    let server = Server::new(Script::Open, 10 * MS);
+    let layer = ConcurrencyCapLayer::new().with_max_wait(2 * S);
+    let mut svc = layer.layer(server.clone());
+    svc.store()
+        .pause(&bucket(), Instant::now() + 10 * S)
+        .await
+        .unwrap();
+    let before = Instant::now();
+    let err = ready(&mut svc).await.call(request(None)).await.unwrap_err();
+    let too_long = err.downcast_ref::<WaitTooLong>().expect("WaitTooLong");
+    assert_eq!(too_long.would_wait(), 10 * S);
+    assert_eq!(too_long.max_wait(), 2 * S);
+    assert_eq!(Instant::now(), before);
+    assert!(server.arrivals().is_empty());
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_request_deadline_shortens_the_max_wait() {
+    let server = Server::new(Script::Open, 10 * MS);
+    let mut svc = ConcurrencyCapLayer::new().layer(server);
+    svc.store()
+        .pause(&bucket(), Instant::now() + 10 * S)
+        .await
+        .unwrap();
+    let mut r = request(None);
+    r.extensions_mut().insert(Deadline(Instant::now() + 3 * S));
+    let err = ready(&mut svc).await.call(r).await.unwrap_err();
+    let too_long = err.downcast_ref::<WaitTooLong>().expect("WaitTooLong");
+    assert_eq!(too_long.max_wait(), 3 * S);
+    // Within the deadline it waits and goes.
+    let mut r = request(None);
+    r.extensions_mut().insert(Deadline(Instant::now() + 30 * S));
+    let before = Instant::now();
+    ready(&mut svc).await.call(r).await.unwrap();
+    assert_eq!(Instant::now() - before, 10 * S + 10 * MS);
+}
+
+#[tokio::test(start_paused = true)]
+async fn waiting_for_a_busy_permit_past_the_max_fails_with_wait_too_long() {
+    let server = Server::new(Script::Open, 60 * S);
+    let mut svc = ConcurrencyCapLayer::new()
+        .with_in_flight(InFlight::fixed(1))
+        .with_max_wait(S)
+        .layer(server);
+    let mut first = Box::pin(ready(&mut svc).await.call(request(None)));
+    assert!(futures_poll(&mut first).is_pending());
+    let err = ready(&mut svc).await.call(request(None)).await.unwrap_err();
+    let too_long = err.downcast_ref::<WaitTooLong>().expect("WaitTooLong");
+    assert_eq!(too_long.would_wait(), S);
+    assert_eq!(svc.stats(&bucket()).unwrap().queued, 0);
+}
+
+#[tokio::test(start_paused = true)]
+async fn the_in_flight_cap_holds_at_the_server() {
+    let server = Server::new(Script::Open, 30 * MS);
+    let svc = ConcurrencyCapLayer::new()
+        .with_in_flight(InFlight::fixed(3))
+        .layer(server.clone());
+    let start = server.start();
+    run_workers(svc, 12, start + 2 * S, None).await;
+    assert_eq!(server.max_concurrent(), 3);
+}
+
+#[tokio::test(start_paused = true)]
+async fn the_adaptive_cap_halves_on_a_rate_limit_verdict() {
+    let server = Server::new(Script::OneThrottle { nth: 0, wait: S }, 10 * MS);
+    let mut svc = ConcurrencyCapLayer::new()
+        .with_in_flight(InFlight::adaptive(10, 1, 100))
+        .layer(server);
+    let response = ready(&mut svc).await.call(request(None)).await.unwrap();
+    assert_eq!(response.status(), 429);
+    assert_eq!(svc.stats(&bucket()).unwrap().limit, Some(5));
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_declared_request_quota_paces_without_any_headers() {
+    let server = Server::new(Script::Open, MS);
+    let quota = abide_cap::Quota::per_second(std::num::NonZeroU32::new(5).unwrap());
+    let svc = ConcurrencyCapLayer::new()
+        .with_request_quota(quota)
+        .layer(server.clone());
+    let start = server.start();
+    run_workers(svc, 4, start + 10 * S, None).await;
+    let n = server
+        .arrivals()
+        .iter()
+        .filter(|(at, _)| *at < start + 10 * S)
+        .count();
+    // A burst of 5 at once, then one every 200 ms: 5 + 49 before the 10 s mark.
+    assert_eq!(n, 54, "{n} requests in 10 s");
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_waiting_request_reserves_nothing_of_the_inner_service() {
+    let (mock, mut handle) =
+        tower_test::mock::pair::<http::Request<String>, http::Response<String>>();
+    handle.allow(0);
+    let mut svc = ConcurrencyCapLayer::new()
+        .with_in_flight(InFlight::fixed(2))
+        .layer(mock);
+    // The cap is always ready: backpressure comes per request, in the future.
+    assert!(
+        futures_poll(&mut Box::pin(ServiceExt::<http::Request<String>>::ready(
+            &mut svc
+        )))
+        .is_ready()
+    );
+    let mut f = Box::pin(svc.call(request(None)));
+    assert!(
+        futures_poll(&mut f).is_pending(),
+        "waits for the inner service"
+    );
+    assert_eq!(svc.stats(&bucket()).unwrap().in_flight, 1);
+    handle.allow(1);
+    let task = tokio::spawn(f);
+    let (req, send) = handle.next_request().await.unwrap();
+    assert_eq!(req.uri().host(), Some("api.example.com"));
+    send.send_response(http::Response::new(String::from("hi")));
+    let response = task.await.unwrap().unwrap();
+    assert_eq!(
+        response.into_body().collect().await.unwrap().to_bytes(),
+        "hi"
+    );
+    assert_eq!(svc.stats(&bucket()).unwrap().in_flight, 0);
+}
+
+#[tokio::test(start_paused = true)]
+async fn buckets_follow_the_key_function() {
+    let server = Server::new(
+        Script::OneThrottle {
+            nth: 0,
+            wait: 5 * S,
+        },
+        MS,
+    );
+    let mut svc = ConcurrencyCapLayer::new()
+        .with_key_fn(|parts| BucketKey::new(parts.uri.path()))
+        .layer(server.clone());
+    let mut chat = request(None);
+    *chat.uri_mut() = "https://api.example.com/chat".parse().unwrap();
+    assert_eq!(
+        ready(&mut svc).await.call(chat).await.unwrap().status(),
+        429
+    );
+    let mut embed = request(None);
+    *embed.uri_mut() = "https://api.example.com/embed".parse().unwrap();
+    let before = Instant::now();
+    ready(&mut svc).await.call(embed).await.unwrap();
+    assert_eq!(Instant::now() - before, MS, "another bucket is not paused");
+    let _ = Cost(1);
+}
