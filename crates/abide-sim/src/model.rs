@@ -1,0 +1,539 @@
+//! The server model: pure state that decides each request's fate from an injected `now`,
+//! independent of any clock, so the same model runs in virtual time (the scoreboard) and
+//! on a real clock (`abide serve`).
+
+use crate::dialect::SimDialect;
+use crate::limiter::{Algorithm, Limiter};
+use abide_headers::{Limit, RateLimitSnapshot, Scope as HeaderScope};
+use http::StatusCode;
+use std::cmp::Reverse;
+use std::collections::BinaryHeap;
+use std::time::Duration;
+
+/// How long a rejected or failed answer takes to come back (one round trip). Never zero,
+/// so a client that retries at once still moves virtual time forward.
+pub const REJECT_LATENCY: Duration = Duration::from_millis(10);
+
+/// The largest `enforce_factor` accepted; larger values are capped.
+pub const MAX_ENFORCE_FACTOR: f64 = 100.0;
+
+/// A period during which the server answers every request with an error.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct Outage {
+    /// When it starts, from the server's start.
+    pub start: Duration,
+    /// How long it lasts.
+    pub duration: Duration,
+    /// The status sent (500, 502, 503 or 529); `None` = the connection is refused.
+    pub status: Option<StatusCode>,
+}
+
+impl Outage {
+    /// True while the outage is on.
+    pub fn covers(&self, now: Duration) -> bool {
+        now >= self.start && now < self.start + self.duration
+    }
+}
+
+/// Everything the simulated server enforces and how it answers.
+#[derive(Clone, Debug, PartialEq)]
+pub struct ServerConfig {
+    /// Headers and bodies.
+    pub dialect: SimDialect,
+    /// How per-window limits are counted.
+    pub algorithm: Algorithm,
+    /// The window of the per-window limits.
+    pub window: Duration,
+    /// Requests per window; 0 = no request limit.
+    pub requests_per_window: u64,
+    /// Tokens per window; 0 = no token limit.
+    pub tokens_per_window: u64,
+    /// Send a wait (`Retry-After` and the dialect's relatives) with 429 and overload answers.
+    pub retry_after: bool,
+    /// Mean service time of an accepted request.
+    pub latency: Duration,
+    /// Uniform +/- jitter on the service time.
+    pub latency_jitter: Duration,
+    /// Concurrent requests served; more are answered with overload. 0 = no limit.
+    pub max_in_flight: u32,
+    /// Lifetime successes allowed, then permanent quota errors. 0 = unlimited.
+    pub quota_requests: u64,
+    /// The server enforces `limit x factor` while advertising `limit`.
+    pub enforce_factor: f64,
+    /// Outages.
+    pub outages: Vec<Outage>,
+}
+
+impl Default for ServerConfig {
+    fn default() -> Self {
+        ServerConfig {
+            dialect: SimDialect::OpenAi,
+            algorithm: Algorithm::TokenBucket,
+            window: Duration::from_secs(60),
+            requests_per_window: 0,
+            tokens_per_window: 0,
+            retry_after: true,
+            latency: Duration::from_millis(200),
+            latency_jitter: Duration::ZERO,
+            max_in_flight: 0,
+            quota_requests: 0,
+            enforce_factor: 1.0,
+            outages: Vec::new(),
+        }
+    }
+}
+
+impl ServerConfig {
+    /// The limit actually enforced for an advertised per-window `limit`:
+    /// `floor(limit x enforce_factor)`, at least 1.
+    pub fn enforced(&self, limit: u64) -> u64 {
+        let f = if self.enforce_factor.is_finite() && self.enforce_factor > 0.0 {
+            self.enforce_factor.min(MAX_ENFORCE_FACTOR)
+        } else {
+            1.0
+        };
+        // Cannot overflow meaningfully: limits are capped when scenarios load.
+        ((limit as f64 * f).floor() as u64).max(1)
+    }
+}
+
+/// Which per-window limit a request hit.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum Scope {
+    /// The request limit.
+    Requests,
+    /// The token limit.
+    Tokens,
+}
+
+/// What the server did with a request. Put in every response's extensions so harnesses
+/// can count without parsing.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum Outcome {
+    /// Accepted and served.
+    Served,
+    /// A per-window limit refused it (429; GitHub 403; gRPC `RESOURCE_EXHAUSTED`).
+    RateLimited(Scope),
+    /// The concurrency limit refused it (529; gRPC `UNAVAILABLE`).
+    Overloaded,
+    /// The lifetime quota is used up: a permanent error.
+    QuotaExhausted,
+    /// The request costs more tokens than a whole window allows: it can never succeed.
+    TooLarge,
+    /// An outage answered with this status.
+    Outage(StatusCode),
+    /// An outage refused the connection (the service returns an error, no response).
+    Refused,
+}
+
+impl Outcome {
+    /// True for the throttling answers the scoreboard counts as `rejected`: rate limits
+    /// and overload (including a 529 outage).
+    pub fn is_rejection(self) -> bool {
+        match self {
+            Outcome::RateLimited(_) | Outcome::Overloaded => true,
+            Outcome::Outage(s) => s.as_u16() == 529,
+            _ => false,
+        }
+    }
+
+    /// True for answers that will never turn into a success by retrying.
+    pub fn is_permanent(self) -> bool {
+        matches!(self, Outcome::QuotaExhausted | Outcome::TooLarge)
+    }
+}
+
+/// The server's decision about one request.
+#[derive(Clone, Debug)]
+pub struct Decision {
+    /// What happened.
+    pub outcome: Outcome,
+    /// How long until the answer (service time when served, a round trip otherwise).
+    pub delay: Duration,
+    /// The limits as advertised, plus the wait on a rejection when `retry_after` is on.
+    pub snapshot: RateLimitSnapshot,
+    pub(crate) advertised: (u64, u64),
+    pub(crate) too_large: Option<(u64, u64)>,
+}
+
+impl Decision {
+    pub(crate) fn advertised_limit(&self, scope: Scope) -> u64 {
+        match scope {
+            Scope::Requests => self.advertised.0,
+            Scope::Tokens => self.advertised.1,
+        }
+    }
+}
+
+/// The simulated server's state. Deterministic: the same config, seed and sequence of
+/// `(now, tokens)` calls give the same decisions.
+#[derive(Debug)]
+pub struct ServerModel {
+    config: ServerConfig,
+    requests: Option<Limiter>,
+    tokens: Option<Limiter>,
+    /// Completion times of accepted requests still being served.
+    in_flight: BinaryHeap<Reverse<Duration>>,
+    served: u64,
+    rng: fastrand::Rng,
+}
+
+impl ServerModel {
+    /// A fresh server; `seed` drives the latency jitter.
+    pub fn new(config: ServerConfig, seed: u64) -> Self {
+        let limiter = |limit: u64| {
+            (limit > 0)
+                .then(|| Limiter::new(config.algorithm, config.enforced(limit), config.window))
+        };
+        ServerModel {
+            requests: limiter(config.requests_per_window),
+            tokens: limiter(config.tokens_per_window),
+            in_flight: BinaryHeap::new(),
+            served: 0,
+            rng: fastrand::Rng::with_seed(seed),
+            config,
+        }
+    }
+
+    /// The configuration.
+    pub fn config(&self) -> &ServerConfig {
+        &self.config
+    }
+
+    /// Requests served so far (counted when admitted).
+    pub fn served(&self) -> u64 {
+        self.served
+    }
+
+    /// Requests being served at `now`.
+    pub fn in_flight(&mut self, now: Duration) -> usize {
+        self.expire(now);
+        self.in_flight.len()
+    }
+
+    fn expire(&mut self, now: Duration) {
+        while let Some(&Reverse(done)) = self.in_flight.peek() {
+            if done <= now {
+                self.in_flight.pop();
+            } else {
+                break;
+            }
+        }
+    }
+
+    /// Decides what happens to a request arriving at `now` (from the server's start) that
+    /// costs `tokens`. Checks, in order: outages, the lifetime quota, the concurrency
+    /// limit, the per-window limits.
+    pub fn decide(&mut self, now: Duration, tokens: u64) -> Decision {
+        self.expire(now);
+        let mut decision = Decision {
+            outcome: Outcome::Served,
+            delay: REJECT_LATENCY,
+            snapshot: RateLimitSnapshot::new(),
+            advertised: (
+                self.config.requests_per_window,
+                self.config.tokens_per_window,
+            ),
+            too_large: None,
+        };
+        if let Some(outage) = self.config.outages.iter().find(|o| o.covers(now)) {
+            decision.outcome = match outage.status {
+                Some(s) => Outcome::Outage(s),
+                None => Outcome::Refused,
+            };
+            return decision;
+        }
+        if self.config.quota_requests > 0 && self.served >= self.config.quota_requests {
+            decision.outcome = Outcome::QuotaExhausted;
+            decision.snapshot = self.snapshot(now);
+            return decision;
+        }
+        if self.config.max_in_flight > 0
+            && self.in_flight.len() >= self.config.max_in_flight as usize
+        {
+            decision.outcome = Outcome::Overloaded;
+            decision.snapshot = self.snapshot(now);
+            if self.config.retry_after {
+                // The earliest moment a slot frees.
+                let wait = self
+                    .in_flight
+                    .peek()
+                    .map(|Reverse(done)| done.saturating_sub(now))
+                    .unwrap_or(REJECT_LATENCY);
+                decision
+                    .snapshot
+                    .set_retry_after(Some(wait.max(Duration::from_millis(1))));
+            }
+            return decision;
+        }
+        let request_wait = self.requests.as_mut().and_then(|l| l.wait_for(now, 1));
+        let token_wait = self.tokens.as_mut().and_then(|l| l.wait_for(now, tokens));
+        if token_wait == Some(Duration::MAX) {
+            decision.outcome = Outcome::TooLarge;
+            decision.too_large = Some((self.config.tokens_per_window, tokens));
+            decision.snapshot = self.snapshot(now);
+            return decision;
+        }
+        if request_wait.is_some() || token_wait.is_some() {
+            let scope = match (request_wait, token_wait) {
+                (Some(r), Some(t)) if t > r => Scope::Tokens,
+                (None, Some(_)) => Scope::Tokens,
+                _ => Scope::Requests,
+            };
+            decision.outcome = Outcome::RateLimited(scope);
+            decision.snapshot = self.snapshot(now);
+            if self.config.retry_after {
+                let wait = request_wait.max(token_wait).unwrap_or_default();
+                decision.snapshot.set_retry_after(Some(wait));
+            }
+            return decision;
+        }
+        if let Some(l) = self.requests.as_mut() {
+            l.take(now, 1);
+        }
+        if let Some(l) = self.tokens.as_mut() {
+            l.take(now, tokens);
+        }
+        self.served += 1;
+        let latency = self.latency();
+        self.in_flight.push(Reverse(now + latency));
+        decision.delay = latency;
+        decision.snapshot = self.snapshot(now);
+        decision
+    }
+
+    fn latency(&mut self) -> Duration {
+        let mean = self.config.latency.as_secs_f64();
+        let jitter = self.config.latency_jitter.as_secs_f64().min(mean);
+        if jitter == 0.0 {
+            return self.config.latency;
+        }
+        let offset = (self.rng.f64() * 2.0 - 1.0) * jitter;
+        Duration::from_secs_f64((mean + offset).max(0.0))
+    }
+
+    /// The limits as the server advertises them at `now`.
+    pub fn snapshot(&mut self, now: Duration) -> RateLimitSnapshot {
+        let mut snapshot = RateLimitSnapshot::new();
+        let dialect = self.config.dialect.header_dialect().unwrap_or_default();
+        let requests_scope = if self.config.dialect == SimDialect::GitHub {
+            HeaderScope::named("core")
+        } else {
+            HeaderScope::Requests
+        };
+        let window = self.config.window;
+        for (limiter, advertised, scope) in [
+            (
+                &mut self.requests,
+                self.config.requests_per_window,
+                requests_scope,
+            ),
+            (
+                &mut self.tokens,
+                self.config.tokens_per_window,
+                HeaderScope::Tokens,
+            ),
+        ] {
+            let Some(l) = limiter.as_mut() else { continue };
+            let used = l.limit().saturating_sub(l.remaining(now));
+            let mut limit = Limit::new(scope, dialect);
+            limit.limit = Some(advertised);
+            limit.remaining = Some(advertised.saturating_sub(used));
+            limit.reset = Some(l.reset(now));
+            limit.window = Some(window);
+            snapshot.push(limit);
+        }
+        snapshot
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn config() -> ServerConfig {
+        ServerConfig {
+            window: Duration::from_secs(10),
+            requests_per_window: 5,
+            ..ServerConfig::default()
+        }
+    }
+
+    #[test]
+    fn rejections_carry_the_exact_wait_when_retry_after_is_on() {
+        let mut m = ServerModel::new(
+            ServerConfig {
+                algorithm: Algorithm::FixedWindow,
+                ..config()
+            },
+            1,
+        );
+        for _ in 0..5 {
+            assert_eq!(m.decide(Duration::ZERO, 0).outcome, Outcome::Served);
+        }
+        let d = m.decide(Duration::from_secs(4), 0);
+        assert_eq!(d.outcome, Outcome::RateLimited(Scope::Requests));
+        assert_eq!(d.snapshot.retry_after(), Some(Duration::from_secs(6)));
+        assert_eq!(d.snapshot.requests().and_then(|l| l.remaining), Some(0));
+    }
+
+    #[test]
+    fn rejections_carry_no_wait_when_retry_after_is_off() {
+        let mut m = ServerModel::new(
+            ServerConfig {
+                retry_after: false,
+                ..config()
+            },
+            1,
+        );
+        for _ in 0..5 {
+            m.decide(Duration::ZERO, 0);
+        }
+        let d = m.decide(Duration::ZERO, 0);
+        assert_eq!(d.outcome, Outcome::RateLimited(Scope::Requests));
+        assert_eq!(d.snapshot.retry_after(), None);
+    }
+
+    #[test]
+    fn the_lifetime_quota_turns_into_permanent_errors() {
+        let mut m = ServerModel::new(
+            ServerConfig {
+                quota_requests: 3,
+                ..ServerConfig::default()
+            },
+            1,
+        );
+        let outcomes: Vec<_> = (0..5)
+            .map(|i| m.decide(Duration::from_secs(i), 0).outcome)
+            .collect();
+        assert_eq!(
+            outcomes,
+            [
+                Outcome::Served,
+                Outcome::Served,
+                Outcome::Served,
+                Outcome::QuotaExhausted,
+                Outcome::QuotaExhausted
+            ]
+        );
+        assert!(outcomes[3].is_permanent());
+    }
+
+    #[test]
+    fn outages_answer_their_status_or_refuse_only_while_on() {
+        let mut m = ServerModel::new(
+            ServerConfig {
+                outages: vec![
+                    Outage {
+                        start: Duration::from_secs(10),
+                        duration: Duration::from_secs(5),
+                        status: Some(StatusCode::SERVICE_UNAVAILABLE),
+                    },
+                    Outage {
+                        start: Duration::from_secs(20),
+                        duration: Duration::from_secs(1),
+                        status: None,
+                    },
+                ],
+                ..ServerConfig::default()
+            },
+            1,
+        );
+        let at = |m: &mut ServerModel, s: f64| m.decide(Duration::from_secs_f64(s), 0).outcome;
+        assert_eq!(at(&mut m, 9.9), Outcome::Served);
+        assert_eq!(
+            at(&mut m, 10.0),
+            Outcome::Outage(StatusCode::SERVICE_UNAVAILABLE)
+        );
+        assert_eq!(
+            at(&mut m, 14.9),
+            Outcome::Outage(StatusCode::SERVICE_UNAVAILABLE)
+        );
+        assert_eq!(at(&mut m, 15.0), Outcome::Served);
+        assert_eq!(at(&mut m, 20.5), Outcome::Refused);
+        assert_eq!(at(&mut m, 21.0), Outcome::Served);
+    }
+
+    #[test]
+    fn the_concurrency_limit_answers_overload_until_a_slot_frees() {
+        let mut m = ServerModel::new(
+            ServerConfig {
+                max_in_flight: 2,
+                latency: Duration::from_secs(1),
+                ..ServerConfig::default()
+            },
+            1,
+        );
+        assert_eq!(m.decide(Duration::ZERO, 0).outcome, Outcome::Served);
+        assert_eq!(
+            m.decide(Duration::from_millis(500), 0).outcome,
+            Outcome::Served
+        );
+        let d = m.decide(Duration::from_millis(600), 0);
+        assert_eq!(d.outcome, Outcome::Overloaded);
+        assert_eq!(d.snapshot.retry_after(), Some(Duration::from_millis(400)));
+        assert_eq!(m.decide(Duration::from_secs(1), 0).outcome, Outcome::Served);
+    }
+
+    #[test]
+    fn enforce_factor_enforces_less_than_it_advertises() {
+        let mut m = ServerModel::new(
+            ServerConfig {
+                algorithm: Algorithm::FixedWindow,
+                requests_per_window: 10,
+                enforce_factor: 0.8,
+                ..config()
+            },
+            1,
+        );
+        let served = (0..10)
+            .filter(|_| m.decide(Duration::ZERO, 0).outcome == Outcome::Served)
+            .count();
+        assert_eq!(served, 8);
+        let d = m.decide(Duration::ZERO, 0);
+        // The headers still claim 10 per window and 2 left.
+        let requests = d.snapshot.requests().unwrap();
+        assert_eq!((requests.limit, requests.remaining), (Some(10), Some(2)));
+    }
+
+    #[test]
+    fn token_limits_count_each_request_cost_and_refuse_requests_that_never_fit() {
+        let mut m = ServerModel::new(
+            ServerConfig {
+                algorithm: Algorithm::FixedWindow,
+                tokens_per_window: 1000,
+                window: Duration::from_secs(60),
+                ..ServerConfig::default()
+            },
+            1,
+        );
+        assert_eq!(m.decide(Duration::ZERO, 600).outcome, Outcome::Served);
+        assert_eq!(m.decide(Duration::ZERO, 400).outcome, Outcome::Served);
+        assert_eq!(
+            m.decide(Duration::ZERO, 1).outcome,
+            Outcome::RateLimited(Scope::Tokens)
+        );
+        assert_eq!(
+            m.decide(Duration::from_secs(60), 1001).outcome,
+            Outcome::TooLarge
+        );
+    }
+
+    #[test]
+    fn latency_jitter_stays_within_its_bounds() {
+        let mut m = ServerModel::new(
+            ServerConfig {
+                latency: Duration::from_millis(200),
+                latency_jitter: Duration::from_millis(50),
+                ..ServerConfig::default()
+            },
+            7,
+        );
+        for i in 0..100 {
+            let d = m.decide(Duration::from_secs(i), 0);
+            assert!(d.delay >= Duration::from_millis(150) && d.delay <= Duration::from_millis(250));
+        }
+    }
+}

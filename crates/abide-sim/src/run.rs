@@ -1,0 +1,319 @@
+//! The workload driver: runs one (scenario, strategy) pair in virtual time and measures it.
+
+use crate::metrics::{ideal_makespan, percentile, round, Row};
+use crate::model::Outcome;
+use crate::scenario::{Arrival, Scenario};
+use crate::service::{ConnectionRefused, RequestTokens, SimServer, TOKENS_HEADER};
+use crate::strategy::{is_success, ClientContext, SimBody, Strategy};
+use crate::SimDialect;
+use bytes::Bytes;
+use http::header::{HeaderValue, CONTENT_TYPE};
+use http::{HeaderName, Method, Request, Response};
+use pin_project_lite::pin_project;
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::{Arc, Mutex};
+use std::task::{Context, Poll};
+use tokio::sync::Semaphore;
+use tokio::task::JoinSet;
+use tokio::time::Instant;
+use tower::{BoxError, Service, ServiceExt};
+
+/// The request header carrying a logical request's id (kept by every retry, as headers
+/// are), so the harness can tell which logical request each attempt belongs to.
+pub const REQUEST_ID_HEADER: HeaderName = HeaderName::from_static("x-sim-request-id");
+
+/// When each attempt's answer arrived, by kind, for plots.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct Timeline {
+    /// Seconds from the start at which a served answer arrived.
+    pub successes: Vec<f64>,
+    /// Seconds from the start at which a rejection (rate limit or overload) arrived.
+    pub rejections: Vec<f64>,
+}
+
+/// The result of one run.
+#[derive(Clone, Debug, PartialEq)]
+pub struct RunResult {
+    /// The scoreboard row.
+    pub row: Row,
+    /// Answers over time.
+    pub timeline: Timeline,
+}
+
+#[derive(Debug, Default)]
+struct Stats {
+    attempts: u64,
+    rejected: u64,
+    after_exhaustion: u64,
+    exhausted: Vec<bool>,
+    last: Vec<Option<Outcome>>,
+    timeline: Timeline,
+}
+
+/// One client's connection: counts every attempt and what the server made of it.
+#[derive(Clone, Debug)]
+struct Probe {
+    server: SimServer,
+    client: usize,
+    stats: Arc<Mutex<Stats>>,
+}
+
+fn lock(m: &Mutex<Stats>) -> std::sync::MutexGuard<'_, Stats> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+fn request_id(req: &Request<SimBody>) -> Option<usize> {
+    req.headers()
+        .get(&REQUEST_ID_HEADER)?
+        .to_str()
+        .ok()?
+        .parse()
+        .ok()
+}
+
+impl Service<Request<SimBody>> for Probe {
+    type Response = Response<SimBody>;
+    type Error = BoxError;
+    type Future = ProbeFuture;
+
+    fn poll_ready(&mut self, _cx: &mut Context<'_>) -> Poll<Result<(), BoxError>> {
+        Poll::Ready(Ok(()))
+    }
+
+    fn call(&mut self, req: Request<SimBody>) -> ProbeFuture {
+        {
+            let mut s = lock(&self.stats);
+            s.attempts += 1;
+            if s.exhausted.get(self.client).copied().unwrap_or(false) {
+                s.after_exhaustion += 1;
+            }
+        }
+        ProbeFuture {
+            id: request_id(&req),
+            inner: self.server.call(req),
+            client: self.client,
+            stats: self.stats.clone(),
+            start: self.server.start(),
+        }
+    }
+}
+
+pin_project! {
+    struct ProbeFuture {
+        #[pin]
+        inner: crate::service::ResponseFuture,
+        id: Option<usize>,
+        client: usize,
+        stats: Arc<Mutex<Stats>>,
+        start: Instant,
+    }
+}
+
+impl Future for ProbeFuture {
+    type Output = Result<Response<SimBody>, BoxError>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let this = self.project();
+        let result = std::task::ready!(this.inner.poll(cx));
+        let outcome = match &result {
+            Ok(res) => res.extensions().get::<Outcome>().copied(),
+            Err(e) if e.is::<ConnectionRefused>() => Some(Outcome::Refused),
+            Err(_) => None,
+        };
+        if let Some(outcome) = outcome {
+            let t = this.start.elapsed().as_secs_f64();
+            let mut s = lock(this.stats);
+            if outcome.is_rejection() {
+                s.rejected += 1;
+                s.timeline.rejections.push(t);
+            } else if outcome == Outcome::Served {
+                s.timeline.successes.push(t);
+            }
+            if outcome.is_permanent() {
+                if let Some(e) = s.exhausted.get_mut(*this.client) {
+                    *e = true;
+                }
+            }
+            if let Some(slot) = this.id.and_then(|id| s.last.get_mut(id)) {
+                *slot = Some(outcome);
+            }
+        }
+        Poll::Ready(result)
+    }
+}
+
+#[derive(Clone, Copy, Debug, PartialEq)]
+enum End {
+    Succeeded(f64),
+    FailedPermanent,
+    TimedOut,
+    Lost,
+}
+
+/// Builds the request a caller sends for logical request `id`.
+fn build_request(id: usize, tokens: u64, dialect: SimDialect) -> Request<SimBody> {
+    let (uri, content_type) = if dialect == SimDialect::Grpc {
+        (
+            "http://api.sim.local/sim.v1.Completions/Create",
+            "application/grpc",
+        )
+    } else {
+        (
+            "http://api.sim.local/v1/chat/completions",
+            "application/json",
+        )
+    };
+    let mut req = Request::new(SimBody::new(Bytes::from_static(
+        br#"{"model":"sim-model"}"#,
+    )));
+    *req.method_mut() = Method::POST;
+    *req.uri_mut() = http::Uri::from_static(uri);
+    let headers = req.headers_mut();
+    headers.insert(CONTENT_TYPE, HeaderValue::from_static(content_type));
+    headers.insert(REQUEST_ID_HEADER, HeaderValue::from(id as u64));
+    headers.insert(TOKENS_HEADER, HeaderValue::from(tokens));
+    req.extensions_mut().insert(RequestTokens(tokens));
+    req
+}
+
+/// Runs `strategy` on `scenario` on a fresh current-thread runtime with a paused clock:
+/// the same inputs give the same result, byte for byte.
+///
+/// # Errors
+/// Only when the runtime cannot be built.
+pub fn run(scenario: &Scenario, strategy: Strategy) -> std::io::Result<RunResult> {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_time()
+        .start_paused(true)
+        .build()?;
+    Ok(rt.block_on(drive(scenario, strategy)))
+}
+
+async fn drive(scenario: &Scenario, strategy: Strategy) -> RunResult {
+    let plan = scenario.plan();
+    let w = &scenario.workload;
+    let clients = w.clients as usize;
+    let server = SimServer::new(scenario.server.clone(), scenario.seed);
+    let start = server.start();
+    let stats = Arc::new(Mutex::new(Stats {
+        exhausted: vec![false; clients],
+        last: vec![None; plan.len()],
+        ..Stats::default()
+    }));
+    let services: Vec<_> = (0..clients)
+        .map(|c| {
+            let probe = Probe {
+                server: server.clone(),
+                client: c,
+                stats: stats.clone(),
+            };
+            let ctx = ClientContext {
+                client: c as u32,
+                seed: scenario.seed,
+                start,
+                epoch: server.now_wall() - server.elapsed(),
+            };
+            strategy.client(probe, &ctx)
+        })
+        .collect();
+    let callers: Vec<_> = (0..clients)
+        .map(|_| Arc::new(Semaphore::new(w.concurrency as usize)))
+        .collect();
+    let ends: Arc<Mutex<Vec<Option<(End, f64)>>>> = Arc::new(Mutex::new(vec![None; plan.len()]));
+    let open_loop = !matches!(w.arrival, Arrival::Closed);
+
+    let mut tasks = JoinSet::new();
+    for (id, p) in plan.iter().enumerate() {
+        let svc = services[p.client as usize].clone();
+        let callers = callers[p.client as usize].clone();
+        let ends = ends.clone();
+        let stats = stats.clone();
+        let req = build_request(id, p.tokens, scenario.server.dialect);
+        let arrival = start + p.arrival;
+        let deadline = w.deadline;
+        tasks.spawn(async move {
+            tokio::time::sleep_until(arrival).await;
+            let Ok(_caller) = callers.acquire_owned().await else {
+                return;
+            };
+            let began = if open_loop { arrival } else { Instant::now() };
+            let call = svc.oneshot(req);
+            let result = match deadline {
+                Some(d) => tokio::time::timeout(d, call).await.ok(),
+                None => Some(call.await),
+            };
+            let end = match result {
+                None => End::TimedOut,
+                Some(Ok(res)) if is_success(&res) => End::Succeeded(began.elapsed().as_secs_f64()),
+                Some(_) => {
+                    let last = lock(&stats).last.get(id).copied().flatten();
+                    if last.is_some_and(Outcome::is_permanent) {
+                        End::FailedPermanent
+                    } else {
+                        End::Lost
+                    }
+                }
+            };
+            let done = start.elapsed().as_secs_f64();
+            if let Some(slot) = ends.lock().unwrap_or_else(|e| e.into_inner()).get_mut(id) {
+                *slot = Some((end, done));
+            }
+        });
+    }
+    let finished = tokio::time::timeout_at(start + scenario.time_limit, async {
+        while tasks.join_next().await.is_some() {}
+    })
+    .await
+    .is_ok();
+    tasks.abort_all();
+
+    let ends = ends.lock().unwrap_or_else(|e| e.into_inner()).clone();
+    let stats = std::mem::take(&mut *lock(&stats));
+    let (mut succeeded, mut failed_permanent, mut timed_out) = (0u64, 0u64, 0u64);
+    let mut latencies = Vec::new();
+    let mut makespan: f64 = 0.0;
+    for (end, done) in ends.iter().flatten() {
+        makespan = makespan.max(*done);
+        match end {
+            End::Succeeded(lat) => {
+                succeeded += 1;
+                latencies.push(*lat);
+            }
+            End::FailedPermanent => failed_permanent += 1,
+            End::TimedOut => timed_out += 1,
+            End::Lost => {}
+        }
+    }
+    if !finished {
+        makespan = scenario.time_limit.as_secs_f64();
+    }
+    latencies.sort_by(f64::total_cmp);
+    let requests = w.requests;
+    let ideal = ideal_makespan(scenario, &plan);
+    let row = Row {
+        scenario: scenario.name.clone(),
+        strategy: strategy.name().to_owned(),
+        clients: w.clients,
+        requests,
+        succeeded,
+        failed_permanent,
+        timed_out,
+        lost: requests - succeeded - failed_permanent - timed_out,
+        attempts: stats.attempts,
+        rejected: stats.rejected,
+        rejected_per_success: (succeeded > 0)
+            .then(|| round(stats.rejected as f64 / succeeded as f64)),
+        amplification: round(stats.attempts as f64 / requests as f64),
+        attempts_after_exhaustion: stats.after_exhaustion,
+        makespan_s: round(makespan),
+        ideal_makespan_s: round(ideal),
+        makespan_ratio: (ideal > 0.0).then(|| round(makespan / ideal)),
+        p50_latency_s: percentile(&latencies, 0.5).map(round),
+        p99_latency_s: percentile(&latencies, 0.99).map(round),
+    };
+    RunResult {
+        row,
+        timeline: stats.timeline,
+    }
+}
