@@ -18,7 +18,8 @@
 //!         Response::builder()
 //!             .status(429)
 //!             .header("content-type", "application/json")
-//!             .body(Full::new(Bytes::from(body)))?,
+//!             .body(Full::new(Bytes::from(body)))
+//!             .unwrap(),
 //!     )
 //! });
 //!

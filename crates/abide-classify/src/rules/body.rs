@@ -30,6 +30,12 @@ pub(crate) fn classify_body(body: &[u8], success: bool) -> BodyFinding {
             if let Some(code) = xml_code(body) {
                 fields.codes.push(code.to_owned());
             }
+            // A JSON body cut by the peek limit still names its code early on.
+            for code in TEXT_CODES {
+                if contains(body, code) {
+                    fields.codes.push((*code).to_owned());
+                }
+            }
             fields
                 .texts
                 .push(String::from_utf8_lossy(body).into_owned());
@@ -37,6 +43,19 @@ pub(crate) fn classify_body(body: &[u8], success: bool) -> BodyFinding {
     }
     fields.decide(success)
 }
+
+/// Codes worth finding in a body that does not parse (truncated JSON).
+const TEXT_CODES: &[&str] = &[
+    "insufficient_quota",
+    "billing_hard_limit_reached",
+    "credit_balance_exhausted",
+    "organization_spend_limit_exceeded",
+    "project_spend_limit_exceeded",
+    "enforced_spend_limit_reached",
+    "rate_limit_exceeded",
+    "rate_limit_error",
+    "overloaded_error",
+];
 
 #[derive(Default)]
 struct Fields {
@@ -89,7 +108,14 @@ impl Fields {
                 _ => {}
             }
         }
-        for key in ["message", "Message", "detail", "title", "error_description"] {
+        for key in [
+            "message",
+            "Message",
+            "msg",
+            "detail",
+            "title",
+            "error_description",
+        ] {
             if let Some(Value::String(s)) = obj.get(key) {
                 self.texts.push(s.clone());
             }
@@ -316,7 +342,16 @@ pub(crate) fn scope_from_text(t: &[u8]) -> QuotaScope {
         QuotaScope::Daily
     } else if contains_any(t, &["token"]) {
         QuotaScope::Tokens
-    } else if contains_any(t, &["requests per", "(rpm)", "call rate", "request rate"]) {
+    } else if contains_any(
+        t,
+        &[
+            "requests per",
+            "requests_per",
+            "(rpm)",
+            "call rate",
+            "request rate",
+        ],
+    ) {
         QuotaScope::Requests
     } else {
         QuotaScope::Unspecified

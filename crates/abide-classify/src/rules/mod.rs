@@ -8,7 +8,7 @@ pub(crate) mod prose;
 pub(crate) mod text;
 
 use crate::{Class, Classification, Processing, QuotaScope};
-use abide_headers::{RateLimitSnapshot, Scope};
+use abide_headers::{QuotaUnit, RateLimitSnapshot, Scope};
 use http::{HeaderMap, StatusCode};
 use std::time::Duration;
 
@@ -134,17 +134,18 @@ fn github(
         .get("x-ratelimit-remaining")
         .is_some_and(|v| v.as_bytes().trim_ascii() == b"0")
         || snapshot.exhausted().next().is_some();
-    if remaining_zero {
+    let resource = headers
+        .get("x-ratelimit-resource")
+        .and_then(|r| r.to_str().ok())
+        .map(|r| QuotaScope::Named(abide_headers::Name::new(r)));
+    if remaining_zero && c.class != Class::RateLimited {
         let mut v =
             Classification::new(Class::RateLimited, "rate-limit headers: nothing remaining");
-        if let Some(resource) = headers
-            .get("x-ratelimit-resource")
-            .and_then(|r| r.to_str().ok())
-        {
-            v.scope = QuotaScope::Named(abide_headers::Name::new(resource));
-        }
+        v.scope = resource.unwrap_or_default();
         v.retry_after = c.retry_after;
         *c = v;
+    } else if remaining_zero && c.scope == QuotaScope::Unspecified {
+        c.scope = resource.unwrap_or_default();
     } else if status == StatusCode::FORBIDDEN && snapshot.retry_after().is_some() {
         *c = Classification::new(Class::RateLimited, "github: 403 with retry-after")
             .with_retry_after(c.retry_after);
@@ -213,7 +214,12 @@ fn scope_from_snapshot(snapshot: &RateLimitSnapshot) -> QuotaScope {
             Scope::Tokens | Scope::InputTokens | Scope::OutputTokens => Some(QuotaScope::Tokens),
             Scope::Requests => Some(QuotaScope::Requests),
             Scope::Named(n) => Some(QuotaScope::Named(n.clone())),
-            _ => None,
+            _ => match l.unit {
+                Some(QuotaUnit::Requests) => Some(QuotaScope::Requests),
+                Some(QuotaUnit::Tokens) => Some(QuotaScope::Tokens),
+                Some(QuotaUnit::ConcurrentRequests) => Some(QuotaScope::Concurrency),
+                _ => None,
+            },
         })
         .unwrap_or_default()
 }

@@ -100,9 +100,9 @@ fn parse_duration_prefix(s: &[u8]) -> Option<(Duration, usize)> {
     Some((Duration::from_secs_f64(capped), i))
 }
 
-/// A non-negative decimal number at the start of `s` (at most 20 bytes).
+/// A non-negative decimal number at the start of `s`.
 fn number(s: &[u8]) -> Option<(f64, usize)> {
-    let int = s.iter().take(20).take_while(|b| b.is_ascii_digit()).count();
+    let int = s.iter().take_while(|b| b.is_ascii_digit()).count();
     if int == 0 {
         return None;
     }
@@ -110,7 +110,6 @@ fn number(s: &[u8]) -> Option<(f64, usize)> {
     if s.get(len) == Some(&b'.') {
         let frac = s[len + 1..]
             .iter()
-            .take(20)
             .take_while(|b| b.is_ascii_digit())
             .count();
         if frac > 0 {
