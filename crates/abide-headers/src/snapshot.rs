@@ -74,7 +74,7 @@ impl Name {
         while !name.is_char_boundary(end) {
             end -= 1;
         }
-        Name(Short::new(name[..end].as_bytes()))
+        Name(Short::new(&name.as_bytes()[..end]))
     }
 
     /// The name as a string.
@@ -321,23 +321,12 @@ impl Limit {
 ///
 /// Holds up to [`MAX_LIMITS`] limits inline (no allocation) and the wait the server asked
 /// for explicitly (`Retry-After` and its relatives).
-#[derive(Clone, PartialEq, Eq, Hash)]
+#[derive(Clone, Default, PartialEq, Eq, Hash)]
 pub struct RateLimitSnapshot {
     limits: [Limit; MAX_LIMITS],
     len: u8,
     truncated: bool,
     retry_after: Option<Duration>,
-}
-
-impl Default for RateLimitSnapshot {
-    fn default() -> Self {
-        RateLimitSnapshot {
-            limits: Default::default(),
-            len: 0,
-            truncated: false,
-            retry_after: None,
-        }
-    }
 }
 
 impl fmt::Debug for RateLimitSnapshot {

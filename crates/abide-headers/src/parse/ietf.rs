@@ -275,7 +275,7 @@ impl<'de> DictionaryVisitor<'de> for &mut Draft07 {
             "reset" => Some(Key07::Reset),
             _ => None,
         };
-        Ok(k.map(|k| Entry07 { d: &mut **self, k }))
+        Ok(k.map(|k| Entry07 { d: self, k }))
     }
 
     fn finish(self) -> Result<(), Infallible> {
