@@ -443,7 +443,7 @@ where
                             );
                             if let Ok(response) = outcome {
                                 let body = response.into_body();
-                                if !body.is_end_stream() {
+                                if !body.is_end_stream() && ctx.config.drain_limit > 0 {
                                     ctx.drained = 0;
                                     this.drain.set(Some(body));
                                 }

@@ -177,7 +177,8 @@ impl BackoffRetryLayer {
     }
 
     /// Sets how many bytes of a failed attempt's response body are read while waiting to
-    /// retry, so the connection can be reused; a longer body is dropped.
+    /// retry, so the connection can be reused; a longer body is dropped. 0 drops every
+    /// failed response's body at once.
     pub fn with_drain_limit(self, bytes: usize) -> Self {
         self.edit(|c| c.drain_limit = bytes)
     }

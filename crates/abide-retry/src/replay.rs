@@ -9,7 +9,7 @@ use pin_project_lite::pin_project;
 use std::fmt;
 use std::pin::Pin;
 use std::sync::{Arc, Mutex, MutexGuard};
-use std::task::{Context, Poll};
+use std::task::{Context, Poll, Waker};
 
 pin_project! {
     /// A request body that can be sent again, for any [`http_body::Body`] (hyper, axum,
@@ -88,6 +88,23 @@ struct State<B> {
     /// The generation allowed to read the original.
     newest: u64,
     last_generation: u64,
+    /// The copy waiting on the original, to wake when a newer copy takes over: the
+    /// original keeps only the newest waker, so the older copy would never learn it was
+    /// superseded and its connection would hang.
+    parked: Option<(u64, Waker)>,
+}
+
+impl<B> State<B> {
+    fn claim(&mut self, generation: u64) {
+        self.newest = self.newest.max(generation);
+        if let Some((parked, waker)) = self.parked.take() {
+            if parked < self.newest {
+                waker.wake();
+            } else {
+                self.parked = Some((parked, waker));
+            }
+        }
+    }
 }
 
 impl<B: Body> ReplayBody<B> {
@@ -121,6 +138,7 @@ impl<B: Body> ReplayBody<B> {
                 failed: false,
                 newest: 0,
                 last_generation: 0,
+                parked: None,
             }),
             hint,
             limit,
@@ -155,8 +173,7 @@ impl<B> ReplayBody<B> {
         let mut copy = self.clone_unclaimed()?;
         if let Inner::Shared { handle } = &mut copy.inner {
             handle.claimed = true;
-            let mut state = handle.shared.lock();
-            state.newest = state.newest.max(handle.generation);
+            handle.shared.lock().claim(handle.generation);
         }
         Some(copy)
     }
@@ -228,7 +245,7 @@ where
         if !self.claimed {
             // The newest copy to start takes over reading the original.
             self.claimed = true;
-            st.newest = st.newest.max(self.generation);
+            st.claim(self.generation);
         }
         if self.yielded < st.pulled {
             if st.capped {
@@ -261,7 +278,10 @@ where
             return Poll::Ready(None);
         };
         match original.as_mut().poll_frame(cx) {
-            Poll::Pending => Poll::Pending,
+            Poll::Pending => {
+                st.parked = Some((self.generation, cx.waker().clone()));
+                Poll::Pending
+            }
             Poll::Ready(None) => {
                 st.ended = true;
                 st.original = None;
@@ -552,5 +572,30 @@ mod tests {
         let template = first.clone_unclaimed().unwrap();
         assert!(first.collect().await.is_err());
         assert!(!template.is_replayable());
+    }
+
+    #[test]
+    fn a_copy_waiting_on_the_original_is_woken_when_a_newer_one_takes_over() {
+        use std::sync::atomic::{AtomicBool, Ordering};
+        use std::task::Wake;
+
+        struct Flag(AtomicBool);
+        impl Wake for Flag {
+            fn wake(self: Arc<Self>) {
+                self.0.store(true, Ordering::SeqCst);
+            }
+        }
+        let (_tx, channel) = http_body_util::channel::Channel::<Bytes, BoxError>::new(1);
+        let mut first = ReplayBody::new(channel, 1024);
+        let flag = Arc::new(Flag(AtomicBool::new(false)));
+        let waker = Waker::from(flag.clone());
+        let mut cx = Context::from_waker(&waker);
+        assert!(Pin::new(&mut first).poll_frame(&mut cx).is_pending());
+        let _second = first.try_clone().unwrap();
+        assert!(flag.0.load(Ordering::SeqCst), "the old copy must not hang");
+        let Poll::Ready(Some(Err(err))) = Pin::new(&mut first).poll_frame(&mut cx) else {
+            panic!("the old copy fails once superseded");
+        };
+        assert!(err.is::<ReplayError>());
     }
 }
