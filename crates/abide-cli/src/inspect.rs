@@ -53,7 +53,10 @@ fn read_input(path: Option<&OsString>) -> io::Result<(Vec<u8>, bool)> {
         Some(p) if p != "-" => std::fs::File::open(p)?
             .take(MAX_INPUT + 1)
             .read_to_end(&mut buf)?,
-        _ => io::stdin().lock().take(MAX_INPUT + 1).read_to_end(&mut buf)?,
+        _ => io::stdin()
+            .lock()
+            .take(MAX_INPUT + 1)
+            .read_to_end(&mut buf)?,
     };
     let truncated = buf.len() as u64 > MAX_INPUT;
     buf.truncate(MAX_INPUT as usize);
@@ -75,7 +78,10 @@ pub(crate) fn run(args: Vec<OsString>) -> ExitCode {
     let (input, truncated) = match read_input(args.input.as_ref()) {
         Ok(read) => read,
         Err(e) => {
-            let name = args.input.as_ref().map_or("stdin".into(), |p| p.to_string_lossy());
+            let name = args
+                .input
+                .as_ref()
+                .map_or("stdin".into(), |p| p.to_string_lossy());
             eprintln!("abide inspect: cannot read {name}: {e}");
             return ExitCode::from(2);
         }
@@ -173,8 +179,14 @@ impl Report {
             None => RateLimitHeaders::new(),
         };
         let snapshot = extractor.extract(&response.headers);
-        let classification =
-            abide_classify::classify_head(response.status, &response.headers, &snapshot);
+        // The classifier reads at most a bounded prefix of the body, as the layer does.
+        let body = &response.body[..response.body.len().min(abide_classify::DEFAULT_PEEK_LIMIT)];
+        let classification = abide_classify::classify(
+            response.status,
+            &response.headers,
+            (!body.is_empty()).then_some(body),
+            &snapshot,
+        );
         Report {
             status: response.status,
             snapshot,
@@ -240,7 +252,11 @@ impl Report {
             }
         }
         if self.snapshot.is_truncated() {
-            let _ = writeln!(out, "    (more limits were stated; only the first {} are kept)", abide_headers::MAX_LIMITS);
+            let _ = writeln!(
+                out,
+                "    (more limits were stated; only the first {} are kept)",
+                abide_headers::MAX_LIMITS
+            );
         }
         let advice = match (c.class, self.wait()) {
             (Class::Success, _) => "nothing to do: the request succeeded.".to_string(),

@@ -70,7 +70,10 @@ fn parse_status_line(line: &[u8]) -> Result<StatusCode, NotAResponse> {
 pub(crate) fn parse(input: &[u8]) -> Result<RawResponse, NotAResponse> {
     // Tolerate blank lines before the status line, as RFC 9112 section 2.2 allows.
     let mut rest = input;
-    while let Some(r) = rest.strip_prefix(b"\r\n").or_else(|| rest.strip_prefix(b"\n")) {
+    while let Some(r) = rest
+        .strip_prefix(b"\r\n")
+        .or_else(|| rest.strip_prefix(b"\n"))
+    {
         rest = r;
     }
     if rest.is_empty() {
@@ -102,7 +105,9 @@ pub(crate) fn parse(input: &[u8]) -> Result<RawResponse, NotAResponse> {
         }
         if line[0] == b' ' || line[0] == b'\t' {
             // Obsolete line folding (RFC 9112 section 5.2): rejected rather than guessed.
-            warnings.push(format!("header line {lines} is a folded continuation; ignored"));
+            warnings.push(format!(
+                "header line {lines} is a folded continuation; ignored"
+            ));
             continue;
         }
         let Some(colon) = line.iter().position(|&b| b == b':') else {
@@ -159,7 +164,10 @@ mod tests {
     #[test]
     fn any_reason_phrase_or_none_is_accepted() {
         assert_eq!(parse(b"HTTP/1.0 503\n\n").unwrap().status, 503);
-        assert_eq!(parse(b"HTTP/2 529 Site is overloaded\n\n").unwrap().status, 529);
+        assert_eq!(
+            parse(b"HTTP/2 529 Site is overloaded\n\n").unwrap().status,
+            529
+        );
     }
 
     #[test]

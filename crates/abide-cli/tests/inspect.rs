@@ -6,7 +6,9 @@ use std::path::PathBuf;
 use std::process::{Command, Output, Stdio};
 
 fn example(name: &str) -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../examples/responses").join(name)
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("../../examples/responses")
+        .join(name)
 }
 
 fn abide(args: &[&str], stdin: &[u8]) -> Output {
@@ -33,7 +35,11 @@ fn inspect_json(file: &str) -> Value {
         String::from_utf8_lossy(&out.stderr)
     );
     let stdout = String::from_utf8(out.stdout).expect("JSON output is UTF-8");
-    assert_eq!(stdout.lines().count(), 1, "exactly one JSON object: {stdout}");
+    assert_eq!(
+        stdout.lines().count(),
+        1,
+        "exactly one JSON object: {stdout}"
+    );
     serde_json::from_str(&stdout).expect("stdout is JSON")
 }
 
@@ -141,7 +147,13 @@ fn retry_after_http_date_is_relative_to_the_response_date() {
 fn now_flag_overrides_the_date_header() {
     let path = example("retry-after-date-503.http");
     let out = abide(
-        &["inspect", "--json", "--now", "Fri, 27 Nov 2026 03:01:30 GMT", path.to_str().unwrap()],
+        &[
+            "inspect",
+            "--json",
+            "--now",
+            "Fri, 27 Nov 2026 03:01:30 GMT",
+            path.to_str().unwrap(),
+        ],
         b"",
     );
     assert!(out.status.success());
@@ -188,7 +200,13 @@ fn human_output_says_what_to_do() {
 
 #[test]
 fn input_that_is_not_a_response_exits_1_with_a_message() {
-    for garbage in [&b""[..], b"hello", b"\x00\x01\x02\xff\xfe", b"HTTP/1.1 4290 X\n\n", b"GET / HTTP/1.1\r\n\r\n"] {
+    for garbage in [
+        &b""[..],
+        b"hello",
+        b"\x00\x01\x02\xff\xfe",
+        b"HTTP/1.1 4290 X\n\n",
+        b"GET / HTTP/1.1\r\n\r\n",
+    ] {
         let out = abide(&["inspect"], garbage);
         assert_eq!(out.status.code(), Some(1), "input {garbage:?}");
         assert!(String::from_utf8_lossy(&out.stderr).contains("not an HTTP response"));
@@ -215,7 +233,9 @@ fn usage_errors_exit_2() {
 #[test]
 fn huge_input_is_capped_and_still_explained() {
     // 9 MiB: over the 8 MiB cap. The headers come first, so the verdict stands.
-    let mut input = b"HTTP/1.1 429 Too Many Requests\r\nretry-after: 2\r\ncontent-type: text/plain\r\n\r\n".to_vec();
+    let mut input =
+        b"HTTP/1.1 429 Too Many Requests\r\nretry-after: 2\r\ncontent-type: text/plain\r\n\r\n"
+            .to_vec();
     input.resize(9 * 1024 * 1024, b'x');
     let out = abide(&["inspect", "--json"], &input);
     assert!(out.status.success());
@@ -236,7 +256,11 @@ fn hostile_headers_never_crash_the_binary() {
         x-ratelimit-reset-tokens: 1e400s\r\n\
         \r\n\xff\xfe{\"error\":";
     let out = abide(&["inspect", "--json"], input);
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let v: Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(v["status"], 429);
 }
