@@ -13,7 +13,7 @@
 //! and do not allocate. A field whose lines do not parse as RFC 9651 says is ignored whole
 //! (§4.2: a failed parse of the combined value fails the field).
 
-use super::{malformed, names, text, Cx};
+use super::{malformed, names, text, Cx, Seen};
 use crate::value;
 use crate::{Dialect, Limit, Name, PartitionKey, QuotaUnit, Scope, MAX_LIMITS};
 use http::HeaderName;
@@ -322,12 +322,12 @@ impl<'de> ItemVisitor<'de> for Entry07<'_> {
 
 /// Reads the IETF fields (and GitLab's use of them).
 pub(super) fn read(cx: &mut Cx<'_>) {
-    let policy = if cx.headers.contains_key(&RATELIMIT_POLICY) {
+    let policy = if cx.seen.has(Seen::IETF_POLICY) {
         parse_list(cx, &RATELIMIT_POLICY)
     } else {
         None
     };
-    if cx.headers.contains_key(&RATELIMIT) {
+    if cx.seen.has(Seen::IETF_LIST) {
         if let Some(d) = draft07(cx) {
             let mut l = Limit::new(Scope::Unspecified, Dialect::IetfDraft07);
             l.limit = d.limit;
@@ -339,11 +339,8 @@ pub(super) fn read(cx: &mut Cx<'_>) {
         } else if policy.is_some() {
             join(cx, policy.as_ref(), None);
         }
-    } else if cx.headers.contains_key(&RATELIMIT_LIMIT)
-        || cx.headers.contains_key(&RATELIMIT_REMAINING)
-        || cx.headers.contains_key(&RATELIMIT_RESET)
-    {
-        if cx.headers.contains_key(&GITLAB_OBSERVED) || cx.headers.contains_key(&GITLAB_NAME) {
+    } else if cx.seen.has(Seen::IETF_TRIPLE | Seen::GITLAB) {
+        if cx.seen.has(Seen::GITLAB) {
             gitlab(cx);
         } else {
             triple(cx, policy.as_ref());

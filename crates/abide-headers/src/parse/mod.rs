@@ -37,63 +37,103 @@ use crate::{Limit, RateLimitSnapshot, Scope};
 use http::header::{HeaderMap, HeaderName};
 use std::time::SystemTime;
 
-/// Which reader families have at least one header present.
-#[derive(Clone, Copy, Default)]
-struct Families {
-    retry: bool,
-    ietf: bool,
-    anthropic: bool,
-    xrl: bool,
-    x_rate_limit: bool,
-    vendor: bool,
-}
+/// Which groups of fields are present, found in one pass over the header names so that
+/// readers skip (without a lookup) whatever is absent.
+#[derive(Clone, Copy, Default, PartialEq, Eq)]
+pub(crate) struct Seen(u32);
 
-impl Families {
+impl Seen {
+    pub(crate) const RETRY: u32 = 1 << 0;
+    pub(crate) const IETF_LIST: u32 = 1 << 1;
+    pub(crate) const IETF_POLICY: u32 = 1 << 2;
+    pub(crate) const IETF_TRIPLE: u32 = 1 << 3;
+    pub(crate) const GITLAB: u32 = 1 << 4;
+    pub(crate) const ANTHROPIC: u32 = 1 << 5;
+    pub(crate) const OPENAI: u32 = 1 << 6;
+    pub(crate) const XRL: u32 = 1 << 7;
+    pub(crate) const XRL_USED: u32 = 1 << 8;
+    pub(crate) const XRL_LIMIT: u32 = 1 << 9;
+    pub(crate) const DISCORD: u32 = 1 << 10;
+    pub(crate) const GITHUB: u32 = 1 << 11;
+    pub(crate) const ATLASSIAN: u32 = 1 << 12;
+    pub(crate) const KONG: u32 = 1 << 13;
+    pub(crate) const LINEAR: u32 = 1 << 14;
+    pub(crate) const X_RATE_LIMIT: u32 = 1 << 15;
+    pub(crate) const X_24H: u32 = 1 << 16;
+    pub(crate) const VENDOR: u32 = 1 << 17;
+
+    pub(crate) fn has(self, flag: u32) -> bool {
+        self.0 & flag != 0
+    }
+
     fn scan(headers: &HeaderMap) -> Self {
-        let mut f = Families::default();
+        let mut seen = 0;
         for name in headers.keys() {
-            let n = name.as_str();
-            if n.starts_with("x-ratelimit-") {
-                f.xrl = true;
-            } else if n.starts_with("ratelimit") {
-                f.ietf = true;
-            } else if n.starts_with("anthropic-ratelimit-") {
-                f.anthropic = true;
-            } else if n.starts_with("x-rate-limit")
-                || n.starts_with("x-app-limit-")
-                || n.starts_with("x-user-limit-")
-            {
-                f.x_rate_limit = true;
-            } else if matches!(
-                n,
-                "retry-after" | "retry-after-ms" | "x-ms-retry-after-ms" | "x-retry-in"
-            ) {
-                f.retry = true;
-            } else if n.starts_with("x-shopify-")
-                || n.starts_with("sforce-")
-                || n.starts_with("x-sentry-")
-                || n.starts_with("x-hubspot-ratelimit-")
-                || n.starts_with("x-ms-ratelimit-")
-                || n.starts_with("zendesk-ratelimit-")
-                || n.starts_with("stripe-")
-            {
-                f.vendor = true;
-            }
+            seen |= Self::classify(name.as_str());
         }
-        f
+        Seen(seen)
+    }
+
+    fn classify(n: &str) -> u32 {
+        if let Some(rest) = n.strip_prefix("x-ratelimit-") {
+            return match rest {
+                "limit" => Self::XRL | Self::XRL_LIMIT,
+                "remaining" | "reset" => Self::XRL,
+                "used" => Self::XRL | Self::XRL_USED,
+                "bucket" | "global" | "scope" | "reset-after" => Self::DISCORD,
+                "resource" => Self::GITHUB,
+                "nearlimit" | "fillrate" | "interval-seconds" => Self::ATLASSIAN,
+                "limit-requests" | "remaining-requests" | "reset-requests" | "limit-tokens"
+                | "remaining-tokens" | "reset-tokens" => Self::OPENAI,
+                _ if rest.starts_with("requests-") || rest.starts_with("complexity-") => {
+                    Self::LINEAR
+                }
+                _ if rest.starts_with("limit-") => Self::KONG,
+                _ => 0,
+            };
+        }
+        if let Some(rest) = n.strip_prefix("ratelimit") {
+            return match rest {
+                "" => Self::IETF_LIST,
+                "-policy" => Self::IETF_POLICY,
+                "-limit" | "-remaining" | "-reset" => Self::IETF_TRIPLE,
+                "-name" | "-observed" | "-resettime" => Self::GITLAB,
+                _ => 0,
+            };
+        }
+        if n.starts_with("anthropic-ratelimit-") {
+            return Self::ANTHROPIC;
+        }
+        if n.starts_with("x-rate-limit") {
+            return Self::X_RATE_LIMIT;
+        }
+        if n.starts_with("x-app-limit-24hour-") || n.starts_with("x-user-limit-24hour-") {
+            return Self::X_24H;
+        }
+        match n {
+            "retry-after" | "retry-after-ms" | "x-ms-retry-after-ms" | "x-retry-in" => {
+                return Self::RETRY
+            }
+            "x-shopify-shop-api-call-limit"
+            | "sforce-limit-info"
+            | "x-sentry-rate-limits"
+            | "stripe-rate-limited-reason" => return Self::VENDOR,
+            _ => {}
+        }
+        if n.starts_with("x-hubspot-ratelimit-")
+            || n.starts_with("x-ms-ratelimit-")
+            || n.starts_with("zendesk-ratelimit-")
+        {
+            return Self::VENDOR;
+        }
+        0
     }
 }
 
 pub(crate) fn extract(headers: &HeaderMap, now: Option<SystemTime>) -> RateLimitSnapshot {
     let mut snap = RateLimitSnapshot::new();
-    let families = Families::scan(headers);
-    let any = families.retry
-        || families.ietf
-        || families.anthropic
-        || families.xrl
-        || families.x_rate_limit
-        || families.vendor;
-    if !any {
+    let seen = Seen::scan(headers);
+    if seen == Seen::default() {
         return snap;
     }
     let now = now
@@ -102,25 +142,26 @@ pub(crate) fn extract(headers: &HeaderMap, now: Option<SystemTime>) -> RateLimit
     let mut cx = Cx {
         headers,
         now,
+        seen,
         snap: &mut snap,
     };
-    if families.retry {
+    if seen.has(Seen::RETRY) {
         retry::read(&mut cx);
     }
-    if families.anthropic {
+    if seen.has(Seen::ANTHROPIC) {
         llm::anthropic(&mut cx);
     }
-    if families.xrl {
+    if seen.has(Seen::OPENAI) {
         llm::openai(&mut cx);
-        xrl::read(&mut cx);
     }
-    if families.ietf {
+    xrl::read(&mut cx);
+    if seen.has(Seen::IETF_LIST | Seen::IETF_POLICY | Seen::IETF_TRIPLE | Seen::GITLAB) {
         ietf::read(&mut cx);
     }
-    if families.x_rate_limit {
+    if seen.has(Seen::X_RATE_LIMIT | Seen::X_24H) {
         xrl::x_rate_limit(&mut cx);
     }
-    if families.vendor {
+    if seen.has(Seen::VENDOR) {
         vendor::read(&mut cx);
     }
     snap
@@ -130,6 +171,7 @@ pub(crate) fn extract(headers: &HeaderMap, now: Option<SystemTime>) -> RateLimit
 pub(crate) struct Cx<'a> {
     pub(crate) headers: &'a HeaderMap,
     pub(crate) now: SystemTime,
+    pub(crate) seen: Seen,
     pub(crate) snap: &'a mut RateLimitSnapshot,
 }
 

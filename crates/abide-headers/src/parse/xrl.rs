@@ -1,7 +1,7 @@
 //! The `x-ratelimit-*` family (generic, GitHub, Discord, Reddit, Atlassian, Kong, Linear)
 //! and the `x-rate-limit-*` family (X, Okta, Zendesk).
 
-use super::{list, malformed, names, Cx};
+use super::{list, malformed, names, Cx, Seen};
 use crate::value::{self, ValueError};
 use crate::{Dialect, Limit, Name, Scope};
 use http::HeaderName;
@@ -16,10 +16,6 @@ names! {
     RESOURCE = "x-ratelimit-resource";
     BUCKET = "x-ratelimit-bucket";
     GLOBAL = "x-ratelimit-global";
-    SCOPE = "x-ratelimit-scope";
-    NEAR_LIMIT = "x-ratelimit-nearlimit";
-    FILL_RATE = "x-ratelimit-fillrate";
-    INTERVAL_SECONDS = "x-ratelimit-interval-seconds";
     ATLASSIAN_REASON = "ratelimit-reason";
 
     LINEAR_REQ_LIMIT = "x-ratelimit-requests-limit";
@@ -90,20 +86,24 @@ fn limit_and_window(cx: &Cx<'_>, name: &HeaderName) -> (Option<u64>, Option<Dura
 /// `llm::openai`; the unsuffixed group goes to exactly one reader, chosen by its most
 /// specific header; then Kong and Linear.
 pub(super) fn read(cx: &mut Cx<'_>) {
-    let has = |n: &HeaderName| cx.headers.contains_key(n);
-    if has(&BUCKET) || has(&GLOBAL) || has(&SCOPE) || has(&RESET_AFTER) {
+    let seen = cx.seen;
+    if seen.has(Seen::DISCORD) {
         discord(cx);
-    } else if has(&RESOURCE) {
+    } else if seen.has(Seen::GITHUB) {
         github(cx);
-    } else if has(&NEAR_LIMIT) || has(&FILL_RATE) || has(&INTERVAL_SECONDS) || is_date_reset(cx) {
+    } else if seen.has(Seen::ATLASSIAN) || (seen.has(Seen::XRL) && is_date_reset(cx)) {
         generic(cx, Dialect::Atlassian);
-    } else if has(&USED) && !has(&LIMIT) {
+    } else if seen.has(Seen::XRL_USED) && !seen.has(Seen::XRL_LIMIT) {
         reddit(cx);
-    } else if has(&LIMIT) || has(&REMAINING) || has(&RESET) {
+    } else if seen.has(Seen::XRL) {
         generic(cx, Dialect::XRateLimit);
     }
-    kong(cx);
-    linear(cx);
+    if seen.has(Seen::KONG) {
+        kong(cx);
+    }
+    if seen.has(Seen::LINEAR) {
+        linear(cx);
+    }
 }
 
 fn is_date_reset(cx: &Cx<'_>) -> bool {
@@ -293,12 +293,11 @@ fn linear(cx: &mut Cx<'_>) {
 /// limit as `X-Rate-Limit` (<https://developer.zendesk.com/api-reference/introduction/rate-limits/>).
 /// Then X's 24-hour app and user limits.
 pub(super) fn x_rate_limit(cx: &mut Cx<'_>) {
-    let mut l = Limit::new(Scope::Unspecified, Dialect::XRateLimit);
-    l.limit = cx.count(&XR_LIMIT).or_else(|| cx.count(&XR_LIMIT_ZENDESK));
-    l.remaining = cx.count(&XR_REMAINING);
-    l.reset = reset(cx, &XR_RESET);
-    if l.limit.is_some() || l.remaining.is_some() || l.reset.is_some() {
-        cx.push(l);
+    if cx.seen.has(Seen::X_RATE_LIMIT) {
+        x_rate_limit_fields(cx);
+    }
+    if !cx.seen.has(Seen::X_24H) {
+        return;
     }
     for (name, limit, remaining, rst) in [
         ("app-24hour", &X_APP_LIMIT, &X_APP_REMAINING, &X_APP_RESET),
@@ -317,6 +316,16 @@ pub(super) fn x_rate_limit(cx: &mut Cx<'_>) {
         l.remaining = cx.count(remaining);
         l.reset = reset(cx, rst);
         l.window = Some(Duration::from_secs(86_400));
+        cx.push(l);
+    }
+}
+
+fn x_rate_limit_fields(cx: &mut Cx<'_>) {
+    let mut l = Limit::new(Scope::Unspecified, Dialect::XRateLimit);
+    l.limit = cx.count(&XR_LIMIT).or_else(|| cx.count(&XR_LIMIT_ZENDESK));
+    l.remaining = cx.count(&XR_REMAINING);
+    l.reset = reset(cx, &XR_RESET);
+    if l.limit.is_some() || l.remaining.is_some() || l.reset.is_some() {
         cx.push(l);
     }
 }
