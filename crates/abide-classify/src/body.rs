@@ -55,7 +55,7 @@ pub(crate) struct EosWatch {
 }
 
 impl EosWatch {
-    fn finish(mut self: Box<Self>, trailers: Option<&HeaderMap>) {
+    fn finish(mut self, trailers: Option<&HeaderMap>) {
         let c = (self.classify)(trailers);
         self.slot.set(c);
     }
@@ -165,13 +165,13 @@ impl<B: Body> Body for ResponseBody<B> {
             Some(Ok(frame)) => {
                 if let Some(t) = frame.trailers_ref() {
                     if let Some(w) = this.eos.take() {
-                        w.finish(Some(t));
+                        (*w).finish(Some(t));
                     }
                 }
             }
             None => {
                 if let Some(w) = this.eos.take() {
-                    w.finish(None);
+                    (*w).finish(None);
                 }
             }
             Some(Err(_)) => {}

@@ -223,19 +223,10 @@ where
 
 /// The built-in rules (status codes, rate-limit headers, vendor error bodies, gRPC).
 /// Always consulted last.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone, Copy, Default)]
 pub struct DefaultRules {
     pub(crate) opts: rules::Options,
     pub(crate) graphql: bool,
-}
-
-impl Default for DefaultRules {
-    fn default() -> Self {
-        DefaultRules {
-            opts: rules::Options::default(),
-            graphql: false,
-        }
-    }
 }
 
 impl DefaultRules {

@@ -120,7 +120,7 @@ where
                     }
                     let p = peek.take().expect("peek state present until done");
                     self.as_mut().project().state.set(State::Done);
-                    return Poll::Ready(Ok(p.finish(config.limit)));
+                    return Poll::Ready(Ok((*p).finish(config.limit)));
                 }
                 StateProj::Done => panic!("ResponseFuture polled after completion"),
             }
@@ -218,16 +218,16 @@ where
         }
     }
 
-    fn finish(mut self: Box<Self>, limit: usize) -> Response<ResponseBody<B>> {
+    fn finish(mut self, limit: usize) -> Response<ResponseBody<B>> {
         let verdict = {
-            let p = &mut *self;
+            let p = &mut self;
             let bytes = prefix(&p.frames, p.buffered, limit);
             let trailers = p.frames.back().and_then(Frame::trailers_ref);
             let body = BodyPrefix::new(&bytes[..bytes.len().min(limit)], p.ended, trailers);
             let head = ResponseHead::new(p.parts.status, &p.parts.headers, &p.snapshot);
             p.classifier.classify_body(&head, &body)
         };
-        let this = *self;
+        let this = self;
         let c = verdict.unwrap_or(this.provisional);
         let mut parts = this.parts;
         attach(&mut parts, c, this.snapshot);

@@ -379,9 +379,10 @@ async fn compressed_and_head_responses_are_not_peeked() {
     assert_eq!(verdict(&res).reason.0, "status 503");
 }
 
-fn grpc_response(
-    frames: Vec<Frame<Bytes>>,
-) -> Response<StreamBody<stream::Iter<std::vec::IntoIter<Result<Frame<Bytes>, Infallible>>>>> {
+/// A body made of prepared frames.
+type FrameBody = StreamBody<stream::Iter<std::vec::IntoIter<Result<Frame<Bytes>, Infallible>>>>;
+
+fn grpc_response(frames: Vec<Frame<Bytes>>) -> Response<FrameBody> {
     let frames: Vec<_> = frames.into_iter().map(Ok).collect();
     Response::builder()
         .header("content-type", "application/grpc")

@@ -115,11 +115,8 @@ pub(crate) fn classify_code(
         _ => Classification::new(Class::ServerError, "grpc: UNKNOWN"),
     };
     match pushback {
-        Some(Pushback::Wait(wait)) => {
-            if c.retryable {
-                c.retry_after = Some(wait);
-            }
-        }
+        Some(Pushback::Wait(wait)) if c.retryable => c.retry_after = Some(wait),
+        Some(Pushback::Wait(_)) => {}
         Some(Pushback::DoNotRetry) => {
             c = if c.class == Class::RateLimited {
                 Classification::new(Class::QuotaExhausted, "grpc: negative retry pushback")
