@@ -315,12 +315,7 @@ fn rate_limited(
         SimDialect::GitHub => (
             StatusCode::FORBIDDEN,
             JSON,
-            serde_json::json!({
-                "message": "API rate limit exceeded for user ID 1. If you reach out to GitHub Support for help, please include the request ID SIM:0000:0000000:0000000:00000000.",
-                "documentation_url": "https://docs.github.com/rest/overview/rate-limits-for-the-rest-api",
-                "status": "403"
-            })
-            .to_string(),
+            r#"{"message":"API rate limit exceeded for user ID 1. If you reach out to GitHub Support for help, please include the request ID SIM:0000:0000000:0000000:00000000.","documentation_url":"https://docs.github.com/rest/overview/rate-limits-for-the-rest-api","status":"403"}"#.into(),
         ),
         SimDialect::RetryAfterOnly | SimDialect::None => (
             StatusCode::TOO_MANY_REQUESTS,
@@ -330,13 +325,9 @@ fn rate_limited(
         _ => (
             StatusCode::TOO_MANY_REQUESTS,
             "application/problem+json",
-            serde_json::json!({
-                "type": "about:blank",
-                "title": "Too Many Requests",
-                "status": 429,
-                "detail": format!("quota of {limit} per window exceeded"),
-            })
-            .to_string(),
+            format!(
+                r#"{{"type":"about:blank","title":"Too Many Requests","status":429,"detail":"quota of {limit} per window exceeded"}}"#
+            ),
         ),
     }
 }
@@ -349,17 +340,26 @@ fn served_body(dialect: SimDialect) -> String {
     }
 }
 
-fn openai_error(message: &str, kind: &str, code: Option<&str>) -> String {
-    serde_json::json!({
-        "error": { "message": message, "type": kind, "param": null, "code": code }
-    })
-    .to_string()
+/// A JSON string literal (quoted and escaped).
+fn q(s: &str) -> String {
+    serde_json::Value::from(s).to_string()
 }
 
+/// OpenAI's error object, keys in the order OpenAI sends them.
+fn openai_error(message: &str, kind: &str, code: Option<&str>) -> String {
+    let code = code.map_or_else(|| "null".to_owned(), q);
+    format!(
+        r#"{{"error":{{"message":{},"type":{},"param":null,"code":{code}}}}}"#,
+        q(message),
+        q(kind)
+    )
+}
+
+/// Anthropic's error object, keys in the order Anthropic sends them.
 fn anthropic_error(kind: &str, message: &str) -> String {
-    serde_json::json!({
-        "type": "error",
-        "error": { "type": kind, "message": message }
-    })
-    .to_string()
+    format!(
+        r#"{{"type":"error","error":{{"type":{},"message":{}}}}}"#,
+        q(kind),
+        q(message)
+    )
 }

@@ -9,7 +9,8 @@ use std::time::Duration;
 /// One (scenario, strategy) result: the JSON object `abide scoreboard --json` prints.
 ///
 /// A logical request ends in exactly one of `succeeded`, `failed_permanent` (its last
-/// answer was the server's permanent quota error: correct for requests beyond the quota),
+/// answer was the server's permanent quota error, or it got no answer and its client had
+/// already received one and refused it locally: correct for requests beyond the quota),
 /// `timed_out` (its deadline passed) or `lost` (given up, or unfinished at the time limit,
 /// while the server would still have served it; the goal is 0).
 #[derive(Clone, Debug, PartialEq, Serialize)]

@@ -63,7 +63,7 @@ fn lock(m: &Mutex<Stats>) -> std::sync::MutexGuard<'_, Stats> {
     m.lock().unwrap_or_else(|e| e.into_inner())
 }
 
-fn request_id(req: &Request<SimBody>) -> Option<usize> {
+fn request_id<B>(req: &Request<B>) -> Option<usize> {
     req.headers()
         .get(&REQUEST_ID_HEADER)?
         .to_str()
@@ -72,7 +72,7 @@ fn request_id(req: &Request<SimBody>) -> Option<usize> {
         .ok()
 }
 
-impl Service<Request<SimBody>> for Probe {
+impl<B> Service<Request<B>> for Probe {
     type Response = Response<SimBody>;
     type Error = BoxError;
     type Future = ProbeFuture;
@@ -81,7 +81,7 @@ impl Service<Request<SimBody>> for Probe {
         Poll::Ready(Ok(()))
     }
 
-    fn call(&mut self, req: Request<SimBody>) -> ProbeFuture {
+    fn call(&mut self, req: Request<B>) -> ProbeFuture {
         {
             let mut s = lock(&self.stats);
             s.attempts += 1;
@@ -151,6 +151,9 @@ enum End {
     Lost,
 }
 
+/// How a logical request ended, and when (seconds from the start).
+type Ended = (End, f64);
+
 /// Builds the request a caller sends for logical request `id`.
 fn build_request(id: usize, tokens: u64, dialect: SimDialect) -> Request<SimBody> {
     let (uri, content_type) = if dialect == SimDialect::Grpc {
@@ -201,6 +204,7 @@ async fn drive(scenario: &Scenario, strategy: Strategy) -> RunResult {
         last: vec![None; plan.len()],
         ..Stats::default()
     }));
+    let shared_store = w.shared_state.then(abide_cap::LocalStore::new);
     let services: Vec<_> = (0..clients)
         .map(|c| {
             let probe = Probe {
@@ -213,6 +217,7 @@ async fn drive(scenario: &Scenario, strategy: Strategy) -> RunResult {
                 seed: scenario.seed,
                 start,
                 epoch: server.now_wall() - server.elapsed(),
+                shared_store: shared_store.clone(),
             };
             strategy.client(probe, &ctx)
         })
@@ -220,7 +225,7 @@ async fn drive(scenario: &Scenario, strategy: Strategy) -> RunResult {
     let callers: Vec<_> = (0..clients)
         .map(|_| Arc::new(Semaphore::new(w.concurrency as usize)))
         .collect();
-    let ends: Arc<Mutex<Vec<Option<(End, f64)>>>> = Arc::new(Mutex::new(vec![None; plan.len()]));
+    let ends: Arc<Mutex<Vec<Option<Ended>>>> = Arc::new(Mutex::new(vec![None; plan.len()]));
     let open_loop = !matches!(w.arrival, Arrival::Closed);
 
     let mut tasks = JoinSet::new();
@@ -232,6 +237,7 @@ async fn drive(scenario: &Scenario, strategy: Strategy) -> RunResult {
         let req = build_request(id, p.tokens, scenario.server.dialect);
         let arrival = start + p.arrival;
         let deadline = w.deadline;
+        let client = p.client as usize;
         tasks.spawn(async move {
             tokio::time::sleep_until(arrival).await;
             let Ok(_caller) = callers.acquire_owned().await else {
@@ -247,8 +253,15 @@ async fn drive(scenario: &Scenario, strategy: Strategy) -> RunResult {
                 None => End::TimedOut,
                 Some(Ok(res)) if is_success(&res) => End::Succeeded(began.elapsed().as_secs_f64()),
                 Some(_) => {
-                    let last = lock(&stats).last.get(id).copied().flatten();
-                    if last.is_some_and(Outcome::is_permanent) {
+                    let s = lock(&stats);
+                    let last = s.last.get(id).copied().flatten();
+                    let client_exhausted = s.exhausted.get(client).copied().unwrap_or(false);
+                    // Ended by the server's permanent quota error: its own last answer, or
+                    // (no answer at all) refused locally by a client that had already
+                    // received one.
+                    if last.is_some_and(Outcome::is_permanent)
+                        || (last.is_none() && client_exhausted)
+                    {
                         End::FailedPermanent
                     } else {
                         End::Lost

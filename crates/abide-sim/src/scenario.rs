@@ -357,9 +357,11 @@ impl Scenario {
             let status = match o.status {
                 0 => None,
                 500 | 502 | 503 | 529 => StatusCode::from_u16(o.status).ok(),
-                other => return Err(err(format!(
+                other => {
+                    return Err(err(format!(
                     "key `server.outages[{i}].status`: {other} is not one of 500, 502, 503, 529, 0"
-                ))),
+                )))
+                }
             };
             outages.push(Outage {
                 start: seconds(
@@ -493,7 +495,7 @@ impl Scenario {
     /// Requests go to clients round-robin.
     pub fn plan(&self) -> Vec<Planned> {
         let w = &self.workload;
-        let mut rng = fastrand::Rng::with_seed(self.seed ^ 0x5eed_0f_a11_1e55);
+        let mut rng = fastrand::Rng::with_seed(self.seed ^ 0x0005_eed0_fa11_1e55);
         let mut t = 0.0f64;
         (0..w.requests)
             .map(|i| {

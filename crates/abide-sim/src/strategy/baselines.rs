@@ -602,3 +602,183 @@ impl LoopPolicy for GrpcA6 {
         Some(duration_secs(lock(&self.rng).f64() * cap))
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tokio::time::Instant;
+
+    fn ctx() -> ClientContext {
+        ClientContext {
+            client: 0,
+            seed: 7,
+            start: Instant::now(),
+            epoch: crate::service::sim_epoch(),
+            shared_store: None,
+        }
+    }
+
+    fn answer(status: u16, headers: &[(&str, &str)]) -> Answer {
+        let mut res = Response::new(SimBody::default());
+        *res.status_mut() = StatusCode::from_u16(status).unwrap();
+        for (k, v) in headers {
+            res.headers_mut().insert(
+                http::HeaderName::from_bytes(k.as_bytes()).unwrap(),
+                v.parse().unwrap(),
+            );
+        }
+        Ok(res)
+    }
+
+    #[test]
+    fn naive_waits_uniformly_between_one_second_and_the_doubling_cap_then_stops_at_six() {
+        let p = Naive::new(&ctx());
+        for attempt in 1..=5u32 {
+            let high = 2f64.powi(attempt as i32 - 1).max(1.0);
+            for _ in 0..50 {
+                let w = p
+                    .after(&mut (), attempt, &answer(429, &[]))
+                    .unwrap()
+                    .as_secs_f64();
+                assert!((1.0..=high).contains(&w), "attempt {attempt}: {w}");
+            }
+        }
+        assert_eq!(p.after(&mut (), 6, &answer(429, &[])), None);
+        assert_eq!(p.after(&mut (), 1, &answer(200, &[])), None);
+        // Headers are ignored: a 1-hour Retry-After changes nothing.
+        let w = p
+            .after(&mut (), 1, &answer(503, &[("retry-after", "3600")]))
+            .unwrap();
+        assert_eq!(w, Duration::from_secs(1));
+    }
+
+    #[test]
+    fn openai_python_honours_waits_up_to_sixty_seconds_and_stops_after_two_retries() {
+        let p = OpenAiPython::new(&ctx());
+        let ms = answer(429, &[("retry-after-ms", "1500"), ("retry-after", "9")]);
+        assert_eq!(p.after(&mut (), 1, &ms), Some(Duration::from_millis(1500)));
+        let secs = answer(429, &[("retry-after", "30")]);
+        assert_eq!(p.after(&mut (), 1, &secs), Some(Duration::from_secs(30)));
+        // Above 60 s the header is ignored: 0.5 s x 2^1 x (0.75..1] on the second retry.
+        let long = answer(503, &[("retry-after", "61")]);
+        let w = p.after(&mut (), 2, &long).unwrap().as_secs_f64();
+        assert!((0.75..=1.0).contains(&w), "{w}");
+        assert_eq!(p.after(&mut (), 3, &secs), None);
+        assert_eq!(p.after(&mut (), 1, &answer(400, &[])), None);
+        assert_eq!(
+            p.after(&mut (), 1, &answer(429, &[("x-should-retry", "false")])),
+            None
+        );
+        assert!(p
+            .after(&mut (), 1, &answer(400, &[("x-should-retry", "true")]))
+            .is_some());
+        let refused: Answer = Err(crate::service::ConnectionRefused.into());
+        assert!(p.after(&mut (), 1, &refused).is_some());
+    }
+
+    #[test]
+    fn aws_standard_spends_its_retry_quota_and_refunds_on_success() {
+        let p = Aws::standard(&ctx());
+        // 500 tokens at 5 per throttling retry: 100 retries, then none.
+        for i in 0..100 {
+            let mut s = AwsState::default();
+            let w = p.after(&mut s, 1, &answer(429, &[])).expect("quota left");
+            assert!(w <= Duration::from_secs(1), "retry {i}: {w:?}");
+        }
+        assert_eq!(
+            p.after(&mut AwsState::default(), 1, &answer(429, &[])),
+            None
+        );
+        // A first-try success regenerates one token: not enough for a 5-token retry...
+        p.after(&mut AwsState::default(), 1, &answer(200, &[]));
+        assert_eq!(
+            p.after(&mut AwsState::default(), 1, &answer(429, &[])),
+            None
+        );
+        // ...a retried success gives back its permit's 5.
+        *lock(&p.quota) = 5;
+        let mut s = AwsState::default();
+        assert!(
+            p.after(&mut s, 1, &answer(503, &[])).is_none(),
+            "transient costs 10"
+        );
+        assert!(p.after(&mut s, 1, &answer(429, &[])).is_some());
+        assert_eq!(*lock(&p.quota), 0);
+        p.after(&mut s, 2, &answer(200, &[]));
+        assert_eq!(*lock(&p.quota), 5);
+        assert_eq!(
+            p.after(&mut AwsState::default(), 3, &answer(429, &[])),
+            None,
+            "3 attempts"
+        );
+    }
+
+    #[test]
+    fn aws_adaptive_limits_the_send_rate_after_a_throttle() {
+        let p = Aws::adaptive(&ctx());
+        let mut s = AwsState::default();
+        assert_eq!(
+            p.before_send(&mut s, 1),
+            None,
+            "disabled before any throttle"
+        );
+        p.after(&mut s, 1, &answer(429, &[]));
+        let limiter = p.limiter.as_ref().unwrap();
+        assert!(lock(limiter).enabled);
+        // The bucket starts empty: the next send waits for a token at >= 0.5 per second.
+        let w = p.before_send(&mut s, 2).expect("must wait");
+        assert!(w <= Duration::from_secs(2) && w > Duration::ZERO, "{w:?}");
+    }
+
+    #[test]
+    fn cubic_matches_the_sdk_reference_values() {
+        // smithy-rs client_rate_limiter.rs test_calculated_rate_with_successes: last max
+        // rate 10 at t=5; success rates at t = 5, 6, 7.
+        let mut l = AdaptiveLimiter::new(0.0);
+        l.last_max_rate = 10.0;
+        l.last_fail = 5.0;
+        l.k = l.zero_point();
+        let rate =
+            |t: f64| CUBIC_SCALE_CONSTANT * (t - l.last_fail - l.k).powi(3) + l.last_max_rate;
+        assert!((rate(5.0) - 7.0).abs() < 1e-9);
+        assert!((rate(6.0) - 9.64893600966).abs() < 1e-9);
+        assert!((rate(7.0) - 10.000030849917364).abs() < 1e-9);
+    }
+
+    #[test]
+    fn grpc_a6_stops_retrying_when_throttled_and_obeys_pushback() {
+        let p = GrpcA6::new(&ctx());
+        let unavailable = answer(200, &[("grpc-status", "14")]);
+        let mut s = A6State::default();
+        // Tokens 10 -> 9, 8, 7, 6: retries allowed while tokens > 5.
+        for attempt in 1..=4 {
+            let w = p.after(&mut s, attempt, &unavailable).expect("retry");
+            let cap = (0.1 * 2f64.powi(attempt as i32 - 1)).min(1.0);
+            assert!(w.as_secs_f64() <= cap, "{w:?}");
+        }
+        // Tokens 5: throttled.
+        assert_eq!(p.after(&mut A6State::default(), 1, &unavailable), None);
+        *lock(&p.tokens) = 10.0;
+        let push = answer(
+            200,
+            &[("grpc-status", "8"), ("grpc-retry-pushback-ms", "1234")],
+        );
+        assert_eq!(p.after(&mut s, 1, &push), Some(Duration::from_millis(1234)));
+        assert_eq!(s.backoffs, 0);
+        let stop = answer(
+            200,
+            &[("grpc-status", "8"), ("grpc-retry-pushback-ms", "-1")],
+        );
+        assert_eq!(p.after(&mut s, 1, &stop), None);
+        // Not retryable: INVALID_ARGUMENT.
+        assert_eq!(
+            p.after(&mut s, 1, &answer(200, &[("grpc-status", "3")])),
+            None
+        );
+        // HTTP answers map per the gRPC doc: 429 -> UNAVAILABLE (retried), 500 -> UNKNOWN.
+        assert!(p
+            .after(&mut A6State::default(), 1, &answer(429, &[]))
+            .is_some());
+        assert_eq!(p.after(&mut A6State::default(), 1, &answer(500, &[])), None);
+    }
+}

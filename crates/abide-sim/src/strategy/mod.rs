@@ -4,10 +4,12 @@
 //! Every strategy wraps the same inner service (the simulated API seen through one client's
 //! connection) and returns a [`Client`]. Constants cite the source they were read from.
 
+mod abide;
 mod baselines;
 mod tower_retry;
 
 use crate::dialect::grpc_code;
+use abide_retry::ReplayBody;
 use bytes::Bytes;
 use http::{HeaderMap, Request, Response, StatusCode};
 use http_body_util::Full;
@@ -45,11 +47,16 @@ pub enum Strategy {
     AwsAdaptive,
     /// gRPC retry policy with A6 retry throttling and server pushback.
     GrpcA6,
+    /// abide's layers with default configuration, cost declared:
+    /// `BackoffRetry -> ConcurrencyCap -> QuotaClassifier`.
+    Abide,
+    /// abide's classifier and retry layers only, to show what the cap adds.
+    AbideRetryOnly,
 }
 
 impl Strategy {
     /// Every strategy, in board order.
-    pub const ALL: [Strategy; 7] = [
+    pub const ALL: [Strategy; 9] = [
         Strategy::None,
         Strategy::Naive,
         Strategy::OpenAiPython,
@@ -57,6 +64,8 @@ impl Strategy {
         Strategy::AwsStandard,
         Strategy::AwsAdaptive,
         Strategy::GrpcA6,
+        Strategy::Abide,
+        Strategy::AbideRetryOnly,
     ];
 
     /// The strategy's name on the board.
@@ -69,6 +78,8 @@ impl Strategy {
             Strategy::AwsStandard => "aws-standard",
             Strategy::AwsAdaptive => "aws-adaptive",
             Strategy::GrpcA6 => "grpc-a6",
+            Strategy::Abide => "abide",
+            Strategy::AbideRetryOnly => "abide-retry-only",
         }
     }
 
@@ -82,6 +93,8 @@ impl Strategy {
             Strategy::AwsStandard => "AWS standard: 3 attempts, full jitter 1 s x2 to 20 s, 500-token retry quota",
             Strategy::AwsAdaptive => "AWS adaptive: standard plus a CUBIC client-side rate limiter",
             Strategy::GrpcA6 => "gRPC A6: 5 attempts, 0.1 s x2 to 1 s, retry throttling 10/0.1, grpc-retry-pushback-ms",
+            Strategy::Abide => "abide: BackoffRetry + ConcurrencyCap + QuotaClassifier, defaults, cost declared",
+            Strategy::AbideRetryOnly => "abide without the cap: BackoffRetry + QuotaClassifier, defaults",
         }
     }
 
@@ -90,14 +103,17 @@ impl Strategy {
         Strategy::ALL.into_iter().find(|s| s.name() == name)
     }
 
-    /// Wraps `inner` (one client's connection to the API) in this strategy.
+    /// Wraps `inner` (one client's connection to the API) in this strategy. The
+    /// connection takes plain requests and the replayable ones abide's retry layer sends.
     pub fn client<S>(self, inner: S, ctx: &ClientContext) -> Client
     where
         S: Service<Request<SimBody>, Response = Response<SimBody>, Error = BoxError>
+            + Service<Request<ReplayBody<SimBody>>, Response = Response<SimBody>, Error = BoxError>
             + Clone
             + Send
             + 'static,
-        S::Future: Send + 'static,
+        <S as Service<Request<SimBody>>>::Future: Send + 'static,
+        <S as Service<Request<ReplayBody<SimBody>>>>::Future: Send + 'static,
     {
         match self {
             Strategy::None => BoxCloneService::new(inner),
@@ -117,6 +133,8 @@ impl Strategy {
             Strategy::GrpcA6 => {
                 BoxCloneService::new(Looping::new(inner, baselines::GrpcA6::new(ctx)))
             }
+            Strategy::Abide => abide::client(inner, ctx, true),
+            Strategy::AbideRetryOnly => abide::client(inner, ctx, false),
         }
     }
 }
@@ -138,6 +156,9 @@ pub struct ClientContext {
     pub start: Instant,
     /// The wall-clock reading at `start`.
     pub epoch: SystemTime,
+    /// The quota store all clients of the run share (`shared_state = true`), for the
+    /// strategies that keep one.
+    pub shared_store: Option<abide_cap::LocalStore>,
 }
 
 impl ClientContext {
