@@ -129,17 +129,20 @@ async fn waits_are_never_shorter_than_the_server_asked_whatever_the_jitter() {
     ] {
         let layer = layer().with_jitter(jitter).with_max_attempts(6);
         let (call, mut handle) = start(&layer, request("GET"));
+        let (_, mut send) = handle.next_request().await.unwrap();
         for _ in 0..5 {
-            let (_, send) = handle.next_request().await.unwrap();
             let wait = Duration::from_micros(rng.u64(0..3_000_000));
             let answered = Instant::now();
             send.send_response(with_verdict(response(503), rate_limited(wait)));
-            let _next = handle.next_request().await.unwrap();
-            assert!(answered.elapsed() >= wait, "{jitter:?}");
-            // Put the request back: answered below with a success.
-            _next.1.send_response(response(200));
-            break;
+            let (_, next) = handle.next_request().await.unwrap();
+            assert!(
+                answered.elapsed() >= wait,
+                "{jitter:?}: {:?} < {wait:?}",
+                answered.elapsed()
+            );
+            send = next;
         }
+        send.send_response(response(200));
         let res = call.await.unwrap().unwrap();
         assert_eq!(res.status(), 200);
     }
@@ -738,4 +741,29 @@ async fn one_attempt_configured_means_no_retry_and_no_recording() {
         .send_response(response(503));
     let res = call.await.unwrap().unwrap();
     assert_eq!(attempts(&res).stop, Stop::MaxAttempts);
+}
+
+#[tokio::test]
+async fn the_service_is_clone_and_its_future_is_send() {
+    fn assert_send<T: Send>(_: &T) {}
+    let (mock, _handle) = mock::pair::<Req, Res>();
+    let service = tower::ServiceBuilder::new()
+        .layer(layer())
+        .check_clone()
+        .service(mock);
+    let mut service = service.clone();
+    let ready = service.ready().await.unwrap();
+    let future = tower::Service::call(ready, request("GET"));
+    assert_send(&future);
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_deadline_at_an_instant_is_kept() {
+    let at = Instant::now() + Duration::from_millis(700);
+    let mut req = request("GET");
+    req.extensions_mut().insert(Deadline::at(at));
+    let (call, mut handle) = start(&layer(), req);
+    let _pending = handle.next_request().await.unwrap();
+    assert!(call.await.unwrap().unwrap_err().is::<DeadlineExceeded>());
+    assert_eq!(Instant::now(), at);
 }
