@@ -15,6 +15,60 @@
 //! assert_eq!(requests.limit, Some(500));
 //! assert_eq!(snapshot.wait(), Some(Duration::from_secs(360)));
 //! ```
+//!
+//! # Dialects read
+//!
+//! | family | fields | [`Dialect`] |
+//! |---|---|---|
+//! | IETF drafts 08–11 | `RateLimit-Policy: "name";q=;w=;qu=;pk=`, `RateLimit: "name";r=;t=;pk=` | `Ietf` |
+//! | IETF draft 07 (Honeycomb) | `RateLimit: limit=, remaining=, reset=`, `RateLimit-Policy: 100;w=60` | `IetfDraft07` |
+//! | IETF drafts 04–06 | `RateLimit-Limit/-Remaining/-Reset` + `RateLimit-Policy` | `IetfDraft06` |
+//! | IETF drafts 00–03 (W&B's remaining-only form too) | `RateLimit-Limit: 10, 10;w=1`, `-Remaining`, `-Reset` | `IetfDraft03` |
+//! | the wait | `retry-after-ms`, `x-ms-retry-after-ms`, Traefik `X-Retry-In`, `Retry-After` | (the snapshot's [`retry_after`](RateLimitSnapshot::retry_after)) |
+//! | OpenAI, Azure OpenAI, Groq | `x-ratelimit-{limit,remaining,reset}-{requests,tokens}` (Go durations, Azure `-1`) | `OpenAi` |
+//! | Anthropic | `anthropic-ratelimit-{requests,tokens,input-tokens,output-tokens}-*` (RFC 3339) | `Anthropic` |
+//! | GitHub | `x-ratelimit-*` with `-resource`, `-used`, epoch reset | `GitHub` |
+//! | generic, Envoy | `X-RateLimit-Limit/-Remaining/-Reset/-Used` | `XRateLimit` |
+//! | X, Okta, Zendesk | `X-Rate-Limit-*`, `X-Rate-Limit` | `XRateLimit` |
+//! | X 24-hour caps | `x-app-limit-24hour-*`, `x-user-limit-24hour-*` | `X` |
+//! | GitLab | `RateLimit-Name/-Observed/-Reset/-ResetTime` | `GitLab` |
+//! | Discord | `X-RateLimit-Bucket/-Reset-After/-Global` | `Discord` |
+//! | Reddit | `X-Ratelimit-Used/-Remaining` (decimal) | `Reddit` |
+//! | Atlassian | `X-RateLimit-Reset` as ISO 8601, `RateLimit-Reason` | `Atlassian` |
+//! | Kong | `X-RateLimit-Limit-Minute`, `X-RateLimit-Remaining-Videos-Hour`, ... | `Kong` |
+//! | Linear | `X-RateLimit-{Requests,Complexity}-*` | `Linear` |
+//! | Shopify | `X-Shopify-Shop-Api-Call-Limit: 32/40` | `Shopify` |
+//! | Salesforce | `Sforce-Limit-Info: api-usage=25/5000` | `Salesforce` |
+//! | Sentry | `X-Sentry-Rate-Limits` | `Sentry` |
+//! | HubSpot | `X-HubSpot-RateLimit-*` | `HubSpot` |
+//! | Azure Resource Manager | `x-ms-ratelimit-remaining-*` | `AzureArm` |
+//! | Zendesk per endpoint | `Zendesk-RateLimit-<endpoint>: total=; remaining=; resets=` | `Zendesk` |
+//! | Stripe | `Stripe-Rate-Limited-Reason` | `Stripe` |
+//!
+//! When several are present, all are read; fields shared between dialects (the
+//! `x-ratelimit-*` names) go to the most specific reader only, and one counter sent under
+//! two names is kept once.
+//!
+//! # Rules
+//! - Instants (epoch seconds or milliseconds, HTTP-dates, RFC 3339) become durations from
+//!   the reference instant; an instant already past is zero. A reset number is read as
+//!   delta seconds, epoch seconds or epoch milliseconds by its magnitude against now.
+//! - The wait ([`RateLimitSnapshot::wait`]): an explicit retry field (millisecond variants
+//!   first), else the latest reset among exhausted limits, else none. A status code alone
+//!   never implies one.
+//! - Nothing is invented: a field the headers do not state stays `None`.
+//! - Malformed fields are skipped one by one, each reported as a `tracing` debug event
+//!   (field, value prefix, reason); the rest still parse. Numbers are capped (counts at
+//!   10^15 − 1, durations at about ten years), at most [`MAX_LIMITS`] limits are kept, and
+//!   work is linear in the header size.
+//! - Repeated field lines combine as RFC 9110 §5.3 says: list fields in order; a singleton
+//!   field only when every line agrees.
+//! - Extraction does not allocate in the common case (one dialect, up to four limits,
+//!   policy names up to 30 bytes).
+//!
+//! # Writing headers
+//! [`render`] writes a snapshot back in a chosen dialect, for simulated APIs and servers
+//! that advertise their limits; reading what it wrote gives the snapshot back.
 #![forbid(unsafe_code)]
 #![cfg_attr(docsrs, feature(doc_cfg))]
 
