@@ -109,6 +109,7 @@ impl<B: Body> ResponseBody<B> {
         frames: VecDeque<Frame<Bytes>>,
         error: Option<B::Error>,
         body: Option<Pin<Box<B>>>,
+        eos: Option<Box<EosWatch>>,
     ) -> Self {
         ResponseBody {
             inner: Inner::Replay {
@@ -116,7 +117,7 @@ impl<B: Body> ResponseBody<B> {
                 error,
                 body,
             },
-            eos: None,
+            eos,
         }
     }
 }

@@ -48,6 +48,8 @@ struct Peek<C, B: Body> {
     buffered: usize,
     error: Option<B::Error>,
     ended: bool,
+    /// gRPC: the verdict comes from the trailers.
+    for_trailers: bool,
 }
 
 impl<F, C, B: Body> fmt::Debug for ResponseFuture<F, C, B> {
@@ -128,6 +130,23 @@ where
     }
 }
 
+/// Puts an [`EosClassification`] into the extensions and returns the watch that fills it.
+fn eos_watch<C>(parts: &mut Parts, mut classifier: C) -> Box<EosWatch>
+where
+    C: ClassifyResponse + Send + Sync + 'static,
+{
+    let slot = EosClassification::new();
+    parts.extensions.insert(slot.clone());
+    Box::new(EosWatch {
+        slot,
+        classify: Box::new(move |t: Option<&HeaderMap>| {
+            classifier
+                .classify_trailers(t)
+                .unwrap_or_else(missing_grpc_status)
+        }),
+    })
+}
+
 enum HeadOutcome<C, B: Body> {
     Done(Response<ResponseBody<B>>),
     Peek(Box<Peek<C, B>>),
@@ -151,8 +170,16 @@ where
                 rules::Options::default(),
             ))
         });
-    match decision {
-        Decision::PeekBody(provisional) if config.limit > 0 => HeadOutcome::Peek(Box::new(Peek {
+    let peek_for_trailers = match &decision {
+        Decision::PeekBody(_) if config.limit > 0 => Some(false),
+        Decision::AwaitTrailers(_) if config.grpc_trailers && config.limit > 0 => Some(true),
+        _ => None,
+    };
+    if let Some(for_trailers) = peek_for_trailers {
+        let (Decision::Ready(provisional)
+        | Decision::PeekBody(provisional)
+        | Decision::AwaitTrailers(provisional)) = decision;
+        return HeadOutcome::Peek(Box::new(Peek {
             parts,
             snapshot,
             provisional,
@@ -162,19 +189,13 @@ where
             buffered: 0,
             error: None,
             ended: false,
-        })),
+            for_trailers,
+        }));
+    }
+    match decision {
         Decision::AwaitTrailers(c) => {
-            let slot = EosClassification::new();
-            parts.extensions.insert(slot.clone());
+            let watch = eos_watch(&mut parts, classifier);
             attach(&mut parts, c, snapshot);
-            let watch = Box::new(EosWatch {
-                slot,
-                classify: Box::new(move |t: Option<&HeaderMap>| {
-                    classifier
-                        .classify_trailers(t)
-                        .unwrap_or_else(missing_grpc_status)
-                }),
-            });
             HeadOutcome::Done(Response::from_parts(
                 parts,
                 ResponseBody::passthrough(body, Some(watch)),
@@ -192,7 +213,7 @@ where
 
 impl<C, B> Peek<C, B>
 where
-    C: ClassifyResponse,
+    C: ClassifyResponse + Send + Sync + 'static,
     B: Body,
 {
     /// Reads frames until the limit, the end, an error or `Pending`. True when done reading.
@@ -219,6 +240,9 @@ where
     }
 
     fn finish(mut self, limit: usize) -> Response<ResponseBody<B>> {
+        if self.for_trailers {
+            return self.finish_grpc();
+        }
         let verdict = {
             let p = &mut self;
             let bytes = prefix(&p.frames, p.buffered, limit);
@@ -227,12 +251,39 @@ where
             let head = ResponseHead::new(p.parts.status, &p.parts.headers, &p.snapshot);
             p.classifier.classify_body(&head, &body)
         };
-        let this = self;
-        let c = verdict.unwrap_or(this.provisional);
-        let mut parts = this.parts;
-        attach(&mut parts, c, this.snapshot);
-        let rest = (!this.ended && this.error.is_none()).then_some(this.body);
-        Response::from_parts(parts, ResponseBody::replay(this.frames, this.error, rest))
+        let c = verdict.unwrap_or(self.provisional);
+        let mut parts = self.parts;
+        attach(&mut parts, c, self.snapshot);
+        let rest = (!self.ended && self.error.is_none()).then_some(self.body);
+        Response::from_parts(
+            parts,
+            ResponseBody::replay(self.frames, self.error, rest, None),
+        )
+    }
+
+    /// gRPC: final verdict when the trailers (or the end) arrived within the peek; else
+    /// the provisional one and an [`EosClassification`] filled when the body ends.
+    fn finish_grpc(mut self) -> Response<ResponseBody<B>> {
+        let mut parts = self.parts;
+        let (c, watch) = if self.ended {
+            let trailers = self.frames.back().and_then(Frame::trailers_ref);
+            let c = self
+                .classifier
+                .classify_trailers(trailers)
+                .unwrap_or_else(missing_grpc_status);
+            (c, None)
+        } else if self.error.is_some() {
+            (self.provisional, None)
+        } else {
+            let watch = eos_watch(&mut parts, self.classifier);
+            (self.provisional, Some(watch))
+        };
+        attach(&mut parts, c, self.snapshot);
+        let rest = (!self.ended && self.error.is_none()).then_some(self.body);
+        Response::from_parts(
+            parts,
+            ResponseBody::replay(self.frames, self.error, rest, watch),
+        )
     }
 }
 

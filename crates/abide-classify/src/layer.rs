@@ -34,6 +34,7 @@ pub(crate) struct PeekConfig {
     pub(crate) limit: usize,
     pub(crate) timeout: Duration,
     pub(crate) headers: RateLimitHeaders,
+    pub(crate) grpc_trailers: bool,
 }
 
 impl Default for QuotaClassifierLayer {
@@ -53,6 +54,7 @@ impl QuotaClassifierLayer {
                     limit: DEFAULT_PEEK_LIMIT,
                     timeout: DEFAULT_PEEK_TIMEOUT,
                     headers: RateLimitHeaders::new(),
+                    grpc_trailers: false,
                 },
             },
         }
@@ -99,6 +101,18 @@ impl<U> QuotaClassifierLayer<U> {
     /// exhaustion (default one hour).
     pub fn with_long_wait(mut self, threshold: Duration) -> Self {
         self.config.defaults = self.config.defaults.with_long_wait(threshold);
+        self
+    }
+
+    /// gRPC: when the status comes in the trailers, read the response (within the peek
+    /// limit and timeout) up to its trailers before returning it, so the
+    /// [`Classification`](crate::Classification) in the extensions is final. Meant for
+    /// unary calls, whose responses are small: a retry layer outside can then act on a
+    /// trailer `RESOURCE_EXHAUSTED`. Streams longer than the limit or slower than the
+    /// timeout are returned as they are, with the verdict left to the
+    /// [`EosClassification`](crate::EosClassification). Off by default.
+    pub fn with_grpc_trailer_peek(mut self, on: bool) -> Self {
+        self.config.peek.grpc_trailers = on;
         self
     }
 

@@ -454,3 +454,108 @@ fn the_service_is_clone_and_send_and_its_future_is_send() {
     let fut = clone.call(Request::new(()));
     send(&fut);
 }
+
+/// A body that sends each frame after its delay.
+struct Scripted {
+    script: std::collections::VecDeque<(Duration, Frame<Bytes>)>,
+    sleep: Option<Pin<Box<tokio::time::Sleep>>>,
+}
+
+impl Scripted {
+    fn new(script: Vec<(Duration, Frame<Bytes>)>) -> Self {
+        Scripted {
+            script: script.into(),
+            sleep: None,
+        }
+    }
+}
+
+impl Body for Scripted {
+    type Data = Bytes;
+    type Error = Infallible;
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, Infallible>>> {
+        let Some((delay, _)) = self.script.front() else {
+            return Poll::Ready(None);
+        };
+        let delay = *delay;
+        let sleep = self
+            .sleep
+            .get_or_insert_with(|| Box::pin(tokio::time::sleep(delay)));
+        if sleep.as_mut().poll(cx).is_pending() {
+            return Poll::Pending;
+        }
+        self.sleep = None;
+        Poll::Ready(self.script.pop_front().map(|(_, f)| Ok(f)))
+    }
+}
+
+fn grpc_scripted(script: Vec<(Duration, Frame<Bytes>)>) -> Response<Scripted> {
+    Response::builder()
+        .header("content-type", "application/grpc")
+        .body(Scripted::new(script))
+        .unwrap()
+}
+
+fn exhausted_trailers() -> HeaderMap {
+    let mut t = HeaderMap::new();
+    t.insert("grpc-status", "8".parse().unwrap());
+    t.insert("grpc-retry-pushback-ms", "900".parse().unwrap());
+    t
+}
+
+#[tokio::test(start_paused = true)]
+async fn with_trailer_peek_a_unary_grpc_verdict_is_final_before_the_response_returns() {
+    let response = grpc_scripted(vec![
+        (
+            Duration::ZERO,
+            Frame::data(Bytes::from_static(b"\0\0\0\0\x02hi")),
+        ),
+        (
+            Duration::from_millis(30),
+            Frame::trailers(exhausted_trailers()),
+        ),
+    ]);
+    let layer = QuotaClassifierLayer::new().with_grpc_trailer_peek(true);
+    let res = through(layer, Request::new(()), response).await;
+    let v = verdict(&res);
+    assert_eq!(
+        (v.class, v.retry_after),
+        (Class::RateLimited, Some(Duration::from_millis(900)))
+    );
+    assert!(res.extensions().get::<EosClassification>().is_none());
+    let collected = res.into_body().collect().await.unwrap();
+    assert_eq!(collected.trailers().unwrap()["grpc-status"], "8");
+    assert_eq!(&collected.to_bytes()[..], b"\0\0\0\0\x02hi");
+}
+
+#[tokio::test(start_paused = true)]
+async fn with_trailer_peek_a_slow_grpc_stream_is_returned_at_the_timeout_and_judged_at_its_end() {
+    let response = grpc_scripted(vec![
+        (
+            Duration::ZERO,
+            Frame::data(Bytes::from_static(b"\0\0\0\0\x01a")),
+        ),
+        (
+            Duration::from_secs(60),
+            Frame::data(Bytes::from_static(b"\0\0\0\0\x01b")),
+        ),
+        (
+            Duration::from_secs(60),
+            Frame::trailers(exhausted_trailers()),
+        ),
+    ]);
+    let start = tokio::time::Instant::now();
+    let layer = QuotaClassifierLayer::new()
+        .with_grpc_trailer_peek(true)
+        .with_peek_timeout(Duration::from_secs(1));
+    let res = through(layer, Request::new(()), response).await;
+    assert_eq!(start.elapsed(), Duration::from_secs(1));
+    assert_eq!(verdict(&res).class, Class::Success, "provisional");
+    let eos = res.extensions().get::<EosClassification>().unwrap().clone();
+    let collected = res.into_body().collect().await.unwrap();
+    assert_eq!(&collected.to_bytes()[..], b"\0\0\0\0\x01a\0\0\0\0\x01b");
+    assert_eq!(eos.get().unwrap().class, Class::RateLimited);
+}
