@@ -49,7 +49,8 @@ impl std::error::Error for RenderError {}
 ///   (`requests`, `tokens`, ... for the fixed scopes). Whole seconds.
 /// - [`Dialect::IetfDraft07`], [`Dialect::IetfDraft06`], [`Dialect::IetfDraft03`],
 ///   [`Dialect::XRateLimit`]: one limit (the [most constrained](RateLimitSnapshot::most_constrained),
-///   else the first); its window as a `w=` policy where the dialect has one. Whole seconds.
+///   else the first); its window as a `w=` policy where the dialect has one; resets as
+///   delta seconds, rounded up.
 /// - [`Dialect::OpenAi`]: the `Requests` and `Tokens` limits, resets as Go durations
 ///   (millisecond precision).
 /// - [`Dialect::Anthropic`]: the `Requests`, `Tokens`, `InputTokens` and `OutputTokens`
@@ -427,6 +428,47 @@ mod tests {
         assert_eq!(s(Duration::from_millis(179_560)), "2m59.56s");
         assert_eq!(s(Duration::from_secs(3723)), "1h2m3s");
         assert_eq!(s(Duration::ZERO), "0s");
+    }
+
+    #[test]
+    fn read_only_dialects_are_an_error_that_names_the_dialect() {
+        let mut headers = HeaderMap::new();
+        let snapshot = RateLimitSnapshot::new().with_retry_after(Duration::from_secs(1));
+        let err = render(
+            &snapshot,
+            Dialect::Kong,
+            SystemTime::UNIX_EPOCH,
+            &mut headers,
+        )
+        .unwrap_err();
+        assert_eq!(err.dialect(), Dialect::Kong);
+        assert!(err.to_string().contains("Kong"), "{err}");
+        assert!(headers.is_empty(), "nothing is written on error");
+    }
+
+    #[test]
+    fn retry_after_is_rounded_up_to_whole_seconds_with_exact_milliseconds_beside_it() {
+        let mut headers = HeaderMap::new();
+        let snapshot = RateLimitSnapshot::new().with_retry_after(Duration::from_millis(1200));
+        render(
+            &snapshot,
+            Dialect::OpenAi,
+            SystemTime::UNIX_EPOCH,
+            &mut headers,
+        )
+        .unwrap();
+        assert_eq!(headers["retry-after"], "2");
+        assert_eq!(headers["retry-after-ms"], "1200");
+        let mut headers = HeaderMap::new();
+        render(
+            &snapshot,
+            Dialect::GitHub,
+            SystemTime::UNIX_EPOCH,
+            &mut headers,
+        )
+        .unwrap();
+        assert_eq!(headers["retry-after"], "2");
+        assert!(!headers.contains_key("retry-after-ms"));
     }
 
     #[test]
