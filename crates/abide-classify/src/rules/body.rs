@@ -318,7 +318,13 @@ pub(crate) fn quota_phrase(t: &[u8]) -> Option<Classification> {
             "spend limit",
             "spending limit",
             "usage limit",
-            "billing",
+            "plan and billing",
+            "billing details",
+            "billing hard limit",
+            "billing to be enabled",
+            "billing is disabled",
+            "billing is not active",
+            "billing account",
             "out of credit",
             "insufficient credit",
             "not have enough credit",
@@ -503,6 +509,10 @@ fn code_verdict(code: &str) -> Option<(Rank, Classification)> {
             Rank::Client,
             c(Class::ClientError, "openai: context_length_exceeded"),
         ),
+        // Stripe card errors (402): another card is needed, not more quota.
+        "card_error" | "card_declined" => {
+            (Rank::Client, c(Class::ClientError, "stripe: card error"))
+        }
         "invalid_request_error"
         | "not_found_error"
         | "request_too_large"
