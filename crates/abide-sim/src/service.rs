@@ -34,9 +34,28 @@ pub fn sim_epoch() -> SystemTime {
     SystemTime::UNIX_EPOCH + Duration::from_secs(SIM_EPOCH_SECS)
 }
 
-/// The connection was refused (an outage with status 0). Returned as the service's error.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub struct ConnectionRefused;
+/// The connection was refused (an outage with status 0). Returned as the service's error;
+/// its [`source`](std::error::Error::source) is an `io::Error` of kind `ConnectionRefused`,
+/// as in the error chain a real HTTP client returns.
+#[derive(Debug)]
+pub struct ConnectionRefused {
+    io: std::io::Error,
+}
+
+impl ConnectionRefused {
+    /// A refused connection.
+    pub fn new() -> Self {
+        ConnectionRefused {
+            io: std::io::ErrorKind::ConnectionRefused.into(),
+        }
+    }
+}
+
+impl Default for ConnectionRefused {
+    fn default() -> Self {
+        Self::new()
+    }
+}
 
 impl fmt::Display for ConnectionRefused {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -44,7 +63,11 @@ impl fmt::Display for ConnectionRefused {
     }
 }
 
-impl std::error::Error for ConnectionRefused {}
+impl std::error::Error for ConnectionRefused {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        Some(&self.io)
+    }
+}
 
 /// The simulated API: a `tower::Service<http::Request<B>>` for any body `B`.
 ///
@@ -130,7 +153,7 @@ impl<B> tower::Service<Request<B>> for SimServer {
         let tokens = tokens_of(&req);
         let (dialect, decision) = self.with_model(|m| (m.config().dialect, m.decide(now, tokens)));
         let result = if decision.outcome == Outcome::Refused {
-            Err(ConnectionRefused)
+            Err(ConnectionRefused::new())
         } else {
             Ok(dialect::response(dialect, &decision, self.epoch + now))
         };
@@ -165,7 +188,7 @@ impl Future for ResponseFuture {
         match this.result.take() {
             Some(r) => Poll::Ready(r.map_err(Into::into)),
             // Polled after completion: answer as a refused connection rather than panic.
-            None => Poll::Ready(Err(ConnectionRefused.into())),
+            None => Poll::Ready(Err(ConnectionRefused::new().into())),
         }
     }
 }

@@ -261,6 +261,9 @@ async fn outages_refuse_connections_or_answer_their_status_only_while_on() {
     tokio::time::advance(Duration::from_secs(10)).await;
     let err = send(&s, 0).await.unwrap_err();
     assert!(err.downcast_ref::<ConnectionRefused>().is_some(), "{err}");
+    // Its source chain reads as a refused connection: safe to retry whatever the method.
+    let verdict = abide_classify::classify_error(err.as_ref());
+    assert_eq!(verdict.processing, abide_classify::Processing::NotProcessed);
     tokio::time::advance(Duration::from_secs(5)).await;
     assert_eq!(send(&s, 0).await.unwrap().status(), 200);
 }

@@ -672,7 +672,7 @@ mod tests {
         assert!(p
             .after(&mut (), 1, &answer(400, &[("x-should-retry", "true")]))
             .is_some());
-        let refused: Answer = Err(crate::service::ConnectionRefused.into());
+        let refused: Answer = Err(crate::service::ConnectionRefused::new().into());
         assert!(p.after(&mut (), 1, &refused).is_some());
     }
 
