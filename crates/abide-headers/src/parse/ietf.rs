@@ -479,7 +479,11 @@ fn triple(cx: &mut Cx<'_>, policy: Option<&Members>) {
     };
     let mut main = Limit::new(Scope::Unspecified, dialect);
     let mut inline_policies = None;
-    if cx.headers.contains_key(&RATELIMIT_LIMIT) {
+    // Fast path for the usual bare number; lists of policies go through the SF parser.
+    let plain = cx.text(&RATELIMIT_LIMIT).and_then(|s| value::count(s).ok());
+    if plain.is_some() {
+        main.limit = plain;
+    } else if cx.headers.contains_key(&RATELIMIT_LIMIT) {
         match parse_list(cx, &RATELIMIT_LIMIT) {
             Some(mut members) if members.len > 0 && members.items[0].int.is_some() => {
                 main.limit = members.items[0].int;
