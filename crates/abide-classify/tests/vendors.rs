@@ -152,13 +152,23 @@ async fn through_hyper(cases: &[Case]) -> Vec<(Classification, Bytes)> {
 fn check(cases: &[Case]) {
     let _ = SystemTime::now;
     let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_time()
+        .enable_all()
         .build()
         .unwrap();
     let mut failures = Vec::new();
-    for case in cases {
+    let over_hyper = rt.block_on(through_hyper(cases));
+    for (case, (wire, wire_body)) in cases.iter().zip(over_hyper) {
         let got = run(case);
         let (layered, body) = rt.block_on(through_layer(case));
+        if wire != got {
+            failures.push(format!(
+                "{}: over hyper {wire:?}, classify says {got:?}",
+                case.rule
+            ));
+        }
+        if wire_body != case.body.unwrap_or("").as_bytes() {
+            failures.push(format!("{}: body changed over hyper", case.rule));
+        }
         if layered != got {
             failures.push(format!(
                 "{}: layer says {layered:?}, classify says {got:?}",
