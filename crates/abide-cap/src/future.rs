@@ -14,11 +14,15 @@ use pin_project_lite::pin_project;
 use std::fmt;
 use std::future::Future;
 use std::pin::Pin;
-use std::sync::Arc;
+use std::sync::{Arc, LazyLock};
 use std::task::{ready, Context, Poll};
 use std::time::Duration;
 use tokio::time::{sleep_until, Instant, Sleep};
 use tower_service::Service;
+
+/// What a response without rate-limit headers teaches: nothing. Shared, so such responses
+/// cost no snapshot construction.
+static EMPTY: LazyLock<RateLimitSnapshot> = LazyLock::new(RateLimitSnapshot::new);
 
 /// A far-but-safe instant for "no deadline" timers.
 const NEVER: Duration = Duration::from_secs(10 * 365 * 24 * 3600);
@@ -39,7 +43,7 @@ pin_project! {
         shared: Arc<Shared>,
         key: BucketKey,
         cost: u32,
-        started: Instant,
+        started: Option<Instant>,
         max_wait: Duration,
         limiter: Arc<Limiter>,
         queue: Option<QueueSlot>,
@@ -91,7 +95,7 @@ where
         request: Request<B>,
         key: BucketKey,
         cost: u32,
-        started: Instant,
+        started: Option<Instant>,
         max_wait: Duration,
     ) -> Self {
         let limiter = shared.limiters.get(&key);
@@ -186,16 +190,14 @@ where
         loop {
             match this.state.as_mut().project() {
                 StateProj::Start => {
+                    let now = Instant::now();
+                    let started = *this.started.get_or_insert(now);
+                    let left = this
+                        .max_wait
+                        .saturating_sub(now.saturating_duration_since(started));
                     if let Some(permit) = this.limiter.try_acquire() {
                         *this.permit = Some(permit);
-                        let fut = admit(
-                            this.shared,
-                            this.key,
-                            *this.cost,
-                            Instant::now(),
-                            *this.max_wait,
-                            None,
-                        );
+                        let fut = admit(this.shared, this.key, *this.cost, now, left, None);
                         this.state.set(State::Admit { admit: fut });
                         continue;
                     }
@@ -210,10 +212,7 @@ where
                         this.state.set(State::Done);
                         return Poll::Ready(Err("abide-cap: no permit source".into()));
                     };
-                    let deadline = this
-                        .started
-                        .checked_add((*this.max_wait).min(NEVER))
-                        .unwrap_or(*this.started);
+                    let deadline = now.checked_add(left.min(NEVER)).unwrap_or(now);
                     this.state.set(State::Acquire {
                         acquire,
                         timeout: sleep_until(deadline),
@@ -223,9 +222,9 @@ where
                     Poll::Ready(Ok(permit)) => {
                         *this.permit = Some(this.limiter.wrap(permit));
                         let now = Instant::now();
-                        let left = this
-                            .max_wait
-                            .saturating_sub(now.saturating_duration_since(*this.started));
+                        let left = this.max_wait.saturating_sub(
+                            now.saturating_duration_since(this.started.unwrap_or(now)),
+                        );
                         let fut = admit(this.shared, this.key, *this.cost, now, left, None);
                         this.state.set(State::Admit { admit: fut });
                     }
@@ -235,7 +234,7 @@ where
                     }
                     Poll::Pending => {
                         ready!(timeout.poll(cx));
-                        let waited = Instant::now().saturating_duration_since(*this.started);
+                        let waited = this.started.map_or(Duration::ZERO, |s| s.elapsed());
                         this.state.set(State::Done);
                         *this.queue = None;
                         return Poll::Ready(Err(Box::new(WaitTooLong::new(
@@ -284,7 +283,7 @@ where
                             this.state.set(State::Done);
                             *this.permit = None;
                             *this.queue = None;
-                            let waited = Instant::now().saturating_duration_since(*this.started);
+                            let waited = this.started.map_or(Duration::ZERO, |s| s.elapsed());
                             return Poll::Ready(Err(rejection(
                                 this.key,
                                 r,
@@ -300,7 +299,7 @@ where
                     let now = Instant::now();
                     let left = this
                         .max_wait
-                        .saturating_sub(now.saturating_duration_since(*this.started));
+                        .saturating_sub(now.saturating_duration_since(this.started.unwrap_or(now)));
                     let fut = admit(this.shared, this.key, *this.cost, now, left, reservation);
                     this.state.set(State::Admit { admit: fut });
                 }
@@ -331,6 +330,7 @@ where
                             let computed_snapshot;
                             let snapshot = match response.extensions().get::<RateLimitSnapshot>() {
                                 Some(s) => s,
+                                None if response.headers().is_empty() => &*EMPTY,
                                 None => {
                                     computed_snapshot =
                                         RateLimitHeaders::new().extract(response.headers());
@@ -350,22 +350,22 @@ where
                                 }
                             };
                             this.limiter.on_outcome(class.class, latency, now);
-                            let fut =
-                                observe(this.shared, this.key, *this.ticket, now, class, snapshot);
+                            let probe = this.ticket.is_some_and(|t| t.probe);
+                            let fut = if class.is_success() && snapshot.is_empty() && !probe {
+                                // Nothing to learn: skip the store (a round trip, for a
+                                // shared one).
+                                StoreFuture::ready(Ok(()))
+                            } else {
+                                observe(this.shared, this.key, *this.ticket, now, class, snapshot)
+                            };
                             (fut, Ok(response))
                         }
                         Err(e) => {
                             let e: BoxError = e.into();
                             let class = classify_error(&*e);
                             this.limiter.on_outcome(class.class, latency, now);
-                            let fut = observe(
-                                this.shared,
-                                this.key,
-                                *this.ticket,
-                                now,
-                                &class,
-                                &RateLimitSnapshot::new(),
-                            );
+                            let fut =
+                                observe(this.shared, this.key, *this.ticket, now, &class, &EMPTY);
                             (fut, Err(e))
                         }
                     };

@@ -114,14 +114,26 @@ where
             Some(c) => c.0,
             None => config.cost_fn.as_ref().map_or(1, |f| f(&parts)),
         };
-        let now = Instant::now();
         let mut max_wait = config.max_wait;
+        // The wait is measured from the first poll, or from now when a deadline says
+        // how long is left.
+        let mut started = None;
         if let Some(Deadline(deadline)) = parts.extensions.get::<Deadline>() {
+            let now = Instant::now();
             max_wait = max_wait.min(deadline.saturating_duration_since(now));
+            started = Some(now);
         }
         let request = Request::from_parts(parts, body);
         // The clone is the one this future polls and calls; `self.inner` is never called.
         let svc = self.inner.clone();
-        ResponseFuture::new(self.shared.clone(), svc, request, key, cost, now, max_wait)
+        ResponseFuture::new(
+            self.shared.clone(),
+            svc,
+            request,
+            key,
+            cost,
+            started,
+            max_wait,
+        )
     }
 }

@@ -153,8 +153,10 @@ pub async fn throttle_verdict_pauses_for_the_servers_time(store: &dyn QuotaStore
 /// A throttle verdict without a wait pauses for the policy's default pause; a zero default
 /// means no pause.
 pub async fn throttle_without_wait_uses_the_default_pause(store: &dyn QuotaStore) {
-    let mut p = BucketPolicy::default();
-    p.default_pause = 2 * S;
+    let mut p = BucketPolicy {
+        default_pause: 2 * S,
+        ..BucketPolicy::default()
+    };
     let k = key("throttle-default");
     let now = Instant::now();
     let verdict = Classification::new(Class::Overloaded, "test");
@@ -188,8 +190,10 @@ pub async fn throttle_without_wait_uses_the_default_pause(store: &dyn QuotaStore
 
 /// A server's absurd wait is capped at the policy's maximum pause.
 pub async fn absurd_waits_are_capped(store: &dyn QuotaStore) {
-    let mut p = BucketPolicy::default();
-    p.max_pause = 10 * S;
+    let p = BucketPolicy {
+        max_pause: 10 * S,
+        ..BucketPolicy::default()
+    };
     let k = key("absurd");
     let now = Instant::now();
     let verdict = Classification::new(Class::RateLimited, "test")
@@ -243,8 +247,10 @@ pub async fn exhaustion_fails_fast_then_probes_once(store: &dyn QuotaStore) {
 
 /// Under the hold policy, exhaustion makes requests wait instead of failing.
 pub async fn exhaustion_holds_under_the_hold_policy(store: &dyn QuotaStore) {
-    let mut p = BucketPolicy::default();
-    p.exhaustion = ExhaustionPolicy::HoldAndProbe;
+    let p = BucketPolicy {
+        exhaustion: ExhaustionPolicy::HoldAndProbe,
+        ..BucketPolicy::default()
+    };
     let k = key("exhaust-hold");
     let now = Instant::now();
     store.exhaust(&k, now + 10 * S).await.expect("exhaust");
@@ -400,8 +406,10 @@ pub async fn most_constrained_scope_governs(store: &dyn QuotaStore) {
 
 /// A rejection for too long a wait reserves nothing: the next admission gets the slot.
 pub async fn rejected_wait_reserves_nothing(store: &dyn QuotaStore) {
-    let mut p = BucketPolicy::default();
-    p.request_quota = Some(Quota::per_second(nz(1)));
+    let p = BucketPolicy {
+        request_quota: Some(Quota::per_second(nz(1))),
+        ..BucketPolicy::default()
+    };
     let k = key("reject-long");
     let now = Instant::now();
     go(admit_at(store, &k, 1, now, &p).await, "first");
@@ -420,8 +428,10 @@ pub async fn rejected_wait_reserves_nothing(store: &dyn QuotaStore) {
 
 /// A slot reserved before a pause does not let its request into the pause.
 pub async fn reservation_before_a_pause_moves_after_it(store: &dyn QuotaStore) {
-    let mut p = BucketPolicy::default();
-    p.request_quota = Some(Quota::per_second(nz(1)));
+    let p = BucketPolicy {
+        request_quota: Some(Quota::per_second(nz(1))),
+        ..BucketPolicy::default()
+    };
     let k = key("reserve-pause");
     let now = Instant::now();
     go(admit_at(store, &k, 1, now, &p).await, "first");
@@ -439,8 +449,10 @@ pub async fn reservation_before_a_pause_moves_after_it(store: &dyn QuotaStore) {
 
 /// A declared requests quota paces with GCRA and its burst.
 pub async fn declared_request_quota_paces_with_its_burst(store: &dyn QuotaStore) {
-    let mut p = BucketPolicy::default();
-    p.request_quota = Some(Quota::per_second(nz(2)));
+    let p = BucketPolicy {
+        request_quota: Some(Quota::per_second(nz(2))),
+        ..BucketPolicy::default()
+    };
     let k = key("declared");
     let now = Instant::now();
     go(admit_at(store, &k, 1, now, &p).await, "burst 1");
@@ -453,8 +465,10 @@ pub async fn declared_request_quota_paces_with_its_burst(store: &dyn QuotaStore)
 
 /// A declared cost quota weighs each admission by its cost and refuses what can never fit.
 pub async fn declared_cost_quota_weighs_cost(store: &dyn QuotaStore) {
-    let mut p = BucketPolicy::default();
-    p.cost_quota = Some(Quota::per_second(nz(1000)));
+    let p = BucketPolicy {
+        cost_quota: Some(Quota::per_second(nz(1000))),
+        ..BucketPolicy::default()
+    };
     let k = key("declared-cost");
     let now = Instant::now();
     go(admit_at(store, &k, 1000, now, &p).await, "whole burst");

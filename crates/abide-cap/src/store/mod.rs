@@ -13,6 +13,9 @@
 //!    [`Classification`]): learn limits, pause on a throttle verdict, mark exhaustion.
 //! 3. **pause** / **exhaust** a bucket explicitly.
 //!
+//! The layer does not report a success whose snapshot is empty unless its ticket is a
+//! probe: there is nothing to learn from it, and a shared store saves a round trip.
+//!
 //! The in-flight permits are *not* in the store: they belong to live response bodies of
 //! this process, and a shared store could not free them when a process dies. They live in
 //! the service, next to the FIFO queue.
@@ -153,6 +156,8 @@ pub struct Ticket {
     pub requests: u64,
     /// Cost units admitted to the bucket so far, this one included.
     pub units: u64,
+    /// This admission is the probe of an exhausted bucket: its outcome must be observed.
+    pub probe: bool,
 }
 
 /// A slot reserved for later: the admission waits until `at`, then asks again with the

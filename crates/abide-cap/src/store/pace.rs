@@ -208,6 +208,7 @@ impl BucketState {
             epoch: self.epoch,
             requests: self.requests,
             units: self.units,
+            probe: false,
         }
     }
 
@@ -258,31 +259,28 @@ impl BucketState {
                     ex.probe_lease = Some(later(now, a.policy.cool_off.max(PROBE_POLL)));
                     self.requests += 1;
                     self.units += cost;
-                    return Decision::Go(self.ticket());
+                    return Decision::Go(Ticket {
+                        probe: true,
+                        ..self.ticket()
+                    });
                 }
             }
         }
 
         let mut start = now.max(self.paused_until.unwrap_or(now));
-        let mut request_tat = self.request_tat;
-        let mut cost_tat = self.cost_tat;
-        let mut paces: [Option<Pace>; MAX_SCOPES] = [None; MAX_SCOPES];
-        // Each constraint can only push the start later; two passes settle the
+        let learn = a.policy.learn && !self.learned.is_empty();
+        // Each constraint can only push the start later; a few passes settle the
         // interaction of window boundaries between scopes.
         for _ in 0..3 {
             let before = start;
             if let Some(q) = &a.policy.request_quota {
-                if let Some((s, t)) = gcra(self.request_tat, start, 1, q) {
+                if let Some((s, _)) = gcra(self.request_tat, start, 1, q) {
                     start = start.max(s);
-                    request_tat = Some(t);
                 }
             }
             if let Some(q) = &a.policy.cost_quota {
                 match gcra(self.cost_tat, start, cost, q) {
-                    Some((s, t)) => {
-                        start = start.max(s);
-                        cost_tat = Some(t);
-                    }
+                    Some((s, _)) => start = start.max(s),
                     None => {
                         return Decision::Reject(Rejection::TooCostly {
                             cost: a.cost,
@@ -291,29 +289,14 @@ impl BucketState {
                     }
                 }
             }
-            if a.policy.learn {
-                for (slot, l) in paces.iter_mut().zip(&self.learned) {
+            if learn {
+                for l in &self.learned {
                     let units = if l.counts_cost { cost } else { 1 };
-                    let (s, p) = l.pace.plan(start, units);
-                    start = start.max(s);
-                    *slot = Some(p);
+                    start = start.max(l.pace.plan(start, units).0);
                 }
             }
             if start == before {
                 break;
-            }
-        }
-        // Re-plan every constraint at the settled start so all reserve the same slot.
-        if let Some(q) = &a.policy.request_quota {
-            request_tat = gcra(self.request_tat, start, 1, q).map(|(_, t)| t);
-        }
-        if let Some(q) = &a.policy.cost_quota {
-            cost_tat = gcra(self.cost_tat, start, cost, q).map(|(_, t)| t);
-        }
-        if a.policy.learn {
-            for (slot, l) in paces.iter_mut().zip(&self.learned) {
-                let units = if l.counts_cost { cost } else { 1 };
-                *slot = Some(l.pace.plan(start, units).1);
             }
         }
 
@@ -321,11 +304,17 @@ impl BucketState {
         if wait > a.max_wait {
             return Decision::Reject(Rejection::TooLong { would_wait: wait });
         }
-        self.request_tat = request_tat;
-        self.cost_tat = cost_tat;
-        for (l, p) in self.learned.iter_mut().zip(paces) {
-            if let Some(p) = p {
-                l.pace = p;
+        // Reserve the settled slot in every constraint.
+        if let Some(q) = &a.policy.request_quota {
+            self.request_tat = gcra(self.request_tat, start, 1, q).map(|(_, t)| t);
+        }
+        if let Some(q) = &a.policy.cost_quota {
+            self.cost_tat = gcra(self.cost_tat, start, cost, q).map(|(_, t)| t);
+        }
+        if learn {
+            for l in &mut self.learned {
+                let units = if l.counts_cost { cost } else { 1 };
+                l.pace = l.pace.plan(start, units).1;
             }
         }
         self.requests += 1;

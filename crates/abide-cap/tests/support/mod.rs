@@ -108,6 +108,7 @@ pub struct Server {
     script: Script,
     latency: Duration,
     body_chunks: usize,
+    body_gap: Duration,
     state: Arc<Mutex<State>>,
 }
 
@@ -117,6 +118,7 @@ impl Server {
             script,
             latency,
             body_chunks: 1,
+            body_gap: Duration::ZERO,
             state: Arc::new(Mutex::new(State {
                 start: Instant::now(),
                 window_index: 0,
@@ -129,6 +131,11 @@ impl Server {
 
     pub fn with_body_chunks(mut self, n: usize) -> Self {
         self.body_chunks = n;
+        self
+    }
+
+    pub fn with_body_gap(mut self, gap: Duration) -> Self {
+        self.body_gap = gap;
         self
     }
 
@@ -206,7 +213,7 @@ impl Server {
         st.log.arrivals.push((now, status.as_u16()));
         st.log.concurrent += 1;
         st.log.max_concurrent = st.log.max_concurrent.max(st.log.concurrent);
-        let mut response = Response::new(Chunks::new(self.body_chunks, Duration::ZERO));
+        let mut response = Response::new(Chunks::new(self.body_chunks, self.body_gap));
         *response.status_mut() = status;
         response.extensions_mut().insert(snapshot);
         if let Some(c) = classification {
