@@ -1,5 +1,5 @@
 //! Errors the retry layer decides itself. They reach the caller as
-//! [`BoxError`](crate::BoxError); use `downcast_ref` to tell them apart.
+//! [`BoxError`]; use `downcast_ref` to tell them apart.
 //!
 //! ```
 //! use abide_retry::{BoxError, BudgetExhausted, DeadlineExceeded, WaitTooLong};

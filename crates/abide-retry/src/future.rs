@@ -78,8 +78,10 @@ struct Ctx<S, B> {
     deadline: Option<Instant>,
     timeout: Duration,
     idempotent: bool,
-    attempt_started: Instant,
-    wake_at: Instant,
+    /// When the current attempt started; only kept when there is a deadline, so the
+    /// success path without one never reads the clock.
+    attempt_started: Option<Instant>,
+    wake_at: Option<Instant>,
     attempts: u32,
     total_wait: Duration,
     previous_wait: Duration,
@@ -110,7 +112,7 @@ where
         service: S,
         template: Option<Template<ReqBody>>,
         config: Arc<Config>,
-        start: Instant,
+        start: Option<Instant>,
         deadline: Option<Instant>,
         timeout: Duration,
         idempotent: bool,
@@ -125,7 +127,7 @@ where
             timeout,
             idempotent,
             attempt_started: start,
-            wake_at: start,
+            wake_at: None,
             attempts: 1,
             total_wait: Duration::ZERO,
             previous_wait: Duration::ZERO,
@@ -269,7 +271,9 @@ impl<S, B> Ctx<S, B> {
         if let Some(deadline) = self.deadline {
             let left = deadline.saturating_duration_since(now);
             // The last attempt is the best guess of how long the next one takes.
-            let estimate = now.saturating_duration_since(self.attempt_started);
+            let estimate = self
+                .attempt_started
+                .map_or(Duration::ZERO, |at| now.saturating_duration_since(at));
             let floor = server.map_or(Duration::ZERO, ceil_millis);
             if floor.saturating_add(estimate) >= left {
                 return Decision::Fail(Failure::Deadline);
@@ -297,8 +301,9 @@ impl<S, B> Ctx<S, B> {
         self.config.stats.retry(wait);
         self.total_wait += wait;
         self.previous_wait = wait;
-        self.wake_at = now + wait;
-        self.set_timer(self.wake_at);
+        let at = now + wait;
+        self.wake_at = Some(at);
+        self.set_timer(at);
     }
 
     fn next_request(&mut self) -> Option<Request<ReplayBody<B>>> {
@@ -377,7 +382,6 @@ where
                         }
                     };
                     this.state.set(State::Done);
-                    let now = Instant::now();
                     let ctx = &mut *this.ctx;
                     let (verdict, outcome) = match result {
                         Ok(response) => {
@@ -403,6 +407,7 @@ where
                             (classify_error(&*error), Err(error))
                         }
                     };
+                    let now = Instant::now();
                     let decision = ctx.decide(&verdict, now);
                     tracing::debug!(
                         target: "abide_retry",
@@ -462,9 +467,8 @@ where
                             return Poll::Pending;
                         }
                     }
-                    if Instant::now() < ctx.wake_at {
+                    if let Some(at) = ctx.wake_at.filter(|at| Instant::now() < *at) {
                         // Never before the server's instant, even if a timer fires early.
-                        let at = ctx.wake_at;
                         ctx.set_timer(at);
                         continue;
                     }
@@ -486,7 +490,9 @@ where
                                 })));
                             };
                             ctx.attempts += 1;
-                            ctx.attempt_started = Instant::now();
+                            if ctx.deadline.is_some() {
+                                ctx.attempt_started = Some(Instant::now());
+                            }
                             ctx.config.stats.attempt();
                             let future = ctx.service.call(request);
                             this.state.set(State::Calling { future });

@@ -77,33 +77,42 @@ where
         let mut service = mem::replace(&mut self.inner, clone);
         let config = self.config.clone();
         config.stats.request();
-        let start = Instant::now();
-
-        let mut deadline: Option<Instant> = config.deadline.and_then(|d| start.checked_add(d));
-        let mut earliest = |at: Option<Instant>| {
-            if let Some(at) = at {
-                deadline = Some(deadline.map_or(at, |d| d.min(at)));
-            }
+        // Read the clock only when a deadline can exist: the success path skips it.
+        let grpc_timeout = if config.grpc_timeout {
+            request.headers().get(GRPC_TIMEOUT)
+        } else {
+            None
         };
-        earliest(
-            request
-                .extensions()
-                .get::<Deadline>()
-                .and_then(|d| d.resolve(start)),
-        );
-        if config.grpc_timeout {
-            if let Some(value) = request.headers().get(GRPC_TIMEOUT) {
-                match parse_grpc_timeout(value.as_bytes()) {
-                    Some(t) => earliest(start.checked_add(t)),
-                    None => tracing::debug!(
-                        target: "abide_retry",
-                        value = ?value,
-                        "malformed grpc-timeout ignored"
-                    ),
+        let extension = request.extensions().get::<Deadline>();
+        let (start, deadline) =
+            if config.deadline.is_some() || extension.is_some() || grpc_timeout.is_some() {
+                let start = Instant::now();
+                let mut deadline: Option<Instant> =
+                    config.deadline.and_then(|d| start.checked_add(d));
+                let mut earliest = |at: Option<Instant>| {
+                    if let Some(at) = at {
+                        deadline = Some(deadline.map_or(at, |d| d.min(at)));
+                    }
+                };
+                earliest(extension.and_then(|d| d.resolve(start)));
+                if let Some(value) = grpc_timeout {
+                    match parse_grpc_timeout(value.as_bytes()) {
+                        Some(t) => earliest(start.checked_add(t)),
+                        None => tracing::debug!(
+                            target: "abide_retry",
+                            value = ?value,
+                            "malformed grpc-timeout ignored"
+                        ),
+                    }
                 }
-            }
-        }
-        let timeout = deadline.map_or(Duration::ZERO, |d| d.saturating_duration_since(start));
+                (Some(start), deadline)
+            } else {
+                (None, None)
+            };
+        let timeout = match (start, deadline) {
+            (Some(start), Some(deadline)) => deadline.saturating_duration_since(start),
+            _ => Duration::ZERO,
+        };
 
         if config.idempotency_key
             && !is_idempotent_method(request.method())
