@@ -301,7 +301,10 @@ impl<S, B> Ctx<S, B> {
         self.config.stats.retry(wait);
         self.total_wait += wait;
         self.previous_wait = wait;
-        let at = now + wait;
+        // Waits are bounded (backoff cap, server-wait cap) but stay safe regardless.
+        let at = now
+            .checked_add(wait)
+            .unwrap_or_else(|| now + crate::layer::MAX_SERVER_WAIT_LIMIT);
         self.wake_at = Some(at);
         self.set_timer(at);
     }

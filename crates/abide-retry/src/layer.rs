@@ -14,6 +14,8 @@ pub const DEFAULT_MAX_ATTEMPTS: u32 = 4;
 pub const MAX_ATTEMPTS_LIMIT: u32 = 100;
 /// The longest server wait accepted by default.
 pub const DEFAULT_MAX_SERVER_WAIT: Duration = Duration::from_secs(60);
+/// The longest server wait that can be accepted; larger settings are cut to it.
+pub const MAX_SERVER_WAIT_LIMIT: Duration = Duration::from_secs(24 * 3600);
 /// Request bytes recorded for replay by default.
 pub const DEFAULT_REPLAY_LIMIT: usize = 1024 * 1024;
 /// Bytes of a failed attempt's response body read (and discarded) by default so its
@@ -142,9 +144,9 @@ impl BackoffRetryLayer {
     }
 
     /// Sets the longest wait the server may ask for; a longer one ends the request at once
-    /// with [`WaitTooLong`](crate::WaitTooLong).
+    /// with [`WaitTooLong`](crate::WaitTooLong). Cut to [`MAX_SERVER_WAIT_LIMIT`].
     pub fn with_max_server_wait(self, max: Duration) -> Self {
-        self.edit(|c| c.max_server_wait = max)
+        self.edit(|c| c.max_server_wait = max.min(MAX_SERVER_WAIT_LIMIT))
     }
 
     /// Sets a deadline for each whole request (attempts and waits). Each attempt is cut

@@ -113,7 +113,7 @@ pub use future::ResponseFuture;
 pub use idempotency::IDEMPOTENCY_KEY;
 pub use layer::{
     BackoffRetryLayer, DEFAULT_DRAIN_LIMIT, DEFAULT_MAX_ATTEMPTS, DEFAULT_MAX_SERVER_WAIT,
-    DEFAULT_REPLAY_LIMIT, MAX_ATTEMPTS_LIMIT,
+    DEFAULT_REPLAY_LIMIT, MAX_ATTEMPTS_LIMIT, MAX_SERVER_WAIT_LIMIT,
 };
 pub use record::{Attempts, Stop};
 pub use replay::ReplayBody;

@@ -767,3 +767,14 @@ async fn a_deadline_at_an_instant_is_kept() {
     assert!(call.await.unwrap().unwrap_err().is::<DeadlineExceeded>());
     assert_eq!(Instant::now(), at);
 }
+
+#[tokio::test(start_paused = true)]
+async fn absurd_server_waits_end_in_an_error_not_a_panic() {
+    let layer = layer().with_max_server_wait(Duration::MAX);
+    let (call, mut handle) = start(&layer, request("GET"));
+    let (_, send) = handle.next_request().await.unwrap();
+    send.send_response(with_verdict(response(429), rate_limited(Duration::MAX)));
+    let err = call.await.unwrap().unwrap_err();
+    let e = err.downcast_ref::<WaitTooLong>().expect("WaitTooLong");
+    assert_eq!(e.max(), abide_retry::MAX_SERVER_WAIT_LIMIT);
+}
