@@ -19,6 +19,10 @@ use tower_service::Service;
 ///
 /// Errors of the inner service pass through unchanged (this layer adds none); classify
 /// them with [`classify_error`](crate::classify_error).
+///
+/// The body peek waits with `tokio::time`: responses that get peeked (failures, and
+/// GraphQL or gRPC responses when asked) must be polled inside a Tokio runtime with its
+/// time driver enabled. Successes without a peek need no runtime.
 #[derive(Debug, Clone)]
 pub struct QuotaClassifier<S, U = NoRules> {
     pub(crate) inner: S,
