@@ -335,7 +335,7 @@ fn rfc3339_inner(s: &[u8]) -> Option<SystemTime> {
         }
         _ => return None,
     };
-    let leap = |y: u32| (y % 4 == 0 && y % 100 != 0) || y % 400 == 0;
+    let leap = |y: u32| (y.is_multiple_of(4) && !y.is_multiple_of(100)) || y.is_multiple_of(400);
     let days_in_month = match month {
         1 | 3 | 5 | 7 | 8 | 10 | 12 => 31,
         4 | 6 | 9 | 11 => 30,
@@ -370,7 +370,7 @@ pub(crate) fn write_rfc3339(t: SystemTime, out: &mut impl fmt::Write) -> fmt::Re
     )?;
     let nanos = since.subsec_nanos();
     if nanos == 0 {
-    } else if nanos % 1_000_000 == 0 {
+    } else if nanos.is_multiple_of(1_000_000) {
         write!(out, ".{:03}", nanos / 1_000_000)?;
     } else {
         write!(out, ".{nanos:09}")?;
