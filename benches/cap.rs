@@ -29,7 +29,7 @@ fn request() -> Request<()> {
 }
 
 /// The trivial API every variant wraps: answers at once.
-#[derive(Clone, Copy, Debug)]
+#[derive(Clone, Debug)]
 struct Api;
 
 impl Service<Request<()>> for Api {

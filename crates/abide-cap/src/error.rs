@@ -1,4 +1,4 @@
-//! The failures this layer adds. The service's error is [`BoxError`]; callers
+//! The failures this layer adds. The service's error is [`BoxError`](crate::BoxError); callers
 //! `downcast_ref` to these (the inner service's own errors pass through unchanged).
 //!
 //! ```

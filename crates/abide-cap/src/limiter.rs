@@ -1,12 +1,10 @@
 //! Process-local per-bucket admission: the in-flight cap (fixed or AIMD) and the queue
 //! count. Not in the store on purpose: permits belong to this process's live bodies.
 
-use crate::key::BucketKey;
+use crate::key::{BucketKey, KeyMap};
 use abide_classify::Class;
-use std::collections::HashMap;
 use std::fmt;
 use std::future::Future;
-use std::hash::{BuildHasher, RandomState};
 use std::pin::Pin;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
@@ -337,11 +335,10 @@ impl Drop for QueueSlot {
 pub(crate) struct Limiters {
     config: InFlight,
     shards: Vec<Mutex<Shard>>,
-    hasher: RandomState,
 }
 
 struct Shard {
-    map: HashMap<BucketKey, Arc<Limiter>>,
+    map: KeyMap<Arc<Limiter>>,
     sweep_at: usize,
 }
 
@@ -360,17 +357,16 @@ impl Limiters {
             shards: (0..SHARDS)
                 .map(|_| {
                     Mutex::new(Shard {
-                        map: HashMap::new(),
+                        map: KeyMap::default(),
                         sweep_at: MIN_SWEEP,
                     })
                 })
                 .collect(),
-            hasher: RandomState::new(),
         }
     }
 
     fn shard(&self, key: &BucketKey) -> &Mutex<Shard> {
-        &self.shards[(self.hasher.hash_one(key) as usize) % SHARDS]
+        &self.shards[(key.prehash() >> 32) as usize % SHARDS]
     }
 
     pub(crate) fn get(&self, key: &BucketKey) -> Arc<Limiter> {

@@ -2,10 +2,8 @@
 
 use super::pace::BucketState;
 use super::{Admission, Decision, Observation, QuotaStore, StoreFuture};
-use crate::key::BucketKey;
-use std::collections::HashMap;
+use crate::key::{BucketKey, KeyMap};
 use std::fmt;
-use std::hash::{BuildHasher, RandomState};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::Duration;
 use tokio::time::Instant;
@@ -17,13 +15,12 @@ const MIN_SWEEP: usize = 256;
 
 #[derive(Debug)]
 struct Shard {
-    buckets: HashMap<BucketKey, BucketState>,
+    buckets: KeyMap<BucketState>,
     sweep_at: usize,
 }
 
 struct Shared {
     shards: Vec<Mutex<Shard>>,
-    hasher: RandomState,
     idle: Duration,
     max_per_shard: usize,
 }
@@ -88,12 +85,11 @@ impl LocalStore {
                 shards: (0..SHARDS)
                     .map(|_| {
                         Mutex::new(Shard {
-                            buckets: HashMap::new(),
+                            buckets: KeyMap::default(),
                             sweep_at: MIN_SWEEP,
                         })
                     })
                     .collect(),
-                hasher: RandomState::new(),
                 idle,
                 max_per_shard: max_buckets.div_ceil(SHARDS).max(1),
             }),
@@ -132,7 +128,7 @@ impl LocalStore {
         now: Instant,
         f: impl FnOnce(&mut BucketState) -> T,
     ) -> T {
-        let index = (self.shared.hasher.hash_one(key) as usize) % SHARDS;
+        let index = (key.prehash() >> 32) as usize % SHARDS;
         let mut shard = lock(&self.shared.shards[index]);
         if let Some(bucket) = shard.buckets.get_mut(key) {
             return f(bucket);
