@@ -427,3 +427,37 @@ async fn buckets_follow_the_key_function() {
     assert_eq!(Instant::now() - before, MS, "another bucket is not paused");
     let _ = Cost(1);
 }
+
+#[tokio::test(start_paused = true)]
+async fn under_hold_and_probe_requests_wait_for_the_reset_and_the_probe() {
+    let server = Server::new(
+        Script::ExhaustAt {
+            nth: 0,
+            reset: 30 * S,
+        },
+        10 * MS,
+    );
+    let svc = ConcurrencyCapLayer::new()
+        .with_exhaustion_policy(abide_cap::ExhaustionPolicy::HoldAndProbe)
+        .layer(server.clone());
+    let first = svc.clone().oneshot(request(None)).await.unwrap();
+    assert_eq!(first.status(), 403);
+    let exhausted_at = Instant::now();
+    let held: Vec<_> = (0..3)
+        .map(|_| tokio::spawn(svc.clone().oneshot(request(None))))
+        .collect();
+    for h in held {
+        assert_eq!(h.await.unwrap().unwrap().status(), 200);
+    }
+    let arrivals = server.arrivals();
+    assert_eq!(arrivals.len(), 4);
+    assert_eq!(
+        arrivals[1].0,
+        exhausted_at + 30 * S,
+        "the probe goes at the reset"
+    );
+    assert!(
+        arrivals[2..].iter().all(|(at, _)| *at > arrivals[1].0),
+        "the others wait for the probe's answer"
+    );
+}
