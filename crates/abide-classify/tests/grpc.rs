@@ -157,7 +157,7 @@ fn status_details_decode_into_retry_quota_error_info_and_help() {
     let status = tonic::Status::with_error_details(Code::ResourceExhausted, "slow down", d);
     let padded = {
         let mut s = base64(status.details());
-        while s.len() % 4 != 0 {
+        while !s.len().is_multiple_of(4) {
             s.push('=');
         }
         s
