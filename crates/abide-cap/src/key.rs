@@ -183,20 +183,6 @@ pub fn authority_key(parts: &http::request::Parts) -> BucketKey {
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct Cost(pub u32);
 
-/// A request extension: the latest instant the request may start. A request that would
-/// have to wait past it fails at once with [`WaitTooLong`](crate::error::WaitTooLong)
-/// instead of waiting. The layer's [`with_max_wait`](crate::ConcurrencyCapLayer::with_max_wait)
-/// applies too; the earlier of the two wins.
-///
-/// ```
-/// use std::time::Duration;
-/// let mut request = http::Request::new(());
-/// let deadline = tokio::time::Instant::now() + Duration::from_secs(2);
-/// request.extensions_mut().insert(abide_cap::Deadline(deadline));
-/// ```
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub struct Deadline(pub Instant);
-
 #[cfg(test)]
 mod tests {
     use super::*;

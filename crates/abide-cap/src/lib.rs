@@ -101,7 +101,13 @@ pub mod testing;
 
 pub use body::ResponseBody;
 pub use future::ResponseFuture;
-pub use key::{authority_key, BucketKey, Cost, Deadline, MAX_KEY_LEN};
+pub use key::{authority_key, BucketKey, Cost, MAX_KEY_LEN};
+
+/// The deadline of the logical request (shared with the retry layer, which puts it on
+/// every attempt). An attempt whose admission wait would end after it fails at once with
+/// [`WaitTooLong`](crate::error::WaitTooLong); the layer's
+/// [`with_max_wait`](crate::ConcurrencyCapLayer::with_max_wait) applies too, the earlier wins.
+pub use abide_classify::Deadline;
 pub use layer::{ConcurrencyCapLayer, ExhaustionPolicy};
 pub use limiter::{BucketStats, InFlight, MAX_IN_FLIGHT};
 pub use service::ConcurrencyCap;

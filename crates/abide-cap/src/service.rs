@@ -2,11 +2,12 @@
 
 use crate::body::ResponseBody;
 use crate::future::ResponseFuture;
-use crate::key::{BucketKey, Cost, Deadline};
+use crate::key::{BucketKey, Cost};
 use crate::layer::{default_key, Config};
 use crate::limiter::{BucketStats, Limiters};
 use crate::store::QuotaStore;
 use crate::BoxError;
+use abide_classify::Deadline;
 use http::{Request, Response};
 use std::fmt;
 use std::sync::Arc;
@@ -118,8 +119,10 @@ where
         // The wait is measured from the first poll, or from now when a deadline says
         // how long is left.
         let mut started = None;
-        if let Some(Deadline(deadline)) = parts.extensions.get::<Deadline>() {
+        if let Some(deadline) = parts.extensions.get::<Deadline>() {
             let now = Instant::now();
+            // A relative deadline counts from now: the cap is the outermost abide layer here.
+            let deadline = deadline.resolve(now).unwrap_or(now + config.max_wait);
             max_wait = max_wait.min(deadline.saturating_duration_since(now));
             started = Some(now);
         }

@@ -301,13 +301,15 @@ async fn a_request_deadline_shortens_the_max_wait() {
         .await
         .unwrap();
     let mut r = request(None);
-    r.extensions_mut().insert(Deadline(Instant::now() + 3 * S));
+    r.extensions_mut()
+        .insert(Deadline::at(Instant::now() + 3 * S));
     let err = ready(&mut svc).await.call(r).await.unwrap_err();
     let too_long = err.downcast_ref::<WaitTooLong>().expect("WaitTooLong");
     assert_eq!(too_long.max_wait(), 3 * S);
     // Within the deadline it waits and goes.
     let mut r = request(None);
-    r.extensions_mut().insert(Deadline(Instant::now() + 30 * S));
+    r.extensions_mut()
+        .insert(Deadline::at(Instant::now() + 30 * S));
     let before = Instant::now();
     ready(&mut svc).await.call(r).await.unwrap();
     assert_eq!(Instant::now() - before, 10 * S + 10 * MS);

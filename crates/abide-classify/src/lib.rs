@@ -68,6 +68,7 @@
 mod body;
 mod classification;
 mod classify;
+mod deadline;
 pub mod future;
 #[cfg(feature = "grpc")]
 pub mod grpc;
@@ -81,6 +82,7 @@ pub use classify::{
     rule_fn, BodyPrefix, Chain, ClassifyResponse, Decision, DefaultClassifier, DefaultRules,
     MakeClassifier, NoRules, ResponseHead, RuleFn,
 };
+pub use deadline::Deadline;
 pub use layer::{QuotaClassifierLayer, DEFAULT_PEEK_LIMIT, DEFAULT_PEEK_TIMEOUT};
 pub use service::QuotaClassifier;
 

@@ -7,47 +7,7 @@ use tokio::time::Instant;
 /// The header gRPC clients use to tell the server (and us) how long the call may take.
 pub(crate) const GRPC_TIMEOUT: &str = "grpc-timeout";
 
-/// A per-request deadline for the whole logical request (every attempt and every wait).
-/// Put it in the request's extensions; the earliest of this, the layer's
-/// [`with_deadline`](crate::BackoffRetryLayer::with_deadline) and the request's
-/// `grpc-timeout` header wins.
-///
-/// ```
-/// use abide_retry::Deadline;
-/// use std::time::Duration;
-///
-/// let mut request = http::Request::new(());
-/// request.extensions_mut().insert(Deadline::within(Duration::from_secs(10)));
-/// ```
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-pub struct Deadline(Kind);
-
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-enum Kind {
-    At(Instant),
-    Within(Duration),
-}
-
-impl Deadline {
-    /// Ends at an instant.
-    pub fn at(instant: Instant) -> Self {
-        Deadline(Kind::At(instant))
-    }
-
-    /// Ends this long after the retry layer receives the request.
-    pub fn within(duration: Duration) -> Self {
-        Deadline(Kind::Within(duration))
-    }
-
-    /// The instant, for a request the layer received at `start`. `None` when it is too
-    /// far away to represent (no deadline in practice).
-    pub(crate) fn resolve(self, start: Instant) -> Option<Instant> {
-        match self.0 {
-            Kind::At(at) => Some(at),
-            Kind::Within(d) => start.checked_add(d),
-        }
-    }
-}
+pub use abide_classify::Deadline;
 
 /// Parses a `grpc-timeout` value: 1 to 8 digits then a unit (`H`, `M`, `S`, `m`, `u`, `n`).
 /// Anything else is `None` (and ignored by the caller).

@@ -122,7 +122,12 @@ where
         }
         let idempotent = is_idempotent(request.method(), request.headers());
 
-        let (parts, body) = request.into_parts();
+        let (mut parts, body) = request.into_parts();
+        if let Some(deadline) = deadline {
+            // Every attempt carries the absolute deadline, so the cap below can refuse an
+            // admission wait that would end after it.
+            parts.extensions.insert(Deadline::at(deadline));
+        }
         let (body, template) = if config.max_attempts > 1 {
             let body = ReplayBody::new(body, config.replay_limit);
             let template = body.clone_unclaimed().map(|body| Template {
