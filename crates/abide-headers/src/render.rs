@@ -211,7 +211,10 @@ fn one_limit(snapshot: &RateLimitSnapshot) -> Option<&Limit> {
 /// A Go `time.Duration` string: `1h2m3.5s`, `12ms`, `0s`.
 fn go_duration(b: &mut String, d: Duration) -> fmt::Result {
     let d = value::cap(d);
-    if d < Duration::from_secs(1) && d.subsec_nanos().is_multiple_of(1_000_000) && d > Duration::ZERO {
+    if d < Duration::from_secs(1)
+        && d.subsec_nanos().is_multiple_of(1_000_000)
+        && d > Duration::ZERO
+    {
         return write!(b, "{}ms", d.subsec_millis());
     }
     let secs = d.as_secs();
