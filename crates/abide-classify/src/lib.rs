@@ -69,6 +69,7 @@ mod body;
 mod classification;
 mod classify;
 mod deadline;
+mod verdict;
 pub mod future;
 #[cfg(feature = "grpc")]
 pub mod grpc;
@@ -83,6 +84,7 @@ pub use classify::{
     MakeClassifier, NoRules, ResponseHead, RuleFn,
 };
 pub use deadline::Deadline;
+pub use verdict::Verdict;
 pub use layer::{QuotaClassifierLayer, DEFAULT_PEEK_LIMIT, DEFAULT_PEEK_TIMEOUT};
 pub use service::QuotaClassifier;
 

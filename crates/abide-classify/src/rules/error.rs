@@ -32,6 +32,9 @@ fn timeout() -> Classification {
 }
 
 fn one(e: &(dyn Error + 'static)) -> Option<Classification> {
+    if let Some(v) = e.downcast_ref::<crate::Verdict>() {
+        return Some(v.classification().clone());
+    }
     #[cfg(feature = "grpc")]
     if let Some(status) = e.downcast_ref::<tonic::Status>() {
         return Some(tonic_status(status));
