@@ -99,8 +99,8 @@ impl fmt::Display for QuotaScope {
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
 #[non_exhaustive]
 pub enum Processing {
-    /// The server refused it without processing it (429, 503 with a wait,
-    /// `RESOURCE_EXHAUSTED`, a refused connection): safe to retry whatever the method.
+    /// The server refused it without processing it (429, 503, 529, `RESOURCE_EXHAUSTED`,
+    /// a refused connection): safe to retry whatever the method.
     NotProcessed,
     /// Unknown (timeout, reset after sending, 500/502/504): retry only idempotent requests.
     #[default]

@@ -69,13 +69,13 @@ mod body;
 mod classification;
 mod classify;
 mod deadline;
-mod verdict;
 pub mod future;
 #[cfg(feature = "grpc")]
 pub mod grpc;
 mod layer;
 mod rules;
 mod service;
+mod verdict;
 
 pub use body::{EosClassification, ResponseBody};
 pub use classification::{Class, Classification, Processing, QuotaScope, Reason};
@@ -84,9 +84,9 @@ pub use classify::{
     MakeClassifier, NoRules, ResponseHead, RuleFn,
 };
 pub use deadline::Deadline;
-pub use verdict::Verdict;
 pub use layer::{QuotaClassifierLayer, DEFAULT_PEEK_LIMIT, DEFAULT_PEEK_TIMEOUT};
 pub use service::QuotaClassifier;
+pub use verdict::Verdict;
 
 use abide_headers::RateLimitSnapshot;
 use http::{HeaderMap, StatusCode};

@@ -804,6 +804,41 @@ fn generic_fallback_by_status_code() {
             wait_ms: Some(120_000),
         },
         Case {
+            // draft-ietf-httpapi-ratelimit-headers §3/§4: the RateLimit item whose `r=0`
+            // names the exhausted policy; the message only says what it counts.
+            rule: "IETF 429 names the exhausted policy: its name is the scope",
+            status: 429,
+            headers: &[
+                (
+                    "ratelimit-policy",
+                    "\"burst\";q=100;w=60, \"daily\";q=1000;w=86400",
+                ),
+                ("ratelimit", "\"burst\";r=0;t=12, \"daily\";r=600;t=50000"),
+                ("retry-after", "12"),
+                ("content-type", "text/plain"),
+            ],
+            body: Some("Too many requests: the burst policy allows 100 requests per minute."),
+            class: Class::RateLimited,
+            retryable: true,
+            scope: "burst",
+            wait_ms: Some(12_000),
+        },
+        Case {
+            rule: "OpenAI-style 429 without named policies keeps the scope its body states",
+            status: 429,
+            headers: &[
+                ("x-ratelimit-remaining-requests", "0"),
+                ("content-type", "application/json"),
+            ],
+            body: Some(
+                r#"{"error":{"message":"Rate limit reached for requests per min (RPM): Limit 500, Used 500","type":"requests","code":"rate_limit_exceeded"}}"#,
+            ),
+            class: Class::RateLimited,
+            retryable: true,
+            scope: "requests",
+            wait_ms: None,
+        },
+        Case {
             rule: "500 HTML page",
             status: 500,
             headers: &[("content-type", "text/html")],
@@ -873,7 +908,9 @@ fn refusals_are_not_processed_and_5xx_are_ambiguous() {
     let p = |s: u16| classify(StatusCode::from_u16(s).unwrap(), &h, None, &snapshot).processing;
     assert_eq!(p(429), Processing::NotProcessed);
     assert_eq!(p(529), Processing::NotProcessed);
+    assert_eq!(p(503), Processing::NotProcessed);
     assert_eq!(p(500), Processing::Ambiguous);
+    assert_eq!(p(504), Processing::Ambiguous);
     assert_eq!(p(502), Processing::Ambiguous);
     assert_eq!(p(408), Processing::Ambiguous);
     assert_eq!(p(200), Processing::Processed);
@@ -883,6 +920,50 @@ fn refusals_are_not_processed_and_5xx_are_ambiguous() {
         classify(StatusCode::SERVICE_UNAVAILABLE, &h, None, &with_wait).processing,
         Processing::NotProcessed
     );
+}
+
+/// RFC 9110 §15.6.4: "The 503 (Service Unavailable) status code indicates that the server
+/// is currently unable to handle the request due to a temporary overload or scheduled
+/// maintenance". The request was not handled, so any method may be retried, with or
+/// without a Retry-After and whatever generic error the body names; Anthropic's 529
+/// `overloaded_error` likewise. 500, 502 and 504 say nothing about it: ambiguous.
+#[test]
+fn a_503_is_a_refusal_without_processing_whatever_its_body_rfc_9110_15_6_4() {
+    let snapshot = abide_headers::RateLimitSnapshot::new();
+    let h = HeaderMap::new();
+    let p = |status: u16, body: Option<&str>| {
+        classify(
+            StatusCode::from_u16(status).unwrap(),
+            &h,
+            body.map(str::as_bytes),
+            &snapshot,
+        )
+    };
+    let openai_server_error = r#"{"error":{"message":"The server had an error while processing your request. Sorry about that!","type":"server_error","param":null,"code":null}}"#;
+    let envoy = "upstream connect error or disconnect/reset before headers. reset reason: connection failure";
+    for body in [None, Some(openai_server_error), Some(envoy)] {
+        let c = p(503, body);
+        assert_eq!(c.class, Class::ServerError, "{body:?}");
+        assert!(c.retryable, "{body:?}");
+        assert_eq!(c.processing, Processing::NotProcessed, "503 {body:?}");
+    }
+    let anthropic =
+        r#"{"type":"error","error":{"type":"overloaded_error","message":"Overloaded"}}"#;
+    let c = p(529, Some(anthropic));
+    assert_eq!(
+        (c.class, c.processing),
+        (Class::Overloaded, Processing::NotProcessed)
+    );
+    for status in [500, 502, 504] {
+        assert_eq!(
+            p(status, Some(openai_server_error)).processing,
+            Processing::Ambiguous,
+            "{status}"
+        );
+    }
+    // A 503 whose body says the quota is gone is still quota exhaustion, never retried.
+    let quota = r#"{"error":{"message":"You exceeded your current quota","type":"insufficient_quota","code":"insufficient_quota"}}"#;
+    assert_eq!(p(503, Some(quota)).class, Class::QuotaExhausted);
 }
 
 #[test]

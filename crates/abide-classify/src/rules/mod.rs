@@ -58,7 +58,7 @@ pub(crate) fn classify(
         };
     }
 
-    let mut c = status_rule(status, snapshot);
+    let mut c = status_rule(status);
     if let Some(code) = headers
         .get("x-amzn-errortype")
         .and_then(|v| v.to_str().ok())
@@ -85,11 +85,23 @@ pub(crate) fn classify(
         }
     }
     github(status, headers, snapshot, &mut c);
+    if refused_unprocessed(status) && matches!(c.class, Class::ServerError | Class::Overloaded) {
+        // A body naming a generic server error (OpenAI's `server_error` on a 503) does not
+        // change what the status says: the request was not handled.
+        c.processing = Processing::NotProcessed;
+    }
     finish(c, headers, snapshot, opts, false)
 }
 
+/// 503 (RFC 9110 §15.6.4, "currently unable to handle the request") and Anthropic's 529
+/// (`overloaded_error`, "API is temporarily overloaded") refuse a request without
+/// processing it, so any method may be retried. 500/502/504 stay ambiguous.
+fn refused_unprocessed(status: StatusCode) -> bool {
+    matches!(status.as_u16(), 503 | 529)
+}
+
 /// The generic fallback by status code.
-fn status_rule(status: StatusCode, snapshot: &RateLimitSnapshot) -> Classification {
+fn status_rule(status: StatusCode) -> Classification {
     match status.as_u16() {
         429 => Classification::new(Class::RateLimited, "status 429"),
         408 => Classification::new(Class::ClientError, "status 408 request timeout")
@@ -104,15 +116,10 @@ fn status_rule(status: StatusCode, snapshot: &RateLimitSnapshot) -> Classificati
         402 => Classification::new(Class::QuotaExhausted, "status 402 payment required")
             .with_scope(QuotaScope::Billing),
         529 => Classification::new(Class::Overloaded, "status 529 overloaded"),
-        503 => {
-            let c = Classification::new(Class::ServerError, "status 503");
-            // A 503 that states a wait is a refusal before processing.
-            if snapshot.wait().is_some() {
-                c.with_processing(Processing::NotProcessed)
-            } else {
-                c
-            }
-        }
+        // RFC 9110 §15.6.4: 503 means the server "is currently unable to handle the
+        // request": it was refused, not processed, with or without a Retry-After.
+        503 => Classification::new(Class::ServerError, "status 503")
+            .with_processing(Processing::NotProcessed),
         400..=499 => Classification::new(Class::ClientError, "status 4xx"),
         _ => Classification::new(Class::ServerError, "status 5xx"),
     }
@@ -177,10 +184,17 @@ fn finish(
             (a, b) => a.or(b),
         };
     }
-    if c.scope == QuotaScope::Unspecified
-        && matches!(c.class, Class::RateLimited | Class::QuotaExhausted)
-    {
-        c.scope = scope_from_snapshot(snapshot);
+    if matches!(c.class, Class::RateLimited | Class::QuotaExhausted) {
+        if c.scope == QuotaScope::Unspecified {
+            c.scope = scope_from_snapshot(snapshot);
+        } else if matches!(c.scope, QuotaScope::Requests | QuotaScope::Tokens) {
+            // The headers naming the exhausted policy (IETF `"burst";r=0`) are more precise
+            // than what a message says it counts ("100 requests per minute"): report the
+            // bucket the server named, as the cap keys its state by it.
+            if let Some(named) = named_exhausted(snapshot) {
+                c.scope = named;
+            }
+        }
     }
     // OpenAI and Anthropic SDKs obey `x-should-retry`; Stripe's `Stripe-Should-Retry`.
     for name in ["x-should-retry", "stripe-should-retry"] {
@@ -205,6 +219,14 @@ fn finish(
             .with_retry_after(c.retry_after);
     }
     c
+}
+
+/// The first exhausted limit the headers name (an IETF policy, a GitHub resource).
+fn named_exhausted(snapshot: &RateLimitSnapshot) -> Option<QuotaScope> {
+    snapshot.exhausted().find_map(|l| match &l.scope {
+        Scope::Named(n) => Some(QuotaScope::Named(n.clone())),
+        _ => None,
+    })
 }
 
 fn scope_from_snapshot(snapshot: &RateLimitSnapshot) -> QuotaScope {
