@@ -116,6 +116,8 @@ pub(crate) enum WaitReason {
     Server,
     /// Shortened to leave time for the next attempt before the deadline.
     Deadline,
+    /// Waiting for the retry budget's next token.
+    Budget,
 }
 
 impl WaitReason {
@@ -124,6 +126,7 @@ impl WaitReason {
             WaitReason::Backoff => "backoff",
             WaitReason::Server => "server",
             WaitReason::Deadline => "deadline",
+            WaitReason::Budget => "budget",
         }
     }
 }

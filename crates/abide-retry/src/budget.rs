@@ -3,6 +3,7 @@
 use std::fmt;
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::sync::{Arc, Mutex};
+use std::time::Duration;
 use tokio::time::Instant;
 
 /// Budget amounts are kept in thousandths of a retry, so a 20 % ratio is exact.
@@ -14,9 +15,17 @@ const MILLI: u64 = 1000;
 /// Every request that ends in success deposits `ratio` of a retry; the bucket also refills
 /// at `floor_per_sec` retries per second whatever the traffic, so a quiet client can still
 /// retry; each retry withdraws one. The balance is capped at `max_balance`, and starts full.
-/// During an outage where every request fails, the retries are therefore bounded by
-/// `max_balance + floor_per_sec × seconds`, however many requests are sent: an outage
-/// cannot multiply the load on a struggling server.
+///
+/// The budget bounds the **rate** of retries, it does not drop them: a retry that finds the
+/// bucket empty reserves the next token the floor will produce and waits for it (the
+/// balance goes below zero while retries queue). A retry that would wait longer than the
+/// layer's bound ([`with_max_server_wait`](crate::BackoffRetryLayer::with_max_server_wait),
+/// or the time left before the deadline) fails at once with
+/// [`BudgetExhausted`](crate::BudgetExhausted), and so does any retry when the floor is 0
+/// and the bucket is empty. So during an outage where every request fails, the retries
+/// sent by time `t` are at most `max_balance + floor_per_sec × t` however many requests
+/// are sent: an outage cannot multiply the load on a struggling server, and the requests
+/// it delays are delivered when it recovers instead of being lost.
 ///
 /// The default is 20 % of successes (Finagle's `percentCanRetry`), a floor of 10 retries per
 /// second (Finagle's `minRetriesPerSec`) and a balance of at most 100 retries (ten seconds
@@ -39,14 +48,15 @@ pub struct RetryBudget {
 struct Inner {
     deposit: u64,
     floor_per_sec: u64,
-    max: u64,
+    max: i64,
     /// Deposits not yet folded into the balance: successes only touch this atomic.
     pending: AtomicU64,
     state: Mutex<State>,
 }
 
 struct State {
-    balance: u64,
+    /// Below zero while retries wait for tokens they reserved.
+    balance: i64,
     refilled: Option<Instant>,
 }
 
@@ -67,7 +77,7 @@ impl RetryBudget {
         } else {
             ratio.clamp(0.0, 10.0)
         };
-        let max = u64::from(max_balance.max(1)) * MILLI;
+        let max = i64::from(max_balance.max(1)) * MILLI as i64;
         RetryBudget {
             inner: Arc::new(Inner {
                 // In range: ratio <= 10 so this is at most 10_000.
@@ -83,7 +93,7 @@ impl RetryBudget {
         }
     }
 
-    /// The retries available now.
+    /// The retries available now; below zero while retries wait for tokens.
     pub fn balance(&self) -> f64 {
         let mut state = self.lock();
         self.refill(&mut state);
@@ -97,16 +107,31 @@ impl RetryBudget {
         }
     }
 
-    /// Takes one retry from the budget; `false` when there is none.
-    pub(crate) fn try_withdraw(&self) -> bool {
+    /// Takes one retry from the budget: `Some(wait)` when the token is there after `wait`
+    /// (zero when it is there now), `None` when it would take longer than `max_wait` or
+    /// can never come from the floor. Only a `Some` takes the token.
+    pub(crate) fn reserve(&self, max_wait: Duration) -> Option<Duration> {
         let mut state = self.lock();
         self.refill(&mut state);
-        if state.balance >= MILLI {
-            state.balance -= MILLI;
-            true
-        } else {
-            false
+        let milli = MILLI as i64;
+        if state.balance >= milli {
+            state.balance -= milli;
+            return Some(Duration::ZERO);
         }
+        if self.inner.floor_per_sec == 0 {
+            return None;
+        }
+        // Thousandths of a retry still missing, produced at `floor_per_sec` per second.
+        let missing = u64::try_from(milli - state.balance).unwrap_or(u64::MAX);
+        let micros = missing
+            .saturating_mul(1_000_000)
+            .div_ceil(self.inner.floor_per_sec);
+        let wait = Duration::from_micros(micros);
+        if wait > max_wait {
+            return None;
+        }
+        state.balance -= milli;
+        Some(wait)
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, State> {
@@ -128,7 +153,7 @@ impl RetryBudget {
         if state.refilled.is_none() || floor > 0 || self.inner.floor_per_sec == 0 {
             state.refilled = Some(now);
         }
-        let add = deposits.saturating_add(floor);
+        let add = i64::try_from(deposits.saturating_add(floor)).unwrap_or(i64::MAX);
         state.balance = state.balance.saturating_add(add).min(self.inner.max);
     }
 }
@@ -138,7 +163,7 @@ impl fmt::Debug for RetryBudget {
         f.debug_struct("RetryBudget")
             .field("ratio", &(self.inner.deposit as f64 / MILLI as f64))
             .field("floor_per_sec", &(self.inner.floor_per_sec / MILLI))
-            .field("max_balance", &(self.inner.max / MILLI))
+            .field("max_balance", &(self.inner.max / MILLI as i64))
             .field("balance", &self.balance())
             .finish()
     }
@@ -147,7 +172,15 @@ impl fmt::Debug for RetryBudget {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::time::Duration;
+
+    const NOW: Duration = Duration::ZERO;
+    const LONG: Duration = Duration::from_secs(3600);
+
+    impl RetryBudget {
+        fn try_withdraw(&self) -> bool {
+            self.reserve(NOW).is_some()
+        }
+    }
 
     #[tokio::test(start_paused = true)]
     async fn a_full_budget_allows_max_balance_retries_then_refuses() {
@@ -157,10 +190,43 @@ mod tests {
         assert!(b.try_withdraw());
         assert!(!b.try_withdraw());
         tokio::time::advance(Duration::from_secs(60)).await;
-        assert!(
-            !b.try_withdraw(),
-            "no floor, no successes: nothing comes back"
+        assert_eq!(
+            b.reserve(LONG),
+            None,
+            "no floor, no successes: nothing comes back, so nothing is worth waiting for"
         );
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn an_empty_budget_queues_retries_at_the_floor_rate_up_to_the_wait_bound() {
+        let b = RetryBudget::new(0.0, 4, 2);
+        assert_eq!(b.reserve(LONG), Some(NOW));
+        assert_eq!(b.reserve(LONG), Some(NOW));
+        // Empty: each next retry gets the next token of the 4/s floor, in order.
+        assert_eq!(b.reserve(LONG), Some(Duration::from_millis(250)));
+        assert_eq!(b.reserve(LONG), Some(Duration::from_millis(500)));
+        assert_eq!(b.balance(), -2.0);
+        // One that would wait past its bound takes nothing.
+        assert_eq!(b.reserve(Duration::from_millis(700)), None);
+        assert_eq!(
+            b.reserve(Duration::from_millis(750)),
+            Some(Duration::from_millis(750))
+        );
+        tokio::time::advance(Duration::from_millis(750)).await;
+        assert_eq!(b.balance(), 0.0, "the queued retries are paid for by then");
+        assert_eq!(b.reserve(LONG), Some(Duration::from_millis(250)));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn successes_pay_off_queued_retries() {
+        let b = RetryBudget::new(0.5, 1, 1);
+        assert_eq!(b.reserve(LONG), Some(NOW));
+        assert_eq!(b.reserve(LONG), Some(Duration::from_secs(1)));
+        for _ in 0..4 {
+            b.deposit();
+        }
+        assert_eq!(b.balance(), 1.0);
+        assert_eq!(b.reserve(LONG), Some(NOW));
     }
 
     #[tokio::test(start_paused = true)]
@@ -210,7 +276,7 @@ mod tests {
     fn absurd_budget_values_are_capped() {
         let b = RetryBudget::new(f64::NAN, 0, 0);
         assert_eq!(b.inner.deposit, 0);
-        assert_eq!(b.inner.max, MILLI);
+        assert_eq!(b.inner.max, MILLI as i64);
         assert_eq!(RetryBudget::new(1e9, 0, 1).inner.deposit, 10 * MILLI);
     }
 }

@@ -2,7 +2,6 @@
 
 use http::HeaderValue;
 use std::time::Duration;
-use tokio::time::Instant;
 
 /// The header gRPC clients use to tell the server (and us) how long the call may take.
 pub(crate) const GRPC_TIMEOUT: &str = "grpc-timeout";

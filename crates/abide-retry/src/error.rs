@@ -95,9 +95,10 @@ impl Error for DeadlineExceeded {
     }
 }
 
-/// The shared retry budget had no retry left: too many requests are failing, so this one
-/// is not retried. The last attempt's error, if it ended on one, is the
-/// [`source`](Error::source).
+/// The shared retry budget had no retry left within reach: so many requests are failing
+/// that this retry would have waited for the budget longer than the layer's maximum wait
+/// (or past the deadline), or the budget has no floor to refill from. The last attempt's
+/// error, if it ended on one, is the [`source`](Error::source).
 #[derive(Debug)]
 pub struct BudgetExhausted {
     pub(crate) last: LastAttempt,

@@ -243,7 +243,14 @@ impl<S, B> Ctx<S, B> {
         if verdict.processing != Processing::NotProcessed && !self.idempotent {
             return Decision::Return(Stop::NotIdempotent);
         }
-        if self.attempts >= config.max_attempts {
+        let server = verdict.retry_after;
+        let paced = server.is_some() && verdict.processing == Processing::NotProcessed;
+        let max_attempts = if paced {
+            config.max_paced_attempts
+        } else {
+            config.max_attempts
+        };
+        if self.attempts >= max_attempts {
             return Decision::Return(Stop::MaxAttempts);
         }
         let replayable = self
@@ -253,7 +260,6 @@ impl<S, B> Ctx<S, B> {
         if !replayable {
             return Decision::Return(Stop::BodyNotReplayable);
         }
-        let server = verdict.retry_after;
         if let Some(wait) = server {
             if wait > config.max_server_wait {
                 return Decision::Fail(Failure::WaitTooLong(wait));
@@ -268,6 +274,8 @@ impl<S, B> Ctx<S, B> {
                 rng,
             )
         });
+        // The longest the budget may make this retry wait: as long as the server may.
+        let mut budget_room = config.max_server_wait;
         if let Some(deadline) = self.deadline {
             let left = deadline.saturating_duration_since(now);
             // The last attempt is the best guess of how long the next one takes.
@@ -284,10 +292,17 @@ impl<S, B> Ctx<S, B> {
                 wait = latest;
                 reason = WaitReason::Deadline;
             }
+            // Strictly before `latest`, so the retry still starts in time.
+            budget_room = budget_room.min(latest.saturating_sub(Duration::from_millis(1)));
         }
         if let Some(budget) = &config.budget {
-            if !budget.try_withdraw() {
-                return Decision::Fail(Failure::Budget);
+            match budget.reserve(budget_room) {
+                None => return Decision::Fail(Failure::Budget),
+                Some(queued) if queued > wait => {
+                    wait = ceil_millis(queued);
+                    reason = WaitReason::Budget;
+                }
+                Some(_) => {}
             }
         }
         match self.template.as_ref().and_then(|t| t.body.try_clone()) {

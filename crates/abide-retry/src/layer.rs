@@ -8,8 +8,14 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tower_layer::Layer;
 
-/// Attempts per request by default: the first and three retries.
-pub const DEFAULT_MAX_ATTEMPTS: u32 = 4;
+/// Attempts per request by default when the failure came without a server-stated wait
+/// (errors, 5xx, a throttle without a wait): the first and seven retries, which with the
+/// default backoff span 32 to 60 s.
+pub const DEFAULT_MAX_ATTEMPTS: u32 = 8;
+/// Attempts per request by default when the server refused the request and said how long
+/// to wait (429 or 503 with `Retry-After`, `RESOURCE_EXHAUSTED` with pushback): the server
+/// paces these retries itself.
+pub const DEFAULT_MAX_PACED_ATTEMPTS: u32 = 16;
 /// The most attempts accepted; more are cut to this.
 pub const MAX_ATTEMPTS_LIMIT: u32 = 100;
 /// The longest server wait accepted by default.
@@ -27,6 +33,7 @@ pub(crate) struct Config {
     pub(crate) backoff: Backoff,
     pub(crate) jitter: Jitter,
     pub(crate) max_attempts: u32,
+    pub(crate) max_paced_attempts: u32,
     pub(crate) max_server_wait: Duration,
     pub(crate) deadline: Option<Duration>,
     pub(crate) budget: Option<RetryBudget>,
@@ -55,12 +62,13 @@ impl Config {
 ///
 /// | setting | default | why |
 /// |---|---|---|
-/// | [`with_max_attempts`](Self::with_max_attempts) | 4 | one request and three retries: enough to ride out a rate-limit window, few enough that a broken server is noticed within seconds |
+/// | [`with_max_attempts`](Self::with_max_attempts) | 8 | after a failure without a server-stated wait (5xx, a refused connection, a throttle without a wait): one request and seven retries, which with the default backoff span 32 to 60 s — longer than a typical deploy or failover, so an outage of that length loses nothing; a server still broken after a minute is reported |
+/// | [`with_max_paced_attempts`](Self::with_max_paced_attempts) | 16 | after a refusal that states a wait (429/503 with `Retry-After`, gRPC pushback): the server paces these retries, and each waits at least as long as it asked; when many callers contend for one window (no cap layer) a request can need many turns, and giving up loses work the server would have served a few seconds later. The [`RetryBudget`] still bounds their rate |
 /// | [`with_backoff`](Self::with_backoff) | 500 ms × 2, capped at 30 s | rate-limit windows are seconds to a minute; the server's own wait is used when it sends one |
 /// | [`with_jitter`](Self::with_jitter) | [`Jitter::Equal`] | spreads retries without ever retrying within milliseconds, which against a rate limit is wasted |
 /// | [`with_max_server_wait`](Self::with_max_server_wait) | 60 s | per-minute windows are the longest that waiting out inside one request makes sense; longer waits mean hourly or daily quotas, better reported at once |
 /// | [`with_deadline`](Self::with_deadline) | none | the request extension [`Deadline`](crate::Deadline) or `grpc-timeout` still apply |
-/// | [`with_budget`](Self::with_budget) | [`RetryBudget::default`]: 20 % + 10/s, at most 100 | see [`RetryBudget`] |
+/// | [`with_budget`](Self::with_budget) | [`RetryBudget::default`]: 20 % + 10/s, at most 100 | bounds the rate of retries; an empty budget delays a retry (up to the max server wait) instead of dropping it; see [`RetryBudget`] |
 /// | [`with_idempotency_key`](Self::with_idempotency_key) | off | it changes the request; turn it on for APIs that honour the header (OpenAI, Stripe) |
 /// | [`with_replay_limit`](Self::with_replay_limit) | 1 MiB | holds a long LLM prompt; larger uploads are sent once |
 /// | [`with_drain_limit`](Self::with_drain_limit) | 64 KiB | error bodies are small; reading them lets the connection be reused |
@@ -109,6 +117,7 @@ impl BackoffRetryLayer {
                 backoff: Backoff::default(),
                 jitter: Jitter::default(),
                 max_attempts: DEFAULT_MAX_ATTEMPTS,
+                max_paced_attempts: DEFAULT_MAX_PACED_ATTEMPTS,
                 max_server_wait: DEFAULT_MAX_SERVER_WAIT,
                 deadline: None,
                 budget: Some(RetryBudget::default()),
@@ -137,14 +146,31 @@ impl BackoffRetryLayer {
         self.edit(|c| c.jitter = jitter)
     }
 
-    /// Sets the attempts per request, the first included: 1 disables retries (and
-    /// body recording). Cut to `1..=`[`MAX_ATTEMPTS_LIMIT`].
+    /// Sets the attempts per request, the first included, for every failure: both the
+    /// limit for failures without a server-stated wait and the one for refusals the server
+    /// paces ([`with_max_paced_attempts`](Self::with_max_paced_attempts), which can be
+    /// called after this one to set that limit apart). 1 disables retries (and body
+    /// recording). Cut to `1..=`[`MAX_ATTEMPTS_LIMIT`].
     pub fn with_max_attempts(self, attempts: u32) -> Self {
-        self.edit(|c| c.max_attempts = attempts.clamp(1, MAX_ATTEMPTS_LIMIT))
+        let attempts = attempts.clamp(1, MAX_ATTEMPTS_LIMIT);
+        self.edit(|c| {
+            c.max_attempts = attempts;
+            c.max_paced_attempts = attempts;
+        })
+    }
+
+    /// Sets the attempts per request, the first included, when the last failure was a
+    /// refusal the server paces: not processed, with a stated wait (429 or 503 with
+    /// `Retry-After`, `RESOURCE_EXHAUSTED` with pushback). Cut to
+    /// `1..=`[`MAX_ATTEMPTS_LIMIT`].
+    pub fn with_max_paced_attempts(self, attempts: u32) -> Self {
+        self.edit(|c| c.max_paced_attempts = attempts.clamp(1, MAX_ATTEMPTS_LIMIT))
     }
 
     /// Sets the longest wait the server may ask for; a longer one ends the request at once
-    /// with [`WaitTooLong`](crate::WaitTooLong). Cut to [`MAX_SERVER_WAIT_LIMIT`].
+    /// with [`WaitTooLong`](crate::WaitTooLong). It also bounds how long a retry waits for
+    /// the [`RetryBudget`]'s next token; longer ends it with
+    /// [`BudgetExhausted`](crate::BudgetExhausted). Cut to [`MAX_SERVER_WAIT_LIMIT`].
     pub fn with_max_server_wait(self, max: Duration) -> Self {
         self.edit(|c| c.max_server_wait = max.min(MAX_SERVER_WAIT_LIMIT))
     }
@@ -216,9 +242,14 @@ impl BackoffRetryLayer {
         self.config.budget.as_ref()
     }
 
-    /// The attempts per request.
+    /// The attempts per request after a failure without a server-stated wait.
     pub fn max_attempts(&self) -> u32 {
         self.config.max_attempts
+    }
+
+    /// The attempts per request after a refusal the server paces.
+    pub fn max_paced_attempts(&self) -> u32 {
+        self.config.max_paced_attempts
     }
 }
 

@@ -51,14 +51,20 @@
 //!   [`tokio::time::Instant`]).
 //! - **Fail fast.** A server wait above [`with_max_server_wait`] ends the request with
 //!   [`WaitTooLong`]; a wait that would pass the deadline ends it with
-//!   [`DeadlineExceeded`]; a retry the shared [`RetryBudget`] cannot afford ends it with
-//!   [`BudgetExhausted`].
+//!   [`DeadlineExceeded`].
+//! - **Never multiply load, never drop deliverable work.** The shared [`RetryBudget`]
+//!   bounds the *rate* of retries: when it is empty a retry waits for its next token
+//!   rather than being dropped, and only a retry that would wait longer than
+//!   [`with_max_server_wait`] (or past the deadline) ends with [`BudgetExhausted`].
+//!   Attempts are bounded by [`with_max_attempts`] (8 by default: the backoff then spans
+//!   about half a minute of outage) and, when the server paces its refusals with a stated
+//!   wait, by [`with_max_paced_attempts`] (16).
 //! - **Deadline.** From [`with_deadline`], the [`Deadline`] request extension or the
 //!   `grpc-timeout` header (the earliest wins). It counts attempts and sleeps, cuts each
 //!   attempt at the deadline, and refuses a retry that cannot finish in time.
 //! - **Idempotency.** A request the server refused without processing it
-//!   ([`Processing::NotProcessed`](abide_classify::Processing::NotProcessed): 429, 503
-//!   with a wait, `RESOURCE_EXHAUSTED`, a refused connection) is retried whatever its
+//!   ([`Processing::NotProcessed`](abide_classify::Processing::NotProcessed): 429, 503,
+//!   529, `RESOURCE_EXHAUSTED`, a refused connection, a cap's full queue) is retried whatever its
 //!   method. After an ambiguous failure (timeout, reset, 500/502/504) only idempotent
 //!   methods and requests carrying an `Idempotency-Key` are; the layer can add one
 //!   ([`with_idempotency_key`]).
@@ -86,6 +92,8 @@
 //! this layer and the channel.
 //!
 //! [`with_max_server_wait`]: BackoffRetryLayer::with_max_server_wait
+//! [`with_max_attempts`]: BackoffRetryLayer::with_max_attempts
+//! [`with_max_paced_attempts`]: BackoffRetryLayer::with_max_paced_attempts
 //! [`with_deadline`]: BackoffRetryLayer::with_deadline
 //! [`with_idempotency_key`]: BackoffRetryLayer::with_idempotency_key
 //! [`with_replay_limit`]: BackoffRetryLayer::with_replay_limit
@@ -112,8 +120,8 @@ pub use error::{BudgetExhausted, DeadlineExceeded, ReplayError, WaitTooLong};
 pub use future::ResponseFuture;
 pub use idempotency::IDEMPOTENCY_KEY;
 pub use layer::{
-    BackoffRetryLayer, DEFAULT_DRAIN_LIMIT, DEFAULT_MAX_ATTEMPTS, DEFAULT_MAX_SERVER_WAIT,
-    DEFAULT_REPLAY_LIMIT, MAX_ATTEMPTS_LIMIT, MAX_SERVER_WAIT_LIMIT,
+    BackoffRetryLayer, DEFAULT_DRAIN_LIMIT, DEFAULT_MAX_ATTEMPTS, DEFAULT_MAX_PACED_ATTEMPTS,
+    DEFAULT_MAX_SERVER_WAIT, DEFAULT_REPLAY_LIMIT, MAX_ATTEMPTS_LIMIT, MAX_SERVER_WAIT_LIMIT,
 };
 pub use record::{Attempts, Stop};
 pub use replay::ReplayBody;

@@ -128,7 +128,7 @@ where
             // admission wait that would end after it.
             parts.extensions.insert(Deadline::at(deadline));
         }
-        let (body, template) = if config.max_attempts > 1 {
+        let (body, template) = if config.max_attempts.max(config.max_paced_attempts) > 1 {
             let body = ReplayBody::new(body, config.replay_limit);
             let template = body.clone_unclaimed().map(|body| Template {
                 method: parts.method.clone(),

@@ -427,23 +427,26 @@ async fn a_retry_that_cannot_finish_in_time_is_refused() {
 #[tokio::test(start_paused = true)]
 async fn the_budget_bounds_amplification_in_a_total_outage() {
     const REQUESTS: usize = 200;
+    const MAX_BALANCE: f64 = 10.0;
+    const FLOOR_PER_SEC: f64 = 1.0;
     let budget = RetryBudget::new(0.2, 1, 10);
     let layer = layer()
         .with_max_attempts(5)
         .with_budget(budget)
+        .with_max_server_wait(secs(20))
         .with_backoff(abide_retry::Backoff::new(
             Duration::from_millis(100),
             2.0,
             secs(1),
         ));
     let stats = layer.stats();
-    let attempts = Arc::new(AtomicUsize::new(0));
-    let counter = attempts.clone();
+    let start_at = Instant::now();
+    let sent = Arc::new(std::sync::Mutex::new(Vec::new()));
+    let log = sent.clone();
     let service = layer.layer(tower::service_fn(move |_req: Req| {
-        counter.fetch_add(1, Ordering::SeqCst);
+        log.lock().unwrap().push(start_at.elapsed());
         async { Ok::<_, std::convert::Infallible>(response(503)) }
     }));
-    let start_at = Instant::now();
     let mut calls = Vec::new();
     for i in 0..REQUESTS {
         let service = service.clone();
@@ -455,28 +458,245 @@ async fn the_budget_bounds_amplification_in_a_total_outage() {
     }
     let mut refused = 0;
     for call in calls {
-        if let Err(e) = call.await.unwrap() {
-            assert!(e.is::<BudgetExhausted>(), "{e}");
-            refused += 1;
+        match call.await.unwrap() {
+            Err(e) => {
+                assert!(e.is::<BudgetExhausted>(), "{e}");
+                refused += 1;
+            }
+            Ok(res) => assert_eq!(attempts(&res).stop, Stop::MaxAttempts),
         }
     }
-    let elapsed = start_at.elapsed().as_secs_f64();
-    let total = attempts.load(Ordering::SeqCst);
-    let bound = REQUESTS as f64 + 10.0 + 1.0 * elapsed.ceil();
-    assert!(
-        (total as f64) <= bound,
-        "{total} attempts for {REQUESTS} requests in {elapsed}s (bound {bound})"
-    );
+    // At every instant, the retries sent so far stay within what the budget holds plus
+    // what its floor produced: retries are delayed to that rate, whatever the demand.
+    let sent = sent.lock().unwrap();
+    let first_attempts = |t: Duration| (t.as_millis() / 50 + 1).min(REQUESTS as u128) as f64;
+    for (n, at) in sent.iter().enumerate() {
+        let retries = (n + 1) as f64 - first_attempts(*at);
+        let bound = MAX_BALANCE + FLOOR_PER_SEC * at.as_secs_f64() + 1.0;
+        assert!(
+            retries <= bound,
+            "{retries} retries by {at:?} (bound {bound})"
+        );
+    }
     assert!(
         refused > REQUESTS / 2,
-        "most retries were refused: {refused}"
+        "retries that would queue past the 20 s bound are refused: {refused}"
     );
     assert_eq!(stats.snapshot().budget_exhausted, refused as u64);
     assert!(
-        total < REQUESTS * 5 / 2,
-        "without a budget it would be {}",
+        sent.len() < REQUESTS * 5 / 2,
+        "{} attempts; without a budget it would be {}",
+        sent.len(),
         REQUESTS * 5
     );
+}
+
+#[tokio::test(start_paused = true)]
+async fn an_empty_budget_delays_a_retry_instead_of_dropping_it() {
+    // One retry in the bucket, refilled at one per second.
+    let budget = RetryBudget::new(0.0, 1, 1);
+    let layer = layer().with_budget(budget.clone());
+    let (first, mut first_handle) = start(&layer, request("POST"));
+    let (second, mut second_handle) = start(&layer, request("POST"));
+    let (_, a) = first_handle.next_request().await.unwrap();
+    let (_, b) = second_handle.next_request().await.unwrap();
+    let failed_at = Instant::now();
+    a.send_response(response(503));
+    b.send_response(response(503));
+    let (_, a) = first_handle.next_request().await.unwrap();
+    let (_, b) = second_handle.next_request().await.unwrap();
+    let waited = failed_at.elapsed();
+    a.send_response(response(200));
+    b.send_response(response(200));
+    let res = (
+        first.await.unwrap().unwrap(),
+        second.await.unwrap().unwrap(),
+    );
+    assert_eq!((attempts(&res.0).count, attempts(&res.1).count), (2, 2));
+    // The later of the two retries waited for the budget's next token, not less.
+    let longest = attempts(&res.0).total_wait.max(attempts(&res.1).total_wait);
+    assert!(longest >= secs(1), "{longest:?}");
+    assert!(waited >= secs(1), "{waited:?}");
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_budget_wait_longer_than_the_maximum_wait_fails_fast() {
+    let budget = RetryBudget::new(0.0, 1, 1);
+    let layer = layer()
+        .with_budget(budget)
+        .with_max_server_wait(Duration::from_millis(200));
+    let (first, mut first_handle) = start(&layer, request("GET"));
+    first_handle
+        .next_request()
+        .await
+        .unwrap()
+        .1
+        .send_response(response(503));
+    let (_, retry) = first_handle.next_request().await.unwrap();
+    let (second, mut second_handle) = start(&layer, request("GET"));
+    second_handle
+        .next_request()
+        .await
+        .unwrap()
+        .1
+        .send_response(response(503));
+    // The bucket is empty and the next token is at least half a second away: over the
+    // 200 ms bound.
+    let at = Instant::now();
+    let err = second.await.unwrap().unwrap_err();
+    assert!(err.is::<BudgetExhausted>(), "{err}");
+    assert_eq!(
+        at.elapsed(),
+        Duration::ZERO,
+        "failed at once, not after waiting"
+    );
+    retry.send_response(response(200));
+    first.await.unwrap().unwrap();
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_refusal_the_server_paces_gets_more_attempts_than_other_failures() {
+    let layer = layer()
+        .with_max_attempts(2)
+        .with_max_paced_attempts(5)
+        .without_budget();
+    assert_eq!((layer.max_attempts(), layer.max_paced_attempts()), (2, 5));
+    let (call, mut handle) = start(&layer, request("GET"));
+    for _ in 0..2 {
+        handle
+            .next_request()
+            .await
+            .unwrap()
+            .1
+            .send_response(response(500));
+    }
+    let res = call.await.unwrap().unwrap();
+    assert_eq!(
+        (attempts(&res).count, attempts(&res).stop),
+        (2, Stop::MaxAttempts)
+    );
+
+    let (call, mut handle) = start(&layer, request("POST"));
+    for _ in 0..5 {
+        handle
+            .next_request()
+            .await
+            .unwrap()
+            .1
+            .send_response(with_header(response(429), "retry-after", "1"));
+    }
+    let res = call.await.unwrap().unwrap();
+    assert_eq!(
+        (attempts(&res).count, attempts(&res).stop),
+        (5, Stop::MaxAttempts)
+    );
+    assert!(handle.next_request().await.is_none());
+}
+
+#[test]
+fn the_default_attempt_limits_are_eight_and_sixteen_when_the_server_paces() {
+    let layer = BackoffRetryLayer::new();
+    assert_eq!(layer.max_attempts(), abide_retry::DEFAULT_MAX_ATTEMPTS);
+    assert_eq!(
+        layer.max_paced_attempts(),
+        abide_retry::DEFAULT_MAX_PACED_ATTEMPTS
+    );
+    assert_eq!((layer.max_attempts(), layer.max_paced_attempts()), (8, 16));
+    // Setting max attempts sets both: "at most n attempts" stays true.
+    let layer = layer.with_max_attempts(3);
+    assert_eq!((layer.max_attempts(), layer.max_paced_attempts()), (3, 3));
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_post_after_a_503_without_a_wait_is_retried() {
+    // RFC 9110 §15.6.4: the server did not handle it, so any method may be sent again.
+    let (call, mut handle) = start(&layer(), request("POST"));
+    handle
+        .next_request()
+        .await
+        .unwrap()
+        .1
+        .send_response(response(503));
+    handle
+        .next_request()
+        .await
+        .unwrap()
+        .1
+        .send_response(response(200));
+    assert_eq!(attempts(&call.await.unwrap().unwrap()).count, 2);
+}
+
+#[tokio::test(start_paused = true)]
+async fn every_attempt_carries_the_absolute_deadline() {
+    let layer = layer().with_deadline(secs(30));
+    let mut req = request("POST");
+    // The earliest of the configured and the request's deadlines wins.
+    req.extensions_mut().insert(Deadline::within(secs(20)));
+    let started = Instant::now();
+    let (call, mut handle) = start(&layer, req);
+    let mut seen = Vec::new();
+    for status in [429, 503, 200] {
+        let (req, send) = handle.next_request().await.unwrap();
+        seen.push(req.extensions().get::<Deadline>().copied());
+        let res = if status == 429 {
+            with_header(response(429), "retry-after", "1")
+        } else {
+            response(status)
+        };
+        send.send_response(res);
+    }
+    assert_eq!(attempts(&call.await.unwrap().unwrap()).count, 3);
+    assert_eq!(seen, vec![Some(Deadline::at(started + secs(20))); 3]);
+}
+
+/// An error a layer below raises itself, carrying its verdict as its source (as the
+/// cap's `QueueFull` and quota refusals do).
+#[derive(Debug)]
+struct LayerRefusal(abide_classify::Verdict);
+
+impl std::fmt::Display for LayerRefusal {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "refused below: {}", self.0)
+    }
+}
+
+impl std::error::Error for LayerRefusal {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        Some(&self.0)
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_cap_refusal_for_exhausted_quota_is_not_retried_and_reaches_the_caller() {
+    let (call, mut handle) = start(&layer(), request("GET"));
+    let (_, send) = handle.next_request().await.unwrap();
+    send.send_error(LayerRefusal(abide_classify::Verdict::new(
+        Classification::new(Class::QuotaExhausted, "cap: quota exhausted")
+            .with_scope(QuotaScope::Daily),
+    )));
+    let err = call.await.unwrap().unwrap_err();
+    let refusal = err
+        .downcast_ref::<LayerRefusal>()
+        .expect("the refusal itself");
+    assert_eq!(refusal.0.classification().class, Class::QuotaExhausted);
+    assert!(handle.next_request().await.is_none(), "never retried");
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_full_cap_queue_is_retried_even_for_a_post() {
+    let (call, mut handle) = start(&layer(), request("POST"));
+    let (_, send) = handle.next_request().await.unwrap();
+    send.send_error(LayerRefusal(abide_classify::Verdict::new(
+        Classification::new(Class::Overloaded, "cap: queue full")
+            .with_processing(Processing::NotProcessed),
+    )));
+    handle
+        .next_request()
+        .await
+        .unwrap()
+        .1
+        .send_response(response(200));
+    assert_eq!(attempts(&call.await.unwrap().unwrap()).count, 2);
 }
 
 #[tokio::test(start_paused = true)]
