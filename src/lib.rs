@@ -79,3 +79,8 @@ pub use stack::AbideLayer;
 mod builder;
 #[cfg(feature = "classify")]
 pub use builder::ServiceBuilderExt;
+
+/// The README's code blocks, compiled as doc tests so they stay true.
+#[cfg(doctest)]
+#[doc = include_str!("../README.md")]
+pub struct ReadmeDoctests;
