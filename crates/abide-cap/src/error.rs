@@ -1,6 +1,19 @@
 //! The failures this layer adds. The service's error is [`BoxError`](crate::BoxError); callers
 //! `downcast_ref` to these (the inner service's own errors pass through unchanged).
 //!
+//! Each returns an [`abide_classify::Verdict`] from [`Error::source`], so a layer above
+//! (the retry layer) learns what the refusal means through
+//! [`abide_classify::classify_error`] without knowing these types:
+//!
+//! | error | class | retryable | why |
+//! |---|---|---|---|
+//! | [`BucketExhausted`] | `QuotaExhausted` (retry after = next probe) | no | the server said the quota is gone |
+//! | [`WaitTooLong`] | `ClientError` | no | the caller's own deadline or max wait cannot be met; trying again only waits longer |
+//! | [`CostTooHigh`] | `ClientError` | no | the request itself is larger than the declared quota can ever admit |
+//! | [`QueueFull`] | `Overloaded` | yes | local congestion that drains by itself |
+//!
+//! None of them was sent: every verdict says `Processing::NotProcessed`.
+//!
 //! ```
 //! use abide_cap::error::{BucketExhausted, WaitTooLong};
 //! # let err: abide_cap::BoxError = Box::new(WaitTooLong::new(
@@ -13,9 +26,36 @@
 //! ```
 
 use crate::key::BucketKey;
+use abide_classify::{Class, Classification, Processing, Verdict};
 use std::error::Error;
 use std::fmt;
+use std::sync::LazyLock;
 use std::time::Duration;
+
+fn verdict(class: Class, reason: &'static str, retryable: bool) -> Verdict {
+    Verdict::new(
+        Classification::new(class, reason)
+            .with_retryable(retryable)
+            .with_processing(Processing::NotProcessed),
+    )
+}
+
+static QUEUE_FULL: LazyLock<Verdict> =
+    LazyLock::new(|| verdict(Class::Overloaded, "abide-cap: wait queue full", true));
+static WAIT_TOO_LONG: LazyLock<Verdict> = LazyLock::new(|| {
+    verdict(
+        Class::ClientError,
+        "abide-cap: admission wait exceeds the deadline",
+        false,
+    )
+});
+static COST_TOO_HIGH: LazyLock<Verdict> = LazyLock::new(|| {
+    verdict(
+        Class::ClientError,
+        "abide-cap: cost exceeds the declared quota",
+        false,
+    )
+});
 
 /// The bucket's wait queue is full: too many requests already wait for it.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -51,7 +91,12 @@ impl fmt::Display for QueueFull {
     }
 }
 
-impl Error for QueueFull {}
+impl Error for QueueFull {
+    /// An `Overloaded`, retryable [`Verdict`]: the queue drains by itself.
+    fn source(&self) -> Option<&(dyn Error + 'static)> {
+        Some(&*QUEUE_FULL)
+    }
+}
 
 /// The request would have had to wait longer than its deadline or the configured
 /// maximum; it failed at once instead. Nothing was reserved for it.
@@ -92,18 +137,35 @@ impl fmt::Display for WaitTooLong {
     }
 }
 
-impl Error for WaitTooLong {}
+impl Error for WaitTooLong {
+    /// A `ClientError`, not retryable [`Verdict`]: the caller's own time limit is what
+    /// cannot be met, and another attempt would only wait longer.
+    fn source(&self) -> Option<&(dyn Error + 'static)> {
+        Some(&*WAIT_TOO_LONG)
+    }
+}
 
 /// The bucket's quota is exhausted (the server said so); the request was not sent.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct BucketExhausted {
     bucket: BucketKey,
     retry_in: Option<Duration>,
+    verdict: Verdict,
 }
 
 impl BucketExhausted {
     pub(crate) fn new(bucket: BucketKey, retry_in: Option<Duration>) -> Self {
-        BucketExhausted { bucket, retry_in }
+        let verdict = Verdict::new(
+            Classification::new(Class::QuotaExhausted, "abide-cap: bucket exhausted")
+                .with_retryable(false)
+                .with_processing(Processing::NotProcessed)
+                .with_retry_after(retry_in),
+        );
+        BucketExhausted {
+            bucket,
+            retry_in,
+            verdict,
+        }
     }
 
     /// The exhausted bucket.
@@ -127,7 +189,13 @@ impl fmt::Display for BucketExhausted {
     }
 }
 
-impl Error for BucketExhausted {}
+impl Error for BucketExhausted {
+    /// A `QuotaExhausted`, not retryable [`Verdict`] whose retry-after is the time until
+    /// the next probe.
+    fn source(&self) -> Option<&(dyn Error + 'static)> {
+        Some(&self.verdict)
+    }
+}
 
 /// The request costs more than the declared cost quota's burst: it can never be admitted.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -162,4 +230,9 @@ impl fmt::Display for CostTooHigh {
     }
 }
 
-impl Error for CostTooHigh {}
+impl Error for CostTooHigh {
+    /// A `ClientError`, not retryable [`Verdict`]: the request can never fit the quota.
+    fn source(&self) -> Option<&(dyn Error + 'static)> {
+        Some(&*COST_TOO_HIGH)
+    }
+}

@@ -4,7 +4,6 @@ use std::collections::HashMap;
 use std::fmt;
 use std::hash::{BuildHasher, BuildHasherDefault, Hash, Hasher, RandomState};
 use std::sync::{Arc, OnceLock};
-use tokio::time::Instant;
 
 /// Longest bucket key kept, in bytes; longer keys are cut at a char boundary so a hostile
 /// key function input cannot grow memory without bound.

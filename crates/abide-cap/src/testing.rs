@@ -302,7 +302,9 @@ pub async fn stale_success_does_not_clear_exhaustion(store: &dyn QuotaStore) {
     }
 }
 
-/// A learned limit spreads what remains evenly over the time to its reset.
+/// A learned window's remaining quota is spread evenly over the time to its reset, but
+/// the schedule may run ahead of the even spread by half the admission's max wait: with
+/// 10 left over 10 s and a 10 s max wait, 6 go at once, then one per second.
 pub async fn learned_limit_spreads_remaining_over_the_reset(store: &dyn QuotaStore) {
     let p = BucketPolicy::default();
     let k = key("spread");
@@ -319,15 +321,159 @@ pub async fn learned_limit_spreads_remaining_over_the_reset(store: &dyn QuotaSto
         &p,
     )
     .await;
-    go(admit_at(store, &k, 1, now, &p).await, "first slot");
+    let bounded = || Admission::new(&k, 1, now, &p).with_max_wait(10 * S);
+    for i in 0..6 {
+        go(
+            admit(store, bounded()).await,
+            &format!("slot {i}, ahead of the spread"),
+        );
+    }
     let mut last = now;
-    for i in 1..10u32 {
-        let (until, r) = wait(admit_at(store, &k, 1, now, &p).await, "paced");
-        assert_eq!(until, now + i * S, "slot {i} must be {i} s after the first");
+    for i in 1..5u32 {
+        let (until, r) = wait(admit(store, bounded()).await, "paced");
+        assert_eq!(
+            until,
+            now + i * S,
+            "slot {} must be {i} s after the first",
+            i + 5
+        );
         assert!(r.is_some(), "a paced slot is reserved");
         assert!(until > last, "slots are FIFO");
         last = until;
     }
+}
+
+/// A window whose reset is within the admission's max wait is used as fast as asked:
+/// running dry early costs no caller more than it accepts.
+pub async fn a_short_window_is_used_at_once(store: &dyn QuotaStore) {
+    let p = BucketPolicy::default();
+    let k = key("short-window");
+    let now = Instant::now();
+    let t = go(admit_at(store, &k, 1, now, &p).await, "first");
+    let snap = RateLimitSnapshot::new().with_limit(limit(Scope::Requests, 100, 10, 10 * S));
+    observe(
+        store,
+        &k,
+        now,
+        Some(t),
+        &Classification::success(),
+        &snap,
+        &p,
+    )
+    .await;
+    for i in 0..10 {
+        go(
+            admit_at(store, &k, 1, now, &p).await,
+            &format!("request {i} of what remains"),
+        );
+    }
+    let (until, _) = wait(admit_at(store, &k, 1, now, &p).await, "window dry");
+    assert_eq!(until, now + 10 * S, "the next one waits for the reset");
+}
+
+/// A window predicted past a reset opens at that reset: no slot of it starts earlier.
+pub async fn a_predicted_window_never_opens_early(store: &dyn QuotaStore) {
+    let p = BucketPolicy::default();
+    let k = key("predicted-window");
+    let now = Instant::now();
+    let t = go(admit_at(store, &k, 1, now, &p).await, "first");
+    let mut l = limit(Scope::Requests, 5, 0, S);
+    l.window = Some(S);
+    let snap = RateLimitSnapshot::new().with_limit(l);
+    observe(
+        store,
+        &k,
+        now,
+        Some(t),
+        &Classification::success(),
+        &snap,
+        &p,
+    )
+    .await;
+    for i in 0..5 {
+        let (until, _) = wait(admit_at(store, &k, 1, now, &p).await, "next window");
+        assert_eq!(
+            until,
+            now + S,
+            "request {i} goes when the next window opens"
+        );
+    }
+    let (until, _) = wait(admit_at(store, &k, 1, now, &p).await, "window after");
+    assert_eq!(until, now + 2 * S);
+}
+
+/// OpenAI's and Anthropic's `reset` is the time until the bucket is full again, and the
+/// bucket refills continuously: an empty bucket waits for one unit's refill, not for the
+/// whole reset.
+pub async fn token_bucket_dialects_wait_for_one_unit_not_the_reset(store: &dyn QuotaStore) {
+    let p = BucketPolicy::default();
+    let k = key("refill");
+    let now = Instant::now();
+    let t = go(admit_at(store, &k, 1, now, &p).await, "first");
+    let mut l = limit(Scope::Requests, 60, 0, 60 * S);
+    l.dialect = Dialect::OpenAi;
+    let snap = RateLimitSnapshot::new().with_limit(l);
+    observe(
+        store,
+        &k,
+        now,
+        Some(t),
+        &Classification::success(),
+        &snap,
+        &p,
+    )
+    .await;
+    for i in 1..4u32 {
+        let (until, _) = wait(admit_at(store, &k, 1, now, &p).await, "refill");
+        assert_eq!(until, now + i * S, "60 per 60 s refill one per second");
+    }
+}
+
+/// A 429 while the server says some remain means it grants less than it advertises:
+/// what it said remained is not counted on again.
+pub async fn a_429_saying_some_remain_is_not_believed_again(store: &dyn QuotaStore) {
+    let p = BucketPolicy {
+        default_pause: Duration::ZERO,
+        ..BucketPolicy::default()
+    };
+    let k = key("phantom");
+    let now = Instant::now();
+    let t = go(admit_at(store, &k, 1, now, &p).await, "first");
+    let mut l = limit(Scope::Requests, 60, 12, 48 * S);
+    l.dialect = Dialect::OpenAi;
+    let snap = RateLimitSnapshot::new().with_limit(l.clone());
+    let throttled = Classification::new(Class::RateLimited, "suite");
+    observe(store, &k, now, Some(t), &throttled, &snap, &p).await;
+    let t = go(
+        admit_at(store, &k, 1, now + 5 * S, &p).await,
+        "after the refill",
+    );
+    // 5 s later: 5 refilled, 1 spent; the server says 16 remain, of which 12 never do.
+    let mut later = l;
+    later.remaining = Some(16);
+    later.reset = Some(44 * S);
+    let snap = RateLimitSnapshot::new().with_limit(later);
+    observe(
+        store,
+        &k,
+        now + 5 * S,
+        Some(t),
+        &Classification::success(),
+        &snap,
+        &p,
+    )
+    .await;
+    for i in 0..4 {
+        go(
+            admit_at(store, &k, 1, now + 5 * S, &p).await,
+            &format!("unit {i} of the 4 really left"),
+        );
+    }
+    let (until, _) = wait(
+        admit_at(store, &k, 1, now + 5 * S, &p).await,
+        "the 12 said to remain are phantom",
+    );
+    assert_eq!(until, now + 6 * S, "one unit's refill after the answer");
 }
 
 /// A limit with nothing remaining holds every admission until its reset.
@@ -395,12 +541,14 @@ pub async fn most_constrained_scope_governs(store: &dyn QuotaStore) {
         &p,
     )
     .await;
-    go(admit_at(store, &k, 500, now, &p).await, "first 500 tokens");
-    let (until, _) = wait(admit_at(store, &k, 500, now, &p).await, "next 500 tokens");
+    // A 4 s max wait lets the schedule run 2 s ahead of the even spread.
+    let bounded = || Admission::new(&k, 500, now, &p).with_max_wait(4 * S);
+    go(admit(store, bounded()).await, "first 500 tokens");
+    let (until, _) = wait(admit(store, bounded()).await, "next 500 tokens");
     assert_eq!(
         until,
-        now + 5 * S,
-        "1000 tokens over 10 s: 500 tokens take 5 s"
+        now + 3 * S,
+        "1000 tokens over 10 s: 500 tokens take 5 s, less 2 s ahead"
     );
 }
 
@@ -540,6 +688,10 @@ macro_rules! quota_store_suite {
             exhaustion_holds_under_the_hold_policy,
             stale_success_does_not_clear_exhaustion,
             learned_limit_spreads_remaining_over_the_reset,
+            a_short_window_is_used_at_once,
+            a_predicted_window_never_opens_early,
+            token_bucket_dialects_wait_for_one_unit_not_the_reset,
+            a_429_saying_some_remain_is_not_believed_again,
             remaining_zero_waits_until_the_reset,
             later_admissions_are_subtracted_from_remaining,
             most_constrained_scope_governs,

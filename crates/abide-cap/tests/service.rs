@@ -463,3 +463,75 @@ async fn under_hold_and_probe_requests_wait_for_the_reset_and_the_probe() {
         "the others wait for the probe's answer"
     );
 }
+
+fn verdict_of(err: &abide_cap::BoxError) -> abide_classify::Classification {
+    abide_classify::classify_error(&**err)
+}
+
+#[tokio::test(start_paused = true)]
+async fn an_exhausted_bucket_refusal_classifies_as_quota_exhaustion_with_the_probe_time() {
+    let server = Server::new(
+        Script::ExhaustAt {
+            nth: 0,
+            reset: 60 * S,
+        },
+        10 * MS,
+    );
+    let mut svc = ConcurrencyCapLayer::new().layer(server);
+    drop(ready(&mut svc).await.call(request(None)).await.unwrap());
+    let err = ready(&mut svc).await.call(request(None)).await.unwrap_err();
+    assert!(err.is::<BucketExhausted>());
+    let c = verdict_of(&err);
+    assert_eq!(c.class, abide_classify::Class::QuotaExhausted);
+    assert!(!c.retryable);
+    assert_eq!(c.retry_after, Some(60 * S));
+    assert_eq!(c.processing, abide_classify::Processing::NotProcessed);
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_full_queue_classifies_as_retryable_overload_never_sent() {
+    let server = Server::new(Script::Open, 10 * S);
+    let mut svc = ConcurrencyCapLayer::new()
+        .with_in_flight(InFlight::fixed(1))
+        .with_max_queue(0)
+        .layer(server);
+    let mut first = Box::pin(ready(&mut svc).await.call(request(None)));
+    assert!(futures_poll(&mut first).is_pending());
+    let err = ready(&mut svc).await.call(request(None)).await.unwrap_err();
+    assert!(err.is::<QueueFull>());
+    let c = verdict_of(&err);
+    assert_eq!(c.class, abide_classify::Class::Overloaded);
+    assert!(c.retryable);
+    assert_eq!(c.processing, abide_classify::Processing::NotProcessed);
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_wait_too_long_and_a_cost_too_high_are_not_retryable() {
+    let server = Server::new(Script::Open, 10 * MS);
+    let mut svc = ConcurrencyCapLayer::new()
+        .with_max_wait(2 * S)
+        .with_cost_quota(governor::Quota::per_minute(
+            std::num::NonZeroU32::new(100).unwrap(),
+        ))
+        .layer(server);
+    let err = ready(&mut svc)
+        .await
+        .call(request(Some(101)))
+        .await
+        .unwrap_err();
+    assert!(err.is::<abide_cap::error::CostTooHigh>());
+    let c = verdict_of(&err);
+    assert_eq!(c.class, abide_classify::Class::ClientError);
+    assert!(!c.retryable);
+
+    svc.store()
+        .pause(&bucket(), Instant::now() + 10 * S)
+        .await
+        .unwrap();
+    let err = ready(&mut svc).await.call(request(None)).await.unwrap_err();
+    assert!(err.is::<WaitTooLong>());
+    let c = verdict_of(&err);
+    assert_eq!(c.class, abide_classify::Class::ClientError);
+    assert!(!c.retryable);
+    assert_eq!(c.processing, abide_classify::Processing::NotProcessed);
+}

@@ -6,7 +6,7 @@
 use super::{Admission, Decision, Observation, Rejection, Reservation, Ticket};
 use crate::ExhaustionPolicy;
 use abide_classify::Class;
-use abide_headers::{Limit, QuotaUnit, Scope, MAX_LIMITS};
+use abide_headers::{Dialect, Limit, QuotaUnit, Scope, MAX_LIMITS};
 use governor::Quota;
 use std::time::Duration;
 use tokio::time::Instant;
@@ -81,6 +81,11 @@ struct Pace {
     window: Option<Duration>,
     /// Theoretical arrival time: the end of the last reserved slot.
     tat: Instant,
+    /// The current window was predicted by rolling past a reset, not stated by a response.
+    rolled: bool,
+    /// When the current window opens (a rolled window lies in the future): no slot of it
+    /// starts earlier, however far ahead the schedule may run.
+    opens: Instant,
 }
 
 impl Pace {
@@ -101,19 +106,33 @@ impl Pace {
         self.span_ns = nanos(window);
         self.per = limit;
         self.tat = self.tat.max(window_start);
+        self.rolled = true;
+        self.opens = window_start;
         true
     }
 
     /// The earliest start of `units` at or after `at`, and the pace after reserving it.
-    fn plan(mut self, at: Instant, units: u64) -> (Instant, Pace) {
+    ///
+    /// What remains is spread evenly over the time to reset, but the schedule may run
+    /// ahead of the even spread by `ahead` (GCRA's tolerance): requests go at once while
+    /// running dry early would make nobody wait past `ahead` for the reset. With `ahead`
+    /// half the request's max wait, a window shorter than that is used as fast as callers
+    /// ask, and a longer one (hourly, daily) still keeps every wait, queueing included,
+    /// within bounds.
+    fn plan(mut self, at: Instant, units: u64, ahead: Duration) -> (Instant, Pace) {
         let mut at = at;
         for _ in 0..4 {
             if at >= self.reset_at && !self.roll(at) {
                 return (at, self);
             }
-            let start = at.max(self.tat);
+            let tolerance = ahead.min(since(self.reset_at, at));
+            let start = match self.tat.checked_sub(tolerance) {
+                Some(earliest) if earliest > at => earliest,
+                _ => at,
+            }
+            .max(self.opens);
             if start < self.reset_at && self.remaining >= units {
-                self.tat = later(start, scale(self.span_ns, units, self.per));
+                self.tat = later(self.tat.max(start), scale(self.span_ns, units, self.per));
                 self.remaining -= units;
                 return (start, self);
             }
@@ -135,6 +154,65 @@ impl Pace {
     }
 }
 
+/// The shortest span over which other consumers' use of a shared token bucket is measured
+/// (shorter spans are mostly noise: latency jitter, integer counts).
+const SHARE_SAMPLE: Duration = Duration::from_secs(2);
+
+/// The smallest share of a token bucket's refill this client keeps for itself whatever
+/// others seem to take: measurement noise must not starve it.
+const MIN_SHARE: f64 = 0.1;
+
+/// A token bucket that refills continuously (OpenAI's and Anthropic's documented model:
+/// `reset` is the time until the bucket is full again). Paced by GCRA at this client's
+/// share of the refill rate with the bucket's capacity as burst; the level is taken from
+/// each response.
+#[derive(Clone, Copy, Debug)]
+struct Refill {
+    /// Capacity, less what the server advertises but does not grant (`phantom`).
+    capacity: u64,
+    /// Units the server advertises beyond what it grants, learned from a 429 that said
+    /// some remained.
+    phantom: u64,
+    /// The server's refill: nanoseconds per unit.
+    unit_ns: u64,
+    /// Other consumers of the same quota (other processes on the key), units per second.
+    others_per_s: f64,
+    /// Where the last share measurement started: (instant, server remaining, own count).
+    sample: Option<(Instant, u64, u64)>,
+    /// GCRA theoretical arrival time.
+    tat: Instant,
+}
+
+impl Refill {
+    /// This client's nanoseconds per unit: the refill less what others take.
+    fn share_ns(&self) -> u64 {
+        let rate = 1e9 / self.unit_ns.max(1) as f64;
+        let mine = (rate - self.others_per_s).max(rate * MIN_SHARE);
+        let ns = 1e9 / mine;
+        if ns.is_finite() && ns < MAX_SPAN.as_nanos() as f64 {
+            ns as u64
+        } else {
+            nanos(MAX_SPAN)
+        }
+    }
+
+    fn plan(mut self, at: Instant, units: u64) -> (Instant, Refill) {
+        // A cost above the capacity can never fit: send it when the bucket is full and
+        // let the server decide, rather than wait forever.
+        let units = units.min(self.capacity.max(1));
+        let t = self.share_ns();
+        let tolerance = scale(t, self.capacity, 1);
+        let increment = scale(t, units, 1);
+        let needed = later(self.tat, increment);
+        let start = match needed.checked_sub(tolerance) {
+            Some(earliest) if earliest > at => earliest,
+            _ => at,
+        };
+        self.tat = later(self.tat.max(start), increment);
+        (start, self)
+    }
+}
+
 #[derive(Clone, Debug)]
 struct Learned {
     scope: Scope,
@@ -142,6 +220,41 @@ struct Learned {
     /// The ticket counter of the newest observation applied (older ones are stale).
     applied: u64,
     pace: Pace,
+    /// Set when the limit is a continuously refilling token bucket; then it paces
+    /// instead of `pace`.
+    refill: Option<Refill>,
+}
+
+impl Learned {
+    fn plan(&self, at: Instant, units: u64, ahead: Duration) -> (Instant, Learned) {
+        let mut next = self.clone();
+        let start = match self.refill {
+            Some(r) => {
+                let (start, r) = r.plan(at, units);
+                next.refill = Some(r);
+                start
+            }
+            None => {
+                let (start, p) = self.pace.plan(at, units, ahead);
+                next.pace = p;
+                start
+            }
+        };
+        (start, next)
+    }
+
+    fn binds_after(&self, now: Instant) -> bool {
+        match &self.refill {
+            Some(r) => r.tat > now,
+            None => self.pace.binds_after(now),
+        }
+    }
+}
+
+/// Whether a dialect's `reset` means "until the bucket is full again" of a continuously
+/// refilling bucket (per the providers' docs), rather than the end of a window.
+fn refills_continuously(dialect: Dialect) -> bool {
+    matches!(dialect, Dialect::OpenAi | Dialect::Anthropic)
 }
 
 fn counts_cost(limit: &Limit) -> Option<bool> {
@@ -200,7 +313,7 @@ impl BucketState {
             && self.exhausted.is_none()
             && self.request_tat.is_none_or(|t| t <= now)
             && self.cost_tat.is_none_or(|t| t <= now)
-            && !self.learned.iter().any(|l| l.pace.binds_after(now))
+            && !self.learned.iter().any(|l| l.binds_after(now))
     }
 
     fn ticket(&self) -> Ticket {
@@ -292,7 +405,7 @@ impl BucketState {
             if learn {
                 for l in &self.learned {
                     let units = if l.counts_cost { cost } else { 1 };
-                    start = start.max(l.pace.plan(start, units).0);
+                    start = start.max(l.plan(start, units, a.max_wait / 2).0);
                 }
             }
             if start == before {
@@ -314,7 +427,7 @@ impl BucketState {
         if learn {
             for l in &mut self.learned {
                 let units = if l.counts_cost { cost } else { 1 };
-                l.pace = l.pace.plan(start, units).1;
+                *l = l.plan(start, units, a.max_wait / 2).1;
             }
         }
         self.requests += 1;
@@ -334,8 +447,9 @@ impl BucketState {
         let now = o.now;
         self.last_used = self.last_used.max(now);
         if o.policy.learn {
+            let throttled = o.classification.class == Class::RateLimited;
             for limit in o.snapshot.limits() {
-                self.learn(limit, now, o.ticket);
+                self.learn(limit, now, o.ticket, throttled);
             }
         }
         let c = o.classification;
@@ -371,7 +485,7 @@ impl BucketState {
         }
     }
 
-    fn learn(&mut self, limit: &Limit, now: Instant, ticket: Option<Ticket>) {
+    fn learn(&mut self, limit: &Limit, now: Instant, ticket: Option<Ticket>, throttled: bool) {
         let Some(counts_cost) = counts_cost(limit) else {
             return;
         };
@@ -423,13 +537,46 @@ impl BucketState {
                         limit: None,
                         window: None,
                         tat: now,
+                        rolled: false,
+                        opens: now,
                     },
+                    refill: None,
                 });
                 self.learned.len() - 1
             }
         };
         let l = &mut self.learned[index];
+        if refills_continuously(limit.dialect) {
+            if let Some(r) = learn_refill(
+                l.refill,
+                limit,
+                remaining,
+                reset,
+                now,
+                ticket,
+                counts_cost,
+                uncounted,
+                throttled,
+            ) {
+                l.applied = applied;
+                l.counts_cost = counts_cost;
+                l.refill = Some(r);
+                return;
+            }
+        }
+        l.refill = None;
         let reset_at = later(now, reset);
+        if let (true, Some(w)) = (l.pace.rolled, l.pace.window) {
+            // A late answer about the window before the one predicted: its `remaining`
+            // does not count what was already sent in the new window.
+            if l.pace
+                .reset_at
+                .checked_sub(w / 2)
+                .is_some_and(|mid| reset_at < mid)
+            {
+                return;
+            }
+        }
         let remaining = remaining.saturating_sub(uncounted);
         let from = now.max(l.pace.tat);
         let window = limit
@@ -446,6 +593,8 @@ impl BucketState {
             limit: limit.limit.or(l.pace.limit),
             window,
             tat: l.pace.tat,
+            rolled: false,
+            opens: now,
         };
     }
 
@@ -465,4 +614,74 @@ impl BucketState {
             probe_lease: None,
         });
     }
+}
+
+/// The token-bucket model of one observed limit, `None` when the observation cannot
+/// define one (no capacity, no way to tell the refill rate).
+#[allow(clippy::too_many_arguments)]
+fn learn_refill(
+    old: Option<Refill>,
+    limit: &Limit,
+    remaining: u64,
+    reset: Duration,
+    now: Instant,
+    ticket: Option<Ticket>,
+    counts_cost: bool,
+    uncounted: u64,
+    throttled: bool,
+) -> Option<Refill> {
+    let advertised = limit.limit.filter(|&c| c > 0)?;
+    let mut phantom = old.map_or(0, |r| r.phantom);
+    if throttled && remaining > 0 {
+        // Refused while saying some remained: the server grants less than it says.
+        phantom = phantom.max(remaining).min(advertised - 1);
+    }
+    let capacity = advertised - phantom;
+    let left = remaining.saturating_sub(phantom).min(capacity);
+    // The refill rate: what is missing refills by the reset (exact, and it holds even
+    // when the advertised limit is not the enforced one); else limit per window.
+    let missing = advertised.saturating_sub(remaining);
+    let unit_ns = if missing >= 4 && !reset.is_zero() {
+        Some(nanos(reset) / missing)
+    } else {
+        old.map(|r| r.unit_ns)
+            .or_else(|| limit.window.map(|w| nanos(w) / advertised))
+            .or_else(|| (missing > 0 && !reset.is_zero()).then(|| nanos(reset) / missing))
+    }
+    .filter(|&ns| ns > 0)?;
+
+    let mut refill = Refill {
+        capacity,
+        phantom,
+        unit_ns,
+        others_per_s: old.map_or(0.0, |r| r.others_per_s),
+        sample: old.and_then(|r| r.sample),
+        tat: now,
+    };
+    // Measure what others on the same quota take: the server's level moved by the refill,
+    // our own admissions and theirs.
+    if let Some(t) = ticket {
+        let mine = if counts_cost { t.units } else { t.requests };
+        match refill.sample {
+            Some((at, was, mine_then)) if since(now, at) >= SHARE_SAMPLE => {
+                let dt = since(now, at).as_secs_f64();
+                let refilled = dt * 1e9 / unit_ns as f64;
+                if (was as f64) + refilled < capacity as f64 && !throttled {
+                    let consumed = was as f64 + refilled - left as f64;
+                    let ours = mine.saturating_sub(mine_then) as f64;
+                    let others = ((consumed - ours) / dt).max(0.0);
+                    refill.others_per_s = 0.5 * refill.others_per_s + 0.5 * others;
+                }
+                refill.sample = Some((now, left, mine));
+            }
+            Some(_) => {}
+            None => refill.sample = Some((now, left, mine)),
+        }
+    }
+    // The level this client may still use: what the server said, less what this client
+    // admitted after the observed request (the server had not counted it yet).
+    let used = (capacity - left).saturating_add(uncounted);
+    let share = refill.share_ns();
+    refill.tat = later(now, scale(share, used, 1));
+    Some(refill)
 }
