@@ -8,7 +8,7 @@ use crate::service::Shared;
 use crate::store::{Admission, Decision, Observation, Rejection, Reservation, StoreFuture, Ticket};
 use crate::BoxError;
 use abide_classify::{classify_error, classify_head, Classification};
-use abide_headers::{RateLimitHeaders, RateLimitSnapshot};
+use abide_headers::{QuotaUnit, RateLimitHeaders, RateLimitSnapshot};
 use http::{Request, Response};
 use pin_project_lite::pin_project;
 use std::fmt;
@@ -51,6 +51,31 @@ pin_project! {
         ticket: Option<Ticket>,
         svc: S,
         request: Option<Request<B>>,
+    }
+
+    impl<S, B> PinnedDrop for ResponseFuture<S, B>
+    where
+        S: Service<Request<B>>,
+    {
+        fn drop(this: Pin<&mut Self>) {
+            let this = this.project();
+            // Dropped while waiting for a reserved slot: give the slot back, so the
+            // quota it held is not lost to the other callers.
+            if let StateProj::Sleep {
+                reservation: Some(reservation),
+                ..
+            } = this.state.project()
+            {
+                let admission = Admission::new(
+                    this.key,
+                    *this.cost,
+                    Instant::now(),
+                    &this.shared.config.policy,
+                )
+                .with_reservation(Some(*reservation));
+                drop(this.shared.store.cancel(&admission));
+            }
+        }
     }
 }
 
@@ -350,6 +375,19 @@ where
                                 }
                             };
                             this.limiter.on_outcome(class.class, latency, now);
+                            if this.shared.config.policy.learn {
+                                // A limit counted in concurrent requests is an in-flight
+                                // cap, not a pace.
+                                let concurrent = snapshot
+                                    .limits()
+                                    .iter()
+                                    .filter(|l| l.unit == Some(QuotaUnit::ConcurrentRequests))
+                                    .filter_map(|l| l.limit)
+                                    .min();
+                                if concurrent.is_some() {
+                                    this.limiter.server_concurrency(concurrent);
+                                }
+                            }
                             let probe = this.ticket.is_some_and(|t| t.probe);
                             let fut = if class.is_success() && snapshot.is_empty() && !probe {
                                 // Nothing to learn: skip the store (a round trip, for a

@@ -86,11 +86,15 @@ impl Default for InFlight {
 
 #[derive(Debug)]
 struct Aimd {
+    /// False for a fixed cap: only the server's concurrency limit moves it.
+    adaptive: bool,
     limit: f64,
     permits: usize,
     debt: usize,
     min: usize,
     max: usize,
+    /// The configured cap (fixed) or maximum (adaptive), before any server limit.
+    configured: usize,
     ewma_ns: f64,
     baseline_ns: f64,
     last_decrease: Option<Instant>,
@@ -111,6 +115,21 @@ impl Aimd {
             sem.add_permits(grow - paid);
         }
         self.permits = new;
+    }
+
+    /// Caps the permits at what the server says it runs at once (`None`: no such limit).
+    fn cap_at(&mut self, sem: &Semaphore, server: Option<usize>) {
+        let ceiling = server.map_or(self.configured, |n| n.clamp(1, self.configured));
+        if self.adaptive {
+            self.max = ceiling.max(self.min);
+            self.limit = self.limit.min(self.max as f64);
+            let new = (self.limit as usize).clamp(self.min, self.max);
+            self.apply(sem, new);
+        } else {
+            self.max = ceiling;
+            self.limit = ceiling as f64;
+            self.apply(sem, ceiling);
+        }
     }
 
     fn decrease(&mut self, sem: &Semaphore, factor: f64, now: Instant) {
@@ -157,15 +176,31 @@ impl Limiter {
     fn new(config: InFlight) -> Self {
         let (sem, aimd) = match config.0 {
             Mode::Unlimited => (None, None),
-            Mode::Fixed(n) => (Some(Arc::new(Semaphore::new(n))), None),
+            Mode::Fixed(n) => (
+                Some(Arc::new(Semaphore::new(n))),
+                Some(Mutex::new(Aimd {
+                    adaptive: false,
+                    limit: n as f64,
+                    permits: n,
+                    debt: 0,
+                    min: 1,
+                    max: n,
+                    configured: n,
+                    ewma_ns: 0.0,
+                    baseline_ns: 0.0,
+                    last_decrease: None,
+                })),
+            ),
             Mode::Adaptive { initial, min, max } => (
                 Some(Arc::new(Semaphore::new(initial))),
                 Some(Mutex::new(Aimd {
+                    adaptive: true,
                     limit: initial as f64,
                     permits: initial,
                     debt: 0,
                     min,
                     max,
+                    configured: max,
                     ewma_ns: 0.0,
                     baseline_ns: 0.0,
                     last_decrease: None,
@@ -211,12 +246,37 @@ impl Limiter {
         Some(QueueSlot(self.clone()))
     }
 
+    /// Caps the in-flight permits at the concurrency limit the server states
+    /// (`None`: it states none any more). A fixed cap becomes the smaller of the two; an
+    /// adaptive cap's maximum does. Unlimited buckets stay unlimited.
+    pub(crate) fn server_concurrency(&self, limit: Option<u64>) {
+        let (Some(sem), Some(aimd)) = (&self.sem, &self.aimd) else {
+            return;
+        };
+        let mut a = lock(aimd);
+        let configured = a.configured;
+        let target = limit
+            .map(|n| {
+                usize::try_from(n)
+                    .unwrap_or(MAX_IN_FLIGHT)
+                    .clamp(1, configured)
+            })
+            .filter(|&n| n < configured);
+        let current = (a.max < configured).then_some(a.max);
+        if current != target {
+            a.cap_at(sem, target);
+        }
+    }
+
     /// Feeds one outcome to the adaptive cap.
     pub(crate) fn on_outcome(&self, class: Class, latency: Duration, now: Instant) {
         let (Some(sem), Some(aimd)) = (&self.sem, &self.aimd) else {
             return;
         };
         let mut a = lock(aimd);
+        if !a.adaptive {
+            return;
+        }
         if class.is_throttle() {
             a.decrease(sem, 0.5, now);
             return;

@@ -476,6 +476,44 @@ pub async fn a_429_saying_some_remain_is_not_believed_again(store: &dyn QuotaSto
     assert_eq!(until, now + 6 * S, "one unit's refill after the answer");
 }
 
+/// A reservation given back frees its slot for the next admission, for declared and
+/// learned limits alike.
+pub async fn a_cancelled_reservation_gives_its_slot_back(store: &dyn QuotaStore) {
+    let p = BucketPolicy {
+        request_quota: Some(Quota::per_second(nz(1))),
+        ..BucketPolicy::default()
+    };
+    let k = key("cancel");
+    let now = Instant::now();
+    let t = go(admit_at(store, &k, 1, now, &p).await, "first");
+    // Learned: 10 left over 10 s, spread one per second.
+    let snap = RateLimitSnapshot::new().with_limit(limit(Scope::Requests, 100, 10, 10 * S));
+    observe(
+        store,
+        &k,
+        now,
+        Some(t),
+        &Classification::success(),
+        &snap,
+        &p,
+    )
+    .await;
+    let bounded = || Admission::new(&k, 1, now, &p).with_max_wait(2 * S);
+    let (until, reservation) = wait(admit(store, bounded()).await, "second");
+    assert_eq!(until, now + S);
+    assert!(reservation.is_some(), "a paced slot is reserved");
+    store
+        .cancel(&bounded().with_reservation(reservation))
+        .await
+        .expect("store failed to cancel");
+    let (until, _) = wait(admit(store, bounded()).await, "third");
+    assert_eq!(
+        until,
+        now + S,
+        "the third takes the slot the second gave back"
+    );
+}
+
 /// A limit with nothing remaining holds every admission until its reset.
 pub async fn remaining_zero_waits_until_the_reset(store: &dyn QuotaStore) {
     let p = BucketPolicy::default();
@@ -692,6 +730,7 @@ macro_rules! quota_store_suite {
             a_predicted_window_never_opens_early,
             token_bucket_dialects_wait_for_one_unit_not_the_reset,
             a_429_saying_some_remain_is_not_believed_again,
+            a_cancelled_reservation_gives_its_slot_back,
             remaining_zero_waits_until_the_reset,
             later_admissions_are_subtracted_from_remaining,
             most_constrained_scope_governs,

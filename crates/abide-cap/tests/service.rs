@@ -535,3 +535,92 @@ async fn a_wait_too_long_and_a_cost_too_high_are_not_retryable() {
     assert!(!c.retryable);
     assert_eq!(c.processing, abide_classify::Processing::NotProcessed);
 }
+
+#[tokio::test(start_paused = true)]
+async fn a_limit_counted_in_concurrent_requests_caps_the_in_flight_requests() {
+    use std::sync::atomic::{AtomicUsize, Ordering::SeqCst};
+    use std::sync::Arc;
+    // (now, most) in flight at the server, and the most once the first answer arrived.
+    let open = Arc::new(AtomicUsize::new(0));
+    let most_after_first = Arc::new(AtomicUsize::new(0));
+    let answered = Arc::new(AtomicUsize::new(0));
+    let server = {
+        let (open, most, answered) = (open.clone(), most_after_first.clone(), answered.clone());
+        tower::service_fn(move |_req: http::Request<String>| {
+            let (open, most, answered) = (open.clone(), most.clone(), answered.clone());
+            async move {
+                let now_open = open.fetch_add(1, SeqCst) + 1;
+                if answered.load(SeqCst) > 0 {
+                    most.fetch_max(now_open, SeqCst);
+                }
+                tokio::time::sleep(100 * MS).await;
+                open.fetch_sub(1, SeqCst);
+                answered.fetch_add(1, SeqCst);
+                Ok::<_, std::convert::Infallible>(
+                    http::Response::builder()
+                        .header("ratelimit-policy", r#""conc";q=2;qu="concurrent-requests""#)
+                        .header("ratelimit", r#""conc";r=1"#)
+                        .body(String::new())
+                        .unwrap(),
+                )
+            }
+        })
+    };
+    let svc = ConcurrencyCapLayer::new()
+        .with_in_flight(InFlight::fixed(8))
+        .layer(server);
+    let mut tasks = Vec::new();
+    for _ in 0..8 {
+        let svc = svc.clone();
+        tasks.push(tokio::spawn(async move {
+            for _ in 0..5 {
+                let res = svc
+                    .clone()
+                    .oneshot(
+                        http::Request::get("http://api.example.com/")
+                            .body(String::new())
+                            .unwrap(),
+                    )
+                    .await
+                    .unwrap();
+                drop(res);
+            }
+        }));
+    }
+    for t in tasks {
+        t.await.unwrap();
+    }
+    assert_eq!(answered.load(SeqCst), 40);
+    assert!(
+        most_after_first.load(SeqCst) <= 2,
+        "once the server said 2 at once, at most 2 went at once: {}",
+        most_after_first.load(SeqCst)
+    );
+    assert_eq!(svc.stats(&bucket()).unwrap().limit, Some(2));
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_request_dropped_while_waiting_for_its_slot_gives_the_slot_back() {
+    let server = Server::new(Script::Open, 10 * MS);
+    let mut svc = ConcurrencyCapLayer::new()
+        .with_request_quota(governor::Quota::per_second(
+            std::num::NonZeroU32::new(1).unwrap(),
+        ))
+        .layer(server.clone());
+    let start = Instant::now();
+    drop(ready(&mut svc).await.call(request(None)).await.unwrap());
+    let mut waiting = Box::pin(ready(&mut svc).await.call(request(None)));
+    assert!(
+        futures_poll(&mut waiting).is_pending(),
+        "paced to the next second"
+    );
+    drop(waiting);
+    drop(ready(&mut svc).await.call(request(None)).await.unwrap());
+    let arrivals = server.arrivals();
+    assert_eq!(arrivals.len(), 2);
+    assert_eq!(
+        arrivals[1].0 - start,
+        S,
+        "the third request takes the dropped one's slot"
+    );
+}

@@ -191,4 +191,9 @@ impl QuotaStore for LocalStore {
         self.with_bucket(key, Instant::now(), |b| b.exhaust(until));
         StoreFuture::ready(Ok(()))
     }
+
+    fn cancel(&self, admission: &Admission<'_>) -> StoreFuture<()> {
+        self.with_bucket(admission.key, admission.now, |b| b.cancel(admission));
+        StoreFuture::ready(Ok(()))
+    }
 }

@@ -353,4 +353,17 @@ pub trait QuotaStore: Send + Sync + fmt::Debug + 'static {
 
     /// Marks the bucket exhausted until `until`, when one probe may go.
     fn exhaust(&self, key: &BucketKey, until: Instant) -> StoreFuture<()>;
+
+    /// Gives back the slot of `admission.reservation`: the admission that reserved it
+    /// was dropped before its slot came. A later admission may take the time it frees.
+    /// Nothing happens when the bucket was paused or exhausted since (its slots already
+    /// moved) or the slot has begun.
+    ///
+    /// Called from `Drop`: the returned future may be dropped unpolled, so a store must
+    /// apply the cancellation in the call itself (or spawn the work). The default does
+    /// nothing, which only wastes the slot.
+    fn cancel(&self, admission: &Admission<'_>) -> StoreFuture<()> {
+        let _ = admission;
+        StoreFuture::ready(Ok(()))
+    }
 }

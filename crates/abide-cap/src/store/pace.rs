@@ -598,6 +598,44 @@ impl BucketState {
         };
     }
 
+    /// Gives back a reserved slot whose admission was dropped before it came.
+    pub(crate) fn cancel(&mut self, a: &Admission<'_>) {
+        let Some(r) = a.reservation else { return };
+        if r.ticket.epoch != self.epoch || r.at <= a.now || self.exhausted.is_some() {
+            return;
+        }
+        let now = a.now;
+        let cost = u64::from(a.cost);
+        // Each schedule moves back by what the slot took, never before now: later
+        // reservations keep their slots, the next admission fills the gap.
+        let back = |tat: Instant, by: Duration| tat.checked_sub(by).map_or(now, |t| t.max(now));
+        if let (Some(q), Some(tat)) = (&a.policy.request_quota, self.request_tat) {
+            self.request_tat = Some(back(tat, q.replenish_interval()));
+        }
+        if let (Some(q), Some(tat)) = (&a.policy.cost_quota, self.cost_tat) {
+            let by = scale(nanos(q.replenish_interval()), cost, 1);
+            self.cost_tat = Some(back(tat, by));
+        }
+        if a.policy.learn {
+            for l in &mut self.learned {
+                let units = if l.counts_cost { cost } else { 1 };
+                match &mut l.refill {
+                    Some(refill) => {
+                        let by = scale(refill.share_ns(), units, 1);
+                        refill.tat = back(refill.tat, by);
+                    }
+                    None => {
+                        let p = &mut l.pace;
+                        if r.at >= p.opens && r.at < p.reset_at {
+                            p.remaining += units;
+                            p.tat = back(p.tat, scale(p.span_ns, units, p.per));
+                        }
+                    }
+                }
+            }
+        }
+    }
+
     pub(crate) fn pause(&mut self, until: Instant) {
         if self.paused_until.is_none_or(|p| p < until) {
             self.paused_until = Some(until);
