@@ -514,6 +514,44 @@ pub async fn a_cancelled_reservation_gives_its_slot_back(store: &dyn QuotaStore)
     );
 }
 
+/// With no limit in any header, a 429 cuts the send rate to a share of what drew it:
+/// after the pause, the waiting requests are let out paced, not all at once; more 429s
+/// of the same burst do not cut it again.
+pub async fn a_429_without_limit_headers_paces_the_requests_after_the_pause(
+    store: &dyn QuotaStore,
+) {
+    let p = BucketPolicy::default();
+    let k = key("throttle-rate");
+    let now = Instant::now();
+    let mut tickets = Vec::new();
+    for i in 0..10 {
+        tickets.push(go(
+            admit_at(store, &k, 1, now, &p).await,
+            &format!("request {i}"),
+        ));
+    }
+    let throttled = Classification::new(Class::RateLimited, "suite").with_retry_after(Some(S));
+    let empty = RateLimitSnapshot::new();
+    for t in &tickets[..3] {
+        // 10 sent in 1 s drew the 429s: at most 7 per second after the pause.
+        observe(store, &k, now + S, Some(*t), &throttled, &empty, &p).await;
+    }
+    let mut last = now;
+    for i in 0..5u32 {
+        let (until, _) = wait(admit_at(store, &k, 1, now + S, &p).await, "after the pause");
+        if i == 0 {
+            assert_eq!(until, now + 2 * S, "the first goes when the pause ends");
+        } else {
+            let gap = until - last;
+            assert!(
+                gap > 100 * MS && gap < 150 * MS,
+                "paced near 7 per second, not released at once: gap {gap:?}"
+            );
+        }
+        last = until;
+    }
+}
+
 /// A limit with nothing remaining holds every admission until its reset.
 pub async fn remaining_zero_waits_until_the_reset(store: &dyn QuotaStore) {
     let p = BucketPolicy::default();
@@ -731,6 +769,7 @@ macro_rules! quota_store_suite {
             token_bucket_dialects_wait_for_one_unit_not_the_reset,
             a_429_saying_some_remain_is_not_believed_again,
             a_cancelled_reservation_gives_its_slot_back,
+            a_429_without_limit_headers_paces_the_requests_after_the_pause,
             remaining_zero_waits_until_the_reset,
             later_admissions_are_subtracted_from_remaining,
             most_constrained_scope_governs,

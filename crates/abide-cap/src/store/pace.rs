@@ -287,7 +287,48 @@ pub(crate) struct BucketState {
     request_tat: Option<Instant>,
     cost_tat: Option<Instant>,
     learned: Vec<Learned>,
+    /// A send rate learned from 429s alone, when no header says anything.
+    throttled: Option<Throttled>,
+    /// When this bucket was first seen (the start of the first rate measurement).
+    born: Instant,
     pub(crate) last_used: Instant,
+}
+
+/// Multiplicative decrease of the send rate on a 429: to this share of what was sent
+/// since the previous one.
+const THROTTLE_BETA: f64 = 0.7;
+/// Growth of the send rate after a cut, per second, as a share of the cut rate.
+const THROTTLE_GROWTH: f64 = 0.05;
+/// Once the rate grew to this multiple of the cut rate without another 429, the limit
+/// is taken as gone.
+const THROTTLE_RECOVERED: f64 = 4.0;
+/// The slowest rate a 429 can cut to, per second.
+const THROTTLE_MIN_RATE: f64 = 0.01;
+
+/// A send rate learned from 429 verdicts when the server states no limit (only 429s and
+/// perhaps `Retry-After`): cut to a share of the rate that drew the 429, then grown
+/// linearly with time, so that after a pause the queue is let out at a rate near what
+/// the server accepts instead of all at once.
+#[derive(Clone, Copy, Debug)]
+struct Throttled {
+    /// Requests per second right after the last cut.
+    rate: f64,
+    cut_at: Instant,
+    /// The bucket's request count at the cut.
+    cut_requests: u64,
+    /// GCRA theoretical arrival time (burst 1).
+    tat: Instant,
+}
+
+impl Throttled {
+    fn rate_at(&self, now: Instant) -> f64 {
+        self.rate * (1.0 + THROTTLE_GROWTH * since(now, self.cut_at).as_secs_f64())
+    }
+
+    fn interval(&self, at: Instant) -> Duration {
+        let ns = 1e9 / self.rate_at(at).max(THROTTLE_MIN_RATE);
+        Duration::from_nanos(ns.min(MAX_SPAN.as_nanos() as f64) as u64)
+    }
 }
 
 impl BucketState {
@@ -301,6 +342,8 @@ impl BucketState {
             request_tat: None,
             cost_tat: None,
             learned: Vec::new(),
+            throttled: None,
+            born: now,
             last_used: now,
         }
     }
@@ -314,6 +357,7 @@ impl BucketState {
             && self.request_tat.is_none_or(|t| t <= now)
             && self.cost_tat.is_none_or(|t| t <= now)
             && !self.learned.iter().any(|l| l.binds_after(now))
+            && self.throttled.is_none_or(|t| t.tat <= now)
     }
 
     fn ticket(&self) -> Ticket {
@@ -381,6 +425,11 @@ impl BucketState {
         }
 
         let mut start = now.max(self.paused_until.unwrap_or(now));
+        if let Some(t) = self.throttled {
+            if t.rate_at(now) >= t.rate * THROTTLE_RECOVERED {
+                self.throttled = None;
+            }
+        }
         let learn = a.policy.learn && !self.learned.is_empty();
         // Each constraint can only push the start later; a few passes settle the
         // interaction of window boundaries between scopes.
@@ -408,6 +457,9 @@ impl BucketState {
                     start = start.max(l.plan(start, units, a.max_wait / 2).0);
                 }
             }
+            if let Some(t) = &self.throttled {
+                start = start.max(t.tat);
+            }
             if start == before {
                 break;
             }
@@ -429,6 +481,9 @@ impl BucketState {
                 let units = if l.counts_cost { cost } else { 1 };
                 *l = l.plan(start, units, a.max_wait / 2).1;
             }
+        }
+        if let Some(t) = &mut self.throttled {
+            t.tat = later(t.tat.max(start), t.interval(start));
         }
         self.requests += 1;
         self.units += cost;
@@ -477,6 +532,9 @@ impl BucketState {
                         .or_else(|| o.snapshot.wait())
                         .unwrap_or(o.policy.default_pause)
                         .min(o.policy.max_pause);
+                    if class == Class::RateLimited && o.policy.learn {
+                        self.cut_rate(now, o.snapshot);
+                    }
                     if !wait.is_zero() {
                         self.pause(later(now, wait));
                     }
@@ -596,6 +654,32 @@ impl BucketState {
             rolled: false,
             opens: now,
         };
+    }
+
+    /// A 429 with no limit known from headers: cut the send rate to a share of what was
+    /// sent since the last cut. One burst of 429s is one signal: those arriving while
+    /// the bucket is already paused do not cut again.
+    fn cut_rate(&mut self, now: Instant, snapshot: &abide_headers::RateLimitSnapshot) {
+        let headers_know =
+            !self.learned.is_empty() || snapshot.limits().iter().any(|l| l.remaining.is_some());
+        if headers_know || self.paused_until.is_some_and(|p| p > now) {
+            return;
+        }
+        let (from, sent_before) = self
+            .throttled
+            .map_or((self.born, 0), |t| (t.cut_at, t.cut_requests));
+        let dt = since(now, from).as_secs_f64().max(0.1);
+        let sent = self.requests.saturating_sub(sent_before) as f64;
+        let mut rate = (sent / dt * THROTTLE_BETA).max(THROTTLE_MIN_RATE);
+        if let Some(t) = &self.throttled {
+            rate = rate.min(t.rate_at(now) * THROTTLE_BETA);
+        }
+        self.throttled = Some(Throttled {
+            rate,
+            cut_at: now,
+            cut_requests: self.requests,
+            tat: self.throttled.map_or(now, |t| t.tat),
+        });
     }
 
     /// Gives back a reserved slot whose admission was dropped before it came.
