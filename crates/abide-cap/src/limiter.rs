@@ -54,9 +54,12 @@ impl InFlight {
         InFlight(Mode::Fixed(n.clamp(1, MAX_IN_FLIGHT)))
     }
 
-    /// AIMD: start at `initial`, halve on a rate-limit or overload verdict, cut by a tenth
+    /// AIMD: start at `initial`, halve on a rate-limit verdict, cut to 3/4 on an overload
+    /// one (overload answers sit at the edge of what the server runs), cut by a tenth
     /// when latency rises past twice its baseline, grow by one per cap's worth of
-    /// successes while the cap is in use; always within `min..=max` (at least 1).
+    /// successes while the cap is in use (by one per success until the first cut: slow
+    /// start); always within `min..=max` (at least 1). A concurrency limit the server
+    /// states (`qu=concurrent-requests`) lowers the maximum, and a fixed cap, to it.
     pub fn adaptive(initial: usize, min: usize, max: usize) -> Self {
         let min = min.clamp(1, MAX_IN_FLIGHT);
         let max = max.clamp(min, MAX_IN_FLIGHT);
@@ -95,6 +98,9 @@ struct Aimd {
     max: usize,
     /// The configured cap (fixed) or maximum (adaptive), before any server limit.
     configured: usize,
+    /// Until the first cut, grow by one per success (doubling per round trip): nothing
+    /// says yet that the server minds more.
+    slow_start: bool,
     ewma_ns: f64,
     baseline_ns: f64,
     last_decrease: Option<Instant>,
@@ -142,6 +148,7 @@ impl Aimd {
             return;
         }
         self.last_decrease = Some(now);
+        self.slow_start = false;
         self.limit = (self.limit * factor).max(self.min as f64);
         let new = (self.limit as usize).clamp(self.min, self.max);
         self.apply(sem, new);
@@ -186,6 +193,7 @@ impl Limiter {
                     min: 1,
                     max: n,
                     configured: n,
+                    slow_start: false,
                     ewma_ns: 0.0,
                     baseline_ns: 0.0,
                     last_decrease: None,
@@ -201,6 +209,7 @@ impl Limiter {
                     min,
                     max,
                     configured: max,
+                    slow_start: true,
                     ewma_ns: 0.0,
                     baseline_ns: 0.0,
                     last_decrease: None,
@@ -278,7 +287,14 @@ impl Limiter {
             return;
         }
         if class.is_throttle() {
-            a.decrease(sem, 0.5, now);
+            // Overload (too many at once) is answered near the edge: a gentler cut keeps
+            // the cap close to what the server runs; a rate limit halves it.
+            let factor = if class == Class::Overloaded {
+                0.75
+            } else {
+                0.5
+            };
+            a.decrease(sem, factor, now);
             return;
         }
         if class != Class::Success {
@@ -303,9 +319,11 @@ impl Limiter {
             return;
         }
         // Grow only while the cap is what limits: an unused cap proves nothing.
-        let busy = self.in_flight.load(Ordering::Relaxed) + 1 >= a.permits;
+        // Every permit is held (in flight, or handed to a waiter that has not run yet).
+        let busy = sem.available_permits() == 0;
         if busy && a.permits < a.max {
-            a.limit = (a.limit + 1.0 / a.limit).min(a.max as f64);
+            let step = if a.slow_start { 1.0 } else { 1.0 / a.limit };
+            a.limit = (a.limit + step).min(a.max as f64);
             let new = (a.limit as usize).clamp(a.min, a.max);
             a.apply(sem, new);
         }

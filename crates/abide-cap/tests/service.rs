@@ -624,3 +624,39 @@ async fn a_request_dropped_while_waiting_for_its_slot_gives_the_slot_back() {
         "the third request takes the dropped one's slot"
     );
 }
+
+#[tokio::test(start_paused = true)]
+async fn before_any_cut_the_adaptive_cap_doubles_each_round_trip_to_meet_demand() {
+    let server = Server::new(Script::Open, 100 * MS);
+    let svc = ConcurrencyCapLayer::new()
+        .with_in_flight(InFlight::adaptive(2, 1, 64))
+        .layer(server.clone());
+    let start = server.start();
+    run_workers(svc.clone(), 16, start + S, None).await;
+    let limit = svc.stats(&bucket()).unwrap().limit.unwrap();
+    // 2, 4, 8, 16 in four round trips; one per round trip would reach about 12.
+    assert!(limit >= 16, "cap {limit} after 10 round trips");
+    assert_eq!(
+        server.max_concurrent(),
+        16,
+        "all 16 callers in flight at once"
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn an_overload_verdict_cuts_the_adaptive_cap_to_three_quarters() {
+    let server = tower::service_fn(|_req: http::Request<String>| async {
+        Ok::<_, std::convert::Infallible>(
+            http::Response::builder()
+                .status(529)
+                .body(String::new())
+                .unwrap(),
+        )
+    });
+    let mut svc = ConcurrencyCapLayer::new()
+        .with_in_flight(InFlight::adaptive(12, 1, 100))
+        .layer(server);
+    let response = ready(&mut svc).await.call(request(None)).await.unwrap();
+    assert_eq!(response.status(), 529);
+    assert_eq!(svc.stats(&bucket()).unwrap().limit, Some(9));
+}
