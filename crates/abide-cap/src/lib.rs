@@ -51,26 +51,46 @@
 //!   requests and cost units). The observation of a response subtracts what the bucket
 //!   admitted *after* that request — in flight or reserved — from the server's
 //!   `remaining`: `left = remaining − (count_now − count_at_ticket)`.
-//! - **Spread, don't burst**: `left` units are spread evenly over the time from the end of
-//!   the already reserved slots to the reset: a request of `u` units (1 for request
-//!   scopes, its cost for token scopes) takes a slot of `u × span / left`. This is
-//!   virtual scheduling (GCRA without burst tolerance) with a rate that each response
-//!   resets; `governor` cannot change a quota at runtime (governor #273), so learned
-//!   limits use this scheduler of our own.
-//! - **Remaining 0** pauses the scope until its reset.
-//! - **After the reset** without news, the scope paces at `limit / window` (the stated
-//!   window, else the longest reset seen) until the next response teaches it again.
+//! - **Token buckets** (OpenAI and Anthropic, whose `reset` is documented as the time until
+//!   the bucket is full again, refilling continuously): the refill is
+//!   `(limit − remaining) / reset` per unit (exact even when the advertised limit is not
+//!   the enforced one), else `limit / window`. The scope is paced by GCRA with the
+//!   bucket's capacity as burst and the level the response states: a full bucket is used
+//!   at once, an empty one waits for **one unit's refill**, not the whole reset.
+//!   - *Shared keys*: every 2 s or more, what the server's level lost beyond the refill
+//!     and this client's own admissions is what other processes on the key took; this
+//!     client paces at the refill less that (at least a tenth of it).
+//!   - *Advertised but not granted*: a 429 saying some remain teaches that those never
+//!     do; they are subtracted from the capacity and every later `remaining`.
+//! - **Windows** (every other dialect): `left` units are spread evenly over the time to
+//!   the reset (a request of `u` units — 1 for request scopes, its cost for token scopes
+//!   — takes `u × span / left`), but the schedule may run ahead of the even spread by
+//!   half the request's max wait: a window shorter than that (per second, per minute) is
+//!   used as fast as callers ask, a longer one (hourly, daily) keeps every wait in bounds.
+//!   **Remaining 0** waits for the reset. **After the reset** without news the scope
+//!   paces at `limit / window` (the stated window, else the longest reset seen) from the
+//!   predicted window's start, never earlier; a late answer about the previous window
+//!   does not overwrite the predicted one.
+//! - Both are virtual scheduling with a rate each response resets; `governor` cannot
+//!   change a quota at runtime (governor #273), so learned limits use this scheduler of
+//!   our own.
+//! - **Concurrent requests** (`qu=concurrent-requests`): the stated limit caps the
+//!   bucket's in-flight permits (a fixed cap, or an adaptive cap's maximum).
 //! - **Most constrained governs**: a request goes at the latest of the slots all scopes,
-//!   declared quotas and pauses give it, and reserves that slot in each.
+//!   declared quotas and pauses give it, and reserves that slot in each. A request
+//!   dropped while waiting for its slot gives it back ([`QuotaStore::cancel`]).
 //!
-//! Without headers, only the cap, the declared quotas and the verdicts drive admission.
+//! Without limit headers, only the cap, the declared quotas and the verdicts drive
+//! admission: a 429 then also cuts a learned **send rate** to 0.7 × what was sent since
+//! the previous cut (growing 5 % a second after, dropped once 4 × the cut), so the queue
+//! leaves a pause paced instead of all at once.
 //!
 //! # Verdicts
 //!
 //! - Rate limited or overloaded: the **whole bucket** pauses until the server's time
 //!   (`retry_after`, else the snapshot's wait, else [`with_default_pause`](ConcurrencyCapLayer::with_default_pause));
 //!   requests already holding a slot inside the pause are moved after it. The adaptive
-//!   cap halves.
+//!   cap halves (to 3/4 for overload).
 //! - Quota exhausted: the bucket is exhausted until the stated reset or the cool-off;
 //!   then one probe goes ([`ExhaustionPolicy`]).
 //!
@@ -78,7 +98,10 @@
 //!
 //! The service's error is [`BoxError`]; this layer adds [`error::QueueFull`],
 //! [`error::WaitTooLong`], [`error::BucketExhausted`], [`error::CostTooHigh`] and
-//! [`StoreError`]; the inner service's errors pass through.
+//! [`StoreError`]; the inner service's errors pass through. Each named error carries an
+//! [`abide_classify::Verdict`] on its source chain, so
+//! [`abide_classify::classify_error`] (and the retry layer above) knows what it means:
+//! see [`error`].
 //!
 //! # Simulator and quick use
 //!
