@@ -17,6 +17,7 @@ use std::pin::Pin;
 use std::sync::{Arc, LazyLock};
 use std::task::{ready, Context, Poll};
 use std::time::Duration;
+use tokio::sync::futures::OwnedNotified;
 use tokio::time::{sleep_until, Instant, Sleep};
 use tower_service::Service;
 
@@ -95,6 +96,10 @@ pin_project! {
             #[pin]
             sleep: Sleep,
             reservation: Option<Reservation>,
+            // Held without a slot (a pause, an exhausted bucket's probe out): ask again
+            // as soon as a probe's answer is in, not only when the timer fires.
+            #[pin]
+            probe_answered: Option<OwnedNotified>,
         },
         Ready,
         Called {
@@ -299,9 +304,12 @@ where
                                     }
                                 }
                             }
+                            let probe_answered =
+                                reservation.is_none().then(|| this.limiter.probe_answered());
                             this.state.set(State::Sleep {
                                 sleep: sleep_until(until),
                                 reservation,
+                                probe_answered,
                             });
                         }
                         Decision::Reject(r) => {
@@ -318,8 +326,17 @@ where
                         }
                     }
                 }
-                StateProj::Sleep { sleep, reservation } => {
-                    ready!(sleep.poll(cx));
+                StateProj::Sleep {
+                    sleep,
+                    reservation,
+                    probe_answered,
+                } => {
+                    let woken = probe_answered
+                        .as_pin_mut()
+                        .is_some_and(|n| n.poll(cx).is_ready());
+                    if !woken {
+                        ready!(sleep.poll(cx));
+                    }
                     let reservation = *reservation;
                     let now = Instant::now();
                     let left = this
@@ -416,6 +433,10 @@ where
                     if let Err(e) = ready!(Pin::new(observe).poll(cx)) {
                         // The answer is worth more than the bookkeeping: pass it on.
                         tracing::debug!(bucket = %this.key, error = %e, "abide-cap: observation not recorded");
+                    }
+                    if this.ticket.is_some_and(|t| t.probe) {
+                        // The store knows the probe's answer: the held requests ask again.
+                        this.limiter.answer_probe();
                     }
                     let outcome = outcome.take();
                     this.state.set(State::Done);

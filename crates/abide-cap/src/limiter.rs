@@ -9,7 +9,8 @@ use std::pin::Pin;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::Duration;
-use tokio::sync::{AcquireError, OwnedSemaphorePermit, Semaphore};
+use tokio::sync::futures::OwnedNotified;
+use tokio::sync::{AcquireError, Notify, OwnedSemaphorePermit, Semaphore};
 use tokio::time::Instant;
 
 /// The largest in-flight cap accepted; larger values are taken as this.
@@ -161,6 +162,8 @@ pub(crate) struct Limiter {
     aimd: Option<Mutex<Aimd>>,
     queued: AtomicUsize,
     in_flight: AtomicUsize,
+    /// Signalled when the answer to an exhausted bucket's probe has been observed.
+    probe: Arc<Notify>,
 }
 
 impl fmt::Debug for Limiter {
@@ -221,6 +224,7 @@ impl Limiter {
             aimd,
             queued: AtomicUsize::new(0),
             in_flight: AtomicUsize::new(0),
+            probe: Arc::new(Notify::new()),
         }
     }
 
@@ -275,6 +279,17 @@ impl Limiter {
         if current != target {
             a.cap_at(sem, target);
         }
+    }
+
+    /// Completes when [`answer_probe`](Self::answer_probe) is next called (counting from
+    /// now, polled or not).
+    pub(crate) fn probe_answered(&self) -> OwnedNotified {
+        self.probe.clone().notified_owned()
+    }
+
+    /// Wakes every request held while the probe was out.
+    pub(crate) fn answer_probe(&self) {
+        self.probe.notify_waiters();
     }
 
     /// Feeds one outcome to the adaptive cap.

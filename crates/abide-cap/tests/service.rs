@@ -660,3 +660,37 @@ async fn an_overload_verdict_cuts_the_adaptive_cap_to_three_quarters() {
     assert_eq!(response.status(), 529);
     assert_eq!(svc.stats(&bucket()).unwrap().limit, Some(9));
 }
+
+#[tokio::test(start_paused = true)]
+async fn requests_held_behind_a_probe_go_as_soon_as_its_answer_is_in() {
+    let server = Server::new(
+        Script::ExhaustAt {
+            nth: 0,
+            reset: 30 * S,
+        },
+        10 * MS,
+    );
+    let svc = ConcurrencyCapLayer::new()
+        .with_exhaustion_policy(abide_cap::ExhaustionPolicy::HoldAndProbe)
+        .layer(server.clone());
+    assert_eq!(
+        svc.clone().oneshot(request(None)).await.unwrap().status(),
+        403
+    );
+    let held: Vec<_> = (0..3)
+        .map(|_| tokio::spawn(svc.clone().oneshot(request(None))))
+        .collect();
+    for h in held {
+        assert_eq!(h.await.unwrap().unwrap().status(), 200);
+    }
+    let arrivals = server.arrivals();
+    let answer = arrivals[1].0 + 10 * MS;
+    assert!(
+        arrivals[2..].iter().all(|(at, _)| *at == answer),
+        "held requests go at the probe's answer, not at a later poll: {:?}",
+        arrivals
+            .iter()
+            .map(|(at, _)| *at - arrivals[0].0)
+            .collect::<Vec<_>>()
+    );
+}

@@ -19,7 +19,9 @@ const MAX_SPAN: Duration = Duration::from_secs(10 * 365 * 24 * 3600);
 /// saying "resets in a century" does not stop the client for a century).
 const MAX_LEARNED_RESET: Duration = Duration::from_secs(7 * 24 * 3600);
 
-/// How often a request held behind an exhausted bucket's outstanding probe asks again.
+/// How often a request held behind an exhausted bucket's outstanding probe asks again
+/// when it hears nothing (the probe's answer wakes it at once in this process; this
+/// covers a probe sent by another process sharing the store, or one that was dropped).
 const PROBE_POLL: Duration = Duration::from_secs(1);
 
 /// The most learned scopes kept per bucket.
