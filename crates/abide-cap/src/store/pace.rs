@@ -227,22 +227,33 @@ struct Learned {
     refill: Option<Refill>,
 }
 
+/// A learned scope's schedule after one more reservation (both kinds are `Copy`, so
+/// planning never clones the scope's name).
+#[derive(Clone, Copy, Debug)]
+enum Planned {
+    Refill(Refill),
+    Pace(Pace),
+}
+
 impl Learned {
-    fn plan(&self, at: Instant, units: u64, ahead: Duration) -> (Instant, Learned) {
-        let mut next = self.clone();
-        let start = match self.refill {
+    fn plan(&self, at: Instant, units: u64, ahead: Duration) -> (Instant, Planned) {
+        match self.refill {
             Some(r) => {
                 let (start, r) = r.plan(at, units);
-                next.refill = Some(r);
-                start
+                (start, Planned::Refill(r))
             }
             None => {
                 let (start, p) = self.pace.plan(at, units, ahead);
-                next.pace = p;
-                start
+                (start, Planned::Pace(p))
             }
-        };
-        (start, next)
+        }
+    }
+
+    fn apply(&mut self, planned: Planned) {
+        match planned {
+            Planned::Refill(r) => self.refill = Some(r),
+            Planned::Pace(p) => self.pace = p,
+        }
     }
 
     fn binds_after(&self, now: Instant) -> bool {
@@ -481,7 +492,8 @@ impl BucketState {
         if learn {
             for l in &mut self.learned {
                 let units = if l.counts_cost { cost } else { 1 };
-                *l = l.plan(start, units, a.max_wait / 2).1;
+                let planned = l.plan(start, units, a.max_wait / 2).1;
+                l.apply(planned);
             }
         }
         if let Some(t) = &mut self.throttled {
