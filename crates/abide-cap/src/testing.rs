@@ -429,6 +429,54 @@ pub async fn token_bucket_dialects_wait_for_one_unit_not_the_reset(store: &dyn Q
     }
 }
 
+/// A token bucket's `remaining` rounds a fraction of a unit away, so `reset / missing`
+/// underestimates the time per unit: a smaller estimate than one already seen is let
+/// in only slowly, or the client would drift ahead of the refill.
+pub async fn a_rounded_refill_estimate_does_not_speed_the_pace_up(store: &dyn QuotaStore) {
+    let p = BucketPolicy::default();
+    let k = key("refill-rounding");
+    let now = Instant::now();
+    let mut l = limit(Scope::Requests, 60, 0, 60 * S);
+    l.dialect = Dialect::OpenAi;
+    let t = go(admit_at(store, &k, 1, now, &p).await, "first");
+    let snap = RateLimitSnapshot::new().with_limit(l.clone());
+    observe(
+        store,
+        &k,
+        now,
+        Some(t),
+        &Classification::success(),
+        &snap,
+        &p,
+    )
+    .await;
+    let (until, r) = wait(admit_at(store, &k, 1, now, &p).await, "second");
+    assert_eq!(until, now + S);
+    let t = go(
+        admit(store, Admission::new(&k, 1, until, &p).with_reservation(r)).await,
+        "second, at its slot",
+    );
+    // A third of a unit refilled but not shown: 60 missing, 59.67 s to full.
+    l.reset = Some(59 * S + 670 * MS);
+    let snap = RateLimitSnapshot::new().with_limit(l);
+    observe(
+        store,
+        &k,
+        until,
+        Some(t),
+        &Classification::success(),
+        &snap,
+        &p,
+    )
+    .await;
+    let (next, _) = wait(admit_at(store, &k, 1, until, &p).await, "third");
+    assert!(
+        next - until > 999 * MS,
+        "paced at about 1 s per unit, not 0.994 s: {:?}",
+        next - until
+    );
+}
+
 /// A 429 while the server says some remain means it grants less than it advertises:
 /// what it said remained is not counted on again.
 pub async fn a_429_saying_some_remain_is_not_believed_again(store: &dyn QuotaStore) {
@@ -768,6 +816,7 @@ macro_rules! quota_store_suite {
             a_predicted_window_never_opens_early,
             token_bucket_dialects_wait_for_one_unit_not_the_reset,
             a_429_saying_some_remain_is_not_believed_again,
+            a_rounded_refill_estimate_does_not_speed_the_pace_up,
             a_cancelled_reservation_gives_its_slot_back,
             a_429_without_limit_headers_paces_the_requests_after_the_pause,
             remaining_zero_waits_until_the_reset,

@@ -725,7 +725,7 @@ impl BucketState {
                     None => {
                         let p = &mut l.pace;
                         if r.at >= p.opens && r.at < p.reset_at {
-                            p.remaining += units;
+                            p.remaining = p.remaining.saturating_add(units);
                             p.tat = back(p.tat, scale(p.span_ns, units, p.per));
                         }
                     }
@@ -777,12 +777,16 @@ fn learn_refill(
     // The refill rate: what is missing refills by the reset (exact, and it holds even
     // when the advertised limit is not the enforced one); else limit per window.
     let missing = advertised.saturating_sub(remaining);
-    let unit_ns = if missing >= 4 && !reset.is_zero() {
-        Some(nanos(reset) / missing)
-    } else {
-        old.map(|r| r.unit_ns)
-            .or_else(|| limit.window.map(|w| nanos(w) / advertised))
-            .or_else(|| (missing > 0 && !reset.is_zero()).then(|| nanos(reset) / missing))
+    //
+    // The server's level has a fraction of a unit that `remaining` rounds away, so
+    // `reset / missing` is at most the true time per unit (never more): keep the
+    // largest estimate seen, and let a smaller one in only slowly (a raised limit).
+    let estimate = (missing > 0 && !reset.is_zero()).then(|| nanos(reset) / missing);
+    let unit_ns = match (estimate, old.map(|r| r.unit_ns)) {
+        (Some(new), Some(was)) if new < was => Some(was - (was - new) / 16),
+        (Some(new), _) => Some(new),
+        (None, Some(was)) => Some(was),
+        (None, None) => limit.window.map(|w| nanos(w) / advertised),
     }
     .filter(|&ns| ns > 0)?;
 
