@@ -2,7 +2,7 @@
 //! virtual time. Output is deterministic; the run's wall time goes to stderr.
 
 use abide_sim::strategy::Strategy;
-use abide_sim::{best_first, plot, Row, RunResult, Scenario};
+use abide_sim::{best_first, plot, rank_cmp, Row, RunResult, Scenario};
 use std::ffi::OsString;
 use std::fmt::Write as _;
 use std::io::Write as _;
@@ -22,7 +22,8 @@ usage: abide scoreboard [--json] [--scenario NAME|FILE]... [--strategy NAME]... 
   --list             list the built-in scenarios and the strategies
 
 Rows are ranked best first: most successes, then most correct permanent-quota endings, then
-lowest makespan_ratio, then fewest rejected_per_success, then fewest attempts.
+fewest attempts after exhaustion, then lowest makespan_ratio (at the two decimals shown),
+then fewest rejected_per_success, then fewest attempts.
 Exit status: 0 ok, 1 bad scenario file (or a run or plot failed), 2 usage error.";
 
 struct Args {
@@ -228,17 +229,30 @@ fn human(scenarios: &[Scenario], rows: &[Row]) -> String {
         );
         out.push_str(&table(&mine));
         if let Some(pos) = mine.iter().position(|r| r.strategy == "abide") {
-            abide_ranks.push((s.name.as_str(), pos + 1, mine.len()));
+            // Rows that differ only by name share a rank; say so rather than let the
+            // alphabet decide.
+            let tied = mine
+                .iter()
+                .filter(|r| rank_cmp(r, mine[pos]).is_eq())
+                .count();
+            let rank = mine
+                .iter()
+                .position(|r| rank_cmp(r, mine[pos]).is_eq())
+                .unwrap_or(pos);
+            abide_ranks.push((s.name.as_str(), rank + 1, mine.len(), tied));
         }
         out.push('\n');
     }
     if abide_ranks.is_empty() {
         out.push_str("abide: not on this board (the abide strategies are not in this build's registry or not selected)\n");
     } else {
-        let firsts = abide_ranks.iter().filter(|(_, p, _)| *p == 1).count();
+        let firsts = abide_ranks.iter().filter(|(_, p, _, _)| *p == 1).count();
         let detail: Vec<String> = abide_ranks
             .iter()
-            .map(|(n, p, m)| format!("{n} {p}/{m}"))
+            .map(|(n, p, m, tied)| match tied {
+                1 => format!("{n} {p}/{m}"),
+                t => format!("{n} {p}/{m} (tied with {})", t - 1),
+            })
             .collect();
         let _ = writeln!(
             out,

@@ -73,5 +73,5 @@ pub use service::{
 };
 pub mod plot;
 pub mod strategy;
-pub use metrics::{best_first, deliverable, ideal_makespan, Row};
+pub use metrics::{best_first, deliverable, ideal_makespan, rank_cmp, Row};
 pub use run::{run, RunResult, Timeline, REQUEST_ID_HEADER};
