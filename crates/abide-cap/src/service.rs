@@ -122,8 +122,11 @@ where
         if let Some(deadline) = parts.extensions.get::<Deadline>() {
             let now = Instant::now();
             // A relative deadline counts from now: the cap is the outermost abide layer here.
-            let deadline = deadline.resolve(now).unwrap_or(now + config.max_wait);
-            max_wait = max_wait.min(deadline.saturating_duration_since(now));
+            // A deadline too far to be an instant bounds nothing (and `max_wait` may be
+            // `Duration::MAX`, so it cannot stand in as `now + max_wait`).
+            if let Some(deadline) = deadline.resolve(now) {
+                max_wait = max_wait.min(deadline.saturating_duration_since(now));
+            }
             started = Some(now);
         }
         let request = Request::from_parts(parts, body);

@@ -134,6 +134,18 @@ impl RetryBudget {
         Some(wait)
     }
 
+    /// Gives back a token taken by [`reserve`](Self::reserve) for a retry that was never
+    /// sent (its request was dropped or ended while it waited): a cancelled retry must not
+    /// make later ones wait.
+    pub(crate) fn refund(&self) {
+        let mut state = self.lock();
+        self.refill(&mut state);
+        state.balance = state
+            .balance
+            .saturating_add(MILLI as i64)
+            .min(self.inner.max);
+    }
+
     fn lock(&self) -> std::sync::MutexGuard<'_, State> {
         // A panic elsewhere cannot leave the balance inconsistent: recover it.
         self.inner.state.lock().unwrap_or_else(|e| e.into_inner())

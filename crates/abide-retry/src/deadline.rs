@@ -6,6 +6,10 @@ use std::time::Duration;
 /// The header gRPC clients use to tell the server (and us) how long the call may take.
 pub(crate) const GRPC_TIMEOUT: &str = "grpc-timeout";
 
+/// The farthest deadline kept (about ten years); a later one is taken as this, so every
+/// timer instant stays far from the end of `Instant`'s range.
+pub(crate) const MAX_DEADLINE: Duration = Duration::from_secs(10 * 366 * 86_400);
+
 pub use abide_classify::Deadline;
 
 /// Parses a `grpc-timeout` value: 1 to 8 digits then a unit (`H`, `M`, `S`, `m`, `u`, `n`).

@@ -88,6 +88,18 @@ struct Ctx<S, B> {
     drained: usize,
     last_status: Option<StatusCode>,
     last_class: Option<Classification>,
+    /// A budget token is taken for a retry not yet sent; given back if it never is.
+    budget_token: bool,
+}
+
+impl<S, B> Drop for Ctx<S, B> {
+    fn drop(&mut self) {
+        if self.budget_token {
+            if let Some(budget) = &self.config.budget {
+                budget.refund();
+            }
+        }
+    }
 }
 
 enum Decision {
@@ -134,6 +146,7 @@ where
             drained: 0,
             last_status: None,
             last_class: None,
+            budget_token: false,
         };
         ctx.arm_deadline();
         ResponseFuture {
@@ -304,6 +317,7 @@ impl<S, B> Ctx<S, B> {
                 }
                 Some(_) => {}
             }
+            self.budget_token = true;
         }
         match self.template.as_ref().and_then(|t| t.body.try_clone()) {
             Some(body) => self.next_body = Some(body),
@@ -508,6 +522,8 @@ where
                                 })));
                             };
                             ctx.attempts += 1;
+                            // The retry is sent: its budget token is spent.
+                            ctx.budget_token = false;
                             if ctx.deadline.is_some() {
                                 ctx.attempt_started = Some(Instant::now());
                             }

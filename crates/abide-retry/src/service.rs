@@ -1,6 +1,6 @@
 //! [`BackoffRetry`]: the service.
 
-use crate::deadline::{parse_grpc_timeout, Deadline, GRPC_TIMEOUT};
+use crate::deadline::{parse_grpc_timeout, Deadline, GRPC_TIMEOUT, MAX_DEADLINE};
 use crate::future::{ResponseFuture, Template};
 use crate::idempotency::{is_idempotent, is_idempotent_method, new_key, IDEMPOTENCY_KEY};
 use crate::layer::{BackoffRetryLayer, Config};
@@ -104,6 +104,11 @@ where
                             "malformed grpc-timeout ignored"
                         ),
                     }
+                }
+                // A timer cannot be set near the end of `Instant`'s range (tokio panics);
+                // no request lasts this long anyway.
+                if let Some(far) = start.checked_add(MAX_DEADLINE) {
+                    deadline = deadline.map(|d| d.min(far));
                 }
                 (Some(start), deadline)
             } else {
