@@ -371,12 +371,13 @@ fn poll_drain<RB: Body>(
     while let Some(body) = drain.as_mut().as_pin_mut() {
         match body.poll_frame(cx) {
             Poll::Ready(Some(Ok(frame))) => {
-                if let Some(data) = frame.data_ref() {
-                    *drained = drained.saturating_add(data.remaining());
-                    if *drained > limit {
-                        tracing::trace!(target: "abide_retry", "failed response body too long to drain: dropped");
-                        drain.set(None);
-                    }
+                // Every frame counts as at least one byte: a body always ready with empty
+                // frames would otherwise keep this loop spinning.
+                let len = frame.data_ref().map_or(0, Buf::remaining).max(1);
+                *drained = drained.saturating_add(len);
+                if *drained > limit {
+                    tracing::trace!(target: "abide_retry", "failed response body too long to drain: dropped");
+                    drain.set(None);
                 }
             }
             Poll::Ready(_) => drain.set(None),

@@ -205,8 +205,9 @@ impl BackoffRetryLayer {
     }
 
     /// Sets how many bytes of a failed attempt's response body are read while waiting to
-    /// retry, so the connection can be reused; a longer body is dropped. 0 drops every
-    /// failed response's body at once.
+    /// retry, so the connection can be reused; a longer body is dropped (each frame counts
+    /// as at least one byte, so a stream of empty frames ends too). 0 drops every failed
+    /// response's body at once.
     pub fn with_drain_limit(self, bytes: usize) -> Self {
         self.edit(|c| c.drain_limit = bytes)
     }

@@ -4,7 +4,12 @@ use abide_classify::{Class, Classification};
 use abide_retry::{BackoffRetryLayer, BoxError, Deadline, ReplayBody, RetryBudget};
 use bytes::Bytes;
 use http::{Request, Response};
+use http_body::Frame;
 use http_body_util::Full;
+use std::pin::Pin;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::task::{Context, Poll};
 use std::time::Duration;
 use tokio::time::Instant;
 use tower::{Layer, ServiceExt};
@@ -84,4 +89,53 @@ async fn a_retry_dropped_while_waiting_gives_its_budget_token_back() {
         1.0,
         "a retry that was never sent does not count against the budget"
     );
+}
+
+/// A failed response's body that is always ready with another empty frame, until `left`
+/// runs out; counts the frames read.
+struct EmptyFrames {
+    left: usize,
+    read: Arc<AtomicUsize>,
+}
+
+impl http_body::Body for EmptyFrames {
+    type Data = Bytes;
+    type Error = std::convert::Infallible;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        _cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, Self::Error>>> {
+        if self.left == 0 {
+            return Poll::Ready(None);
+        }
+        self.left -= 1;
+        self.read.fetch_add(1, Ordering::Relaxed);
+        Poll::Ready(Some(Ok(Frame::data(Bytes::new()))))
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn draining_a_body_of_endless_empty_frames_stops_at_the_drain_limit() {
+    const FRAMES: usize = 1_000_000;
+    let read = Arc::new(AtomicUsize::new(0));
+    let (service, mut handle) = mock::pair::<Req, Response<EmptyFrames>>();
+    let layer = BackoffRetryLayer::new().with_seed(1).with_drain_limit(1024);
+    let call = tokio::spawn(layer.layer(service).oneshot(request()));
+    let (_, send) = handle.next_request().await.unwrap();
+    let body = EmptyFrames {
+        left: FRAMES,
+        read: read.clone(),
+    };
+    send.send_response(Response::builder().status(503).body(body).unwrap());
+    let (_, send) = handle.next_request().await.unwrap();
+    send.send_response(Response::new(EmptyFrames {
+        left: 0,
+        read: Arc::new(AtomicUsize::new(0)),
+    }));
+    assert_eq!(call.await.unwrap().unwrap().status(), 200);
+    // Each frame counts as at least one byte: a body that never ends cannot keep the
+    // retry future spinning inside one poll.
+    let read = read.load(Ordering::Relaxed);
+    assert!(read <= 1025, "read {read} empty frames");
 }
