@@ -399,7 +399,7 @@ pub(crate) fn reset_by_magnitude(x: Fixed, now: SystemTime) -> Duration {
     if x.whole < delta_below {
         x.secs()
     } else if x.whole < epoch_s_below {
-        until(UNIX_EPOCH + Duration::new(x.whole, x.nanos), now)
+        since_epoch(Duration::new(x.whole, x.nanos), now)
     } else {
         // Epoch milliseconds; beyond year ~5000 it is nonsense, capped.
         let ms = Fixed {
@@ -408,8 +408,16 @@ pub(crate) fn reset_by_magnitude(x: Fixed, now: SystemTime) -> Duration {
         };
         let secs = ms.whole / 1000;
         let nanos = (ms.whole % 1000) as u32 * 1_000_000 + ms.nanos / 1000;
-        until(UNIX_EPOCH + Duration::new(secs, nanos), now)
+        since_epoch(Duration::new(secs, nanos), now)
     }
+}
+
+/// Time from `now` until the instant `since` after the epoch. An instant too far away for
+/// `SystemTime` (the reference instant itself may be far in the future) is the cap.
+fn since_epoch(since: Duration, now: SystemTime) -> Duration {
+    UNIX_EPOCH
+        .checked_add(since)
+        .map_or(Duration::from_secs(MAX_SECS), |t| until(t, now))
 }
 
 /// Time from `now` until `t`; zero when `t` is already past. Capped at [`MAX_SECS`].

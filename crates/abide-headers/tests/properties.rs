@@ -10,7 +10,7 @@ use abide_headers::{
 use http::{HeaderMap, HeaderName, HeaderValue};
 use proptest::prelude::*;
 use proptest::sample::select;
-use std::time::{Duration, SystemTime};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 const MAX_SECS: u64 = 10 * 86_400;
 
@@ -258,6 +258,7 @@ proptest! {
     fn arbitrary_header_maps_never_panic_and_stay_bounded(
         fields in proptest::collection::vec((field_name(), field_value()), 0..24),
         use_date in any::<bool>(),
+        now_secs in prop_oneof![0..=u64::from(u32::MAX), 0..=(i64::MAX as u64) / 2],
     ) {
         let mut map = HeaderMap::new();
         for (name, value) in fields {
@@ -266,6 +267,12 @@ proptest! {
         let extractor = if use_date { RateLimitHeaders::new() } else { RateLimitHeaders::new().with_now(common::now()) };
         let s = extractor.extract(&map);
         prop_assert!(s.limits().len() <= MAX_LIMITS);
+        // Any reference instant, up to far past what a real clock says.
+        let far = RateLimitHeaders::new().with_now(UNIX_EPOCH + Duration::from_secs(now_secs)).extract(&map);
+        let cap = Duration::from_secs(10 * 366 * 86_400);
+        for l in far.limits() {
+            prop_assert!(l.reset.is_none_or(|r| r <= cap));
+        }
         let cap = Duration::from_secs(10 * 366 * 86_400);
         prop_assert!(s.retry_after().is_none_or(|w| w <= cap));
         for l in s.limits() {
@@ -335,6 +342,8 @@ fn field_name() -> impl Strategy<Value = HeaderName> {
 fn field_value() -> impl Strategy<Value = HeaderValue> {
     prop_oneof![
         "[0-9]{0,25}",
+        "[0-9]{17,45}(\\.[0-9]{1,12})?",
+        "(Mon|Tue), [0-3][0-9] (Jan|Dec) [0-9]{4} [0-2][0-9]:[0-5][0-9]:[0-5][0-9] GMT",
         "-?[0-9]{0,12}(\\.[0-9]{0,12})?",
         "(NaN|inf|-inf|1e999|\\+5|0x10|\t 7 \t)",
         "[0-9hmsuµn.]{0,16}",
