@@ -37,6 +37,9 @@ pin_project! {
     }
 }
 
+/// Most frames the peek reads (and holds) before it classifies what it has.
+const MAX_PEEK_FRAMES: usize = 1024;
+
 /// What the peek holds while it reads (boxed: only failure responses get here).
 struct Peek<C, B: Body> {
     parts: Parts,
@@ -219,7 +222,13 @@ where
     /// Reads frames until the limit, the end, an error or `Pending`. True when done reading.
     fn read(&mut self, cx: &mut Context<'_>, limit: usize) -> bool {
         loop {
-            if self.ended || self.error.is_some() || self.buffered >= limit {
+            // The frame bound stops a body that is always ready with empty frames: the byte
+            // limit never fills, and the timer cannot fire inside this loop.
+            if self.ended
+                || self.error.is_some()
+                || self.buffered >= limit
+                || self.frames.len() >= MAX_PEEK_FRAMES
+            {
                 return true;
             }
             match self.body.as_mut().poll_frame(cx) {

@@ -21,7 +21,7 @@ pub struct StatusDetails {
     pub code: i32,
     /// The status message inside the details.
     pub message: String,
-    /// `RetryInfo.retry_delay`, when present and not negative.
+    /// `RetryInfo.retry_delay`, when present and not negative; capped at 30 days.
     pub retry_delay: Option<Duration>,
     /// `QuotaFailure` violations.
     pub quota_violations: Vec<QuotaViolation>,
@@ -130,7 +130,8 @@ pub fn decode_status_proto(bytes: &[u8]) -> Result<StatusDetails, DetailsError> 
                     out.retry_delay = r.retry_delay.and_then(|d| {
                         let secs = u64::try_from(d.seconds).ok()?;
                         let nanos = u32::try_from(d.nanos).ok()?;
-                        Some(Duration::new(secs, nanos.min(999_999_999)))
+                        let delay = Duration::new(secs, nanos.min(999_999_999));
+                        Some(delay.min(crate::rules::prose::MAX_WAIT))
                     });
                 })
                 .is_ok(),

@@ -78,7 +78,8 @@ impl<U> QuotaClassifierLayer<U> {
         }
     }
 
-    /// Reads at most `limit` bytes of a failure body (0 turns the peek off).
+    /// Reads at most `limit` bytes of a failure body (0 turns the peek off), in at most
+    /// 1024 frames.
     pub fn with_peek_limit(mut self, limit: usize) -> Self {
         self.config.peek.limit = limit;
         self

@@ -25,10 +25,14 @@ pub(crate) enum Pushback {
 pub(crate) fn pushback(value: &HeaderValue) -> Pushback {
     let parsed = std::str::from_utf8(value.as_bytes())
         .ok()
-        .and_then(|s| s.trim().parse::<i64>().ok());
+        .map(|s| s.trim().parse::<i64>());
     match parsed {
-        Some(ms) if ms >= 0 => {
+        Some(Ok(ms)) if ms >= 0 => {
             Pushback::Wait(Duration::from_millis(ms.unsigned_abs()).min(super::prose::MAX_WAIT))
+        }
+        // A positive integer too large to hold is an absurd wait, capped like any other.
+        Some(Err(e)) if *e.kind() == std::num::IntErrorKind::PosOverflow => {
+            Pushback::Wait(super::prose::MAX_WAIT)
         }
         _ => {
             tracing::debug!(

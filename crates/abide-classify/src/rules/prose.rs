@@ -93,7 +93,8 @@ fn parse_duration_prefix(s: &[u8]) -> Option<(Duration, usize)> {
             break;
         }
     }
-    if !total.is_finite() || total < 0.0 {
+    // A number too large for a float (`inf`) is as absurd as any huge one: capped below.
+    if total.is_nan() || total < 0.0 {
         return None;
     }
     let capped = total.min(MAX_WAIT.as_secs_f64());
