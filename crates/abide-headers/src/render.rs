@@ -60,7 +60,8 @@ impl std::error::Error for RenderError {}
 /// - [`Dialect::RetryAfter`]: only `Retry-After`.
 ///
 /// # Errors
-/// [`RenderError`] for a dialect this crate only reads (the vendor tail, [`Dialect::Other`]).
+/// [`RenderError`] for a dialect this crate only reads (the vendor tail, [`Dialect::Other`]),
+/// or when a reset written as an instant (`now + reset`) is past what `SystemTime` holds.
 ///
 /// # Examples
 /// ```
@@ -162,7 +163,7 @@ pub fn render(
                 w.set_opt_anthropic(part, "-limit", l.limit);
                 w.set_opt_anthropic(part, "-remaining", l.remaining);
                 if let Some(reset) = l.reset {
-                    let at = now + value::cap(reset);
+                    let at = reset_at(now, reset, dialect)?;
                     w.set_anthropic(part, "-reset", |b| value::write_rfc3339(at, b));
                 }
             }
@@ -175,8 +176,10 @@ pub fn render(
                     w.set_opt("x-ratelimit-used", Some(q.saturating_sub(r)));
                 }
                 if let Some(reset) = l.reset {
-                    let at = value::epoch(now + value::cap(reset));
-                    w.set_opt("x-ratelimit-reset", Some(ceil_secs(at)));
+                    // Epoch seconds, rounded up (not a duration: no cap applies).
+                    let at = value::epoch(reset_at(now, reset, dialect)?);
+                    let secs = at.as_secs() + u64::from(at.subsec_nanos() > 0);
+                    w.set_opt("x-ratelimit-reset", Some(secs));
                 }
                 if let Scope::Named(n) = &l.scope {
                     let name = n.as_str();
@@ -197,9 +200,17 @@ pub fn render(
     Ok(())
 }
 
-/// Whole seconds, rounded up: a client told "0" for 0.4 s would come back too early.
+/// Whole seconds of a duration, rounded up: a client told "0" for 0.4 s would come back
+/// too early. Capped as the reader caps, which keeps it a valid structured-field integer.
 fn ceil_secs(d: Duration) -> u64 {
+    let d = value::cap(d);
     d.as_secs() + u64::from(d.subsec_nanos() > 0)
+}
+
+/// `now + reset` (capped); an error when that instant is past what `SystemTime` holds.
+fn reset_at(now: SystemTime, reset: Duration, dialect: Dialect) -> Result<SystemTime, RenderError> {
+    now.checked_add(value::cap(reset))
+        .ok_or_else(|| RenderError::new(dialect, "reset instant out of range"))
 }
 
 fn one_limit(snapshot: &RateLimitSnapshot) -> Option<&Limit> {
