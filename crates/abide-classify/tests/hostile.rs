@@ -325,6 +325,56 @@ mod never_panic {
             prop_assert!(g.retry_after.is_none_or(|w| w <= MAX_WAIT), "{:?}", g);
         }
 
+        // Frames of any sizes (empty ones too): the caller gets the body byte for byte,
+        // and the verdict is the one the whole body gets.
+        #[test]
+        fn any_body_split_any_way_is_judged_whole_and_replayed_byte_for_byte(
+            status in select(vec![400u16, 403, 429, 500, 503, 529]),
+            body in body(),
+            cuts in proptest::collection::vec(0usize..600, 0..12),
+        ) {
+            use http_body_util::{BodyExt, StreamBody};
+            let mut cuts: Vec<usize> = cuts.into_iter().map(|c| c.min(body.len())).collect();
+            cuts.extend([0, body.len()]);
+            cuts.sort_unstable();
+            let frames: Vec<Result<Frame<Bytes>, Infallible>> = cuts
+                .windows(2)
+                .map(|w| Ok(Frame::data(Bytes::copy_from_slice(&body[w[0]..w[1]]))))
+                .collect();
+            let response = Response::builder()
+                .status(status)
+                .header("content-type", "application/json")
+                .body(StreamBody::new(futures_util::stream::iter(frames)))
+                .unwrap();
+            let expected = classify(
+                response.status(),
+                response.headers(),
+                Some(&body),
+                &RateLimitSnapshot::new(),
+            );
+            let mut slot = Some(response);
+            let api = service_fn(move |_req: Request<()>| {
+                let r = slot.take().expect("one request");
+                async move { Ok::<_, Infallible>(r) }
+            });
+            let rt = tokio::runtime::Builder::new_current_thread()
+                .enable_time()
+                .start_paused(true)
+                .build()
+                .unwrap();
+            let (verdict, bytes) = rt.block_on(async move {
+                let res = QuotaClassifierLayer::new()
+                    .layer(api)
+                    .oneshot(Request::new(()))
+                    .await
+                    .unwrap();
+                let verdict = res.extensions().get::<abide_classify::Classification>().cloned();
+                (verdict, res.into_body().collect().await.unwrap().to_bytes())
+            });
+            prop_assert_eq!(verdict, Some(expected));
+            prop_assert_eq!(&bytes[..], &body[..]);
+        }
+
         #[test]
         fn any_grpc_retry_delay_is_read_capped(seconds in any::<i64>(), nanos in any::<i32>()) {
             let encoded = super::base64(&status_with_retry_delay(seconds, nanos));
