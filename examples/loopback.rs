@@ -136,7 +136,9 @@ async fn main() -> Result<(), BoxError> {
     let counts = Arc::new(Counts::default());
     let addr = serve(counts.clone()).await?;
     let inner = Client::builder(TokioExecutor::new()).build_http::<ReplayBody<Full<Bytes>>>();
-    let abide = ServiceBuilder::new().abide(AbideLayer::new()).service(inner);
+    let abide = ServiceBuilder::new()
+        .abide(AbideLayer::new())
+        .service(inner);
     let started = Instant::now();
     let ok = run(abide, addr).await;
     report("abide", ok, &counts, started);
