@@ -1,0 +1,228 @@
+//! End-to-end tests of the built `abide scoreboard` binary: its JSON contract, its exit
+//! codes, scenario files, determinism and the plot.
+
+use serde_json::Value;
+use std::path::PathBuf;
+use std::process::{Command, Output};
+
+const KEYS: [&str; 18] = [
+    "scenario",
+    "strategy",
+    "clients",
+    "requests",
+    "succeeded",
+    "failed_permanent",
+    "timed_out",
+    "lost",
+    "attempts",
+    "rejected",
+    "rejected_per_success",
+    "amplification",
+    "attempts_after_exhaustion",
+    "makespan_s",
+    "ideal_makespan_s",
+    "makespan_ratio",
+    "p50_latency_s",
+    "p99_latency_s",
+];
+
+fn abide(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_abide"))
+        .args(args)
+        .output()
+        .expect("the abide binary runs")
+}
+
+/// A scenario file in a fresh temporary directory of this test's own.
+fn scenario_file(test: &str, text: &str) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!("abide-scoreboard-{}-{test}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let path = dir.join("scenario.toml");
+    std::fs::write(&path, text).unwrap();
+    path
+}
+
+const SMALL: &str = r#"
+name = "small-openai"
+seed = 3
+[server]
+dialect = "openai"
+window_s = 10.0
+requests_per_window = 20
+[workload]
+requests = 60
+concurrency = 8
+"#;
+
+#[test]
+fn json_rows_carry_exactly_the_documented_keys_and_add_up() {
+    let file = scenario_file("keys", SMALL);
+    let out = abide(&[
+        "scoreboard",
+        "--json",
+        "--scenario",
+        file.to_str().unwrap(),
+        "--strategy",
+        "abide",
+        "--strategy",
+        "none",
+    ]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let rows: Value = serde_json::from_slice(&out.stdout).expect("stdout is only JSON");
+    let rows = rows.as_array().expect("an array of rows");
+    assert_eq!(rows.len(), 2, "one row per (scenario, strategy)");
+    for row in rows {
+        let keys: Vec<&str> = row
+            .as_object()
+            .unwrap()
+            .keys()
+            .map(String::as_str)
+            .collect();
+        let mut expected = KEYS.to_vec();
+        let mut got = keys.clone();
+        expected.sort_unstable();
+        got.sort_unstable();
+        assert_eq!(got, expected, "row keys");
+        assert_eq!(row["scenario"], "small-openai");
+        let n = |k: &str| row[k].as_u64().unwrap();
+        assert_eq!(n("requests"), 60);
+        assert_eq!(
+            n("lost"),
+            n("requests") - n("succeeded") - n("failed_permanent") - n("timed_out"),
+        );
+    }
+    let abide_row = rows.iter().find(|r| r["strategy"] == "abide").unwrap();
+    assert_eq!(abide_row["succeeded"], 60, "{abide_row}");
+    // A single attempt each against a 20-request burst cannot deliver all 60.
+    let none_row = rows.iter().find(|r| r["strategy"] == "none").unwrap();
+    assert!(none_row["lost"].as_u64().unwrap() > 0, "{none_row}");
+}
+
+#[test]
+fn the_same_inputs_give_byte_identical_json() {
+    let args = [
+        "scoreboard",
+        "--json",
+        "--scenario",
+        "bursty",
+        "--scenario",
+        "outage",
+    ];
+    let first = abide(&args);
+    let second = abide(&args);
+    assert!(first.status.success());
+    assert_eq!(first.stdout, second.stdout);
+    // The wall time goes to stderr, never into the JSON.
+    assert!(String::from_utf8_lossy(&first.stderr).contains("wall time"));
+}
+
+#[test]
+fn human_output_ranks_each_scenario_and_says_where_abide_stands() {
+    let out = abide(&["scoreboard", "--scenario", "quota-exhausted"]);
+    assert!(out.status.success());
+    let text = String::from_utf8(out.stdout).unwrap();
+    assert!(text.starts_with("quota-exhausted ("), "{text}");
+    assert!(text.contains("abide ranks first in"), "{text}");
+}
+
+#[test]
+fn a_bad_scenario_file_exits_1_naming_the_file_and_the_key() {
+    let unknown = scenario_file("unknown", &format!("{SMALL}\n[extra]\nbogus = 1\n"));
+    let out = abide(&["scoreboard", "--scenario", unknown.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("scenario.toml"), "{err}");
+    assert!(err.contains("extra"), "{err}");
+
+    let missing = scenario_file(
+        "missing",
+        "name = \"m\"\n[server]\ndialect = \"openai\"\n[workload]\nconcurrency = 2\n",
+    );
+    let out = abide(&["scoreboard", "--scenario", missing.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("requests"), "{err}");
+}
+
+#[test]
+fn usage_errors_exit_2() {
+    for args in [
+        &["scoreboard", "--bogus"][..],
+        &["scoreboard", "--strategy", "no-such-strategy"][..],
+        &["scoreboard", "--scenario", "no-such-scenario"][..],
+        &["scoreboard", "--plot", "/tmp/x.svg"][..],
+    ] {
+        let out = abide(args);
+        assert_eq!(out.status.code(), Some(2), "args {args:?}");
+        assert!(!out.stderr.is_empty());
+    }
+}
+
+#[test]
+fn list_names_every_builtin_scenario_and_strategy() {
+    let out = abide(&["scoreboard", "--list"]);
+    assert!(out.status.success());
+    let text = String::from_utf8(out.stdout).unwrap();
+    for name in [
+        "openai-rpm",
+        "openai-tpm",
+        "ietf-policy",
+        "github-hourly",
+        "retry-after-only",
+        "no-headers",
+        "outage",
+        "quota-exhausted",
+        "overload",
+        "shared-key-4",
+        "fleet-8-shared",
+        "poisson-under-capacity",
+        "bursty",
+        "grpc-pushback",
+        "lying-headers",
+        "none",
+        "naive",
+        "openai-python",
+        "tower-retry",
+        "aws-standard",
+        "aws-adaptive",
+        "grpc-a6",
+        "abide",
+        "abide-retry-only",
+    ] {
+        assert!(
+            text.lines()
+                .any(|l| l.split_whitespace().next() == Some(name)),
+            "{name} missing from --list:\n{text}"
+        );
+    }
+}
+
+#[test]
+fn plot_writes_an_svg_with_a_lane_per_strategy() {
+    let file = scenario_file("plot", SMALL);
+    let svg = file.with_file_name("board.svg");
+    let out = abide(&[
+        "scoreboard",
+        "--scenario",
+        file.to_str().unwrap(),
+        "--strategy",
+        "abide",
+        "--strategy",
+        "naive",
+        "--plot",
+        svg.to_str().unwrap(),
+    ]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let text = std::fs::read_to_string(&svg).expect("the plot was written");
+    assert!(text.starts_with("<svg"), "{}", &text[..text.len().min(80)]);
+    assert!(text.trim_end().ends_with("</svg>"));
+    assert!(text.contains(">abide<") && text.contains(">naive<"));
+}
