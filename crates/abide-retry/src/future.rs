@@ -18,7 +18,7 @@ use pin_project_lite::pin_project;
 use std::fmt;
 use std::future::Future;
 use std::pin::Pin;
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 use std::task::{Context, Poll};
 use std::time::Duration;
 use tokio::time::{sleep_until, Instant, Sleep};
@@ -163,6 +163,17 @@ fn classification_of<B>(response: &Response<B>) -> Classification {
         return c.clone();
     }
     let headers = response.headers();
+    let status = response.status();
+    if status.is_success() || status.is_informational() || status.is_redirection() {
+        // Without a body, the rules decide a success on these statuses from the status and
+        // the gRPC metadata alone; the snapshot only refines the scope or wait of a
+        // failure. So a success judged against an empty snapshot is the very verdict the
+        // parsed one gives, and the header parse is skipped on the success path.
+        let verdict = classify_head(status, headers, empty_snapshot());
+        if verdict.is_success() {
+            return verdict;
+        }
+    }
     let parsed;
     let snapshot = match response.extensions().get::<RateLimitSnapshot>() {
         Some(s) => s,
@@ -171,7 +182,13 @@ fn classification_of<B>(response: &Response<B>) -> Classification {
             &parsed
         }
     };
-    classify_head(response.status(), headers, snapshot)
+    classify_head(status, headers, snapshot)
+}
+
+/// A snapshot with no limits and no wait, made once.
+fn empty_snapshot() -> &'static RateLimitSnapshot {
+    static EMPTY: OnceLock<RateLimitSnapshot> = OnceLock::new();
+    EMPTY.get_or_init(RateLimitSnapshot::new)
 }
 
 impl<S, B> Ctx<S, B> {
@@ -569,5 +586,65 @@ where
             .field("total_wait", &self.ctx.total_wait)
             .field("deadline", &self.ctx.deadline)
             .finish()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The full fallback: parse the headers, then classify.
+    fn full(status: StatusCode, headers: &HeaderMap) -> Classification {
+        classify_head(status, headers, &RateLimitHeaders::new().extract(headers))
+    }
+
+    #[test]
+    fn the_success_status_shortcut_gives_the_verdict_the_full_header_parse_gives() {
+        let header_sets: &[&[(&str, &str)]] = &[
+            &[],
+            &[("x-should-retry", "true")],
+            &[("x-should-retry", "false"), ("retry-after", "5")],
+            &[("retry-after", "7200"), ("x-ratelimit-remaining", "0")],
+            &[
+                ("ratelimit-policy", "\"burst\";q=10;w=1"),
+                ("ratelimit", "\"burst\";r=0;t=3"),
+            ],
+            &[("content-type", "application/grpc")],
+            &[
+                ("content-type", "application/grpc+proto"),
+                ("grpc-status", "0"),
+            ],
+            &[("content-type", "application/grpc"), ("grpc-status", "8")],
+            &[
+                ("content-type", "application/grpc"),
+                ("grpc-status", "8"),
+                ("grpc-retry-pushback-ms", "250"),
+                ("x-ratelimit-remaining-tokens", "0"),
+            ],
+            &[
+                ("content-type", "APPLICATION/GRPC"),
+                ("grpc-status", "14"),
+                ("x-should-retry", "false"),
+            ],
+            &[
+                ("content-type", "application/grpc"),
+                ("grpc-status", "nonsense"),
+            ],
+        ];
+        for code in [100, 200, 201, 204, 299, 301, 304, 399, 429, 503] {
+            let status = StatusCode::from_u16(code).unwrap();
+            for set in header_sets {
+                let mut response = Response::new(());
+                *response.status_mut() = status;
+                for (name, value) in *set {
+                    response.headers_mut().append(*name, value.parse().unwrap());
+                }
+                assert_eq!(
+                    classification_of(&response),
+                    full(status, response.headers()),
+                    "{code} {set:?}"
+                );
+            }
+        }
     }
 }
