@@ -1,10 +1,11 @@
 //! The overall deadline of one logical request: config, request extension, `grpc-timeout`.
 
-use http::HeaderValue;
+use http::{HeaderName, HeaderValue};
 use std::time::Duration;
 
 /// The header gRPC clients use to tell the server (and us) how long the call may take.
-pub(crate) const GRPC_TIMEOUT: &str = "grpc-timeout";
+/// A `HeaderName`, not a `&str`: a lookup by string parses the name on every request.
+pub(crate) const GRPC_TIMEOUT: HeaderName = HeaderName::from_static("grpc-timeout");
 
 /// The farthest deadline kept (about ten years); a later one is taken as this, so every
 /// timer instant stays far from the end of `Instant`'s range.
