@@ -5,6 +5,7 @@ use crate::deadline::{encode_grpc_timeout, GRPC_TIMEOUT};
 use crate::error::{
     BudgetExhausted, DeadlineExceeded, LastAttempt, ReplayError, ReplayErrorKind, WaitTooLong,
 };
+use crate::idempotency::is_idempotent;
 use crate::layer::Config;
 use crate::record::{Attempts, Stop};
 use crate::replay::ReplayBody;
@@ -77,7 +78,9 @@ struct Ctx<S, B> {
     timer: Option<Pin<Box<Sleep>>>,
     deadline: Option<Instant>,
     timeout: Duration,
-    idempotent: bool,
+    /// Whether the request may be sent twice; `None`: it may when the template's headers
+    /// carry an `Idempotency-Key` (looked up only after a failure).
+    idempotent: Option<bool>,
     /// When the current attempt started; only kept when there is a deadline, so the
     /// success path without one never reads the clock.
     attempt_started: Option<Instant>,
@@ -127,7 +130,7 @@ where
         start: Option<Instant>,
         deadline: Option<Instant>,
         timeout: Duration,
-        idempotent: bool,
+        idempotent: Option<bool>,
     ) -> Self {
         let mut ctx = Ctx {
             service,
@@ -264,13 +267,21 @@ impl<S, B> Ctx<S, B> {
         response
     }
 
+    fn is_idempotent(&self) -> bool {
+        self.idempotent.unwrap_or_else(|| {
+            self.template
+                .as_ref()
+                .is_some_and(|t| is_idempotent(&t.method, &t.headers))
+        })
+    }
+
     /// Whether and when to try again after a failed attempt that ended at `now`.
     fn decide(&mut self, verdict: &Classification, now: Instant) -> Decision {
         let config = &*self.config;
         if !verdict.retryable || matches!(verdict.class, Class::QuotaExhausted | Class::Success) {
             return Decision::Return(Stop::NotRetryable);
         }
-        if verdict.processing != Processing::NotProcessed && !self.idempotent {
+        if verdict.processing != Processing::NotProcessed && !self.is_idempotent() {
             return Decision::Return(Stop::NotIdempotent);
         }
         let server = verdict.retry_after;

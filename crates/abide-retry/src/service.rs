@@ -119,13 +119,15 @@ where
             _ => Duration::ZERO,
         };
 
+        let idempotent_method = is_idempotent_method(request.method());
+        let mut keyed = false;
         if config.idempotency_key
-            && !is_idempotent_method(request.method())
+            && !idempotent_method
             && !request.headers().contains_key(IDEMPOTENCY_KEY)
         {
             request.headers_mut().insert(IDEMPOTENCY_KEY, new_key());
+            keyed = true;
         }
-        let idempotent = is_idempotent(request.method(), request.headers());
 
         let (mut parts, body) = request.into_parts();
         if let Some(deadline) = deadline {
@@ -147,6 +149,16 @@ where
         } else {
             // No retry can happen: do not record anything.
             (ReplayBody::once(body, false), None)
+        };
+        // Whether the request may be sent twice matters only after a failure. When the
+        // template keeps the headers, the `Idempotency-Key` lookup waits for one (`None`):
+        // the success path skips it.
+        let idempotent = if idempotent_method || keyed {
+            Some(true)
+        } else if template.is_some() {
+            None
+        } else {
+            Some(is_idempotent(&parts.method, &parts.headers))
         };
         let request = Request::from_parts(parts, body);
         config.stats.attempt();
