@@ -105,7 +105,8 @@ pin_project! {
         Called {
             #[pin]
             future: F,
-            sent_at: Instant,
+            // Only an adaptive cap uses the latency: others skip the clock.
+            sent_at: Option<Instant>,
         },
         Observe {
             observe: StoreFuture<()>,
@@ -221,10 +222,16 @@ where
             match this.state.as_mut().project() {
                 StateProj::Start => {
                     let now = Instant::now();
-                    let started = *this.started.get_or_insert(now);
-                    let left = this
-                        .max_wait
-                        .saturating_sub(now.saturating_duration_since(started));
+                    let left = match *this.started {
+                        Some(started) => this
+                            .max_wait
+                            .saturating_sub(now.saturating_duration_since(started)),
+                        // Starting now: nothing has been waited yet.
+                        None => {
+                            *this.started = Some(now);
+                            *this.max_wait
+                        }
+                    };
                     if let Some(permit) = this.limiter.try_acquire() {
                         *this.permit = Some(permit);
                         let fut = admit(this.shared, this.key, *this.cost, now, left, None);
@@ -360,13 +367,12 @@ where
                     let future = this.svc.call(request);
                     this.state.set(State::Called {
                         future,
-                        sent_at: Instant::now(),
+                        sent_at: this.limiter.is_adaptive().then(Instant::now),
                     });
                 }
                 StateProj::Called { future, sent_at } => {
                     let result = ready!(future.poll(cx));
-                    let now = Instant::now();
-                    let latency = now.saturating_duration_since(*sent_at);
+                    let sent_at = *sent_at;
                     let (fut, outcome) = match result {
                         Ok(response) => {
                             let computed_snapshot;
@@ -391,7 +397,16 @@ where
                                     &computed_class
                                 }
                             };
-                            this.limiter.on_outcome(class.class, latency, now);
+                            let probe = this.ticket.is_some_and(|t| t.probe);
+                            // Nothing to learn: the store is skipped (a round trip, for a
+                            // shared one).
+                            let report = !(class.is_success() && snapshot.is_empty() && !probe);
+                            // The clock is read only when the instant is used.
+                            let now = (sent_at.is_some() || report).then(Instant::now);
+                            if let (Some(sent_at), Some(now)) = (sent_at, now) {
+                                let latency = now.saturating_duration_since(sent_at);
+                                this.limiter.on_outcome(class.class, latency, now);
+                            }
                             if this.shared.config.policy.learn {
                                 // A limit counted in concurrent requests is an in-flight
                                 // cap, not a pace.
@@ -405,20 +420,27 @@ where
                                     this.limiter.server_concurrency(concurrent);
                                 }
                             }
-                            let probe = this.ticket.is_some_and(|t| t.probe);
-                            let fut = if class.is_success() && snapshot.is_empty() && !probe {
-                                // Nothing to learn: skip the store (a round trip, for a
-                                // shared one).
-                                StoreFuture::ready(Ok(()))
-                            } else {
-                                observe(this.shared, this.key, *this.ticket, now, class, snapshot)
+                            let fut = match now {
+                                Some(now) if report => observe(
+                                    this.shared,
+                                    this.key,
+                                    *this.ticket,
+                                    now,
+                                    class,
+                                    snapshot,
+                                ),
+                                _ => StoreFuture::ready(Ok(())),
                             };
                             (fut, Ok(response))
                         }
                         Err(e) => {
                             let e: BoxError = e.into();
                             let class = classify_error(&*e);
-                            this.limiter.on_outcome(class.class, latency, now);
+                            let now = Instant::now();
+                            if let Some(sent_at) = sent_at {
+                                let latency = now.saturating_duration_since(sent_at);
+                                this.limiter.on_outcome(class.class, latency, now);
+                            }
                             let fut =
                                 observe(this.shared, this.key, *this.ticket, now, &class, &EMPTY);
                             (fut, Err(e))

@@ -155,11 +155,15 @@ pub(crate) type KeyMap<V> = HashMap<BucketKey, V, BuildHasherDefault<KeyHasher>>
 /// The default bucket of a request: its URI authority, else its `Host` header, else
 /// `"default"`.
 pub fn authority_key(parts: &http::request::Parts) -> BucketKey {
-    if let Some(authority) = parts.uri.authority() {
+    authority_key_of(&parts.uri, &parts.headers)
+}
+
+/// [`authority_key`] from the URI and headers alone, for callers holding a whole request.
+pub(crate) fn authority_key_of(uri: &http::Uri, headers: &http::HeaderMap) -> BucketKey {
+    if let Some(authority) = uri.authority() {
         return BucketKey::from_authority(authority);
     }
-    match parts
-        .headers
+    match headers
         .get(http::header::HOST)
         .and_then(|h| h.to_str().ok())
     {

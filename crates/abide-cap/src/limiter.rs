@@ -6,7 +6,7 @@ use abide_classify::Class;
 use std::fmt;
 use std::future::Future;
 use std::pin::Pin;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::Duration;
 use tokio::sync::futures::OwnedNotified;
@@ -160,6 +160,12 @@ impl Aimd {
 pub(crate) struct Limiter {
     sem: Option<Arc<Semaphore>>,
     aimd: Option<Mutex<Aimd>>,
+    /// The cap moves with outcomes (AIMD); fixed at construction. Lets the success path
+    /// skip the clock and the lock when outcomes change nothing.
+    adaptive: bool,
+    /// Mirrors `aimd.debt > 0`, written under the lock: a release skips the lock when
+    /// no permit is owed.
+    in_debt: AtomicBool,
     queued: AtomicUsize,
     in_flight: AtomicUsize,
     /// Signalled when the answer to an exhausted bucket's probe has been observed.
@@ -222,6 +228,8 @@ impl Limiter {
         Limiter {
             sem,
             aimd,
+            adaptive: matches!(config.0, Mode::Adaptive { .. }),
+            in_debt: AtomicBool::new(false),
             queued: AtomicUsize::new(0),
             in_flight: AtomicUsize::new(0),
             probe: Arc::new(Notify::new()),
@@ -278,6 +286,7 @@ impl Limiter {
         let current = (a.max < configured).then_some(a.max);
         if current != target {
             a.cap_at(sem, target);
+            self.in_debt.store(a.debt > 0, Ordering::Release);
         }
     }
 
@@ -292,15 +301,26 @@ impl Limiter {
         self.probe.notify_waiters();
     }
 
+    /// Whether outcomes move the cap ([`on_outcome`](Self::on_outcome) does nothing
+    /// otherwise, so callers need not measure latency for it).
+    pub(crate) fn is_adaptive(&self) -> bool {
+        self.adaptive
+    }
+
     /// Feeds one outcome to the adaptive cap.
     pub(crate) fn on_outcome(&self, class: Class, latency: Duration, now: Instant) {
+        if !self.adaptive {
+            return;
+        }
         let (Some(sem), Some(aimd)) = (&self.sem, &self.aimd) else {
             return;
         };
         let mut a = lock(aimd);
-        if !a.adaptive {
-            return;
-        }
+        Self::adjust(&mut a, sem, class, latency, now);
+        self.in_debt.store(a.debt > 0, Ordering::Release);
+    }
+
+    fn adjust(a: &mut Aimd, sem: &Semaphore, class: Class, latency: Duration, now: Instant) {
         if class.is_throttle() {
             // Overload (too many at once) is answered near the edge: a gentler cut keeps
             // the cap close to what the server runs; a rate limit halves it.
@@ -349,11 +369,18 @@ impl Limiter {
         let (Some(permit), Some(aimd)) = (permit, &self.aimd) else {
             return;
         };
+        // Nothing owed (the common case): the permit goes back without the lock. A debt
+        // written concurrently is ordered after this release, as if it had taken the lock
+        // first.
+        if !self.in_debt.load(Ordering::Acquire) {
+            return;
+        }
         let mut a = lock(aimd);
         if a.debt > 0 {
             a.debt -= 1;
             permit.forget();
         }
+        self.in_debt.store(a.debt > 0, Ordering::Release);
     }
 
     pub(crate) fn stats(&self) -> BucketStats {

@@ -2,7 +2,7 @@
 
 use crate::body::ResponseBody;
 use crate::future::ResponseFuture;
-use crate::key::{BucketKey, Cost};
+use crate::key::{authority_key_of, BucketKey, Cost};
 use crate::layer::{default_key, Config};
 use crate::limiter::{BucketStats, Limiters};
 use crate::store::QuotaStore;
@@ -106,20 +106,29 @@ where
 
     fn call(&mut self, request: Request<ReqB>) -> Self::Future {
         let config = &self.shared.config;
-        let (parts, body) = request.into_parts();
-        let key = match &config.key_fn {
-            Some(f) => f(&parts),
-            None => default_key(&parts),
-        };
-        let cost = match parts.extensions.get::<Cost>() {
-            Some(c) => c.0,
-            None => config.cost_fn.as_ref().map_or(1, |f| f(&parts)),
+        let (request, key, cost) = if config.key_fn.is_none() && config.cost_fn.is_none() {
+            // Nothing needs `Parts`: read the request in place rather than take it apart
+            // and rebuild it (two moves of the whole head).
+            let key = authority_key_of(request.uri(), request.headers());
+            let cost = request.extensions().get::<Cost>().map_or(1, |c| c.0);
+            (request, key, cost)
+        } else {
+            let (parts, body) = request.into_parts();
+            let key = match &config.key_fn {
+                Some(f) => f(&parts),
+                None => default_key(&parts),
+            };
+            let cost = match parts.extensions.get::<Cost>() {
+                Some(c) => c.0,
+                None => config.cost_fn.as_ref().map_or(1, |f| f(&parts)),
+            };
+            (Request::from_parts(parts, body), key, cost)
         };
         let mut max_wait = config.max_wait;
         // The wait is measured from the first poll, or from now when a deadline says
         // how long is left.
         let mut started = None;
-        if let Some(deadline) = parts.extensions.get::<Deadline>() {
+        if let Some(deadline) = request.extensions().get::<Deadline>() {
             let now = Instant::now();
             // A relative deadline counts from now: the cap is the outermost abide layer here.
             // A deadline too far to be an instant bounds nothing (and `max_wait` may be
@@ -129,7 +138,6 @@ where
             }
             started = Some(now);
         }
-        let request = Request::from_parts(parts, body);
         // The clone is the one this future polls and calls; `self.inner` is never called.
         let svc = self.inner.clone();
         ResponseFuture::new(
