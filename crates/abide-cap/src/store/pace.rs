@@ -437,6 +437,19 @@ impl BucketState {
             }
         }
 
+        // Nothing paces this bucket (the common case): go now. What the general path
+        // below would decide, without its passes over the constraints.
+        if self.throttled.is_none()
+            && self.paused_until.is_none_or(|p| p <= now)
+            && a.policy.request_quota.is_none()
+            && a.policy.cost_quota.is_none()
+            && (!a.policy.learn || self.learned.is_empty())
+        {
+            self.requests += 1;
+            self.units += cost;
+            return Decision::Go(self.ticket());
+        }
+
         let mut start = now.max(self.paused_until.unwrap_or(now));
         if let Some(t) = self.throttled {
             if t.rate_at(now) >= t.rate * THROTTLE_RECOVERED {
