@@ -5,8 +5,9 @@
 //! [`quota_store_suite!`](crate::quota_store_suite) turns them into one `#[tokio::test]`
 //! each:
 //!
-//! ```ignore
-//! // In a store crate's tests (needs tokio with `macros` and `rt`):
+//! ```text
+//! // In a store crate's tests (needs tokio with `macros` and `rt`), as this crate's own
+//! // tests/store_suite.rs does for LocalStore:
 //! abide_cap::quota_store_suite!(my_store::RedisStore::connect_for_tests());
 //! ```
 //!
