@@ -124,6 +124,9 @@ struct Report {
     status: http::StatusCode,
     snapshot: RateLimitSnapshot,
     classification: Classification,
+    /// What the server said, for people: the gRPC status and details, or the error message
+    /// of a JSON or text body.
+    said: Vec<String>,
 }
 
 /// Seconds as a JSON number: an integer when whole, else rounded to the millisecond.
@@ -191,6 +194,7 @@ impl Report {
             status: response.status,
             snapshot,
             classification,
+            said: server_said(&response.headers, body),
         }
     }
 
@@ -231,10 +235,13 @@ impl Report {
         use std::fmt::Write as _;
         let mut out = String::new();
         let c = &self.classification;
-        let reason = self.status.canonical_reason().unwrap_or("");
+        let reason = match self.status.canonical_reason() {
+            Some(reason) => format!(" {reason}"),
+            None => String::new(),
+        };
         let _ = writeln!(
             out,
-            "HTTP {} {reason}: {}{}",
+            "HTTP {}{reason}: {}{}",
             self.status.as_u16(),
             describe_class(c.class),
             match c.scope.as_str() {
@@ -243,6 +250,9 @@ impl Report {
             }
         );
         let _ = writeln!(out, "  rule: {}", c.reason);
+        for line in &self.said {
+            let _ = writeln!(out, "  server says: {line}");
+        }
         if self.snapshot.limits().is_empty() {
             let _ = writeln!(out, "  limits: none stated in the headers");
         } else {
@@ -320,4 +330,142 @@ fn describe_limit(l: &Limit) -> String {
     }
     s.push_str(&format!("  [{:?} headers]", l.dialect));
     s
+}
+
+/// The longest excerpt of a server message shown.
+const MAX_SAID: usize = 240;
+
+fn excerpt(text: &str) -> String {
+    let text = text.split_whitespace().collect::<Vec<_>>().join(" ");
+    if text.len() <= MAX_SAID {
+        return text;
+    }
+    let mut end = MAX_SAID;
+    while !text.is_char_boundary(end) {
+        end -= 1;
+    }
+    format!("{}...", &text[..end])
+}
+
+/// What the server said in words: gRPC status, message and decoded details; else the
+/// error message of a JSON body (`error.message`, `message`, `error`, `detail`, `title`);
+/// else the start of a text body.
+fn server_said(headers: &http::HeaderMap, body: &[u8]) -> Vec<String> {
+    let mut said = Vec::new();
+    if let Some(code) = headers.get("grpc-status").and_then(|v| v.to_str().ok()) {
+        let message = headers
+            .get("grpc-message")
+            .and_then(|v| v.to_str().ok())
+            .map(percent_decode)
+            .unwrap_or_default();
+        said.push(excerpt(&format!("grpc-status {code}: {message}")));
+        if let Some(details) = headers.get("grpc-status-details-bin") {
+            match abide_classify::grpc::decode_status_details(details.as_bytes()) {
+                Ok(d) => {
+                    if let Some(delay) = d.retry_delay {
+                        said.push(format!("RetryInfo: retry in {}", show_secs(delay)));
+                    }
+                    for v in d.quota_violations.iter().take(4) {
+                        said.push(excerpt(&format!(
+                            "QuotaFailure: {} {} {}",
+                            v.subject, v.quota_id, v.description
+                        )));
+                    }
+                    if let Some(info) = &d.error_info {
+                        said.push(excerpt(&format!(
+                            "ErrorInfo: {} ({})",
+                            info.reason, info.domain
+                        )));
+                    }
+                    for link in d.help_links.iter().take(2) {
+                        said.push(excerpt(&format!("Help: {} {}", link.description, link.url)));
+                    }
+                }
+                Err(e) => said.push(format!("grpc-status-details-bin unreadable: {e}")),
+            }
+        }
+        return said;
+    }
+    if body.is_empty() {
+        return said;
+    }
+    if let Ok(json) = serde_json::from_slice::<serde_json::Value>(body) {
+        let message = [
+            "/error/message",
+            "/message",
+            "/error",
+            "/detail",
+            "/title",
+            "/errors/0/message",
+            "/errors/0/detail",
+        ]
+        .iter()
+        .find_map(|p| json.pointer(p).and_then(serde_json::Value::as_str));
+        if let Some(m) = message {
+            said.push(excerpt(m));
+        }
+    } else if let Ok(text) = std::str::from_utf8(body) {
+        let looks_like_text = !text.trim_start().starts_with('<');
+        if looks_like_text && !text.trim().is_empty() {
+            said.push(excerpt(text));
+        }
+    }
+    said
+}
+
+/// `grpc-message` is percent-encoded (gRPC HTTP/2 protocol spec); bad escapes stay as is.
+fn percent_decode(s: &str) -> String {
+    let bytes = s.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        let hex = |b: u8| (b as char).to_digit(16);
+        if bytes[i] == b'%' && i + 2 < bytes.len() {
+            if let (Some(h), Some(l)) = (hex(bytes[i + 1]), hex(bytes[i + 2])) {
+                out.push((h * 16 + l) as u8);
+                i += 3;
+                continue;
+            }
+        }
+        out.push(bytes[i]);
+        i += 1;
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn grpc_messages_are_percent_decoded_and_bad_escapes_kept() {
+        assert_eq!(percent_decode("Quota%20exceeded"), "Quota exceeded");
+        assert_eq!(percent_decode("100%25"), "100%");
+        assert_eq!(percent_decode("bad %zz and %4"), "bad %zz and %4");
+        assert_eq!(percent_decode("%"), "%");
+        assert_eq!(percent_decode("%E2%9C%93"), "\u{2713}");
+    }
+
+    #[test]
+    fn long_messages_are_cut_at_a_char_boundary() {
+        let long = "é".repeat(500);
+        let cut = excerpt(&long);
+        assert!(cut.ends_with("..."));
+        assert!(cut.len() <= MAX_SAID + 3);
+        assert_eq!(excerpt("  two\n\twords  "), "two words");
+    }
+
+    #[test]
+    fn json_error_messages_are_found_in_common_shapes() {
+        let said = |body: &str| server_said(&http::HeaderMap::new(), body.as_bytes());
+        assert_eq!(said(r#"{"error":{"message":"slow down"}}"#), ["slow down"]);
+        assert_eq!(
+            said(r#"{"message":"API rate limit exceeded"}"#),
+            ["API rate limit exceeded"]
+        );
+        assert_eq!(said(r#"{"errors":[{"detail":"too many"}]}"#), ["too many"]);
+        assert!(said(r#"{"error":{"code":429}}"#).is_empty());
+        assert!(said("<html>busy</html>").is_empty());
+        assert_eq!(said("plain words"), ["plain words"]);
+    }
 }

@@ -199,6 +199,36 @@ fn human_output_says_what_to_do() {
 }
 
 #[test]
+fn human_output_quotes_what_the_server_said() {
+    let text = |file: &str| {
+        let path = example(file);
+        let out = abide(&["inspect", path.to_str().unwrap()], b"");
+        assert!(out.status.success());
+        String::from_utf8(out.stdout).unwrap()
+    };
+    let grpc = text("grpc-resource-exhausted.http");
+    assert!(
+        grpc.contains("grpc-status 8: Quota exceeded for quota metric 'Requests'"),
+        "{grpc}"
+    );
+    assert!(grpc.contains("RetryInfo: retry in 1.5 s"), "{grpc}");
+    assert!(
+        grpc.contains("QuotaFailure: project:demo-project"),
+        "{grpc}"
+    );
+    let openai = text("openai-429-tokens.http");
+    assert!(
+        openai.contains("server says: Rate limit reached for gpt-4o"),
+        "{openai}"
+    );
+    let overloaded = text("anthropic-529-overloaded.http");
+    assert!(
+        overloaded.starts_with("HTTP 529: the provider is overloaded"),
+        "{overloaded}"
+    );
+}
+
+#[test]
 fn input_that_is_not_a_response_exits_1_with_a_message() {
     for garbage in [
         &b""[..],
