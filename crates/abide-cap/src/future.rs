@@ -198,6 +198,7 @@ fn observe(
 }
 
 fn rejection(key: &BucketKey, r: Rejection, waited: Duration, max_wait: Duration) -> BoxError {
+    tracing::debug!(target: "abide_cap", bucket = %key, rejection = ?r, waited_ms = waited.as_millis() as u64, "admission refused");
     match r {
         Rejection::Exhausted { retry_in } => Box::new(BucketExhausted::new(key.clone(), retry_in)),
         Rejection::TooLong { would_wait } => Box::new(WaitTooLong::new(
@@ -297,6 +298,14 @@ where
                             this.state.set(State::Ready);
                         }
                         Decision::Wait { until, reservation } => {
+                            tracing::debug!(
+                                target: "abide_cap",
+                                bucket = %this.key,
+                                cost = *this.cost,
+                                wait_ms = until.saturating_duration_since(Instant::now()).as_millis() as u64,
+                                reserved = reservation.is_some(),
+                                "admission waits"
+                            );
                             if this.queue.is_none() {
                                 let bound = this.shared.config.max_queue;
                                 match this.limiter.enqueue(bound) {
@@ -304,6 +313,12 @@ where
                                     None => {
                                         this.state.set(State::Done);
                                         *this.permit = None;
+                                        tracing::debug!(
+                                            target: "abide_cap",
+                                            bucket = %this.key,
+                                            bound,
+                                            "admission refused: queue full"
+                                        );
                                         return Poll::Ready(Err(Box::new(QueueFull::new(
                                             this.key.clone(),
                                             bound,
@@ -419,6 +434,16 @@ where
                                 if concurrent.is_some() {
                                     this.limiter.server_concurrency(concurrent);
                                 }
+                            }
+                            if !class.is_success() {
+                                tracing::debug!(
+                                    target: "abide_cap",
+                                    bucket = %this.key,
+                                    class = %class.class,
+                                    retry_after_ms = class.retry_after.map(|d| d.as_millis() as u64),
+                                    reason = %class.reason,
+                                    "server refused an attempt; the bucket learns from it"
+                                );
                             }
                             let fut = match now {
                                 Some(now) if report => observe(

@@ -78,6 +78,19 @@ impl<F, C, B: Body> ResponseFuture<F, C, B> {
 }
 
 fn attach(parts: &mut Parts, c: Classification, snapshot: RateLimitSnapshot) {
+    // Only failures are worth an event; a success stays free of formatting work.
+    if !c.is_success() {
+        tracing::debug!(
+            target: "abide_classify",
+            status = parts.status.as_u16(),
+            class = %c.class,
+            retryable = c.retryable,
+            retry_after_ms = c.retry_after.map(|d| d.as_millis() as u64),
+            scope = %c.scope,
+            reason = %c.reason,
+            "response classified"
+        );
+    }
     parts.extensions.insert(c);
     parts.extensions.insert(snapshot);
 }

@@ -1,0 +1,97 @@
+//! Every layer says what it decided through `tracing`: the classifier its verdict and
+//! rule, the cap its waits and what a refusal taught it, the retry layer each retry and why.
+
+use abide::{AbideLayer, ServiceBuilderExt};
+use bytes::Bytes;
+use http::{Request, Response};
+use http_body_util::Full;
+use std::io;
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::{Arc, Mutex};
+use tower::{ServiceBuilder, ServiceExt};
+
+/// Where the subscriber writes: a shared buffer the test reads back.
+#[derive(Clone, Default)]
+struct Buf(Arc<Mutex<Vec<u8>>>);
+
+impl io::Write for Buf {
+    fn write(&mut self, bytes: &[u8]) -> io::Result<usize> {
+        self.0.lock().unwrap().extend_from_slice(bytes);
+        Ok(bytes.len())
+    }
+    fn flush(&mut self) -> io::Result<()> {
+        Ok(())
+    }
+}
+
+#[test]
+fn a_429_is_explained_by_every_layer_in_the_trace() {
+    let buf = Buf::default();
+    let writer = buf.clone();
+    let subscriber = tracing_subscriber::fmt()
+        .with_max_level(tracing::Level::DEBUG)
+        .with_ansi(false)
+        .with_writer(move || writer.clone())
+        .finish();
+
+    let calls = Arc::new(AtomicU32::new(0));
+    let counter = calls.clone();
+    let api = tower::service_fn(move |_req: Request<_>| {
+        let first = counter.fetch_add(1, Ordering::SeqCst) == 0;
+        async move {
+            let response = if first {
+                Response::builder()
+                    .status(429)
+                    .header("retry-after", "2")
+                    .header("content-type", "application/json")
+                    .body(Full::new(Bytes::from_static(
+                        br#"{"error":{"message":"Rate limit reached for requests","type":"requests","code":"rate_limit_exceeded"}}"#,
+                    )))
+            } else {
+                Response::builder().body(Full::new(Bytes::from_static(b"ok")))
+            };
+            Ok::<_, std::convert::Infallible>(response.unwrap())
+        }
+    });
+    let client = ServiceBuilder::new().abide(AbideLayer::new()).service(api);
+
+    let status = tracing::subscriber::with_default(subscriber, || {
+        tokio::runtime::Builder::new_current_thread()
+            .enable_time()
+            .start_paused(true)
+            .build()
+            .unwrap()
+            .block_on(async {
+                let request = Request::get("https://api.example.com/v1/models")
+                    .body(Full::new(Bytes::new()))
+                    .unwrap();
+                client.oneshot(request).await.unwrap().status()
+            })
+    });
+    assert_eq!(status, 200);
+    assert_eq!(calls.load(Ordering::SeqCst), 2);
+
+    let log = String::from_utf8(buf.0.lock().unwrap().clone()).unwrap();
+    let line = |needle: &str| {
+        log.lines()
+            .find(|l| l.contains(needle))
+            .unwrap_or_else(|| panic!("no event {needle:?} in:\n{log}"))
+            .to_owned()
+    };
+    let classified = line("response classified");
+    assert!(classified.contains("abide_classify"), "{classified}");
+    assert!(classified.contains("class=rate_limited"), "{classified}");
+    assert!(classified.contains("retry_after_ms=2000"), "{classified}");
+    assert!(classified.contains("reason="), "{classified}");
+
+    let learned = line("the bucket learns from it");
+    assert!(learned.contains("abide_cap"), "{learned}");
+    assert!(learned.contains("bucket=api.example.com"), "{learned}");
+
+    let retrying = line("retrying");
+    assert!(retrying.contains("abide_retry"), "{retrying}");
+    assert!(retrying.contains("wait_ms="), "{retrying}");
+
+    // A success is not logged at debug level by the classifier.
+    assert_eq!(log.matches("response classified").count(), 1, "{log}");
+}
