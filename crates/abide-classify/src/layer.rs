@@ -63,6 +63,33 @@ impl QuotaClassifierLayer {
 
 impl<U> QuotaClassifierLayer<U> {
     /// Adds rules consulted before the built-in ones (and after rules added earlier).
+    ///
+    /// ```
+    /// use abide_classify::{rule_fn, Class, Classification, QuotaClassifierLayer, ResponseHead};
+    /// use http::{Request, Response};
+    /// use tower::{service_fn, Layer, ServiceExt};
+    ///
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// // This API answers 418 when the account is suspended: no retry can help.
+    /// let suspended = rule_fn(|head: &ResponseHead<'_>| {
+    ///     (head.status.as_u16() == 418)
+    ///         .then(|| Classification::new(Class::QuotaExhausted, "acme: account suspended"))
+    /// });
+    /// let api = service_fn(|_req: Request<()>| async {
+    ///     Ok::<_, std::convert::Infallible>(
+    ///         Response::builder().status(418).body(String::new()).unwrap(),
+    ///     )
+    /// });
+    ///
+    /// let client = QuotaClassifierLayer::new().with_rule(suspended).layer(api);
+    /// let response = client.oneshot(Request::new(())).await?;
+    /// let verdict = response.extensions().get::<Classification>().unwrap();
+    /// assert_eq!(verdict.class, Class::QuotaExhausted);
+    /// assert_eq!(verdict.reason.0, "acme: account suspended");
+    /// # Ok(())
+    /// # }
+    /// ```
     pub fn with_rule<R: MakeClassifier>(self, rule: R) -> QuotaClassifierLayer<Chain<U, R>> {
         let Config {
             user,
