@@ -105,11 +105,17 @@ impl fmt::Display for SimDialect {
     }
 }
 
-/// gRPC status codes the simulator sends (grpc `doc/statuscodes.md`).
+/// gRPC status codes the simulator sends or its gRPC client maps HTTP answers to (grpc
+/// `doc/statuscodes.md`).
 pub(crate) mod grpc_code {
     pub(crate) const OK: u32 = 0;
+    pub(crate) const UNKNOWN: u32 = 2;
+    pub(crate) const PERMISSION_DENIED: u32 = 7;
     pub(crate) const RESOURCE_EXHAUSTED: u32 = 8;
+    pub(crate) const UNIMPLEMENTED: u32 = 12;
+    pub(crate) const INTERNAL: u32 = 13;
     pub(crate) const UNAVAILABLE: u32 = 14;
+    pub(crate) const UNAUTHENTICATED: u32 = 16;
 }
 
 const JSON: &str = "application/json";

@@ -523,11 +523,11 @@ fn grpc_code_of(answer: &Answer) -> u32 {
         | StatusCode::BAD_GATEWAY
         | StatusCode::SERVICE_UNAVAILABLE
         | StatusCode::GATEWAY_TIMEOUT => grpc_code::UNAVAILABLE,
-        StatusCode::BAD_REQUEST => 13,
-        StatusCode::UNAUTHORIZED => 16,
-        StatusCode::FORBIDDEN => 7,
-        StatusCode::NOT_FOUND => 12,
-        _ => 2,
+        StatusCode::BAD_REQUEST => grpc_code::INTERNAL,
+        StatusCode::UNAUTHORIZED => grpc_code::UNAUTHENTICATED,
+        StatusCode::FORBIDDEN => grpc_code::PERMISSION_DENIED,
+        StatusCode::NOT_FOUND => grpc_code::UNIMPLEMENTED,
+        _ => grpc_code::UNKNOWN,
     }
 }
 
