@@ -381,6 +381,12 @@ impl AdaptiveLimiter {
         ((self.last_max_rate * (1.0 - CUBIC_BETA)) / CUBIC_SCALE_CONSTANT).cbrt()
     }
 
+    /// `CubicCalculator.success_received`: the rate after a success at `now`.
+    fn cubic_success_rate(&self, now: f64) -> f64 {
+        let dt = now - self.last_fail;
+        CUBIC_SCALE_CONSTANT * (dt - self.k).powi(3) + self.last_max_rate
+    }
+
     /// `ClientRateLimiter.on_receiving_response`.
     fn on_response(&mut self, throttled: bool, now: f64) {
         let measured = self.record(now);
@@ -397,9 +403,7 @@ impl AdaptiveLimiter {
             self.enabled = true;
             rate * CUBIC_BETA
         } else {
-            // CubicCalculator.success_received
-            let dt = now - self.last_fail;
-            CUBIC_SCALE_CONSTANT * (dt - self.k).powi(3) + self.last_max_rate
+            self.cubic_success_rate(now)
         };
         self.set_max_rate(new_rate.min(ADAPTIVE_MAX_RATE_ADJUST_SCALE * measured), now);
     }
@@ -738,11 +742,9 @@ mod tests {
         l.last_max_rate = 10.0;
         l.last_fail = 5.0;
         l.k = l.zero_point();
-        let rate =
-            |t: f64| CUBIC_SCALE_CONSTANT * (t - l.last_fail - l.k).powi(3) + l.last_max_rate;
-        assert!((rate(5.0) - 7.0).abs() < 1e-9);
-        assert!((rate(6.0) - 9.64893600966).abs() < 1e-9);
-        assert!((rate(7.0) - 10.000030849917364).abs() < 1e-9);
+        assert!((l.cubic_success_rate(5.0) - 7.0).abs() < 1e-9);
+        assert!((l.cubic_success_rate(6.0) - 9.64893600966).abs() < 1e-9);
+        assert!((l.cubic_success_rate(7.0) - 10.000030849917364).abs() < 1e-9);
     }
 
     #[test]
