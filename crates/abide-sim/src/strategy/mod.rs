@@ -228,14 +228,12 @@ pub fn is_success(res: &Response<SimBody>) -> bool {
     effective_status(res).is_success()
 }
 
-fn secs(s: f64) -> Duration {
+/// `s` seconds as a wait: NaN and negative values are no wait, absurd ones are capped
+/// (`Duration::from_secs_f64` would panic on them).
+pub(crate) fn duration_secs(s: f64) -> Duration {
     if s.is_finite() && s > 0.0 {
         Duration::from_secs_f64(s.min(1e9))
     } else {
         Duration::ZERO
     }
-}
-
-pub(crate) fn duration_secs(s: f64) -> Duration {
-    secs(s)
 }
