@@ -244,7 +244,7 @@ fn human(scenarios: &[Scenario], rows: &[Row]) -> String {
         out.push('\n');
     }
     if abide_ranks.is_empty() {
-        out.push_str("abide: not on this board (the abide strategies are not in this build's registry or not selected)\n");
+        out.push_str("abide: not on this board (the `abide` strategy was not selected)\n");
     } else {
         let firsts = abide_ranks.iter().filter(|(_, p, _, _)| *p == 1).count();
         let detail: Vec<String> = abide_ranks
