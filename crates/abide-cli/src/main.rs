@@ -1,5 +1,5 @@
-//! The `abide` command: explain a rate-limited response, run the simulated API and the
-//! scoreboard.
+//! The `abide` command: explain a rate-limited response (`inspect`) and compare retry
+//! strategies on the simulated API (`scoreboard`).
 #![forbid(unsafe_code)]
 
 mod inspect;
