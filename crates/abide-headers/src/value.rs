@@ -117,7 +117,8 @@ pub(crate) fn fixed(s: &str) -> Result<Fixed, ValueError> {
     Ok(Fixed { whole, nanos })
 }
 
-fn check_decimal(s: &str) -> Result<(), ValueError> {
+/// The checks every numeric text passes first: not empty, not too long, no minus sign.
+fn check_number_text(s: &str) -> Result<(), ValueError> {
     if s.is_empty() {
         return Err(ValueError::Empty);
     }
@@ -127,6 +128,11 @@ fn check_decimal(s: &str) -> Result<(), ValueError> {
     if s.starts_with('-') {
         return Err(ValueError::Negative);
     }
+    Ok(())
+}
+
+fn check_decimal(s: &str) -> Result<(), ValueError> {
+    check_number_text(s)?;
     let mut digits = 0;
     let mut dots = 0;
     for b in s.bytes() {
@@ -170,15 +176,7 @@ pub(crate) fn cap(d: Duration) -> Duration {
 /// the unit). Units: `h`, `m`, `s`, `ms`, `us`/`µs`, `ns`.
 pub(crate) fn go_duration(s: &str) -> Result<Duration, ValueError> {
     let s = trim_ows(s);
-    if s.is_empty() {
-        return Err(ValueError::Empty);
-    }
-    if s.len() > MAX_NUMBER_LEN {
-        return Err(ValueError::TooLong);
-    }
-    if s.starts_with('-') {
-        return Err(ValueError::Negative);
-    }
+    check_number_text(s)?;
     if let Ok(secs) = fixed(s) {
         return Ok(secs.secs());
     }
