@@ -280,7 +280,7 @@ impl ClassifyResponse for DefaultClassifier {
         let c = rules::classify(head.status, head.headers, None, head.snapshot, self.opts);
         if rules::grpc::is_grpc(head.headers)
             && head.status == StatusCode::OK
-            && !head.headers.contains_key("grpc-status")
+            && !head.headers.contains_key(rules::grpc::GRPC_STATUS)
         {
             return Some(Decision::AwaitTrailers(c));
         }

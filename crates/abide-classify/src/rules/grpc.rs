@@ -4,8 +4,14 @@
 use super::google::DetailHints;
 use super::text::contains_any;
 use crate::{Class, Classification, Processing};
-use http::{HeaderMap, HeaderValue};
+use http::{HeaderMap, HeaderName, HeaderValue};
 use std::time::Duration;
+
+// Names as constants: a lookup by `&str` parses the name on every response.
+pub(crate) const GRPC_STATUS: HeaderName = HeaderName::from_static("grpc-status");
+const GRPC_MESSAGE: HeaderName = HeaderName::from_static("grpc-message");
+const GRPC_STATUS_DETAILS_BIN: HeaderName = HeaderName::from_static("grpc-status-details-bin");
+const GRPC_RETRY_PUSHBACK_MS: HeaderName = HeaderName::from_static("grpc-retry-pushback-ms");
 
 /// True when the response's content type is gRPC (`application/grpc`, `application/grpc+proto`, ...).
 pub(crate) fn is_grpc(headers: &HeaderMap) -> bool {
@@ -47,7 +53,7 @@ pub(crate) fn pushback(value: &HeaderValue) -> Pushback {
 /// Classifies gRPC metadata (trailers, or the headers of a trailers-only response).
 /// `None` when it has no `grpc-status`.
 pub(crate) fn classify_metadata(meta: &HeaderMap) -> Option<Classification> {
-    let status = meta.get("grpc-status")?;
+    let status = meta.get(GRPC_STATUS)?;
     let code = std::str::from_utf8(status.as_bytes())
         .ok()
         .and_then(|s| s.trim().parse::<i32>().ok());
@@ -59,17 +65,17 @@ pub(crate) fn classify_metadata(meta: &HeaderMap) -> Option<Classification> {
         );
     };
     let message = meta
-        .get("grpc-message")
+        .get(GRPC_MESSAGE)
         .map_or(&[][..], HeaderValue::as_bytes);
     let hints = meta
-        .get("grpc-status-details-bin")
+        .get(GRPC_STATUS_DETAILS_BIN)
         .map(|v| details_hints(v.as_bytes()))
         .unwrap_or_default();
     Some(classify_code(
         code,
         message,
         &hints,
-        meta.get("grpc-retry-pushback-ms").map(pushback),
+        meta.get(GRPC_RETRY_PUSHBACK_MS).map(pushback),
     ))
 }
 

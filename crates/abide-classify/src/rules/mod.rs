@@ -9,8 +9,15 @@ pub(crate) mod text;
 
 use crate::{Class, Classification, Processing, QuotaScope};
 use abide_headers::{QuotaUnit, RateLimitSnapshot, Scope};
-use http::{HeaderMap, StatusCode};
+use http::{HeaderMap, HeaderName, StatusCode};
 use std::time::Duration;
+
+// Names as constants: a lookup by `&str` parses the name on every response.
+const X_AMZN_ERRORTYPE: HeaderName = HeaderName::from_static("x-amzn-errortype");
+const X_RATELIMIT_REMAINING: HeaderName = HeaderName::from_static("x-ratelimit-remaining");
+const X_RATELIMIT_RESOURCE: HeaderName = HeaderName::from_static("x-ratelimit-resource");
+const X_SHOULD_RETRY: HeaderName = HeaderName::from_static("x-should-retry");
+const STRIPE_SHOULD_RETRY: HeaderName = HeaderName::from_static("stripe-should-retry");
 
 /// Waits longer than this mean quota exhaustion rather than a rate limit.
 pub(crate) const DEFAULT_LONG_WAIT: Duration = Duration::from_secs(3600);
@@ -59,10 +66,7 @@ pub(crate) fn classify(
     }
 
     let mut c = status_rule(status);
-    if let Some(code) = headers
-        .get("x-amzn-errortype")
-        .and_then(|v| v.to_str().ok())
-    {
+    if let Some(code) = headers.get(X_AMZN_ERRORTYPE).and_then(|v| v.to_str().ok()) {
         if let Some(v) = body::header_code_verdict(code) {
             c = v;
         }
@@ -138,11 +142,11 @@ fn github(
         return;
     }
     let remaining_zero = headers
-        .get("x-ratelimit-remaining")
+        .get(X_RATELIMIT_REMAINING)
         .is_some_and(|v| v.as_bytes().trim_ascii() == b"0")
         || snapshot.exhausted().next().is_some();
     let resource = headers
-        .get("x-ratelimit-resource")
+        .get(X_RATELIMIT_RESOURCE)
         .and_then(|r| r.to_str().ok())
         .map(|r| QuotaScope::Named(abide_headers::Name::new(r)));
     if remaining_zero && c.class != Class::RateLimited {
@@ -197,7 +201,7 @@ fn finish(
         }
     }
     // OpenAI and Anthropic SDKs obey `x-should-retry`; Stripe's `Stripe-Should-Retry`.
-    for name in ["x-should-retry", "stripe-should-retry"] {
+    for name in [&X_SHOULD_RETRY, &STRIPE_SHOULD_RETRY] {
         match headers.get(name).map(|v| v.as_bytes().trim_ascii()) {
             Some(v) if v.eq_ignore_ascii_case(b"false") => {
                 c = if c.class.is_throttle() {
@@ -209,7 +213,7 @@ fn finish(
                 };
             }
             Some(v) if v.eq_ignore_ascii_case(b"true") => c.retryable = true,
-            Some(other) => tracing::debug!(header = name, value = ?other, "ignored"),
+            Some(other) => tracing::debug!(header = name.as_str(), value = ?other, "ignored"),
             None => {}
         }
     }
