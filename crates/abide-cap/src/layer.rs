@@ -1,6 +1,6 @@
 //! The layer: configuration only.
 
-use crate::key::{authority_key, BucketKey};
+use crate::key::BucketKey;
 use crate::limiter::{InFlight, Limiters};
 use crate::service::{ConcurrencyCap, Shared};
 use crate::store::{BucketPolicy, LocalStore, QuotaStore};
@@ -224,8 +224,4 @@ impl<S> Layer<S> for ConcurrencyCapLayer {
             }),
         )
     }
-}
-
-pub(crate) fn default_key(parts: &http::request::Parts) -> BucketKey {
-    authority_key(parts)
 }

@@ -2,8 +2,8 @@
 
 use crate::body::ResponseBody;
 use crate::future::ResponseFuture;
-use crate::key::{authority_key_of, BucketKey, Cost};
-use crate::layer::{default_key, Config};
+use crate::key::{authority_key, authority_key_of, BucketKey, Cost};
+use crate::layer::Config;
 use crate::limiter::{BucketStats, Limiters};
 use crate::store::QuotaStore;
 use crate::BoxError;
@@ -116,7 +116,7 @@ where
             let (parts, body) = request.into_parts();
             let key = match &config.key_fn {
                 Some(f) => f(&parts),
-                None => default_key(&parts),
+                None => authority_key(&parts),
             };
             let cost = match parts.extensions.get::<Cost>() {
                 Some(c) => c.0,
