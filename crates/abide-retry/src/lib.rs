@@ -41,7 +41,8 @@
 //! reads the [`Classification`](abide_classify::Classification) the classifier layer
 //! below it attached to each response (and falls back to
 //! [`abide_classify::classify_head`] / [`classify_error`](abide_classify::classify_error)
-//! when used alone), so it never parses headers itself.
+//! when used alone), so below a classifier it never parses headers itself; alone, it
+//! parses them only for a response that is not a success.
 //!
 //! - **Not retryable → returned at once.** Quota exhaustion, client and auth errors are
 //!   never retried; the caller sees the real response.
