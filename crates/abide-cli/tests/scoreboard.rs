@@ -55,7 +55,7 @@ concurrency = 8
 "#;
 
 #[test]
-fn json_rows_carry_exactly_the_documented_keys_and_add_up() {
+fn json_rows_carry_exactly_the_documented_keys_in_order_and_add_up() {
     let file = scenario_file("keys", SMALL);
     let out = abide(&[
         "scoreboard",
@@ -72,6 +72,18 @@ fn json_rows_carry_exactly_the_documented_keys_and_add_up() {
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
+    // The keys come in the documented order (checked on the text: a parsed map forgets it).
+    let text = String::from_utf8(out.stdout.clone()).unwrap();
+    let first_row = &text[..text.find('}').expect("a row")];
+    let positions: Vec<usize> = KEYS
+        .iter()
+        .map(|k| {
+            first_row
+                .find(&format!("\"{k}\":"))
+                .unwrap_or_else(|| panic!("{k} missing from {first_row}"))
+        })
+        .collect();
+    assert!(positions.windows(2).all(|w| w[0] < w[1]), "{first_row}");
     let rows: Value = serde_json::from_slice(&out.stdout).expect("stdout is only JSON");
     let rows = rows.as_array().expect("an array of rows");
     assert_eq!(rows.len(), 2, "one row per (scenario, strategy)");
