@@ -58,6 +58,21 @@ async fn observe(
     store.observe(&o).await.expect("store failed to observe");
 }
 
+/// Admits one request at `now` and reports a success carrying `snapshot` for it: the
+/// first response teaching the store the limits.
+async fn teach(
+    store: &dyn QuotaStore,
+    key: &BucketKey,
+    now: Instant,
+    snapshot: &RateLimitSnapshot,
+    policy: &BucketPolicy,
+) -> Ticket {
+    let t = go(admit_at(store, key, 1, now, policy).await, "first");
+    let success = Classification::success();
+    observe(store, key, now, Some(t), &success, snapshot, policy).await;
+    t
+}
+
 fn go(d: Decision, what: &str) -> Ticket {
     match d {
         Decision::Go(t) => t,
@@ -310,18 +325,8 @@ pub async fn learned_limit_spreads_remaining_over_the_reset(store: &dyn QuotaSto
     let p = BucketPolicy::default();
     let k = key("spread");
     let now = Instant::now();
-    let t = go(admit_at(store, &k, 1, now, &p).await, "first");
     let snap = RateLimitSnapshot::new().with_limit(limit(Scope::Requests, 100, 10, 10 * S));
-    observe(
-        store,
-        &k,
-        now,
-        Some(t),
-        &Classification::success(),
-        &snap,
-        &p,
-    )
-    .await;
+    teach(store, &k, now, &snap, &p).await;
     let bounded = || Admission::new(&k, 1, now, &p).with_max_wait(10 * S);
     for i in 0..6 {
         go(
@@ -350,18 +355,8 @@ pub async fn a_short_window_is_used_at_once(store: &dyn QuotaStore) {
     let p = BucketPolicy::default();
     let k = key("short-window");
     let now = Instant::now();
-    let t = go(admit_at(store, &k, 1, now, &p).await, "first");
     let snap = RateLimitSnapshot::new().with_limit(limit(Scope::Requests, 100, 10, 10 * S));
-    observe(
-        store,
-        &k,
-        now,
-        Some(t),
-        &Classification::success(),
-        &snap,
-        &p,
-    )
-    .await;
+    teach(store, &k, now, &snap, &p).await;
     for i in 0..10 {
         go(
             admit_at(store, &k, 1, now, &p).await,
@@ -377,20 +372,10 @@ pub async fn a_predicted_window_never_opens_early(store: &dyn QuotaStore) {
     let p = BucketPolicy::default();
     let k = key("predicted-window");
     let now = Instant::now();
-    let t = go(admit_at(store, &k, 1, now, &p).await, "first");
     let mut l = limit(Scope::Requests, 5, 0, S);
     l.window = Some(S);
     let snap = RateLimitSnapshot::new().with_limit(l);
-    observe(
-        store,
-        &k,
-        now,
-        Some(t),
-        &Classification::success(),
-        &snap,
-        &p,
-    )
-    .await;
+    teach(store, &k, now, &snap, &p).await;
     for i in 0..5 {
         let (until, _) = wait(admit_at(store, &k, 1, now, &p).await, "next window");
         assert_eq!(
@@ -410,20 +395,10 @@ pub async fn token_bucket_dialects_wait_for_one_unit_not_the_reset(store: &dyn Q
     let p = BucketPolicy::default();
     let k = key("refill");
     let now = Instant::now();
-    let t = go(admit_at(store, &k, 1, now, &p).await, "first");
     let mut l = limit(Scope::Requests, 60, 0, 60 * S);
     l.dialect = Dialect::OpenAi;
     let snap = RateLimitSnapshot::new().with_limit(l);
-    observe(
-        store,
-        &k,
-        now,
-        Some(t),
-        &Classification::success(),
-        &snap,
-        &p,
-    )
-    .await;
+    teach(store, &k, now, &snap, &p).await;
     for i in 1..4u32 {
         let (until, _) = wait(admit_at(store, &k, 1, now, &p).await, "refill");
         assert_eq!(until, now + i * S, "60 per 60 s refill one per second");
@@ -439,18 +414,8 @@ pub async fn a_rounded_refill_estimate_does_not_speed_the_pace_up(store: &dyn Qu
     let now = Instant::now();
     let mut l = limit(Scope::Requests, 60, 0, 60 * S);
     l.dialect = Dialect::OpenAi;
-    let t = go(admit_at(store, &k, 1, now, &p).await, "first");
     let snap = RateLimitSnapshot::new().with_limit(l.clone());
-    observe(
-        store,
-        &k,
-        now,
-        Some(t),
-        &Classification::success(),
-        &snap,
-        &p,
-    )
-    .await;
+    teach(store, &k, now, &snap, &p).await;
     let (until, r) = wait(admit_at(store, &k, 1, now, &p).await, "second");
     assert_eq!(until, now + S);
     let t = go(
@@ -534,19 +499,9 @@ pub async fn a_cancelled_reservation_gives_its_slot_back(store: &dyn QuotaStore)
     };
     let k = key("cancel");
     let now = Instant::now();
-    let t = go(admit_at(store, &k, 1, now, &p).await, "first");
     // Learned: 10 left over 10 s, spread one per second.
     let snap = RateLimitSnapshot::new().with_limit(limit(Scope::Requests, 100, 10, 10 * S));
-    observe(
-        store,
-        &k,
-        now,
-        Some(t),
-        &Classification::success(),
-        &snap,
-        &p,
-    )
-    .await;
+    teach(store, &k, now, &snap, &p).await;
     let bounded = || Admission::new(&k, 1, now, &p).with_max_wait(2 * S);
     let (until, reservation) = wait(admit(store, bounded()).await, "second");
     assert_eq!(until, now + S);
@@ -606,18 +561,8 @@ pub async fn remaining_zero_waits_until_the_reset(store: &dyn QuotaStore) {
     let p = BucketPolicy::default();
     let k = key("zero");
     let now = Instant::now();
-    let t = go(admit_at(store, &k, 1, now, &p).await, "first");
     let snap = RateLimitSnapshot::new().with_limit(limit(Scope::Requests, 10, 0, 7 * S));
-    observe(
-        store,
-        &k,
-        now,
-        Some(t),
-        &Classification::success(),
-        &snap,
-        &p,
-    )
-    .await;
+    teach(store, &k, now, &snap, &p).await;
     let (until, _) = wait(admit_at(store, &k, 1, now, &p).await, "empty window");
     assert_eq!(until, now + 7 * S);
 }
