@@ -280,6 +280,10 @@ impl Report {
                 "retry with exponential backoff and jitter; the server stated no wait.".to_string()
             }
             (Class::AuthError, _) => "fix the credentials or permissions; retrying will not help.".to_string(),
+            // Only a request larger than the whole limit is a client error about tokens.
+            (Class::ClientError, _) if c.scope == abide_classify::QuotaScope::Tokens => {
+                "make the request smaller: it is larger than the whole limit, so no wait lets it through (the account is fine).".to_string()
+            }
             _ => "change the request; retrying it as is will not help.".to_string(),
         };
         let _ = writeln!(out, "  what to do: {advice}");

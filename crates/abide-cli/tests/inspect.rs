@@ -294,3 +294,16 @@ fn hostile_headers_never_crash_the_binary() {
     let v: Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(v["status"], 429);
 }
+
+#[test]
+fn a_request_larger_than_the_whole_limit_is_a_client_error_explained_in_words() {
+    let v = inspect_json("openai-429-request-too-large.http");
+    assert_eq!(v["classification"]["class"], "client_error");
+    assert_eq!(v["classification"]["retryable"], false);
+    assert_eq!(v["classification"]["scope"], "tokens");
+    assert_eq!(v["classification"].get("retry_after_s"), None);
+    let path = example("openai-429-request-too-large.http");
+    let text = String::from_utf8(abide(&["inspect", path.to_str().unwrap()], b"").stdout).unwrap();
+    assert!(text.contains("make the request smaller"), "{text}");
+    assert!(text.contains("larger than the whole limit"), "{text}");
+}

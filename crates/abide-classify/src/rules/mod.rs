@@ -1,7 +1,9 @@
 //! The built-in rules: status, headers, body and gRPC status, vendor by vendor.
 
 pub(crate) mod body;
+pub(crate) mod cost;
 pub(crate) mod error;
+pub(crate) mod fits;
 pub(crate) mod google;
 pub(crate) mod grpc;
 pub(crate) mod prose;
@@ -76,7 +78,8 @@ pub(crate) fn classify(
         match found.verdict {
             // A 429/503/529 stays a throttle even when the body names a generic request error.
             Some(v)
-                if !(c.class.is_throttle() || status == StatusCode::SERVICE_UNAVAILABLE)
+                if found.definite
+                    || !(c.class.is_throttle() || status == StatusCode::SERVICE_UNAVAILABLE)
                     || !matches!(v.class, Class::ClientError | Class::AuthError) =>
             {
                 c = v
@@ -181,6 +184,10 @@ fn finish(
     if c.class == Class::Success {
         return c;
     }
+    if fits::is_never_fits(&c) {
+        // No wait and no retry header makes a request fit that is larger than the limit.
+        return c;
+    }
     if !success {
         // The header wait is authoritative; a longer body wait is a floor too.
         c.retry_after = match (c.retry_after, snapshot.wait()) {
@@ -217,10 +224,22 @@ fn finish(
             None => {}
         }
     }
+    c = settle_calendar(c);
     if c.retryable && c.retry_after.is_some_and(|w| w > opts.long_wait) {
         c = Classification::new(Class::QuotaExhausted, "stated wait of hours")
             .with_scope(c.scope)
             .with_retry_after(c.retry_after);
+    }
+    c
+}
+
+/// A per-day or per-month limit is a rate limit while a wait is stated (OpenAI and Groq
+/// replenish daily limits continuously: "per day ... Please try again in 8.64s"); with no
+/// stated wait it is exhaustion.
+pub(crate) fn settle_calendar(c: Classification) -> Classification {
+    if c.class == Class::RateLimited && c.scope == QuotaScope::Daily && c.retry_after.is_none() {
+        return Classification::new(Class::QuotaExhausted, "per-day limit with no stated wait")
+            .with_scope(QuotaScope::Daily);
     }
     c
 }

@@ -1,0 +1,105 @@
+//! Issue 13's corrections, one table row per rule: requests that can never fit, stated
+//! short waits that beat words, capacity words, lock contention, GraphQL cost models.
+
+mod common;
+
+use abide_classify::Class;
+use common::{check, Case, JSON};
+
+#[test]
+fn capacity_words_mean_overload_whatever_the_status() {
+    check(&[
+        Case {
+            rule: "Capacity words on a 429 rate-limit code are overload (Mistral 'high demand')",
+            status: 429,
+            headers: &[JSON],
+            body: Some(
+                r#"{"object":"error","message":"Service tier capacity exceeded for this model: the model is experiencing high demand. Please retry later.","type":"rate_limit_exceeded","code":"3505"}"#,
+            ),
+            class: Class::Overloaded,
+            retryable: true,
+            scope: "unspecified",
+            wait_ms: None,
+        },
+        Case {
+            rule: "Capacity words on a 500 are overload",
+            status: 500,
+            headers: &[JSON],
+            body: Some(
+                r#"{"error":{"message":"We are at capacity right now. Please try again in 30 seconds.","type":"server_error"}}"#,
+            ),
+            class: Class::Overloaded,
+            retryable: true,
+            scope: "unspecified",
+            wait_ms: Some(30_000),
+        },
+        Case {
+            rule: "Peak load on a 503 plain text",
+            status: 503,
+            headers: &[("content-type", "text/plain")],
+            body: Some("Our servers are under peak load; retry in 2 minutes."),
+            class: Class::Overloaded,
+            retryable: true,
+            scope: "unspecified",
+            wait_ms: Some(120_000),
+        },
+        Case {
+            rule: "OpenAI 429 'engine is currently overloaded' (error-codes guide)",
+            status: 429,
+            headers: &[JSON],
+            body: Some(
+                r#"{"error":{"message":"The engine is currently overloaded, please try again later","type":"requests","param":null,"code":null}}"#,
+            ),
+            class: Class::Overloaded,
+            retryable: true,
+            scope: "unspecified",
+            wait_ms: None,
+        },
+    ]);
+}
+
+#[test]
+fn graphql_cost_models_state_the_wait() {
+    check(&[
+        Case {
+            rule: "Shopify THROTTLED: wait (requestedQueryCost - currentlyAvailable) / restoreRate (shopify.dev/docs/api/usage/rate-limits)",
+            status: 200,
+            headers: &[JSON],
+            body: Some(r#"{"errors":[{"message":"Throttled","extensions":{"code":"THROTTLED","documentation":"https://shopify.dev/api/usage/rate-limits"}}],"extensions":{"cost":{"requestedQueryCost":752,"actualQueryCost":null,"throttleStatus":{"maximumAvailable":2000.0,"currentlyAvailable":152,"restoreRate":100.0}}}}"#),
+            class: Class::RateLimited,
+            retryable: true,
+            scope: "unspecified",
+            wait_ms: Some(6_000),
+        },
+        Case {
+            rule: "Shopify query costing more than the bucket holds can never run",
+            status: 200,
+            headers: &[JSON],
+            body: Some(r#"{"errors":[{"message":"Query cost is 2450, which exceeds the single query max cost limit (1000).","extensions":{"code":"MAX_COST_EXCEEDED","cost":2450,"maxCost":1000}}],"extensions":{"cost":{"requestedQueryCost":2450,"actualQueryCost":null,"throttleStatus":{"maximumAvailable":1000.0,"currentlyAvailable":1000,"restoreRate":50.0}}}}"#),
+            class: Class::ClientError,
+            retryable: false,
+            scope: "tokens",
+            wait_ms: None,
+        },
+        Case {
+            rule: "Shopify success with a cost report stays a success",
+            status: 200,
+            headers: &[JSON],
+            body: Some(r#"{"data":{"shop":{"name":"x"}},"extensions":{"cost":{"requestedQueryCost":1,"actualQueryCost":1,"throttleStatus":{"maximumAvailable":1000.0,"currentlyAvailable":999,"restoreRate":50.0}}}}"#),
+            class: Class::Success,
+            retryable: false,
+            scope: "unspecified",
+            wait_ms: None,
+        },
+        Case {
+            rule: "A malformed cost model is ignored field by field: the throttle stands without a wait",
+            status: 200,
+            headers: &[JSON],
+            body: Some(r#"{"errors":[{"message":"Throttled","extensions":{"code":"THROTTLED"}}],"extensions":{"cost":{"requestedQueryCost":"lots","throttleStatus":{"maximumAvailable":"x","currentlyAvailable":null,"restoreRate":0}}}}"#),
+            class: Class::RateLimited,
+            retryable: true,
+            scope: "unspecified",
+            wait_ms: None,
+        },
+    ]);
+}
