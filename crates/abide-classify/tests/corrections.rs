@@ -103,3 +103,76 @@ fn graphql_cost_models_state_the_wait() {
         },
     ]);
 }
+
+#[test]
+fn the_scope_is_the_kind_of_limit_and_the_bucket_its_name() {
+    check(&[
+        Case {
+            rule: "Discord bucket: kind requests, bucket the X-RateLimit-Bucket id (discord.com/developers/docs/topics/rate-limits)",
+            status: 429,
+            headers: &[
+                JSON,
+                ("x-ratelimit-limit", "5"),
+                ("x-ratelimit-remaining", "0"),
+                ("x-ratelimit-reset-after", "64.57"),
+                ("x-ratelimit-bucket", "abcd1234"),
+                ("x-ratelimit-scope", "user"),
+            ],
+            body: Some(r#"{"message":"You are being rate limited.","retry_after":64.57,"global":false}"#),
+            class: Class::RateLimited,
+            retryable: true,
+            scope: "requests/abcd1234",
+            wait_ms: Some(64_570),
+        },
+        Case {
+            rule: "GitHub search resource names the bucket (docs.github.com REST rate limits, x-ratelimit-resource)",
+            status: 403,
+            headers: &[JSON, ("x-ratelimit-limit", "30"), ("x-ratelimit-remaining", "0"), ("x-ratelimit-reset", "1700000030"), ("x-ratelimit-resource", "search")],
+            body: Some(r#"{"message":"API rate limit exceeded for user ID 1."}"#),
+            class: Class::RateLimited,
+            retryable: true,
+            scope: "requests/search",
+            wait_ms: Some(30_000),
+        },
+        Case {
+            rule: "'rate exceeded' means requests (AWS 'Rate exceeded')",
+            status: 400,
+            headers: &[JSON],
+            body: Some(r#"{"__type":"ThrottlingException","message":"Rate exceeded"}"#),
+            class: Class::RateLimited,
+            retryable: true,
+            scope: "requests",
+            wait_ms: None,
+        },
+        Case {
+            rule: "Output token words mean output tokens (Anthropic OTPM)",
+            status: 429,
+            headers: &[JSON],
+            body: Some(r#"{"type":"error","error":{"type":"rate_limit_error","message":"This request would exceed the rate limit for your organization of 8,000 output tokens per minute."}}"#),
+            class: Class::RateLimited,
+            retryable: true,
+            scope: "output_tokens",
+            wait_ms: None,
+        },
+        Case {
+            rule: "IETF qu=\"concurrent-requests\" policy: kind concurrency, bucket the policy name",
+            status: 429,
+            headers: &[("ratelimit-policy", "\"inflight\";q=10;qu=\"concurrent-requests\""), ("ratelimit", "\"inflight\";r=0;t=1")],
+            body: None,
+            class: Class::RateLimited,
+            retryable: true,
+            scope: "concurrency/inflight",
+            wait_ms: Some(1_000),
+        },
+        Case {
+            rule: "No kind stated, no name: unspecified, no bucket",
+            status: 429,
+            headers: &[],
+            body: None,
+            class: Class::RateLimited,
+            retryable: true,
+            scope: "unspecified",
+            wait_ms: None,
+        },
+    ]);
+}

@@ -251,7 +251,7 @@ fn anthropic_errors_are_told_apart() {
             body: Some(r#"{"type":"error","error":{"type":"rate_limit_error","message":"This request would exceed the rate limit for your organization (1f0c6d2e) of 50,000 input tokens per minute. For details, refer to: https://docs.claude.com/en/api/rate-limits."},"request_id":"req_011CSHoEeqs5C35K2UUqR7Fy"}"#),
             class: Class::RateLimited,
             retryable: true,
-            scope: "tokens",
+            scope: "input_tokens",
             wait_ms: Some(7000),
         },
         Case {
@@ -415,7 +415,7 @@ fn aws_throttling_and_service_quotas_are_told_apart() {
             body: Some(r#"{"message":"Too many requests, please wait before trying again."}"#),
             class: Class::RateLimited,
             retryable: true,
-            scope: "unspecified",
+            scope: "requests",
             wait_ms: None,
         },
         Case {
@@ -435,7 +435,7 @@ fn aws_throttling_and_service_quotas_are_told_apart() {
             body: Some(r#"{"message":"Too Many Requests"}"#),
             class: Class::RateLimited,
             retryable: true,
-            scope: "unspecified",
+            scope: "requests",
             wait_ms: None,
         },
         Case {
@@ -471,7 +471,7 @@ fn github_rate_limits_are_told_from_permission_errors() {
             body: Some(r#"{"message":"API rate limit exceeded for user ID 1234.","documentation_url":"https://docs.github.com/rest/overview/rate-limits-for-the-rest-api"}"#),
             class: Class::RateLimited,
             retryable: true,
-            scope: "core",
+            scope: "requests/core",
             wait_ms: Some(60_000),
         },
         Case {
@@ -511,7 +511,7 @@ fn github_rate_limits_are_told_from_permission_errors() {
             body: Some(r#"{"errors":[{"type":"RATE_LIMITED","message":"API rate limit exceeded for user ID 1234."}]}"#),
             class: Class::RateLimited,
             retryable: true,
-            scope: "graphql",
+            scope: "unspecified/graphql",
             wait_ms: Some(120_000),
         },
         Case {
@@ -589,7 +589,7 @@ fn stripe_honeycomb_problem_json_and_tracking_apis_are_classified() {
             body: Some(r#"{"status":429,"type":"https://api.honeycomb.io/problems/rate-limited","title":"You have exceeded your rate limit.","error":"You have exceeded your rate limit.","detail":"You have exceeded your rate limit."}"#),
             class: Class::RateLimited,
             retryable: true,
-            scope: "unspecified",
+            scope: "requests",
             wait_ms: Some(54_000),
         },
         Case {
@@ -599,7 +599,7 @@ fn stripe_honeycomb_problem_json_and_tracking_apis_are_classified() {
             body: Some(r#"{"errors":[{"id":"7a1b","status":"429","code":"rate_limited","title":"Too Many Requests","detail":"Rate limit exceeded. Retry after 30 seconds."}]}"#),
             class: Class::RateLimited,
             retryable: true,
-            scope: "unspecified",
+            scope: "requests",
             wait_ms: Some(30_000),
         },
         Case {
@@ -639,7 +639,7 @@ fn stripe_honeycomb_problem_json_and_tracking_apis_are_classified() {
             body: Some(r#"{"code":429,"msg":"Too many requests, rate limit exceeded"}"#),
             class: Class::RateLimited,
             retryable: true,
-            scope: "unspecified",
+            scope: "requests",
             wait_ms: Some(15_000),
         },
     ]);
@@ -665,7 +665,7 @@ fn generic_fallback_by_status_code() {
             body: Some("Too Many Requests"),
             class: Class::RateLimited,
             retryable: true,
-            scope: "unspecified",
+            scope: "requests",
             wait_ms: None,
         },
         Case {
@@ -691,7 +691,7 @@ fn generic_fallback_by_status_code() {
         Case {
             // draft-ietf-httpapi-ratelimit-headers §3/§4: the RateLimit item whose `r=0`
             // names the exhausted policy; the message only says what it counts.
-            rule: "IETF 429 names the exhausted policy: its name is the scope",
+            rule: "IETF 429 names the exhausted policy: its name is the bucket, the kind requests (the drafts' default unit)",
             status: 429,
             headers: &[
                 (
@@ -705,7 +705,7 @@ fn generic_fallback_by_status_code() {
             body: Some("Too many requests: the burst policy allows 100 requests per minute."),
             class: Class::RateLimited,
             retryable: true,
-            scope: "burst",
+            scope: "requests/burst",
             wait_ms: Some(12_000),
         },
         Case {

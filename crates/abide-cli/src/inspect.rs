@@ -172,7 +172,11 @@ struct JsonClassification<'a> {
     retryable: bool,
     #[serde(skip_serializing_if = "Option::is_none")]
     retry_after_s: Option<Secs>,
+    /// The kind of limit hit.
     scope: &'a str,
+    /// Which limit, when the server names it.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    bucket: Option<&'a str>,
 }
 
 impl Report {
@@ -227,6 +231,7 @@ impl Report {
                 retryable: self.classification.retryable,
                 retry_after_s: self.classification.retry_after.map(Secs),
                 scope: self.classification.scope.as_str(),
+                bucket: self.classification.bucket.as_ref().map(|b| b.as_str()),
             },
         }
     }
@@ -244,9 +249,10 @@ impl Report {
             "HTTP {}{reason}: {}{}",
             self.status.as_u16(),
             describe_class(c.class),
-            match c.scope.as_str() {
-                "unspecified" => String::new(),
-                scope => format!(" (scope: {scope})"),
+            match (c.scope.as_str(), &c.bucket) {
+                ("unspecified", None) => String::new(),
+                (scope, None) => format!(" (scope: {scope})"),
+                (scope, Some(bucket)) => format!(" (scope: {scope}, bucket: {bucket})"),
             }
         );
         let _ = writeln!(out, "  rule: {}", c.reason);

@@ -229,6 +229,8 @@ impl Fields {
                 .iter()
                 .find_map(|c| match c.as_str() {
                     "tokens" => Some(QuotaScope::Tokens),
+                    "input_tokens" => Some(QuotaScope::InputTokens),
+                    "output_tokens" => Some(QuotaScope::OutputTokens),
                     "requests" => Some(QuotaScope::Requests),
                     _ => None,
                 })
@@ -376,25 +378,45 @@ pub(crate) fn quota_phrase(t: &[u8]) -> Option<Classification> {
     None
 }
 
-/// What a message says the limit counts.
+/// What kind of limit a message says was hit (issue 13: "requests per", "too many
+/// requests", "rate exceeded", "request rate" are requests; token words tokens;
+/// "concurrent" concurrency).
 pub(crate) fn scope_from_text(t: &[u8]) -> QuotaScope {
-    if contains_any(t, &["concurren"]) {
+    if contains_any(t, &["concurren", "in flight", "in-flight", "simultaneous"]) {
         QuotaScope::Concurrency
+    } else if contains_any(t, CALENDAR_PHRASES) || contains_any(t, &["daily", "monthly"]) {
+        QuotaScope::Daily
     } else if contains_any(
         t,
-        &["per day", "(rpd)", "(tpd)", "daily", "per month", "monthly"],
+        &["input token", "input_token", "prompt token", "input-token"],
     ) {
-        QuotaScope::Daily
-    } else if contains_any(t, &["token"]) {
+        QuotaScope::InputTokens
+    } else if contains_any(
+        t,
+        &[
+            "output token",
+            "output_token",
+            "completion token",
+            "output-token",
+        ],
+    ) {
+        QuotaScope::OutputTokens
+    } else if contains(t, "token") {
         QuotaScope::Tokens
     } else if contains_any(
         t,
         &[
             "requests per",
             "requests_per",
+            "request per",
             "(rpm)",
+            "(rps)",
             "call rate",
             "request rate",
+            "rate of requests",
+            "too many requests",
+            "rate exceeded",
+            "number of requests",
         ],
     ) {
         QuotaScope::Requests

@@ -26,6 +26,7 @@ pub struct Case {
     pub body: Option<&'static str>,
     pub class: Class,
     pub retryable: bool,
+    /// The scope kind, then `/bucket` when the server names one (`requests/core`).
     pub scope: &'static str,
     pub wait_ms: Option<u64>,
 }
@@ -150,6 +151,14 @@ async fn through_hyper(cases: &[Case]) -> Vec<(Classification, Bytes)> {
     out
 }
 
+/// The kind and the bucket as the tables write them: `requests/core`, `tokens`.
+pub fn scope_of(c: &Classification) -> String {
+    match &c.bucket {
+        Some(b) => format!("{}/{}", c.scope, b),
+        None => c.scope.as_str().to_owned(),
+    }
+}
+
 pub fn check(cases: &[Case]) {
     let _ = SystemTime::now;
     let rt = tokio::runtime::Builder::new_current_thread()
@@ -182,7 +191,7 @@ pub fn check(cases: &[Case]) {
         let wait = got.retry_after.map(|d| d.as_millis() as u64);
         if got.class != case.class
             || got.retryable != case.retryable
-            || got.scope.as_str() != case.scope
+            || scope_of(&got) != case.scope
             || wait != case.wait_ms
         {
             failures.push(format!(
@@ -194,7 +203,7 @@ pub fn check(cases: &[Case]) {
                 case.wait_ms,
                 got.class,
                 got.retryable,
-                got.scope,
+                scope_of(&got),
                 wait,
                 got.reason
             ));
