@@ -147,6 +147,7 @@ impl Future for ProbeFuture {
 enum End {
     Succeeded(f64),
     FailedPermanent,
+    FailedClient,
     TimedOut,
     Lost,
 }
@@ -263,6 +264,8 @@ async fn drive(scenario: &Scenario, strategy: Strategy) -> RunResult {
                         || (last.is_none() && client_exhausted)
                     {
                         End::FailedPermanent
+                    } else if last.is_some_and(Outcome::is_client_error) {
+                        End::FailedClient
                     } else {
                         End::Lost
                     }
@@ -283,7 +286,8 @@ async fn drive(scenario: &Scenario, strategy: Strategy) -> RunResult {
 
     let ends = ends.lock().unwrap_or_else(|e| e.into_inner()).clone();
     let stats = std::mem::take(&mut *lock(&stats));
-    let (mut succeeded, mut failed_permanent, mut timed_out) = (0u64, 0u64, 0u64);
+    let (mut succeeded, mut failed_permanent, mut failed_client, mut timed_out) =
+        (0u64, 0u64, 0u64, 0u64);
     let mut latencies = Vec::new();
     let mut makespan: f64 = 0.0;
     for (end, done) in ends.iter().flatten() {
@@ -294,6 +298,7 @@ async fn drive(scenario: &Scenario, strategy: Strategy) -> RunResult {
                 latencies.push(*lat);
             }
             End::FailedPermanent => failed_permanent += 1,
+            End::FailedClient => failed_client += 1,
             End::TimedOut => timed_out += 1,
             End::Lost => {}
         }
@@ -311,8 +316,9 @@ async fn drive(scenario: &Scenario, strategy: Strategy) -> RunResult {
         requests,
         succeeded,
         failed_permanent,
+        failed_client,
         timed_out,
-        lost: requests - succeeded - failed_permanent - timed_out,
+        lost: requests - succeeded - failed_permanent - failed_client - timed_out,
         attempts: stats.attempts,
         rejected: stats.rejected,
         rejected_per_success: (succeeded > 0)
