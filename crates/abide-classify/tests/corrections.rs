@@ -176,3 +176,49 @@ fn the_scope_is_the_kind_of_limit_and_the_bucket_its_name() {
         },
     ]);
 }
+
+#[test]
+fn new_header_formats_reach_the_verdict() {
+    check(&[
+        Case {
+            rule: "IETF draft-12 RateLimit a=0;w=12 names the bucket and the wait (ietf-wg-httpapi/ratelimit-headers PR #166)",
+            status: 429,
+            headers: &[("ratelimit-policy", "burst;q=100;w=60"), ("ratelimit", "burst;a=0;w=12;c=1")],
+            body: None,
+            class: Class::RateLimited,
+            retryable: true,
+            scope: "requests/burst",
+            wait_ms: Some(12_000),
+        },
+        Case {
+            rule: "Kong per-window headers: the exhausted minute window (docs.konghq.com rate-limiting plugin)",
+            status: 429,
+            headers: &[("x-ratelimit-limit-minute", "100"), ("x-ratelimit-remaining-minute", "0"), ("x-ratelimit-limit-hour", "1000"), ("x-ratelimit-remaining-hour", "900"), ("retry-after", "17")],
+            body: Some(r#"{"message":"API rate limit exceeded"}"#),
+            class: Class::RateLimited,
+            retryable: true,
+            scope: "requests",
+            wait_ms: Some(17_000),
+        },
+        Case {
+            rule: "X-RateLimit-Reset-Ms gives the wait in milliseconds",
+            status: 429,
+            headers: &[("x-ratelimit-limit", "10"), ("x-ratelimit-remaining", "0"), ("x-ratelimit-reset-ms", "1500")],
+            body: None,
+            class: Class::RateLimited,
+            retryable: true,
+            scope: "unspecified",
+            wait_ms: Some(1_500),
+        },
+        Case {
+            rule: "An sf-integer over 15 digits is dropped: the limit is not exhausted by a clamp",
+            status: 429,
+            headers: &[("ratelimit-limit", "1000000000000000000"), ("ratelimit-remaining", "0;w=60"), ("ratelimit-reset", "5")],
+            body: None,
+            class: Class::RateLimited,
+            retryable: true,
+            scope: "requests",
+            wait_ms: Some(5_000),
+        },
+    ]);
+}
