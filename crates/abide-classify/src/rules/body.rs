@@ -28,6 +28,10 @@ pub(crate) struct BodyFinding {
     /// The body speaks of a full queue or rejected execution (server busy, too many in
     /// flight): on a 429 or 503 that is overload.
     pub(crate) queue_full: bool,
+    /// The limit the body names.
+    pub(crate) bucket: Option<abide_headers::Name>,
+    /// The kind of limit the body's words name, for a verdict the headers made.
+    pub(crate) scope: QuotaScope,
 }
 
 /// Most error objects looked at in a JSON `errors` array.
@@ -92,20 +96,58 @@ struct Fields {
     error_signal: bool,
     /// The reference instant for instants the body states.
     now: Option<SystemTime>,
+    /// The limit the body names (HubSpot `policyName`, Notion `rate_limit_reason`,
+    /// a google.rpc `QuotaFailure` quota id).
+    bucket: Option<abide_headers::Name>,
 }
+
+/// Fields naming the limit that was hit.
+const BUCKET_KEYS: &[&str] = &[
+    "policyName",
+    "policy_name",
+    "rate_limit_reason",
+    "rateLimitReason",
+    "limit_name",
+    "limitName",
+];
 
 impl Fields {
     fn root(&mut self, v: &Value) {
-        let Some(obj) = v.as_object() else {
-            if let Some(s) = v.as_str() {
-                self.texts.push(s.to_owned());
+        let obj = match v {
+            Value::Object(obj) => obj,
+            Value::String(s) => return self.texts.push(s.clone()),
+            // Salesforce answers with an array of errors:
+            // `[{"message":"TotalRequests Limit exceeded.","errorCode":"REQUEST_LIMIT_EXCEEDED"}]`.
+            Value::Array(errors) => {
+                for e in errors.iter().take(MAX_ERRORS) {
+                    if let Some(obj) = e.as_object() {
+                        self.error_signal |= error_shaped(obj) || obj.contains_key("errorCode");
+                    }
+                    self.error_object(e);
+                }
+                return;
             }
-            return;
+            _ => return,
         };
         self.error_signal |= error_shaped(obj);
         match obj.get("error") {
-            Some(Value::Object(_)) => self.error_object(&obj["error"]),
-            Some(Value::String(s)) => self.texts.push(s.clone()),
+            Some(Value::Object(inner)) => {
+                self.error_object(&obj["error"]);
+                // Google APIs nest the legacy `errors` list inside `error`.
+                if let Some(Value::Array(errors)) = inner.get("errors") {
+                    for e in errors.iter().take(MAX_ERRORS) {
+                        self.error_object(e);
+                    }
+                }
+            }
+            Some(Value::String(s)) => {
+                // A one-word error is a code too (Slack `"error":"ratelimited"`,
+                // Zendesk `"error":"TooManyRequests"`).
+                if !s.contains(char::is_whitespace) && s.len() <= 64 {
+                    self.codes.push(code_of(s).to_owned());
+                }
+                self.texts.push(s.clone());
+            }
             _ => {}
         }
         if let Some(Value::Array(errors)) = obj.get("errors") {
@@ -131,7 +173,12 @@ impl Fields {
             "status",
             "__type",
             "error_code",
+            "errorCode",
+            "error_type",
             "errorType",
+            // PayPal `name: RATE_LIMIT_REACHED`, DigitalOcean/Heroku `id: too_many_requests`.
+            "name",
+            "id",
             "reason",
         ] {
             match obj.get(key) {
@@ -162,12 +209,34 @@ impl Fields {
             "status_message",
             "statusMessage",
             "description",
+            "errorSummary",
+            "error_summary",
+            "faultstring",
         ] {
             if let Some(Value::String(s)) = obj.get(key) {
                 self.texts.push(s.clone());
             }
         }
         self.waits_in(obj, 0);
+        // Dropbox: `"reason": {".tag": "too_many_write_operations"}`.
+        if let Some(Value::String(tag)) = obj.get("reason").and_then(|r| r.get(".tag")) {
+            self.codes.push(tag.clone());
+        }
+        if self.bucket.is_none() {
+            // Beside the error, or one level down (Notion `additional_data.rate_limit_reason`).
+            let nested = ["additional_data", "metadata"]
+                .iter()
+                .filter_map(|k| obj.get(*k).and_then(Value::as_object));
+            self.bucket = std::iter::once(obj)
+                .chain(nested)
+                .find_map(|o| {
+                    BUCKET_KEYS
+                        .iter()
+                        .find_map(|k| o.get(*k).and_then(Value::as_str))
+                })
+                .filter(|b| !b.is_empty())
+                .map(abide_headers::Name::new);
+        }
         if let Some(Value::Object(ext)) = obj.get("extensions") {
             if let Some(Value::String(code)) = ext.get("code") {
                 self.codes.push(code.clone());
@@ -233,6 +302,12 @@ impl Fields {
                 if let Some(Value::Array(vs)) = d.get("violations") {
                     for v in vs.iter().take(MAX_ERRORS) {
                         self.details_seen = true;
+                        if self.bucket.is_none() {
+                            let id = s(v, "quotaId");
+                            if !id.is_empty() {
+                                self.bucket = Some(abide_headers::Name::new(&id));
+                            }
+                        }
                         let fields = [
                             s(v, "quotaId"),
                             s(v, "quotaMetric"),
@@ -248,6 +323,12 @@ impl Fields {
                 self.details_seen = true;
                 self.hints.reason(&s(d, "reason"));
                 if let Some(Value::Object(meta)) = d.get("metadata") {
+                    // Cloud APIs name the limit: `"quota_limit": "ReadRequestsPerMinutePerProject"`.
+                    if let (None, Some(Value::String(limit))) =
+                        (&self.bucket, meta.get("quota_limit"))
+                    {
+                        self.bucket = Some(abide_headers::Name::new(limit));
+                    }
                     for value in meta.values().filter_map(Value::as_str) {
                         self.hints.quota_text(value.as_bytes());
                     }
@@ -295,6 +376,13 @@ impl Fields {
             wait,
             definite,
             queue_full,
+            scope: self
+                .texts
+                .iter()
+                .map(|t| scope_from_text(t.as_bytes()))
+                .find(|s| *s != QuotaScope::Unspecified)
+                .unwrap_or_default(),
+            bucket: self.bucket,
         }
     }
 
@@ -316,11 +404,13 @@ impl Fields {
             }
             self.codes
                 .iter()
-                .find_map(|c| match c.as_str() {
+                .find_map(|c| match c.to_ascii_lowercase().as_str() {
                     "tokens" => Some(QuotaScope::Tokens),
                     "input_tokens" => Some(QuotaScope::InputTokens),
                     "output_tokens" => Some(QuotaScope::OutputTokens),
-                    "requests" => Some(QuotaScope::Requests),
+                    "requests" | "too_many_requests" | "toomanyrequests" => {
+                        Some(QuotaScope::Requests)
+                    }
                     _ => None,
                 })
                 .or_else(|| {

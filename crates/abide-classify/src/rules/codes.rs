@@ -63,6 +63,10 @@ pub(crate) fn code_verdict(code: &str) -> Option<(Rank, Classification)> {
         | "insufficient_balance" | "payment_required" | "credits_exhausted" => {
             (Rank::Quota, billing("body: out of credit"))
         }
+        // Google Maps Platform web services: `"status": "OVER_DAILY_LIMIT"` means a
+        // missing key, billing not enabled or a self-imposed cap exceeded
+        // (developers.google.com/maps/documentation/geocoding/requests-geocoding#StatusCodes).
+        "over_daily_limit" => (Rank::Quota, billing("google maps: OVER_DAILY_LIMIT")),
         "servicequotaexceededexception" => (
             Rank::Quota,
             c(Class::QuotaExhausted, "aws: ServiceQuotaExceededException"),
@@ -79,7 +83,17 @@ pub(crate) fn code_verdict(code: &str) -> Option<(Rank, Classification)> {
         | "toomanyrequests"
         | "throttled"
         | "429"
-        | "resource_exhausted" => (
+        | "resource_exhausted"
+        // Google APIs (Drive, Calendar, ...) `errors[].reason` (developers.google.com/drive/api/guides/handle-errors).
+        | "userratelimitexceeded"
+        // Google Maps `"status": "OVER_QUERY_LIMIT"` in a 200.
+        | "over_query_limit"
+        // Salesforce `REQUEST_LIMIT_EXCEEDED` (concurrent or 24-hour total, the message says which).
+        | "request_limit_exceeded"
+        // Microsoft Graph `activityLimitReached` (learn.microsoft.com/graph/errors).
+        | "activitylimitreached"
+        // Okta `E0000047` (developer.okta.com/docs/reference/error-codes).
+        | "e0000047" => (
             Rank::RateLimit,
             c(Class::RateLimited, "body: rate-limit error code"),
         ),
@@ -106,6 +120,21 @@ pub(crate) fn code_verdict(code: &str) -> Option<(Rank, Classification)> {
             Rank::RateLimit,
             c(Class::RateLimited, "aws: throttling error code"),
         ),
+        // Google `dailyLimitExceeded` (Daily Limit Exceeded, reset at midnight Pacific) and
+        // YouTube Data API `quotaExceeded` (the 10,000-unit daily quota,
+        // developers.google.com/youtube/v3/docs/errors).
+        "dailylimitexceeded" | "quotaexceeded" => (
+            Rank::RateLimit,
+            c(Class::RateLimited, "google: daily quota exceeded").with_scope(QuotaScope::Daily),
+        ),
+        // Dropbox: other writes hold the namespace (developers.dropbox.com/dbx-performance-guide).
+        "too_many_write_operations" => (
+            Rank::RateLimit,
+            c(Class::RateLimited, "dropbox: too_many_write_operations")
+                .with_scope(QuotaScope::Concurrency),
+        ),
+        // Notion 529 `service_overload` (developers.notion.com/reference/request-limits).
+        "service_overload" => (Rank::Overload, c(Class::Overloaded, "body: service overload")),
         // A query costing more than any budget allows (Shopify MAX_COST_EXCEEDED).
         "max_cost_exceeded" | "query_too_complex" | "max_complexity_exceeded" => {
             (Rank::Quota, super::fits::never_fits())

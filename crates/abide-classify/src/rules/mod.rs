@@ -98,6 +98,15 @@ pub(crate) fn classify(
         if found.queue_full {
             queue_full(status, &mut c);
         }
+        if matches!(c.class, Class::RateLimited | Class::QuotaExhausted) {
+            if c.bucket.is_none() {
+                c.bucket = found.bucket;
+            }
+            // A header-made verdict (`x-amzn-errortype`) takes the kind the words name.
+            if c.scope == QuotaScope::Unspecified {
+                c.scope = found.scope;
+            }
+        }
     }
     github(status, headers, snapshot, &mut c);
     if refused_unprocessed(status) && matches!(c.class, Class::ServerError | Class::Overloaded) {

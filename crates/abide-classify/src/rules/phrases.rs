@@ -42,6 +42,9 @@ const CALENDAR_WORDS: &[&str] = &[
     "permonth",
     "per_month",
     "monthly",
+    // Salesforce's 24-hour allocation ("TotalRequests Limit exceeded.",
+    // developer.salesforce.com app limits cheatsheet, "Total API Request Allocations").
+    "totalrequests",
 ];
 
 /// True when `t` names a per-day or per-month limit: a calendar word and a limit word
@@ -67,6 +70,7 @@ pub(crate) const OVERLOAD_PHRASES: &[&str] = &[
     "insufficient capacity",
     "experiencing heavy load",
     "heavy traffic",
+    "too busy",
 ];
 
 pub(crate) const RATE_LIMIT_PHRASES: &[&str] = &[
@@ -78,6 +82,10 @@ pub(crate) const RATE_LIMIT_PHRASES: &[&str] = &[
     "too many calls",
     "request quota",
     "request weight",
+    // Cohere: "limited to 40 API calls / minute" (docs.cohere.com/docs/rate-limits).
+    "calls / minute",
+    "calls/minute",
+    "calls per minute",
     // A ban with a stated end is a wait (Binance "IP banned until 1659146400000").
     "banned until",
     "blocked until",
@@ -166,6 +174,8 @@ pub(crate) fn scope_from_text(t: &[u8]) -> QuotaScope {
             "request per",
             "request limit",
             "requests limit",
+            "calls / minute",
+            "calls per minute",
             "(rpm)",
             "(rps)",
             "call rate",

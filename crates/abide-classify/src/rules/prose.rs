@@ -11,6 +11,8 @@ pub(crate) const MAX_WAIT: Duration = Duration::from_secs(30 * 24 * 3600);
 const TRIGGERS: &[&str] = &[
     "try again in",
     "try again after",
+    "try after",
+    "request after",
     "retry after",
     "retry in",
     "retrying in",
@@ -55,6 +57,9 @@ pub(crate) fn find_wait(text: &[u8], now: SystemTime) -> Option<Duration> {
 
 /// Parses a duration right after a trigger, skipping blanks and filler words.
 fn parse_after(rest: &[u8]) -> Option<Duration> {
+    // "Retry after: 21 seconds" (Akamai).
+    let rest = skip_blanks(rest);
+    let rest = rest.strip_prefix(b":").unwrap_or(rest);
     let mut s = skip_blanks(rest);
     for filler in ["about ", "approximately ", "approx. ", "~"] {
         if s.len() >= filler.len() && s[..filler.len()].eq_ignore_ascii_case(filler.as_bytes()) {

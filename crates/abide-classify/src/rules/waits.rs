@@ -38,14 +38,18 @@ fn unit_of(key: &str) -> Option<Unit> {
     Some(match norm {
         "retryafter" | "retryafterseconds" | "retryaftersecs" | "retryin" | "retryinseconds"
         | "waitseconds" | "waitsecs" | "waittime" | "resetafter" | "resetin" | "resetinseconds"
-        | "backoff" | "backoffseconds" | "cooldown" | "cooldownseconds" | "throttleseconds" => {
+        | "backoff" | "backoffseconds" | "cooldown" | "cooldownseconds" | "throttleseconds"
+        // Hugging Face 503 while a model loads: `"estimated_time": 20.0`.
+        | "estimatedtime" => {
             Unit::Secs
         }
         "retryafterms" | "retryaftermillis" | "retryinms" | "waitms" | "resetafterms"
         | "resetinms" | "backoffms" | "retrydelayms" | "cooldownms" => Unit::Millis,
         "retryat" | "retrytime" | "resetat" | "resetsat" | "resettime" | "banneduntil"
         | "blockeduntil" | "banexpiresat" | "banexpires" | "availableat" | "nextattemptat"
-        | "throttleduntil" | "retryafterdate" => Unit::Instant,
+        | "throttleduntil" | "retryafterdate"
+        // Akamai 429s: `"rateLimitNext": "2023-11-08T05:49:55.123456Z"`.
+        | "ratelimitnext" => Unit::Instant,
         "reset" | "xratelimitreset" | "ratelimitreset" => Unit::Reset,
         _ => return None,
     })
