@@ -5,7 +5,7 @@ use serde_json::Value;
 use std::path::PathBuf;
 use std::process::{Command, Output};
 
-const KEYS: [&str; 19] = [
+const KEYS: [&str; 20] = [
     "scenario",
     "strategy",
     "clients",
@@ -15,6 +15,7 @@ const KEYS: [&str; 19] = [
     "failed_client",
     "timed_out",
     "lost",
+    "gave_up_alone",
     "attempts",
     "rejected",
     "rejected_per_success",

@@ -15,7 +15,8 @@ use std::time::Duration;
 /// already received one and refused it locally: correct for requests beyond the quota),
 /// `failed_client` (its last answer was a client error the server gives it every time: it
 /// is too large), `timed_out` (its deadline passed) or `lost` (given up, or unfinished at
-/// the time limit, while the server would still have served it; the goal is 0).
+/// the time limit, while the server would still have served it; the goal is 0, but for
+/// `gave_up_alone`, counted apart within it).
 #[derive(Clone, Debug, PartialEq, Serialize)]
 pub struct Row {
     /// Scenario name.
@@ -37,6 +38,10 @@ pub struct Row {
     pub timed_out: u64,
     /// `requests - succeeded - failed_permanent - failed_client - timed_out`.
     pub lost: u64,
+    /// Of `lost`: requests that gave up on an outage (last answer a 5xx, 529 or refused
+    /// connection) while no other request of their client was in progress: a lone caller
+    /// meeting an outage longer than its retry window, the one loss a client may accept.
+    pub gave_up_alone: u64,
     /// Attempts sent (every retry included).
     pub attempts: u64,
     /// Rate-limit and overload answers received (429, GitHub's 403, 529; gRPC
@@ -288,6 +293,7 @@ mod tests {
             failed_client: 0,
             timed_out: 0,
             lost: 100 - succeeded,
+            gave_up_alone: 0,
             attempts: 100,
             rejected: 0,
             rejected_per_success: Some(rej),

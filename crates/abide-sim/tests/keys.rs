@@ -212,3 +212,20 @@ fn the_new_keys_default_to_off_and_are_checked() {
         assert_eq!(Scenario::from_toml(&s.name, &s.to_toml()).unwrap(), s);
     }
 }
+
+#[test]
+fn a_lone_caller_giving_up_on_an_outage_is_counted_apart_within_lost() {
+    let text = |concurrency: u32| {
+        format!(
+            "name = 'alone'\n[server]\ndialect = 'openai'\n[[server.outages]]\nstart_s = 0.0\nduration_s = 100.0\nstatus = 503\n[workload]\nrequests = 4\nconcurrency = {concurrency}\n"
+        )
+    };
+    // One caller: each request meets the outage alone and gives up on its 503.
+    let s = Scenario::from_toml("alone.toml", &text(1)).unwrap();
+    let row = run(&s, Strategy::None).unwrap().row;
+    assert_eq!((row.lost, row.gave_up_alone), (4, 4));
+    // Four callers at once: only the last to end was alone.
+    let s = Scenario::from_toml("busy.toml", &text(4)).unwrap();
+    let row = run(&s, Strategy::None).unwrap().row;
+    assert_eq!((row.lost, row.gave_up_alone), (4, 1));
+}
