@@ -23,6 +23,10 @@
 //! requests_per_day = 0         # a daily request limit replenished continuously (OpenAI/Groq RPD); 0 = none
 //! tokens_per_day = 0           # the same for tokens (TPD); 0 = none
 //! limits_on_429_only = false   # true: rate-limit headers only on 429 answers, none on successes
+//! reorder_s = 0.0              # each request reaches the limiter up to this much later (uniform),
+//!                              # so concurrent requests are admitted out of order; default 0
+//! whole_second_clock = false   # true: resets and waits stated from a whole-second Date, the
+//!                              # server's clock at a random fraction of a second
 //!
 //! [[server.outages]]           # zero or more
 //! start_s = 30.0
@@ -210,6 +214,10 @@ struct FileServer {
     #[serde(default)]
     limits_on_429_only: bool,
     #[serde(default)]
+    reorder_s: f64,
+    #[serde(default)]
+    whole_second_clock: bool,
+    #[serde(default)]
     outages: Vec<FileOutage>,
 }
 
@@ -363,6 +371,7 @@ impl Scenario {
         };
         let latency = seconds(src, "server.latency_s", s.latency_s, 3600.0)?;
         let latency_jitter = seconds(src, "server.latency_jitter_s", s.latency_jitter_s, 3600.0)?;
+        let reorder = seconds(src, "server.reorder_s", s.reorder_s, 3600.0)?;
         if !s.enforce_factor.is_finite() || s.enforce_factor <= 0.0 {
             return Err(err(format!(
                 "key `server.enforce_factor`: {} must be > 0",
@@ -487,6 +496,8 @@ impl Scenario {
                 requests_per_day: s.requests_per_day,
                 tokens_per_day: s.tokens_per_day,
                 limits_on_429_only: s.limits_on_429_only,
+                reorder,
+                whole_second_clock: s.whole_second_clock,
             },
             workload: Workload {
                 clients: w.clients,
@@ -545,6 +556,8 @@ impl Scenario {
                 requests_per_day: s.requests_per_day,
                 tokens_per_day: s.tokens_per_day,
                 limits_on_429_only: s.limits_on_429_only,
+                reorder_s: secs(s.reorder),
+                whole_second_clock: s.whole_second_clock,
                 outages: s
                     .outages
                     .iter()
