@@ -6,6 +6,7 @@ mod inspect;
 mod random_board;
 mod raw;
 mod scoreboard;
+mod serve;
 
 use std::process::ExitCode;
 
@@ -17,6 +18,8 @@ commands:
   scoreboard [--json] [--scenario NAME|FILE]... [--strategy NAME]... [--plot FILE.svg] [--list]
   scoreboard --random N [--seed S] [--emit DIR] [--json] [--strategy NAME]...
                                                   compare retry strategies on the simulated API
+  serve [--scenario NAME|FILE] [--addr 127.0.0.1:PORT] [--time-scale X]
+                                                  the simulated API over HTTP, in real time
 ";
 
 fn main() -> ExitCode {
@@ -29,6 +32,7 @@ fn main() -> ExitCode {
     match command.to_str() {
         Some("inspect") => inspect::run(rest),
         Some("scoreboard") => scoreboard::run(rest),
+        Some("serve") => serve::run(rest),
         Some("-h" | "--help" | "help") => {
             print!("{USAGE}");
             ExitCode::SUCCESS

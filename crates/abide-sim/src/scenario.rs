@@ -522,6 +522,42 @@ impl Scenario {
         }
     }
 
+    /// The scenario with time compressed `factor` times (`abide serve --time-scale`): every
+    /// window, service time, outage, upstream delay, burst interval, deadline and the time
+    /// limit divided by `factor`, Poisson rates multiplied by it; limits per window stay,
+    /// so the quota is `factor` times faster in real time. Daily limits keep their day.
+    /// A factor that is not finite and positive leaves the scenario as it is.
+    pub fn time_scaled(&self, factor: f64) -> Scenario {
+        if !factor.is_finite() || factor <= 0.0 || factor == 1.0 {
+            return self.clone();
+        }
+        let scale = |d: Duration| Duration::from_secs_f64(d.as_secs_f64() / factor);
+        let mut s = self.clone();
+        let srv = &mut s.server;
+        srv.window = scale(srv.window);
+        srv.latency = scale(srv.latency);
+        srv.latency_jitter = scale(srv.latency_jitter);
+        srv.reorder = scale(srv.reorder);
+        for o in &mut srv.outages {
+            o.start = scale(o.start);
+            o.duration = scale(o.duration);
+        }
+        let w = &mut s.workload;
+        w.deadline = w.deadline.map(scale);
+        w.arrival = match w.arrival {
+            Arrival::Poisson { rate_per_s } => Arrival::Poisson {
+                rate_per_s: rate_per_s * factor,
+            },
+            Arrival::Burst { every, size } => Arrival::Burst {
+                every: scale(every),
+                size,
+            },
+            other => other,
+        };
+        s.time_limit = scale(s.time_limit);
+        s
+    }
+
     /// The scenario in the file schema: [`from_toml`](Self::from_toml) of the text gives
     /// back this scenario (every key is written, defaults included).
     pub fn to_toml(&self) -> String {
