@@ -2,6 +2,7 @@
 //! strategies on the simulated API (`scoreboard`).
 #![forbid(unsafe_code)]
 
+mod demo;
 mod inspect;
 mod random_board;
 mod raw;
@@ -14,6 +15,7 @@ const USAGE: &str = "\
 usage: abide <command> [options]
 
 commands:
+  demo [--json]                                   three clients side by side against the simulated API
   inspect [--json] [--now <HTTP-date>] [FILE|-]   explain one raw HTTP response
   scoreboard [--json] [--scenario NAME|FILE]... [--strategy NAME]... [--plot FILE.svg] [--list]
   scoreboard --random N [--seed S] [--emit DIR] [--json] [--strategy NAME]...
@@ -30,6 +32,7 @@ fn main() -> ExitCode {
     };
     let rest: Vec<_> = args.collect();
     match command.to_str() {
+        Some("demo") => demo::run(rest),
         Some("inspect") => inspect::run(rest),
         Some("scoreboard") => scoreboard::run(rest),
         Some("serve") => serve::run(rest),
