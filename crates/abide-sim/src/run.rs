@@ -218,6 +218,7 @@ async fn drive(scenario: &Scenario, strategy: Strategy) -> RunResult {
                 start,
                 epoch: server.now_wall() - server.elapsed(),
                 shared_store: shared_store.clone(),
+                server: scenario.server.clone(),
             };
             strategy.client(probe, &ctx)
         })
