@@ -288,6 +288,7 @@ async fn drive(
                 start,
                 epoch,
                 shared_store: shared_store.clone(),
+                server: scenario.server.clone(),
             };
             strategy.client(probe, &ctx)
         })
