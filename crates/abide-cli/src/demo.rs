@@ -97,7 +97,9 @@ fn parse_args(args: Vec<OsString>) -> Result<Option<bool>, String> {
 }
 
 /// Serves a fresh copy of the scenario's server on an ephemeral loopback port.
-async fn serve(scenario: &Scenario) -> std::io::Result<(http::Uri, tokio::sync::oneshot::Sender<()>)> {
+async fn serve(
+    scenario: &Scenario,
+) -> std::io::Result<(http::Uri, tokio::sync::oneshot::Sender<()>)> {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
     let addr = listener.local_addr()?;
     let server = SimServer::with_epoch(scenario.server.clone(), scenario.seed, SystemTime::now());
@@ -175,7 +177,11 @@ fn table(results: &[RunResult], svg: Option<&PathBuf>) -> String {
         "\n429s: rate-limit and overload answers received. lost: requests the server would have\nserved but the client gave up on (or was still retrying at 60 s). The oversized request\nis refused by the server every time and is not counted as lost."
     );
     if let Some(p) = svg {
-        let _ = writeln!(out, "chart: {} (successes and 429s over time, one line per client)", p.display());
+        let _ = writeln!(
+            out,
+            "chart: {} (successes and 429s over time, one line per client)",
+            p.display()
+        );
     }
     out
 }
@@ -193,7 +199,10 @@ pub(crate) fn run(args: Vec<OsString>) -> ExitCode {
         }
     };
     let scenario = scenario();
-    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
         Ok(rt) => rt,
         Err(e) => {
             eprintln!("abide demo: cannot start the runtime: {e}");
@@ -266,6 +275,9 @@ pub(crate) fn run(args: Vec<OsString>) -> ExitCode {
         }
     };
     print!("{}", table(&results, written.as_ref()));
-    eprintln!("abide demo: {:.1} s wall time", started.elapsed().as_secs_f64());
+    eprintln!(
+        "abide demo: {:.1} s wall time",
+        started.elapsed().as_secs_f64()
+    );
     ExitCode::SUCCESS
 }

@@ -104,7 +104,9 @@ pub fn svg(scenario: &str, runs: &[(&str, &Timeline)]) -> String {
 }
 
 /// Line colours for [`lines`], one per run in order (then repeated).
-const COLOURS: [&str; 6] = ["#d1495b", "#edae49", "#2a9d4b", "#00798c", "#30638e", "#6b4c9a"];
+const COLOURS: [&str; 6] = [
+    "#d1495b", "#edae49", "#2a9d4b", "#00798c", "#30638e", "#6b4c9a",
+];
 
 /// An SVG with two panels over the same time axis: cumulative successes (top) and
 /// cumulative rejections (bottom), one line per `(label, timeline)`, with a legend.
@@ -126,11 +128,20 @@ pub fn lines(title: &str, runs: &[(&str, &Timeline)]) -> String {
 "#,
         escape(title)
     );
-    for (panel, label) in ["successes", "429s and overloads received"].iter().enumerate() {
+    for (panel, label) in ["successes", "429s and overloads received"]
+        .iter()
+        .enumerate()
+    {
         let y0 = TOP + panel as f64 * (H + 40.0);
         let series: Vec<&[f64]> = runs
             .iter()
-            .map(|(_, t)| if panel == 0 { &t.successes[..] } else { &t.rejections[..] })
+            .map(|(_, t)| {
+                if panel == 0 {
+                    &t.successes[..]
+                } else {
+                    &t.rejections[..]
+                }
+            })
             .collect();
         let peak = series.iter().map(|s| s.len()).max().unwrap_or(0).max(1) as f64;
         let _ = writeln!(

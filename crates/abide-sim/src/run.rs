@@ -58,7 +58,7 @@ struct Stats {
 #[derive(Clone, Debug)]
 enum Connection {
     InProcess(SimServer),
-    Http(HttpConnection),
+    Http(Box<HttpConnection>),
 }
 
 /// One client's connection: counts every attempt and what the server made of it.
@@ -244,7 +244,7 @@ pub async fn run_over_http(
     base: http::Uri,
     on_end: Arc<dyn Fn(bool) + Send + Sync>,
 ) -> RunResult {
-    let connection = Connection::Http(HttpConnection::new(base));
+    let connection = Connection::Http(Box::new(HttpConnection::new(base)));
     drive(
         scenario,
         strategy,
@@ -288,6 +288,7 @@ async fn drive(
                 start,
                 epoch,
                 shared_store: shared_store.clone(),
+                server: scenario.server.clone(),
             };
             strategy.client(probe, &ctx)
         })
