@@ -217,7 +217,8 @@ impl Ord for OrdF64 {
 /// every strategy), in one of `C` slots, `C` = the requests in flight at once
 /// (`clients x concurrency`, or `max_in_flight` when smaller). The bound is the end of the
 /// last request when each starts as early as these allow and takes the first free slot,
-/// which is the best any schedule can do ([`schedule_bound`]). A strategy that makes the
+/// which is the best any schedule can do (an earlier start never delays a later job; a
+/// unit test checks it against brute force on small instances). A strategy that makes the
 /// server serve the same request twice draws later service times; the bound does not
 /// count that waste.
 pub fn ideal_makespan(scenario: &Scenario, plan: &[Planned]) -> f64 {
