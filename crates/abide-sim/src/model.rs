@@ -24,7 +24,7 @@ pub struct Outage {
     pub start: Duration,
     /// How long it lasts.
     pub duration: Duration,
-    /// The status sent (500, 502, 503 or 529); `None` = the connection is refused.
+    /// The status sent (500, 502, 503, 504 or 529); `None` = the connection is refused.
     pub status: Option<StatusCode>,
 }
 
@@ -62,7 +62,27 @@ pub struct ServerConfig {
     pub enforce_factor: f64,
     /// Outages.
     pub outages: Vec<Outage>,
+    /// A daily request limit replenished continuously (a token bucket of this capacity
+    /// refilled over a day, as OpenAI and Groq enforce RPD); 0 = none.
+    pub requests_per_day: u64,
+    /// The same for tokens (TPD); 0 = none.
+    pub tokens_per_day: u64,
+    /// Send rate-limit headers only on 429 answers, none on successes.
+    pub limits_on_429_only: bool,
+    /// Each request reaches the limiter after an upstream delay drawn uniformly from
+    /// `[0, reorder]`, so concurrent requests are admitted out of the order they were sent
+    /// (a load balancer in front of several workers), and an answer's `remaining` already
+    /// counts requests sent after it. Zero: admitted the instant they are sent.
+    pub reorder: Duration,
+    /// The server's clock is not aligned to the whole seconds it states: its start falls
+    /// at a random fraction of a second (from the seed), and every stated reset and wait is
+    /// the whole-second instant it falls in minus the whole-second `Date`, as a server
+    /// computing `ceil(reset_epoch) - floor(now)` states it (up to 2 s longer than the truth).
+    pub whole_second_clock: bool,
 }
+
+/// The length of the day the daily limits replenish over.
+pub const DAY: Duration = Duration::from_secs(86_400);
 
 impl Default for ServerConfig {
     fn default() -> Self {
@@ -79,6 +99,11 @@ impl Default for ServerConfig {
             quota_requests: 0,
             enforce_factor: 1.0,
             outages: Vec::new(),
+            requests_per_day: 0,
+            tokens_per_day: 0,
+            limits_on_429_only: false,
+            reorder: Duration::ZERO,
+            whole_second_clock: false,
         }
     }
 }
@@ -97,14 +122,18 @@ impl ServerConfig {
     }
 }
 
-/// Which per-window limit a request hit.
+/// Which limit a request hit.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 #[non_exhaustive]
 pub enum Scope {
-    /// The request limit.
+    /// The request limit per window.
     Requests,
-    /// The token limit.
+    /// The token limit per window.
     Tokens,
+    /// The daily request limit (RPD).
+    RequestsPerDay,
+    /// The daily token limit (TPD).
+    TokensPerDay,
 }
 
 /// What the server did with a request. Put in every response's extensions so harnesses
@@ -120,7 +149,8 @@ pub enum Outcome {
     Overloaded,
     /// The lifetime quota is used up: a permanent error.
     QuotaExhausted,
-    /// The request costs more tokens than a whole window allows: it can never succeed.
+    /// The request costs more tokens than a whole window (or day) allows: it can never
+    /// succeed, though the account is fine (a client error, not exhaustion).
     TooLarge,
     /// An outage answered with this status.
     Outage(StatusCode),
@@ -139,9 +169,16 @@ impl Outcome {
         }
     }
 
-    /// True for answers that will never turn into a success by retrying.
+    /// True for the answer that says the account's quota is gone: retrying cannot help,
+    /// and no request of this client can succeed any more.
     pub fn is_permanent(self) -> bool {
-        matches!(self, Outcome::QuotaExhausted | Outcome::TooLarge)
+        matches!(self, Outcome::QuotaExhausted)
+    }
+
+    /// True for an answer about the request itself that the server gives it every time (it
+    /// is too large): correct to end it, wrong to hold the account responsible.
+    pub fn is_client_error(self) -> bool {
+        matches!(self, Outcome::TooLarge)
     }
 }
 
@@ -154,17 +191,10 @@ pub struct Decision {
     pub delay: Duration,
     /// The limits as advertised, plus the wait on a rejection when `retry_after` is on.
     pub snapshot: RateLimitSnapshot,
-    pub(crate) advertised: (u64, u64),
+    /// On a rate limit: the advertised limit of the scope hit and what it has used.
+    pub(crate) hit: Option<(u64, u64)>,
+    /// On `TooLarge`: the limit and what the request asked for.
     pub(crate) too_large: Option<(u64, u64)>,
-}
-
-impl Decision {
-    pub(crate) fn advertised_limit(&self, scope: Scope) -> u64 {
-        match scope {
-            Scope::Requests => self.advertised.0,
-            Scope::Tokens => self.advertised.1,
-        }
-    }
 }
 
 /// The simulated server's state. Deterministic: the same config, seed and sequence of
@@ -174,10 +204,16 @@ pub struct ServerModel {
     config: ServerConfig,
     requests: Option<Limiter>,
     tokens: Option<Limiter>,
+    requests_per_day: Option<Limiter>,
+    tokens_per_day: Option<Limiter>,
     /// Completion times of accepted requests still being served.
     in_flight: BinaryHeap<Reverse<Duration>>,
     served: u64,
     rng: fastrand::Rng,
+    /// The fraction of a second the server's wall clock reads at its start.
+    phase: Duration,
+    /// Draws the upstream delays (apart from `rng`, so service times stay the k-th draws).
+    upstream_rng: fastrand::Rng,
 }
 
 impl ServerModel {
@@ -187,12 +223,22 @@ impl ServerModel {
             (limit > 0)
                 .then(|| Limiter::new(config.algorithm, config.enforced(limit), config.window))
         };
+        let daily =
+            |limit: u64| (limit > 0).then(|| Limiter::new(Algorithm::TokenBucket, limit, DAY));
         ServerModel {
             requests: limiter(config.requests_per_window),
             tokens: limiter(config.tokens_per_window),
+            requests_per_day: daily(config.requests_per_day),
+            tokens_per_day: daily(config.tokens_per_day),
             in_flight: BinaryHeap::new(),
             served: 0,
             rng: fastrand::Rng::with_seed(seed),
+            upstream_rng: fastrand::Rng::with_seed(seed ^ 0x0005_7ea3_0000_0001),
+            phase: if config.whole_second_clock {
+                clock_phase(seed)
+            } else {
+                Duration::ZERO
+            },
             config,
         }
     }
@@ -200,6 +246,21 @@ impl ServerModel {
     /// The configuration.
     pub fn config(&self) -> &ServerConfig {
         &self.config
+    }
+
+    /// The fraction of a second the server's wall clock reads at its start (zero unless
+    /// [`ServerConfig::whole_second_clock`]).
+    pub fn clock_phase(&self) -> Duration {
+        self.phase
+    }
+
+    /// How long the next request sent takes to reach the limiter: uniform in
+    /// `[0, reorder]` ([`ServerConfig::reorder`]), drawn in the order requests are sent.
+    pub fn upstream_delay(&mut self) -> Duration {
+        if self.config.reorder.is_zero() {
+            return Duration::ZERO;
+        }
+        self.config.reorder.mul_f64(self.upstream_rng.f64())
     }
 
     /// Requests served so far (counted when admitted).
@@ -225,17 +286,14 @@ impl ServerModel {
 
     /// Decides what happens to a request arriving at `now` (from the server's start) that
     /// costs `tokens`. Checks, in order: outages, the lifetime quota, the concurrency
-    /// limit, the per-window limits.
+    /// limit, a request too large for any window, the per-window and daily limits.
     pub fn decide(&mut self, now: Duration, tokens: u64) -> Decision {
         self.expire(now);
         let mut decision = Decision {
             outcome: Outcome::Served,
             delay: REJECT_LATENCY,
             snapshot: RateLimitSnapshot::new(),
-            advertised: (
-                self.config.requests_per_window,
-                self.config.tokens_per_window,
-            ),
+            hit: None,
             too_large: None,
         };
         if let Some(outage) = self.config.outages.iter().find(|o| o.covers(now)) {
@@ -268,50 +326,84 @@ impl ServerModel {
             }
             return decision;
         }
-        let request_wait = self.requests.as_mut().and_then(|l| l.wait_for(now, 1));
-        let token_wait = self.tokens.as_mut().and_then(|l| l.wait_for(now, tokens));
-        if token_wait == Some(Duration::MAX) {
+        if let Some(limit) = self.too_large(tokens) {
             decision.outcome = Outcome::TooLarge;
-            decision.too_large = Some((self.config.tokens_per_window, tokens));
+            decision.too_large = Some((limit, tokens));
             decision.snapshot = self.snapshot(now);
             return decision;
         }
-        if request_wait.is_some() || token_wait.is_some() {
-            let scope = match (request_wait, token_wait) {
-                (Some(r), Some(t)) if t > r => Scope::Tokens,
-                (None, Some(_)) => Scope::Tokens,
-                _ => Scope::Requests,
+        // The scope that makes the request wait longest names the 429.
+        let mut worst: Option<(Duration, Scope, u64, u64)> = None;
+        for (scope, cost) in scope_costs(tokens) {
+            let advertised = self.advertised(scope);
+            let Some(l) = self.limiter(scope) else {
+                continue;
             };
+            if let Some(wait) = l.wait_for(now, cost) {
+                let used = l.limit().saturating_sub(l.remaining(now));
+                if worst.is_none_or(|(w, ..)| wait > w) {
+                    worst = Some((wait, scope, advertised, used));
+                }
+            }
+        }
+        if let Some((wait, scope, limit, used)) = worst {
             decision.outcome = Outcome::RateLimited(scope);
+            decision.hit = Some((limit, used));
             decision.snapshot = self.snapshot(now);
             if self.config.retry_after {
-                let wait = request_wait.max(token_wait).unwrap_or_default();
+                let wait = self.stated(now, wait);
                 decision.snapshot.set_retry_after(Some(wait));
             }
             return decision;
         }
-        if let Some(l) = self.requests.as_mut() {
-            l.take(now, 1);
-        }
-        if let Some(l) = self.tokens.as_mut() {
-            l.take(now, tokens);
+        for (scope, cost) in scope_costs(tokens) {
+            if let Some(l) = self.limiter(scope) {
+                l.take(now, cost);
+            }
         }
         self.served += 1;
-        let latency = self.latency();
+        let latency = service_time(&self.config, &mut self.rng);
         self.in_flight.push(Reverse(now + latency));
         decision.delay = latency;
         decision.snapshot = self.snapshot(now);
         decision
     }
 
-    fn latency(&mut self) -> Duration {
-        let mean = self.config.latency.as_secs_f64();
-        let jitter = self.config.latency_jitter.as_secs_f64().min(mean);
-        if jitter == 0.0 {
-            return self.config.latency;
+    /// A duration from `now` as the server states it (see
+    /// [`ServerConfig::whole_second_clock`]).
+    fn stated(&self, now: Duration, d: Duration) -> Duration {
+        stated(self.phase, self.config.whole_second_clock, now, d)
+    }
+
+    fn limiter(&mut self, scope: Scope) -> Option<&mut Limiter> {
+        match scope {
+            Scope::Requests => self.requests.as_mut(),
+            Scope::Tokens => self.tokens.as_mut(),
+            Scope::RequestsPerDay => self.requests_per_day.as_mut(),
+            Scope::TokensPerDay => self.tokens_per_day.as_mut(),
         }
-        let offset = (self.rng.f64() * 2.0 - 1.0) * jitter;
-        Duration::from_secs_f64((mean + offset).max(0.0))
+    }
+
+    fn advertised(&self, scope: Scope) -> u64 {
+        match scope {
+            Scope::Requests => self.config.requests_per_window,
+            Scope::Tokens => self.config.tokens_per_window,
+            Scope::RequestsPerDay => self.config.requests_per_day,
+            Scope::TokensPerDay => self.config.tokens_per_day,
+        }
+    }
+
+    /// The advertised token limit a request of `tokens` can never fit in, if any.
+    fn too_large(&self, tokens: u64) -> Option<u64> {
+        let window = self.tokens.as_ref().map(Limiter::limit);
+        let day = self.tokens_per_day.as_ref().map(Limiter::limit);
+        if window.is_some_and(|l| tokens > l) {
+            Some(self.config.tokens_per_window)
+        } else if day.is_some_and(|l| tokens > l) {
+            Some(self.config.tokens_per_day)
+        } else {
+            None
+        }
     }
 
     /// The limits as the server advertises them at `now`.
@@ -324,6 +416,7 @@ impl ServerModel {
             HeaderScope::Requests
         };
         let window = self.config.window;
+        let (phase, whole) = (self.phase, self.config.whole_second_clock);
         for (limiter, advertised, scope) in [
             (
                 &mut self.requests,
@@ -341,12 +434,61 @@ impl ServerModel {
             let mut limit = Limit::new(scope, dialect);
             limit.limit = Some(advertised);
             limit.remaining = Some(advertised.saturating_sub(used));
-            limit.reset = Some(l.reset(now));
+            limit.reset = Some(stated(phase, whole, now, l.reset(now)));
             limit.window = Some(window);
             snapshot.push(limit);
         }
         snapshot
     }
+}
+
+/// The sub-second phase of a whole-second server clock, from the seed.
+fn clock_phase(seed: u64) -> Duration {
+    let mut rng = fastrand::Rng::with_seed(seed ^ 0x0c10_c4fa_5e00_0001);
+    Duration::from_nanos(rng.u64(0..1_000_000_000))
+}
+
+/// `d` from `now` as a server whose clock reads `phase + now` states it: the whole second
+/// the instant falls in, less the whole second of `now` (`d` itself when not `whole`).
+fn stated(phase: Duration, whole: bool, now: Duration, d: Duration) -> Duration {
+    if !whole {
+        return d;
+    }
+    let wall = phase.saturating_add(now);
+    let at = wall.saturating_add(d);
+    let ceil = at.as_secs() + u64::from(at.subsec_nanos() > 0);
+    Duration::from_secs(ceil.saturating_sub(wall.as_secs()))
+}
+
+/// What a request of `tokens` costs in each scope.
+fn scope_costs(tokens: u64) -> [(Scope, u64); 4] {
+    [
+        (Scope::Requests, 1),
+        (Scope::Tokens, tokens),
+        (Scope::RequestsPerDay, 1),
+        (Scope::TokensPerDay, tokens),
+    ]
+}
+
+/// The service time of the next request served: the mean, jittered uniformly by up to
+/// `latency_jitter` (never below 0). The model draws one per request served, in order,
+/// from its seeded RNG and from nothing else, so the `k`-th request served takes the `k`-th
+/// of [`service_times`] whatever the client does.
+fn service_time(config: &ServerConfig, rng: &mut fastrand::Rng) -> Duration {
+    let mean = config.latency.as_secs_f64();
+    let jitter = config.latency_jitter.as_secs_f64().min(mean);
+    if jitter == 0.0 {
+        return config.latency;
+    }
+    let offset = (rng.f64() * 2.0 - 1.0) * jitter;
+    Duration::from_secs_f64((mean + offset).max(0.0))
+}
+
+/// The service times of the first `n` requests a server built with `config` and `seed`
+/// serves, in the order it serves them (the same for every client strategy).
+pub fn service_times(config: &ServerConfig, seed: u64, n: usize) -> Vec<Duration> {
+    let mut rng = fastrand::Rng::with_seed(seed);
+    (0..n).map(|_| service_time(config, &mut rng)).collect()
 }
 
 #[cfg(test)]

@@ -1,5 +1,6 @@
 //! The workload driver: runs one (scenario, strategy) pair in virtual time and measures it.
 
+use crate::http::HttpConnection;
 use crate::metrics::{ideal_makespan, percentile, round, Row};
 use crate::model::Outcome;
 use crate::scenario::{Arrival, Scenario};
@@ -48,13 +49,23 @@ struct Stats {
     after_exhaustion: u64,
     exhausted: Vec<bool>,
     last: Vec<Option<Outcome>>,
+    /// Logical requests of each client picked up by a caller and not yet ended.
+    active: Vec<u32>,
     timeline: Timeline,
+}
+
+/// How the clients reach the server: in process (virtual time) or over HTTP (real time).
+#[derive(Clone, Debug)]
+enum Connection {
+    InProcess(SimServer),
+    Http(Box<HttpConnection>),
 }
 
 /// One client's connection: counts every attempt and what the server made of it.
 #[derive(Clone, Debug)]
 struct Probe {
-    server: SimServer,
+    connection: Connection,
+    start: Instant,
     client: usize,
     stats: Arc<Mutex<Stats>>,
 }
@@ -72,7 +83,12 @@ fn request_id<B>(req: &Request<B>) -> Option<usize> {
         .ok()
 }
 
-impl<B> Service<Request<B>> for Probe {
+impl<B> Service<Request<B>> for Probe
+where
+    B: http_body::Body + Send + 'static,
+    B::Data: Send,
+    B::Error: Into<BoxError>,
+{
     type Response = Response<SimBody>;
     type Error = BoxError;
     type Future = ProbeFuture;
@@ -89,20 +105,28 @@ impl<B> Service<Request<B>> for Probe {
                 s.after_exhaustion += 1;
             }
         }
+        let id = request_id(&req);
+        let inner: Answer = match &mut self.connection {
+            Connection::InProcess(server) => Box::pin(server.call(req)),
+            Connection::Http(http) => http.call(req),
+        };
         ProbeFuture {
-            id: request_id(&req),
-            inner: self.server.call(req),
+            id,
+            inner,
             client: self.client,
             stats: self.stats.clone(),
-            start: self.server.start(),
+            start: self.start,
         }
     }
 }
 
+/// An attempt's answer on its way (boxed: this is the harness, not library code).
+type Answer = Pin<Box<dyn Future<Output = Result<Response<SimBody>, BoxError>> + Send>>;
+
 pin_project! {
     struct ProbeFuture {
         #[pin]
-        inner: crate::service::ResponseFuture,
+        inner: Answer,
         id: Option<usize>,
         client: usize,
         stats: Arc<Mutex<Stats>>,
@@ -147,8 +171,11 @@ impl Future for ProbeFuture {
 enum End {
     Succeeded(f64),
     FailedPermanent,
+    FailedClient,
     TimedOut,
     Lost,
+    /// Lost by a request that was alone in its client when it gave up on an outage.
+    GaveUpAlone,
 }
 
 /// How a logical request ended, and when (seconds from the start).
@@ -190,17 +217,59 @@ pub fn run(scenario: &Scenario, strategy: Strategy) -> std::io::Result<RunResult
         .enable_time()
         .start_paused(true)
         .build()?;
-    Ok(rt.block_on(drive(scenario, strategy)))
+    let server = SimServer::new(scenario.server.clone(), scenario.seed);
+    let start = server.start();
+    let epoch = server.now_wall() - server.elapsed();
+    let connection = Connection::InProcess(server);
+    Ok(rt.block_on(drive(
+        scenario,
+        strategy,
+        connection,
+        start,
+        epoch,
+        Arc::new(|_| {}),
+    )))
 }
 
-async fn drive(scenario: &Scenario, strategy: Strategy) -> RunResult {
+/// Runs `strategy` on `scenario` in real time against the simulated API served over HTTP
+/// at `base` (see [`http::serve`](crate::http::serve); serve a fresh
+/// [`SimServer`] built from the same scenario and seed for each run). `on_end` is told of
+/// each logical request as it ends (`true` when it succeeded), for progress displays.
+///
+/// Counts come from the [`OUTCOME_HEADER`](crate::http::OUTCOME_HEADER) of each answer, so
+/// the row means what it means in virtual time; the makespan is wall time.
+pub async fn run_over_http(
+    scenario: &Scenario,
+    strategy: Strategy,
+    base: http::Uri,
+    on_end: Arc<dyn Fn(bool) + Send + Sync>,
+) -> RunResult {
+    let connection = Connection::Http(Box::new(HttpConnection::new(base)));
+    drive(
+        scenario,
+        strategy,
+        connection,
+        Instant::now(),
+        std::time::SystemTime::now(),
+        on_end,
+    )
+    .await
+}
+
+async fn drive(
+    scenario: &Scenario,
+    strategy: Strategy,
+    connection: Connection,
+    start: Instant,
+    epoch: std::time::SystemTime,
+    on_end: Arc<dyn Fn(bool) + Send + Sync>,
+) -> RunResult {
     let plan = scenario.plan();
     let w = &scenario.workload;
     let clients = w.clients as usize;
-    let server = SimServer::new(scenario.server.clone(), scenario.seed);
-    let start = server.start();
     let stats = Arc::new(Mutex::new(Stats {
         exhausted: vec![false; clients],
+        active: vec![0; clients],
         last: vec![None; plan.len()],
         ..Stats::default()
     }));
@@ -208,7 +277,8 @@ async fn drive(scenario: &Scenario, strategy: Strategy) -> RunResult {
     let services: Vec<_> = (0..clients)
         .map(|c| {
             let probe = Probe {
-                server: server.clone(),
+                connection: connection.clone(),
+                start,
                 client: c,
                 stats: stats.clone(),
             };
@@ -216,7 +286,7 @@ async fn drive(scenario: &Scenario, strategy: Strategy) -> RunResult {
                 client: c as u32,
                 seed: scenario.seed,
                 start,
-                epoch: server.now_wall() - server.elapsed(),
+                epoch,
                 shared_store: shared_store.clone(),
                 server: scenario.server.clone(),
             };
@@ -239,12 +309,16 @@ async fn drive(scenario: &Scenario, strategy: Strategy) -> RunResult {
         let arrival = start + p.arrival;
         let deadline = w.deadline;
         let client = p.client as usize;
+        let on_end = on_end.clone();
         tasks.spawn(async move {
             tokio::time::sleep_until(arrival).await;
             let Ok(_caller) = callers.acquire_owned().await else {
                 return;
             };
             let began = if open_loop { arrival } else { Instant::now() };
+            if let Some(a) = lock(&stats).active.get_mut(client) {
+                *a += 1;
+            }
             let call = svc.oneshot(req);
             let result = match deadline {
                 Some(d) => tokio::time::timeout(d, call).await.ok(),
@@ -255,6 +329,7 @@ async fn drive(scenario: &Scenario, strategy: Strategy) -> RunResult {
                 Some(Ok(res)) if is_success(&res) => End::Succeeded(began.elapsed().as_secs_f64()),
                 Some(_) => {
                     let s = lock(&stats);
+                    let alone = s.active.get(client) == Some(&1);
                     let last = s.last.get(id).copied().flatten();
                     let client_exhausted = s.exhausted.get(client).copied().unwrap_or(false);
                     // Ended by the server's permanent quota error: its own last answer, or
@@ -264,12 +339,20 @@ async fn drive(scenario: &Scenario, strategy: Strategy) -> RunResult {
                         || (last.is_none() && client_exhausted)
                     {
                         End::FailedPermanent
+                    } else if last.is_some_and(Outcome::is_client_error) {
+                        End::FailedClient
+                    } else if alone && matches!(last, Some(Outcome::Outage(_) | Outcome::Refused)) {
+                        End::GaveUpAlone
                     } else {
                         End::Lost
                     }
                 }
             };
+            if let Some(a) = lock(&stats).active.get_mut(client) {
+                *a -= 1;
+            }
             let done = start.elapsed().as_secs_f64();
+            on_end(matches!(end, End::Succeeded(_)));
             if let Some(slot) = ends.lock().unwrap_or_else(|e| e.into_inner()).get_mut(id) {
                 *slot = Some((end, done));
             }
@@ -284,7 +367,9 @@ async fn drive(scenario: &Scenario, strategy: Strategy) -> RunResult {
 
     let ends = ends.lock().unwrap_or_else(|e| e.into_inner()).clone();
     let stats = std::mem::take(&mut *lock(&stats));
-    let (mut succeeded, mut failed_permanent, mut timed_out) = (0u64, 0u64, 0u64);
+    let (mut succeeded, mut failed_permanent, mut failed_client, mut timed_out) =
+        (0u64, 0u64, 0u64, 0u64);
+    let mut gave_up_alone = 0u64;
     let mut latencies = Vec::new();
     let mut makespan: f64 = 0.0;
     for (end, done) in ends.iter().flatten() {
@@ -295,7 +380,9 @@ async fn drive(scenario: &Scenario, strategy: Strategy) -> RunResult {
                 latencies.push(*lat);
             }
             End::FailedPermanent => failed_permanent += 1,
+            End::FailedClient => failed_client += 1,
             End::TimedOut => timed_out += 1,
+            End::GaveUpAlone => gave_up_alone += 1,
             End::Lost => {}
         }
     }
@@ -312,8 +399,10 @@ async fn drive(scenario: &Scenario, strategy: Strategy) -> RunResult {
         requests,
         succeeded,
         failed_permanent,
+        failed_client,
         timed_out,
-        lost: requests - succeeded - failed_permanent - timed_out,
+        lost: requests - succeeded - failed_permanent - failed_client - timed_out,
+        gave_up_alone,
         attempts: stats.attempts,
         rejected: stats.rejected,
         rejected_per_success: (succeeded > 0)
