@@ -217,18 +217,15 @@ pub fn run(scenario: &Scenario, strategy: Strategy) -> std::io::Result<RunResult
         .enable_time()
         .start_paused(true)
         .build()?;
-    let server = SimServer::new(scenario.server.clone(), scenario.seed);
-    let start = server.start();
-    let epoch = server.now_wall() - server.elapsed();
-    let connection = Connection::InProcess(server);
-    Ok(rt.block_on(drive(
-        scenario,
-        strategy,
-        connection,
-        start,
-        epoch,
-        Arc::new(|_| {}),
-    )))
+    // The server is built inside the runtime: outside it, tokio's `Instant::now` reads
+    // the real clock, and real microseconds would leak into the virtual run.
+    Ok(rt.block_on(async {
+        let server = SimServer::new(scenario.server.clone(), scenario.seed);
+        let start = server.start();
+        let epoch = server.now_wall() - server.elapsed();
+        let connection = Connection::InProcess(server);
+        drive(scenario, strategy, connection, start, epoch, Arc::new(|_| {})).await
+    }))
 }
 
 /// Runs `strategy` on `scenario` in real time against the simulated API served over HTTP
