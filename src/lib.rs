@@ -70,6 +70,10 @@ pub use abide_retry as retry;
 #[doc(inline)]
 pub use abide_cap as cap;
 
+#[cfg(feature = "spool")]
+#[doc(inline)]
+pub use abide_spool as spool;
+
 #[cfg(all(feature = "retry", feature = "cap"))]
 mod stack;
 #[cfg(all(feature = "retry", feature = "cap"))]

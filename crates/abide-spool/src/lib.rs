@@ -1,0 +1,38 @@
+//! Deferred delivery for clients of rate-limited APIs: a request that can wait, and cannot
+//! go now, is written to a durable local spool and sent later.
+//!
+//! The ML-tracking services say what to do when rate-limited: keep the data locally and
+//! upload it once the limit clears (W&B's `wandb sync`, Comet's `OfflineExperiment` and
+//! `comet upload`). This crate does that for any API behind a tower stack.
+//!
+//! # The store
+//!
+//! [`Spool`] is a directory of append-only segment files. Each record is framed as
+//! `magic | length | CRC-32 | payload` (see the `frame` module's layout), written with one
+//! `write` call and synced per [`Fsync`]. A crash mid-write leaves a torn tail that the next
+//! [`Spool::open`] detects, reports in [`OpenReport::torn`] and cuts off; a damaged frame is
+//! never read as a record.
+//!
+//! Why not an embedded database such as `redb`: the spool's access pattern is a queue
+//! (append, read in order, remove from the front), which append-only segments serve with
+//! one sequential write per entry and deletion of whole files, while a B-tree store brings
+//! copy-on-write pages, a compaction story and a far larger dependency for features a queue
+//! does not use. The framing is a dozen lines that can be property-tested whole, and the
+//! only new dependency is `crc32fast` (small, `no_std`-capable, SIMD-accelerated, the CRC
+//! that `flate2` and `png` use).
+#![forbid(unsafe_code)]
+
+mod config;
+mod entry;
+mod error;
+mod frame;
+mod key;
+mod store;
+
+pub use config::{
+    Fsync, SpoolConfig, WhenFull, DEFAULT_MAX_BYTES, DEFAULT_MAX_ENTRIES, DEFAULT_REDACTED,
+    DEFAULT_SEGMENT_BYTES,
+};
+pub use entry::{DeadLetter, Entry, EntryId};
+pub use error::{BodyTooLarge, Deferred, SpoolError};
+pub use store::{NewEntry, OpenReport, Spool, SpoolStats, TornTail};
