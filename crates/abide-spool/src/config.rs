@@ -57,7 +57,7 @@ pub const DEFAULT_SEGMENT_BYTES: u64 = 8 * 1024 * 1024;
 /// credentials again: put a layer that sets the header (for example tower-http's
 /// `SetRequestHeaderLayer::overriding(AUTHORIZATION, value)`, or a `map_request` that
 /// inserts the current key) in the service given to
-/// `SpoolLayer::replayer`. A rotated key is then picked up
+/// [`SpoolLayer::replayer`](crate::SpoolLayer::replayer). A rotated key is then picked up
 /// at replay time, and a key revoked meanwhile fails as an auth error (dead-lettered) rather
 /// than leaking from a file. [`keep_credentials`](SpoolConfig::keep_credentials) turns the
 /// default list off, for a spool on an encrypted volume of a single-user machine.

@@ -95,7 +95,7 @@ impl Error for SpoolError {
 
 /// The outcome of a deferrable request that could not go now: it was written to the spool
 /// and will be sent by the replayer. Reaches the caller as the `Err` of
-/// `SpoolLayer`'s service; `downcast_ref::<Deferred>()` tells it apart.
+/// [`SpoolLayer`](crate::SpoolLayer)'s service; `downcast_ref::<Deferred>()` tells it apart.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Deferred {
     pub(crate) id: EntryId,

@@ -22,12 +22,26 @@
 //! that `flate2` and `png` use).
 #![forbid(unsafe_code)]
 
+mod body;
 mod config;
 mod entry;
 mod error;
 mod frame;
 mod key;
+mod layer;
+mod not_now;
+mod replay;
+mod service;
 mod store;
+
+/// The error type of [`Spooled`] and of the stacks it wraps.
+pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
+
+pub use body::SpoolBody;
+pub use layer::{Deferrable, SpoolLayer, DEFAULT_MAX_BODY};
+pub use not_now::{error_not_now, not_now};
+pub use replay::{ReplayReport, Replayer};
+pub use service::{ResponseFuture, Spooled};
 
 pub use config::{
     Fsync, SpoolConfig, WhenFull, DEFAULT_MAX_BYTES, DEFAULT_MAX_ENTRIES, DEFAULT_REDACTED,
