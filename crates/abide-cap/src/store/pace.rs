@@ -528,6 +528,16 @@ impl BucketState {
     pub(crate) fn observe(&mut self, o: &Observation<'_>) {
         let now = o.now;
         self.last_used = self.last_used.max(now);
+        // A verdict about one request (too large, context length, malformed) says nothing
+        // about the bucket: its headers may count the refused request's estimate, and
+        // its stated wait is not the bucket's. The request fails alone; as the answer to
+        // an exhausted bucket's probe it still shows the quota is back.
+        if o.classification.class == Class::ClientError {
+            if o.ticket.is_some_and(|t| t.probe) {
+                self.exhausted = None;
+            }
+            return;
+        }
         if o.policy.learn {
             let throttled = o.classification.class == Class::RateLimited;
             for limit in o.snapshot.limits() {
