@@ -5,7 +5,7 @@
 
 use super::{Admission, Decision, Observation, Rejection, Reservation, Ticket};
 use crate::ExhaustionPolicy;
-use abide_classify::Class;
+use abide_classify::{Class, QuotaScope};
 use abide_headers::{Dialect, Limit, QuotaUnit, Scope, MAX_LIMITS};
 use governor::Quota;
 use std::time::Duration;
@@ -268,6 +268,38 @@ impl Learned {
 /// refilling bucket (per the providers' docs), rather than the end of a window.
 fn refills_continuously(dialect: Dialect) -> bool {
     matches!(dialect, Dialect::OpenAi | Dialect::Anthropic)
+}
+
+/// Which of a throttled answer's limits refused it: the one the verdict's scope names;
+/// else none when one of them is spent (that one explains the refusal, and the others
+/// told the truth); else the one with the smallest share left. Only that limit learns
+/// that the server grants less than it says: a throttle on one scope constrains that
+/// scope, the others keep their pace.
+fn blamed(scope: &QuotaScope, limits: &[Limit]) -> Option<usize> {
+    let named = |l: &Limit| match scope {
+        QuotaScope::Requests => l.scope == Scope::Requests,
+        QuotaScope::Tokens => matches!(
+            l.scope,
+            Scope::Tokens | Scope::InputTokens | Scope::OutputTokens
+        ),
+        QuotaScope::Named(name) => matches!(&l.scope, Scope::Named(n) if n == name),
+        _ => false,
+    };
+    if let Some(i) = limits.iter().position(named) {
+        return Some(i);
+    }
+    if limits.iter().any(|l| l.remaining == Some(0)) {
+        return None;
+    }
+    limits
+        .iter()
+        .enumerate()
+        .filter_map(|(i, l)| {
+            let capacity = l.limit.filter(|&c| c > 0)?;
+            Some((i, l.remaining? as f64 / capacity as f64))
+        })
+        .min_by(|a, b| a.1.total_cmp(&b.1))
+        .map(|(i, _)| i)
 }
 
 fn counts_cost(limit: &Limit) -> Option<bool> {
@@ -539,9 +571,12 @@ impl BucketState {
             return;
         }
         if o.policy.learn {
-            let throttled = o.classification.class == Class::RateLimited;
-            for limit in o.snapshot.limits() {
-                self.learn(limit, now, o.ticket, throttled);
+            let limits = o.snapshot.limits();
+            let blamed = (o.classification.class == Class::RateLimited)
+                .then(|| blamed(&o.classification.scope, limits))
+                .flatten();
+            for (i, limit) in limits.iter().enumerate() {
+                self.learn(limit, now, o.ticket, blamed == Some(i));
             }
         }
         let c = o.classification;
