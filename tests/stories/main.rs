@@ -12,4 +12,4 @@ mod outage;
 mod per_request;
 mod scopes;
 //mod timeout;
-//mod wait_policy;
+mod wait_policy;

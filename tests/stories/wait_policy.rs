@@ -1,6 +1,6 @@
 //! Story 4: one wait policy for the whole stack.
 
-use crate::support::{abide_client, call, client, request, Api, Reply, Client, MS, S};
+use crate::support::{abide_client, call, client, request, Api, Client, Reply, MS, S};
 use abide::cap::ConcurrencyCapLayer;
 use abide::classify::{Class, Classification};
 use abide::retry::BackoffRetryLayer;
@@ -55,7 +55,11 @@ async fn a_stated_wait_past_the_max_fails_fast_in_both_layers_with_the_same_erro
     assert_eq!(retry_wait(&first), 120 * S);
     // The second caller meets the paused bucket in the cap: the same answer, at once,
     // carrying what is left of the stated wait.
-    assert!(second.at - start < S + 100 * MS, "held {:?}", second.at - start);
+    assert!(
+        second.at - start < S + 100 * MS,
+        "held {:?}",
+        second.at - start
+    );
     let left = retry_wait(&second);
     assert!(left > 118 * S && left <= 119 * S, "{left:?}");
     assert_eq!(api.arrivals().len(), 1, "the second caller sent nothing");

@@ -198,6 +198,23 @@ impl ConcurrencyCapLayer {
         self
     }
 
+    /// Sets the longest server-stated wait worth taking (default
+    /// [`DEFAULT_MAX_SERVER_WAIT`](crate::DEFAULT_MAX_SERVER_WAIT), the retry layer's
+    /// default too). While the bucket is paused by a `Retry-After` (or equivalent) with
+    /// longer than this to run, requests fail at once with
+    /// [`WaitTooLong`](crate::error::WaitTooLong) carrying what is left of the stated
+    /// wait, instead of waiting it out. Give both layers the same value (the facade's
+    /// `AbideLayer::with_max_server_wait` does) so they agree.
+    pub fn with_max_server_wait(mut self, max: Duration) -> Self {
+        self.config.policy.max_server_wait = max;
+        self
+    }
+
+    /// The longest server-stated wait worth taking.
+    pub fn max_server_wait(&self) -> Duration {
+        self.config.policy.max_server_wait
+    }
+
     /// The longest pause or exhaustion a server can impose (default 1 hour): a larger
     /// `Retry-After` is taken as this.
     pub fn with_max_pause(mut self, max: Duration) -> Self {

@@ -136,6 +136,12 @@ pub use limiter::{BucketStats, InFlight, MAX_IN_FLIGHT};
 pub use service::ConcurrencyCap;
 pub use store::{LocalStore, QuotaStore, StoreError};
 
+/// The longest server-stated wait worth taking, by default: 60 s, the same as the retry
+/// layer's `abide_retry::DEFAULT_MAX_SERVER_WAIT`, so both layers give one answer to one
+/// `Retry-After` (per-minute windows are the longest worth waiting out inside a request;
+/// longer waits mean hourly or daily quotas, better reported at once).
+pub const DEFAULT_MAX_SERVER_WAIT: std::time::Duration = std::time::Duration::from_secs(60);
+
 /// Re-exported: the declared-quota type.
 pub use governor::Quota;
 

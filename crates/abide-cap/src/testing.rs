@@ -228,6 +228,53 @@ pub async fn absurd_waits_are_capped(store: &dyn QuotaStore) {
     assert_eq!(until, now + 10 * S);
 }
 
+/// A pause the server stated, with longer to run than the policy's max server wait, is
+/// refused at once with what is left of it; once within the maximum, it is waited.
+pub async fn a_stated_wait_past_the_max_server_wait_is_refused(store: &dyn QuotaStore) {
+    let p = BucketPolicy {
+        max_server_wait: 60 * S,
+        ..BucketPolicy::default()
+    };
+    let k = key("stated-too-long");
+    let now = Instant::now();
+    let verdict = Classification::new(Class::RateLimited, "test").with_retry_after(Some(120 * S));
+    observe(
+        store,
+        &k,
+        now,
+        None,
+        &verdict,
+        &RateLimitSnapshot::new(),
+        &p,
+    )
+    .await;
+    match reject(admit_at(store, &k, 1, now + S, &p).await, "119 s left") {
+        Rejection::ServerWaitTooLong { wait } => assert_eq!(wait, 119 * S),
+        other => panic!("expected ServerWaitTooLong, got {other:?}"),
+    }
+    let (until, _) = wait(
+        admit_at(store, &k, 1, now + 61 * S, &p).await,
+        "59 s left: within the max",
+    );
+    assert_eq!(until, now + 120 * S);
+}
+
+/// A verdict about one request (`ClientError`: too large, malformed) teaches the bucket
+/// nothing, whatever its headers say and whatever wait it states.
+pub async fn a_client_error_teaches_nothing(store: &dyn QuotaStore) {
+    let p = BucketPolicy::default();
+    let k = key("client-error");
+    let now = Instant::now();
+    let verdict =
+        Classification::new(Class::ClientError, "test: too large").with_retry_after(Some(60 * S));
+    let spent = RateLimitSnapshot::new().with_limit(limit(Scope::Tokens, 10_000, 0, 60 * S));
+    observe(store, &k, now, None, &verdict, &spent, &p).await;
+    go(
+        admit_at(store, &k, 500, now, &p).await,
+        "after a client error",
+    );
+}
+
 /// Exhaustion fails fast, lets exactly one probe through after the reset, and an answer
 /// to the probe other than exhaustion reopens the bucket.
 pub async fn exhaustion_fails_fast_then_probes_once(store: &dyn QuotaStore) {
@@ -754,6 +801,8 @@ macro_rules! quota_store_suite {
             throttle_verdict_pauses_for_the_servers_time,
             throttle_without_wait_uses_the_default_pause,
             absurd_waits_are_capped,
+            a_stated_wait_past_the_max_server_wait_is_refused,
+            a_client_error_teaches_nothing,
             exhaustion_fails_fast_then_probes_once,
             exhaustion_holds_under_the_hold_policy,
             stale_success_does_not_clear_exhaustion,

@@ -248,6 +248,11 @@ impl BackoffRetryLayer {
         self.config.max_attempts
     }
 
+    /// The longest server wait accepted.
+    pub fn max_server_wait(&self) -> Duration {
+        self.config.max_server_wait
+    }
+
     /// The attempts per request after a refusal the server paces.
     pub fn max_paced_attempts(&self) -> u32 {
         self.config.max_paced_attempts

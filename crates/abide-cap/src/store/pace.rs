@@ -328,6 +328,8 @@ pub(crate) struct BucketState {
     requests: u64,
     units: u64,
     paused_until: Option<Instant>,
+    /// The end of the latest pause whose length the server stated.
+    stated_until: Option<Instant>,
     exhausted: Option<Exhausted>,
     request_tat: Option<Instant>,
     cost_tat: Option<Instant>,
@@ -383,6 +385,7 @@ impl BucketState {
             requests: 0,
             units: 0,
             paused_until: None,
+            stated_until: None,
             exhausted: None,
             request_tat: None,
             cost_tat: None,
@@ -398,6 +401,7 @@ impl BucketState {
     pub(crate) fn is_idle(&self, now: Instant, idle: Duration) -> bool {
         later(self.last_used, idle) <= now
             && self.paused_until.is_none_or(|p| p <= now)
+            && self.stated_until.is_none_or(|p| p <= now)
             && self.exhausted.is_none()
             && self.request_tat.is_none_or(|t| t <= now)
             && self.cost_tat.is_none_or(|t| t <= now)
@@ -466,6 +470,15 @@ impl BucketState {
                         ..self.ticket()
                     });
                 }
+            }
+        }
+
+        if let Some(until) = self.stated_until {
+            let wait = since(until, now);
+            if wait.is_zero() {
+                self.stated_until = None;
+            } else if wait > a.policy.max_server_wait {
+                return Decision::Reject(Rejection::ServerWaitTooLong { wait });
             }
         }
 
@@ -599,11 +612,14 @@ impl BucketState {
                     self.exhausted = None;
                 }
                 if class.is_throttle() {
-                    let wait = c
-                        .retry_after
-                        .or_else(|| o.snapshot.wait())
+                    let stated = c.retry_after.or_else(|| o.snapshot.wait());
+                    let wait = stated
                         .unwrap_or(o.policy.default_pause)
                         .min(o.policy.max_pause);
+                    if stated.is_some() {
+                        let until = later(now, wait);
+                        self.stated_until = Some(self.stated_until.map_or(until, |s| s.max(until)));
+                    }
                     if class == Class::RateLimited && o.policy.learn {
                         self.cut_rate(now, o.snapshot);
                     }
