@@ -175,7 +175,7 @@ pub async fn throttle_without_wait_uses_the_default_pause(store: &dyn QuotaStore
     };
     let k = key("throttle-default");
     let now = Instant::now();
-    let verdict = Classification::new(Class::Overloaded, "test");
+    let verdict = Classification::new(Class::RateLimited, "test");
     observe(
         store,
         &k,
@@ -186,7 +186,7 @@ pub async fn throttle_without_wait_uses_the_default_pause(store: &dyn QuotaStore
         &p,
     )
     .await;
-    let (until, _) = wait(admit_at(store, &k, 1, now, &p).await, "after overload");
+    let (until, _) = wait(admit_at(store, &k, 1, now, &p).await, "after a 429");
     assert_eq!(until, now + 2 * S);
 
     p.default_pause = Duration::ZERO;
@@ -226,6 +226,60 @@ pub async fn absurd_waits_are_capped(store: &dyn QuotaStore) {
     .await;
     let (until, _) = wait(admit_at(store, &k, 1, now, &p).await, "after absurd wait");
     assert_eq!(until, now + 10 * S);
+}
+
+/// An outage (server errors, an overload without a stated wait) holds the bucket, then
+/// lets one probe go at a time; a failed probe holds longer, a success opens it.
+pub async fn an_outage_holds_everyone_behind_one_probe(store: &dyn QuotaStore) {
+    let p = BucketPolicy::default();
+    let k = key("outage");
+    let now = Instant::now();
+    let before = go(admit_at(store, &k, 1, now, &p).await, "before the outage");
+    let error = Classification::new(Class::ServerError, "test: 503");
+    let none = RateLimitSnapshot::new();
+    observe(store, &k, now, Some(before), &error, &none, &p).await;
+    let (first_hold, _) = wait(admit_at(store, &k, 1, now, &p).await, "held");
+    assert!(
+        first_hold >= now + 250 * MS && first_hold <= now + 500 * MS,
+        "first hold {:?}",
+        first_hold - now
+    );
+    let probe = go(admit_at(store, &k, 1, first_hold, &p).await, "the probe");
+    assert!(
+        probe.probe,
+        "the first admission after the hold is the probe"
+    );
+    wait(
+        admit_at(store, &k, 1, first_hold, &p).await,
+        "another while the probe is out",
+    );
+    let failed_at = first_hold + 100 * MS;
+    observe(store, &k, failed_at, Some(probe), &error, &none, &p).await;
+    let (second_hold, _) = wait(admit_at(store, &k, 1, failed_at, &p).await, "held again");
+    assert!(
+        second_hold >= failed_at + 500 * MS && second_hold <= failed_at + S,
+        "a failed probe doubles the hold: {:?}",
+        second_hold - failed_at
+    );
+    let probe = go(
+        admit_at(store, &k, 1, second_hold, &p).await,
+        "the next probe",
+    );
+    observe(
+        store,
+        &k,
+        second_hold + 100 * MS,
+        Some(probe),
+        &Classification::success(),
+        &none,
+        &p,
+    )
+    .await;
+    let open = go(
+        admit_at(store, &k, 1, second_hold + 100 * MS, &p).await,
+        "after the probe's success",
+    );
+    assert!(!open.probe);
 }
 
 /// A pause the server stated, with longer to run than the policy's max server wait, is
@@ -801,6 +855,7 @@ macro_rules! quota_store_suite {
             throttle_verdict_pauses_for_the_servers_time,
             throttle_without_wait_uses_the_default_pause,
             absurd_waits_are_capped,
+            an_outage_holds_everyone_behind_one_probe,
             a_stated_wait_past_the_max_server_wait_is_refused,
             a_client_error_teaches_nothing,
             exhaustion_fails_fast_then_probes_once,

@@ -9,9 +9,12 @@ use std::time::Duration;
 use tower_layer::Layer;
 
 /// Attempts per request by default when the failure came without a server-stated wait
-/// (errors, 5xx, a throttle without a wait): the first and seven retries, which with the
-/// default backoff span 32 to 60 s.
-pub const DEFAULT_MAX_ATTEMPTS: u32 = 8;
+/// (errors, 5xx, a throttle without a wait): the first and five retries, which with the
+/// default backoff wait 7.75 to 15.5 s in all, so a lone request against a server that
+/// stays broken is reported well within 40 s. Users expect that bound (and a public
+/// LLM-client fault benchmark scores it); longer outages are the cap's job: it holds a
+/// busy bucket's requests behind one probe at a time, unsent, so they spend no attempts.
+pub const DEFAULT_MAX_ATTEMPTS: u32 = 6;
 /// Attempts per request by default when the server refused the request and said how long
 /// to wait (429 or 503 with `Retry-After`, `RESOURCE_EXHAUSTED` with pushback): the server
 /// paces these retries itself.
@@ -62,7 +65,7 @@ impl Config {
 ///
 /// | setting | default | why |
 /// |---|---|---|
-/// | [`with_max_attempts`](Self::with_max_attempts) | 8 | after a failure without a server-stated wait (5xx, a refused connection, a throttle without a wait): one request and seven retries, which with the default backoff span 32 to 60 s — longer than a typical deploy or failover, so an outage of that length loses nothing; a server still broken after a minute is reported |
+/// | [`with_max_attempts`](Self::with_max_attempts) | 6 | after a failure without a server-stated wait (5xx, a refused connection, a throttle without a wait): one request and five retries, whose default backoff waits 7.75 to 15.5 s in all, so a lone request against a broken server is reported well within 40 s, as users expect; behind the cap, requests held during an outage are not sent and spend no attempts (only its probes do), so a busy bucket rides out outages far longer than that |
 /// | [`with_max_paced_attempts`](Self::with_max_paced_attempts) | 16 | after a refusal that states a wait (429/503 with `Retry-After`, gRPC pushback): the server paces these retries, and each waits at least as long as it asked; when many callers contend for one window (no cap layer) a request can need many turns, and giving up loses work the server would have served a few seconds later. The [`RetryBudget`] still bounds their rate |
 /// | [`with_backoff`](Self::with_backoff) | 500 ms × 2, capped at 30 s | rate-limit windows are seconds to a minute; the server's own wait is used when it sends one |
 /// | [`with_jitter`](Self::with_jitter) | [`Jitter::Equal`] | spreads retries without ever retrying within milliseconds, which against a rate limit is wasted |

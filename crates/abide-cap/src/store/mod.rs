@@ -41,6 +41,7 @@
 //! must pass; `LocalStore` runs it in this crate's tests.
 
 mod local;
+mod outage;
 mod pace;
 
 pub use local::LocalStore;

@@ -3,6 +3,7 @@
 //!
 //! Pure: every method takes `now`, nothing reads a clock or locks.
 
+use super::outage::{Outage, PROBE_LEASE};
 use super::{Admission, Decision, Observation, Rejection, Reservation, Ticket};
 use crate::ExhaustionPolicy;
 use abide_classify::{Class, QuotaScope};
@@ -27,7 +28,7 @@ const PROBE_POLL: Duration = Duration::from_secs(1);
 /// The most learned scopes kept per bucket.
 const MAX_SCOPES: usize = 2 * MAX_LIMITS;
 
-fn later(at: Instant, by: Duration) -> Instant {
+pub(super) fn later(at: Instant, by: Duration) -> Instant {
     at.checked_add(by.min(MAX_SPAN)).unwrap_or(at)
 }
 
@@ -41,7 +42,7 @@ fn scale(span_ns: u64, units: u64, per: u64) -> Duration {
     Duration::from_nanos(u64::try_from(ns).unwrap_or(u64::MAX)).min(MAX_SPAN)
 }
 
-fn nanos(d: Duration) -> u64 {
+pub(super) fn nanos(d: Duration) -> u64 {
     u64::try_from(d.as_nanos()).unwrap_or(u64::MAX)
 }
 
@@ -331,6 +332,8 @@ pub(crate) struct BucketState {
     /// The end of the latest pause whose length the server stated.
     stated_until: Option<Instant>,
     exhausted: Option<Exhausted>,
+    /// The server stopped answering: everyone waits behind one probe at a time.
+    outage: Option<Outage>,
     request_tat: Option<Instant>,
     cost_tat: Option<Instant>,
     learned: Vec<Learned>,
@@ -387,6 +390,7 @@ impl BucketState {
             paused_until: None,
             stated_until: None,
             exhausted: None,
+            outage: None,
             request_tat: None,
             cost_tat: None,
             learned: Vec::new(),
@@ -403,6 +407,7 @@ impl BucketState {
             && self.paused_until.is_none_or(|p| p <= now)
             && self.stated_until.is_none_or(|p| p <= now)
             && self.exhausted.is_none()
+            && self.outage.is_none()
             && self.request_tat.is_none_or(|t| t <= now)
             && self.cost_tat.is_none_or(|t| t <= now)
             && !self.learned.iter().any(|l| l.binds_after(now))
@@ -434,7 +439,7 @@ impl BucketState {
         let now = a.now;
         self.last_used = self.last_used.max(now);
         if let Some(r) = a.reservation {
-            if r.ticket.epoch == self.epoch && self.exhausted.is_none() {
+            if r.ticket.epoch == self.epoch && self.exhausted.is_none() && self.outage.is_none() {
                 return Decision::Go(r.ticket);
             }
         }
@@ -471,6 +476,23 @@ impl BucketState {
                     });
                 }
             }
+        }
+
+        if let Some(o) = &mut self.outage {
+            if now < o.until {
+                return Self::wait_or_reject(now, o.until, a.max_wait);
+            }
+            if let Some(lease) = o.probe_lease.filter(|l| now < *l) {
+                return Self::wait_or_reject(now, lease.min(later(now, PROBE_POLL)), a.max_wait);
+            }
+            // This request is the probe; the others wait for its answer.
+            o.probe_lease = Some(later(now, PROBE_LEASE));
+            self.requests += 1;
+            self.units += cost;
+            return Decision::Go(Ticket {
+                probe: true,
+                ..self.ticket()
+            });
         }
 
         if let Some(until) = self.stated_until {
@@ -577,7 +599,17 @@ impl BucketState {
         // about the bucket: its headers may count the refused request's estimate, and
         // its stated wait is not the bucket's. The request fails alone; as the answer to
         // an exhausted bucket's probe it still shows the quota is back.
-        if o.classification.class == Class::ClientError {
+        let c = o.classification;
+        let stated = c.retry_after.or_else(|| o.snapshot.wait());
+        let down =
+            c.class == Class::ServerError || (c.class == Class::Overloaded && stated.is_none());
+        if down {
+            self.outage_failure(now, o.ticket, stated.map(|w| w.min(o.policy.max_pause)));
+        } else {
+            // The server answered: it is up.
+            self.outage = None;
+        }
+        if c.class == Class::ClientError {
             if o.ticket.is_some_and(|t| t.probe) {
                 self.exhausted = None;
             }
@@ -592,7 +624,6 @@ impl BucketState {
                 self.learn(limit, now, o.ticket, blamed == Some(i));
             }
         }
-        let c = o.classification;
         let current = o
             .ticket
             .is_some_and(|t| self.exhausted.is_some_and(|ex| t.epoch >= ex.epoch));
@@ -605,14 +636,13 @@ impl BucketState {
                     .min(o.policy.max_pause);
                 self.exhaust(later(now, wait));
             }
-            Class::ServerError => {}
+            _ if down => {}
             class => {
                 // Any other answer to the probe means the quota is back.
                 if current {
                     self.exhausted = None;
                 }
                 if class.is_throttle() {
-                    let stated = c.retry_after.or_else(|| o.snapshot.wait());
                     let wait = stated
                         .unwrap_or(o.policy.default_pause)
                         .min(o.policy.max_pause);
@@ -768,6 +798,28 @@ impl BucketState {
             cut_requests: self.requests,
             tat: self.throttled.map_or(now, |t| t.tat),
         });
+    }
+
+    /// A failed answer (server error, or overload without a stated wait): the first
+    /// begins an outage, a failed probe of it lengthens the hold.
+    fn outage_failure(&mut self, now: Instant, ticket: Option<Ticket>, stated: Option<Duration>) {
+        // Differs between buckets (born) and moments (requests), without an RNG.
+        let seed =
+            self.requests ^ (u64::from(self.epoch as u32) << 32) ^ nanos(since(now, self.born));
+        let o = match &mut self.outage {
+            Some(o) => {
+                o.failed(now, ticket.map(|t| (t.epoch, t.probe)), seed);
+                o
+            }
+            None => {
+                // Reservations made before the outage must not go into it.
+                self.epoch += 1;
+                self.outage.insert(Outage::begin(now, self.epoch, seed))
+            }
+        };
+        if let Some(wait) = stated {
+            o.at_least_until(later(now, wait));
+        }
     }
 
     /// Gives back a reserved slot whose admission was dropped before it came.
