@@ -11,5 +11,5 @@ mod support;
 mod outage;
 mod per_request;
 mod scopes;
-//mod timeout;
+mod timeout;
 mod wait_policy;

@@ -39,6 +39,7 @@ pub(crate) struct Config {
     pub(crate) max_paced_attempts: u32,
     pub(crate) max_server_wait: Duration,
     pub(crate) deadline: Option<Duration>,
+    pub(crate) attempt_timeout: Option<Duration>,
     pub(crate) budget: Option<RetryBudget>,
     pub(crate) idempotency_key: bool,
     pub(crate) replay_limit: usize,
@@ -70,6 +71,7 @@ impl Config {
 /// | [`with_backoff`](Self::with_backoff) | 500 ms × 2, capped at 30 s | rate-limit windows are seconds to a minute; the server's own wait is used when it sends one |
 /// | [`with_jitter`](Self::with_jitter) | [`Jitter::Equal`] | spreads retries without ever retrying within milliseconds, which against a rate limit is wasted |
 /// | [`with_max_server_wait`](Self::with_max_server_wait) | 60 s | per-minute windows are the longest that waiting out inside one request makes sense; longer waits mean hourly or daily quotas, better reported at once |
+/// | [`with_attempt_timeout`](Self::with_attempt_timeout) | none | an LLM answer can legitimately take minutes; only the caller knows its endpoint's worst case |
 /// | [`with_deadline`](Self::with_deadline) | none | the request extension [`Deadline`](crate::Deadline) or `grpc-timeout` still apply |
 /// | [`with_budget`](Self::with_budget) | [`RetryBudget::default`]: 20 % + 10/s, at most 100 | bounds the rate of retries; an empty budget delays a retry (up to the max server wait) instead of dropping it; see [`RetryBudget`] |
 /// | [`with_idempotency_key`](Self::with_idempotency_key) | off | it changes the request; turn it on for APIs that honour the header (OpenAI, Stripe) |
@@ -123,6 +125,7 @@ impl BackoffRetryLayer {
                 max_paced_attempts: DEFAULT_MAX_PACED_ATTEMPTS,
                 max_server_wait: DEFAULT_MAX_SERVER_WAIT,
                 deadline: None,
+                attempt_timeout: None,
                 budget: Some(RetryBudget::default()),
                 idempotency_key: false,
                 replay_limit: DEFAULT_REPLAY_LIMIT,
@@ -183,6 +186,18 @@ impl BackoffRetryLayer {
     /// [`DeadlineExceeded`](crate::DeadlineExceeded).
     pub fn with_deadline(self, deadline: Duration) -> Self {
         self.edit(|c| c.deadline = Some(deadline))
+    }
+
+    /// Bounds each attempt: one that has not answered after `timeout` is cut (dropped)
+    /// and counts as a failure with [`AttemptTimedOut`](crate::AttemptTimedOut). Whether
+    /// the server processed it is unknown, so the failure is ambiguous: an idempotent
+    /// request (or one with an `Idempotency-Key`) is tried again, any other is returned
+    /// with that error. Off by default: an LLM answer can legitimately take minutes, and
+    /// only the caller knows its endpoint's worst case. The whole-request
+    /// [`with_deadline`](Self::with_deadline) still applies; a zero timeout is taken as 1 ms.
+    pub fn with_attempt_timeout(self, timeout: Duration) -> Self {
+        let timeout = timeout.clamp(Duration::from_millis(1), MAX_SERVER_WAIT_LIMIT);
+        self.edit(|c| c.attempt_timeout = Some(timeout))
     }
 
     /// Replaces the retry budget. Pass a clone of one budget to several layers to share it.

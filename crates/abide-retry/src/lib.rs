@@ -118,7 +118,7 @@ mod stats;
 pub use backoff::{Backoff, Jitter, MAX_BACKOFF};
 pub use budget::RetryBudget;
 pub use deadline::{parse_grpc_timeout, Deadline};
-pub use error::{BudgetExhausted, DeadlineExceeded, ReplayError, WaitTooLong};
+pub use error::{AttemptTimedOut, BudgetExhausted, DeadlineExceeded, ReplayError, WaitTooLong};
 pub use future::ResponseFuture;
 pub use idempotency::IDEMPOTENCY_KEY;
 pub use layer::{
