@@ -3,6 +3,7 @@
 #![forbid(unsafe_code)]
 
 mod inspect;
+mod random_board;
 mod raw;
 mod scoreboard;
 
@@ -14,6 +15,7 @@ usage: abide <command> [options]
 commands:
   inspect [--json] [--now <HTTP-date>] [FILE|-]   explain one raw HTTP response
   scoreboard [--json] [--scenario NAME|FILE]... [--strategy NAME]... [--plot FILE.svg] [--list]
+  scoreboard --random N [--seed S] [--emit DIR] [--json] [--strategy NAME]...
                                                   compare retry strategies on the simulated API
 ";
 

@@ -14,12 +14,16 @@ use std::time::Instant;
 
 const USAGE: &str = "\
 usage: abide scoreboard [--json] [--scenario NAME|FILE]... [--strategy NAME]... [--plot FILE.svg] [--list]
+       abide scoreboard --random N [--seed S] [--emit DIR] [--json] [--strategy NAME]...
 
   --json             print only a JSON array of rows (one per scenario and strategy)
   --scenario X       a built-in scenario name or a TOML scenario file (repeatable; default: all built-ins)
   --strategy NAME    a strategy (repeatable; default: all)
   --plot FILE.svg    write successes and rejections over time per strategy (needs exactly one scenario)
   --list             list the built-in scenarios and the strategies
+  --random N         N scenarios drawn at random from the whole scenario space (named random-<S>-<i>)
+  --seed S           the seed of the draws (default 1); the same seed gives the same board
+  --emit DIR         write each draw as DIR/random-<S>-<i>.toml, loadable with --scenario
 
 Rows are ranked best first: most successes, then most correct permanent-quota endings, then
 fewest attempts after exhaustion, then lowest makespan_ratio (at the two decimals shown),
@@ -32,6 +36,18 @@ struct Args {
     strategies: Vec<String>,
     plot: Option<PathBuf>,
     list: bool,
+    random: Option<u32>,
+    seed: Option<u64>,
+    emit: Option<PathBuf>,
+}
+
+/// The most draws `--random` takes (a typo must not ask for a day of runs).
+const MAX_RANDOM: u32 = 100_000;
+
+fn number<T: std::str::FromStr>(flag: &str, v: OsString) -> Result<T, String> {
+    v.to_str()
+        .and_then(|s| s.trim().parse().ok())
+        .ok_or_else(|| format!("{flag} needs a whole number, got {:?}", v.to_string_lossy()))
 }
 
 fn parse_args(args: Vec<OsString>) -> Result<Option<Args>, String> {
@@ -43,6 +59,9 @@ fn parse_args(args: Vec<OsString>) -> Result<Option<Args>, String> {
         strategies: Vec::new(),
         plot: None,
         list: false,
+        random: None,
+        seed: None,
+        emit: None,
     };
     while let Some(arg) = parser.next().map_err(|e| e.to_string())? {
         match arg {
@@ -61,11 +80,47 @@ fn parse_args(args: Vec<OsString>) -> Result<Option<Args>, String> {
                 }
                 out.plot = Some(parser.value().map_err(|e| e.to_string())?.into());
             }
+            Long("random") => {
+                let n: u32 = number("--random", parser.value().map_err(|e| e.to_string())?)?;
+                if n == 0 || n > MAX_RANDOM {
+                    return Err(format!(
+                        "--random {n}: the number of draws must be in 1..={MAX_RANDOM}"
+                    ));
+                }
+                out.random = Some(n);
+            }
+            Long("seed") => {
+                out.seed = Some(number(
+                    "--seed",
+                    parser.value().map_err(|e| e.to_string())?,
+                )?);
+            }
+            Long("emit") => out.emit = Some(parser.value().map_err(|e| e.to_string())?.into()),
             Short('h') | Long("help") => return Ok(None),
             other => return Err(other.unexpected().to_string()),
         }
     }
+    if out.random.is_none() && (out.seed.is_some() || out.emit.is_some()) {
+        return Err("--seed and --emit go with --random".into());
+    }
+    if out.random.is_some() && !out.scenarios.is_empty() {
+        return Err("--random draws its own scenarios: leave out --scenario".into());
+    }
+    if out.random.is_some() && out.plot.is_some() {
+        return Err("--plot needs exactly one --scenario, not --random".into());
+    }
     Ok(Some(out))
+}
+
+/// Writes each draw as `DIR/<name>.toml`.
+fn emit(dir: &Path, scenarios: &[Scenario]) -> Result<(), String> {
+    std::fs::create_dir_all(dir).map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
+    for s in scenarios {
+        let path = dir.join(format!("{}.toml", s.name));
+        std::fs::write(&path, s.to_toml())
+            .map_err(|e| format!("cannot write {}: {e}", path.display()))?;
+    }
+    Ok(())
 }
 
 /// Why the scenarios could not be resolved.
@@ -178,17 +233,18 @@ fn table(rows: &[&Row]) -> String {
     let mut out = String::new();
     let _ = writeln!(
         out,
-        "  {:>2} {:<16} {:>6} {:>5} {:>5} {:>5} {:>8} {:>7} {:>7} {:>6} {:>9} {:>10} {:>9} {:>6} {:>8} {:>8}",
-        "#", "strategy", "ok", "perm", "t/o", "lost", "attempts", "rejected", "rej/ok", "ampl", "after-ex", "makespan", "ideal", "ratio", "p50", "p99"
+        "  {:>2} {:<22} {:>6} {:>5} {:>5} {:>5} {:>5} {:>8} {:>7} {:>7} {:>6} {:>9} {:>10} {:>9} {:>6} {:>8} {:>8}",
+        "#", "strategy", "ok", "perm", "cli", "t/o", "lost", "attempts", "rejected", "rej/ok", "ampl", "after-ex", "makespan", "ideal", "ratio", "p50", "p99"
     );
     for (i, r) in rows.iter().enumerate() {
         let _ = writeln!(
             out,
-            "  {:>2} {:<16} {:>6} {:>5} {:>5} {:>5} {:>8} {:>7} {:>7} {:>6.2} {:>9} {:>9.1}s {:>8.1}s {:>6} {:>7}s {:>7}s",
+            "  {:>2} {:<22} {:>6} {:>5} {:>5} {:>5} {:>5} {:>8} {:>7} {:>7} {:>6.2} {:>9} {:>9.1}s {:>8.1}s {:>6} {:>7}s {:>7}s",
             i + 1,
             r.strategy,
             r.succeeded,
             r.failed_permanent,
+            r.failed_client,
             r.timed_out,
             r.lost,
             r.attempts,
@@ -281,7 +337,12 @@ pub(crate) fn run(args: Vec<OsString>) -> ExitCode {
         print!("{}", list());
         return ExitCode::SUCCESS;
     }
-    let scenarios = match resolve_scenarios(&args.scenarios) {
+    let seed = args.seed.unwrap_or(1);
+    let resolved = match args.random {
+        Some(n) => Ok(abide_sim::random::draws(seed, n)),
+        None => resolve_scenarios(&args.scenarios),
+    };
+    let scenarios = match resolved {
         Ok(s) => s,
         Err(Resolve::BadFile(e)) => {
             eprintln!("abide scoreboard: {e}");
@@ -302,6 +363,12 @@ pub(crate) fn run(args: Vec<OsString>) -> ExitCode {
     if args.plot.is_some() && scenarios.len() != 1 {
         eprintln!("abide scoreboard: --plot needs exactly one --scenario\n{USAGE}");
         return ExitCode::from(2);
+    }
+    if let Some(dir) = &args.emit {
+        if let Err(e) = emit(dir, &scenarios) {
+            eprintln!("abide scoreboard: {e}");
+            return ExitCode::from(1);
+        }
     }
     let pairs: Vec<(Scenario, Strategy)> = scenarios
         .iter()
@@ -326,6 +393,8 @@ pub(crate) fn run(args: Vec<OsString>) -> ExitCode {
                 return ExitCode::from(1);
             }
         }
+    } else if args.random.is_some() {
+        crate::random_board::human(seed, &scenarios, &rows)
     } else {
         human(&scenarios, &rows)
     };

@@ -5,15 +5,17 @@ use serde_json::Value;
 use std::path::PathBuf;
 use std::process::{Command, Output};
 
-const KEYS: [&str; 18] = [
+const KEYS: [&str; 20] = [
     "scenario",
     "strategy",
     "clients",
     "requests",
     "succeeded",
     "failed_permanent",
+    "failed_client",
     "timed_out",
     "lost",
+    "gave_up_alone",
     "attempts",
     "rejected",
     "rejected_per_success",
@@ -104,7 +106,11 @@ fn json_rows_carry_exactly_the_documented_keys_in_order_and_add_up() {
         assert_eq!(n("requests"), 60);
         assert_eq!(
             n("lost"),
-            n("requests") - n("succeeded") - n("failed_permanent") - n("timed_out"),
+            n("requests")
+                - n("succeeded")
+                - n("failed_permanent")
+                - n("failed_client")
+                - n("timed_out"),
         );
     }
     let abide_row = rows.iter().find(|r| r["strategy"] == "abide").unwrap();
@@ -167,6 +173,14 @@ fn usage_errors_exit_2() {
         &["scoreboard", "--strategy", "no-such-strategy"][..],
         &["scoreboard", "--scenario", "no-such-scenario"][..],
         &["scoreboard", "--plot", "/tmp/x.svg"][..],
+        &["scoreboard", "--random", "0"][..],
+        &["scoreboard", "--random", "ten"][..],
+        &["scoreboard", "--random"][..],
+        &["scoreboard", "--random", "3", "--seed", "-1"][..],
+        &["scoreboard", "--seed", "3"][..],
+        &["scoreboard", "--emit", "/tmp/x"][..],
+        &["scoreboard", "--random", "3", "--scenario", "outage"][..],
+        &["scoreboard", "--random", "3", "--plot", "/tmp/x.svg"][..],
     ] {
         let out = abide(args);
         assert_eq!(out.status.code(), Some(2), "args {args:?}");
@@ -216,4 +230,155 @@ fn plot_writes_an_svg_with_a_lane_per_strategy() {
     assert!(text.starts_with("<svg"), "{}", &text[..text.len().min(80)]);
     assert!(text.trim_end().ends_with("</svg>"));
     assert!(text.contains(">abide<") && text.contains(">naive<"));
+}
+
+#[test]
+fn random_boards_are_deterministic_per_seed_and_default_to_seed_1() {
+    let args = [
+        "scoreboard",
+        "--random",
+        "4",
+        "--json",
+        "--strategy",
+        "abide",
+        "--strategy",
+        "none",
+    ];
+    let first = abide(&args);
+    assert!(
+        first.status.success(),
+        "{}",
+        String::from_utf8_lossy(&first.stderr)
+    );
+    assert_eq!(first.stdout, abide(&args).stdout);
+    let rows: Value = serde_json::from_slice(&first.stdout).unwrap();
+    let names: Vec<&str> = rows
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["scenario"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        names,
+        [
+            "random-1-0",
+            "random-1-0",
+            "random-1-1",
+            "random-1-1",
+            "random-1-2",
+            "random-1-2",
+            "random-1-3",
+            "random-1-3"
+        ]
+    );
+    let seeded = abide(&[
+        "scoreboard",
+        "--random",
+        "4",
+        "--seed",
+        "1",
+        "--json",
+        "--strategy",
+        "abide",
+        "--strategy",
+        "none",
+    ]);
+    assert_eq!(seeded.stdout, first.stdout);
+    let other = abide(&[
+        "scoreboard",
+        "--random",
+        "4",
+        "--seed",
+        "2",
+        "--json",
+        "--strategy",
+        "abide",
+        "--strategy",
+        "none",
+    ]);
+    assert_ne!(other.stdout, first.stdout);
+}
+
+#[test]
+fn emitted_draws_load_back_with_scenario_and_give_the_same_rows() {
+    let dir = std::env::temp_dir().join(format!("abide-scoreboard-{}-emit", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    let out = abide(&[
+        "scoreboard",
+        "--random",
+        "3",
+        "--seed",
+        "9",
+        "--emit",
+        dir.to_str().unwrap(),
+        "--json",
+        "--strategy",
+        "abide",
+    ]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let drawn: Value = serde_json::from_slice(&out.stdout).unwrap();
+    for (i, row) in drawn.as_array().unwrap().iter().enumerate() {
+        let file = dir.join(format!("random-9-{i}.toml"));
+        let replay = abide(&[
+            "scoreboard",
+            "--scenario",
+            file.to_str().unwrap(),
+            "--json",
+            "--strategy",
+            "abide",
+        ]);
+        assert!(
+            replay.status.success(),
+            "{}",
+            String::from_utf8_lossy(&replay.stderr)
+        );
+        let replayed: Value = serde_json::from_slice(&replay.stdout).unwrap();
+        assert_eq!(&replayed[0], row, "{}", file.display());
+    }
+}
+
+#[test]
+fn the_random_report_summarises_each_strategy_and_names_abides_worst_draws() {
+    let out = abide(&[
+        "scoreboard",
+        "--random",
+        "12",
+        "--seed",
+        "5",
+        "--strategy",
+        "abide",
+        "--strategy",
+        "openai-python",
+    ]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let text = String::from_utf8(out.stdout).unwrap();
+    assert!(
+        text.starts_with("abide scoreboard --random 12 --seed 5: 12 draws x 2 strategies"),
+        "{text}"
+    );
+    for line in ["  abide ", "  openai-python "] {
+        let row = text
+            .lines()
+            .find(|l| l.starts_with(line))
+            .unwrap_or_else(|| panic!("{line} missing:\n{text}"));
+        assert!(row.contains("/12"), "{row}");
+    }
+    assert!(text.contains("abide beaten by a baseline"), "{text}");
+    let worst = text.split("worst draws").nth(1).expect("the worst draws");
+    assert_eq!(
+        worst
+            .lines()
+            .filter(|l| l.trim_start().starts_with("random-5-"))
+            .count(),
+        10,
+        "{text}"
+    );
 }

@@ -12,7 +12,7 @@ use std::fmt;
 use std::time::SystemTime;
 
 /// The header and body conventions of the simulated API.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, Deserialize)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, Deserialize, serde::Serialize)]
 #[non_exhaustive]
 pub enum SimDialect {
     /// IETF `RateLimit-Policy` + `RateLimit` (draft 08 and later); RFC 9457 problem bodies.
@@ -110,6 +110,7 @@ impl fmt::Display for SimDialect {
 pub(crate) mod grpc_code {
     pub(crate) const OK: u32 = 0;
     pub(crate) const UNKNOWN: u32 = 2;
+    pub(crate) const INVALID_ARGUMENT: u32 = 3;
     pub(crate) const PERMISSION_DENIED: u32 = 7;
     pub(crate) const RESOURCE_EXHAUSTED: u32 = 8;
     pub(crate) const UNIMPLEMENTED: u32 = 12;
@@ -126,6 +127,7 @@ const GRPC_MESSAGE: HeaderName = HeaderName::from_static("grpc-message");
 /// Builds the HTTP answer for a decision (everything but a refused connection).
 pub(crate) fn response(
     dialect: SimDialect,
+    limits_on_429_only: bool,
     decision: &Decision,
     now: SystemTime,
 ) -> Response<Full<Bytes>> {
@@ -146,7 +148,18 @@ pub(crate) fn response(
         SimDialect::None => {}
         _ => {
             if let Some(d) = dialect.header_dialect() {
-                if let Err(e) = render(&decision.snapshot, d, now, headers) {
+                let stripped;
+                let snapshot =
+                    if limits_on_429_only && !matches!(decision.outcome, Outcome::RateLimited(_)) {
+                        // Only the wait survives (Retry-After on an overload answer).
+                        let mut s = abide_headers::RateLimitSnapshot::new();
+                        s.set_retry_after(decision.snapshot.retry_after());
+                        stripped = s;
+                        &stripped
+                    } else {
+                        &decision.snapshot
+                    };
+                if let Err(e) = render(snapshot, d, now, headers) {
                     tracing::debug!(error = %e, "simulated server sends no rate-limit headers");
                 }
             }
@@ -160,7 +173,11 @@ fn grpc_headers(decision: &Decision, headers: &mut http::HeaderMap) {
     let (code, message) = match decision.outcome {
         Outcome::Served => (grpc_code::OK, None),
         Outcome::RateLimited(_) => (grpc_code::RESOURCE_EXHAUSTED, Some("rate limit exceeded")),
-        Outcome::QuotaExhausted | Outcome::TooLarge => (
+        Outcome::TooLarge => (
+            grpc_code::INVALID_ARGUMENT,
+            Some("request too large: its tokens exceed the whole limit; reduce the input or output tokens"),
+        ),
+        Outcome::QuotaExhausted => (
             grpc_code::RESOURCE_EXHAUSTED,
             Some("quota exceeded for this project"),
         ),
@@ -174,9 +191,10 @@ fn grpc_headers(decision: &Decision, headers: &mut http::HeaderMap) {
     }
     match decision.outcome {
         // A6: a negative pushback tells the client not to retry: the quota will not return.
-        Outcome::QuotaExhausted | Outcome::TooLarge => {
+        Outcome::QuotaExhausted => {
             headers.insert(PUSHBACK, HeaderValue::from_static("-1"));
         }
+        Outcome::TooLarge => {}
         _ => {
             if let Some(wait) = decision.snapshot.retry_after() {
                 let ms = u64::try_from(wait.as_nanos().div_ceil(1_000_000)).unwrap_or(u64::MAX);
@@ -200,6 +218,11 @@ fn outage_answer(status: StatusCode) -> (StatusCode, &'static str, String) {
             status,
             "text/html",
             "<html><head><title>502 Bad Gateway</title></head><body><center><h1>502 Bad Gateway</h1></center></body></html>\n".into(),
+        ),
+        504 => (
+            status,
+            "text/html",
+            "<html><head><title>504 Gateway Time-out</title></head><body><center><h1>504 Gateway Time-out</h1></center></body></html>\n".into(),
         ),
         503 => (
             status,
@@ -272,7 +295,7 @@ fn http_answer(dialect: SimDialect, decision: &Decision) -> (StatusCode, &'stati
                 StatusCode::TOO_MANY_REQUESTS,
                 JSON,
                 openai_error(
-                    &format!("Request too large for sim-model in organization org-sim on tokens per min (TPM): Limit {limit}, Requested {requested}. The input or output tokens must be reduced in order to run successfully."),
+                    &format!("Request too large for sim-model in organization org-sim on tokens per min (TPM): Limit {limit}, Requested {requested}. The input or output tokens must be reduced in order to run successfully. Visit https://platform.openai.com/account/rate-limits to learn more."),
                     "tokens",
                     Some("rate_limit_exceeded"),
                 ),
@@ -287,18 +310,27 @@ fn rate_limited(
     scope: LimitScope,
     wait_ms: u128,
 ) -> (StatusCode, &'static str, String) {
-    let limit = decision.advertised_limit(scope);
+    let (limit, used) = decision.hit.unwrap_or_default();
+    let daily = matches!(scope, LimitScope::RequestsPerDay | LimitScope::TokensPerDay);
     match dialect {
         SimDialect::OpenAi => {
             let (what, short) = match scope {
                 LimitScope::Requests => ("requests", "requests per min (RPM)"),
                 LimitScope::Tokens => ("tokens", "tokens per min (TPM)"),
+                LimitScope::RequestsPerDay => ("requests", "requests per day (RPD)"),
+                LimitScope::TokensPerDay => ("tokens", "tokens per day (TPD)"),
+            };
+            // OpenAI words a daily wait in seconds ("try again in 8.64s"), a window's in ms.
+            let wait = if daily {
+                format!("{}s", wait_ms as f64 / 1000.0)
+            } else {
+                format!("{wait_ms}ms")
             };
             (
                 StatusCode::TOO_MANY_REQUESTS,
                 JSON,
                 openai_error(
-                    &format!("Rate limit reached for sim-model in organization org-sim on {short}: Limit {limit}, Used {limit}, Requested 1. Please try again in {wait_ms}ms. Visit https://platform.openai.com/account/rate-limits to learn more."),
+                    &format!("Rate limit reached for sim-model in organization org-sim on {short}: Limit {limit}, Used {used}, Requested 1. Please try again in {wait}. Visit https://platform.openai.com/account/rate-limits to learn more."),
                     what,
                     Some("rate_limit_exceeded"),
                 ),
@@ -306,15 +338,17 @@ fn rate_limited(
         }
         SimDialect::Anthropic => {
             let what = match scope {
-                LimitScope::Requests => "requests",
-                LimitScope::Tokens => "input tokens",
+                LimitScope::Requests => "requests per minute",
+                LimitScope::Tokens => "input tokens per minute",
+                LimitScope::RequestsPerDay => "requests per day",
+                LimitScope::TokensPerDay => "input tokens per day",
             };
             (
                 StatusCode::TOO_MANY_REQUESTS,
                 JSON,
                 anthropic_error(
                     "rate_limit_error",
-                    &format!("This request would exceed the rate limit for your organization (org-sim) of {limit} {what} per minute. For details, refer to: https://docs.claude.com/en/api/rate-limits. You can see the response headers for current usage. Please reduce the prompt length or the maximum tokens requested, or try again later. You may also contact sales at https://www.anthropic.com/contact-sales to discuss your options for a rate limit increase."),
+                    &format!("This request would exceed the rate limit for your organization (org-sim) of {limit} {what}. For details, refer to: https://docs.claude.com/en/api/rate-limits. You can see the response headers for current usage. Please reduce the prompt length or the maximum tokens requested, or try again later. You may also contact sales at https://www.anthropic.com/contact-sales to discuss your options for a rate limit increase."),
                 ),
             )
         }
@@ -332,7 +366,8 @@ fn rate_limited(
             StatusCode::TOO_MANY_REQUESTS,
             "application/problem+json",
             format!(
-                r#"{{"type":"about:blank","title":"Too Many Requests","status":429,"detail":"quota of {limit} per window exceeded"}}"#
+                r#"{{"type":"about:blank","title":"Too Many Requests","status":429,"detail":"quota of {limit} per {} exceeded"}}"#,
+                if daily { "day" } else { "window" }
             ),
         ),
     }

@@ -19,7 +19,7 @@
 //! // Fifty requests against 20 per 10 s, in milliseconds of real time.
 //! let result = run(&scenario, Strategy::OpenAiPython).unwrap();
 //! let row = &result.row;
-//! assert_eq!(row.succeeded + row.failed_permanent + row.timed_out + row.lost, 50);
+//! assert_eq!(row.succeeded + row.failed_permanent + row.failed_client + row.timed_out + row.lost, 50);
 //! // The bound: 30 requests after the burst at 2 per second, plus the 0.2 s service time.
 //! assert_eq!(row.ideal_makespan_s, 15.2);
 //! ```
@@ -61,7 +61,8 @@ mod service;
 pub use dialect::SimDialect;
 pub use limiter::Algorithm;
 pub use model::{
-    Decision, Outage, Outcome, Scope, ServerConfig, ServerModel, MAX_ENFORCE_FACTOR, REJECT_LATENCY,
+    service_times, Decision, Outage, Outcome, Scope, ServerConfig, ServerModel, DAY,
+    MAX_ENFORCE_FACTOR, REJECT_LATENCY,
 };
 pub use scenario::{
     Arrival, Planned, Scenario, ScenarioError, Workload, MAX_CLIENTS, MAX_CONCURRENCY,
@@ -72,6 +73,7 @@ pub use service::{
     TOKENS_HEADER,
 };
 pub mod plot;
+pub mod random;
 pub mod strategy;
 pub use metrics::{best_first, deliverable, ideal_makespan, rank_cmp, Row};
 pub use run::{run, RunResult, Timeline, REQUEST_ID_HEADER};

@@ -1,9 +1,11 @@
 //! The scoreboard's row and the analytic lower bound on a scenario's makespan.
 
 use crate::limiter::Algorithm;
+use crate::model::{service_times, DAY};
 use crate::scenario::{Planned, Scenario};
 use serde::Serialize;
-use std::cmp::Ordering;
+use std::cmp::{Ordering, Reverse};
+use std::collections::BinaryHeap;
 use std::time::Duration;
 
 /// One (scenario, strategy) result: the JSON object `abide scoreboard --json` prints.
@@ -11,8 +13,10 @@ use std::time::Duration;
 /// A logical request ends in exactly one of `succeeded`, `failed_permanent` (its last
 /// answer was the server's permanent quota error, or it got no answer and its client had
 /// already received one and refused it locally: correct for requests beyond the quota),
-/// `timed_out` (its deadline passed) or `lost` (given up, or unfinished at the time limit,
-/// while the server would still have served it; the goal is 0).
+/// `failed_client` (its last answer was a client error the server gives it every time: it
+/// is too large), `timed_out` (its deadline passed) or `lost` (given up, or unfinished at
+/// the time limit, while the server would still have served it; the goal is 0, but for
+/// `gave_up_alone`, counted apart within it).
 #[derive(Clone, Debug, PartialEq, Serialize)]
 pub struct Row {
     /// Scenario name.
@@ -27,10 +31,17 @@ pub struct Row {
     pub succeeded: u64,
     /// Logical requests that ended on a permanent quota error.
     pub failed_permanent: u64,
+    /// Logical requests that ended on a client error the server gives them every time
+    /// (too large for the whole limit).
+    pub failed_client: u64,
     /// Logical requests ended by their deadline.
     pub timed_out: u64,
-    /// `requests - succeeded - failed_permanent - timed_out`.
+    /// `requests - succeeded - failed_permanent - failed_client - timed_out`.
     pub lost: u64,
+    /// Of `lost`: requests that gave up on an outage (last answer a 5xx, 529 or refused
+    /// connection) while no other request of their client was in progress: a lone caller
+    /// meeting an outage longer than its retry window, the one loss a client may accept.
+    pub gave_up_alone: u64,
     /// Attempts sent (every retry included).
     pub attempts: u64,
     /// Rate-limit and overload answers received (429, GitHub's 403, 529; gRPC
@@ -97,18 +108,18 @@ pub(crate) fn percentile(sorted: &[f64], p: f64) -> Option<f64> {
     Some(sorted[rank.clamp(1, sorted.len()) - 1])
 }
 
-/// Requests the server can ever serve: all, or the lifetime quota when smaller.
-pub fn deliverable(scenario: &Scenario) -> u64 {
-    let q = scenario.server.quota_requests;
-    if q > 0 {
-        scenario.workload.requests.min(q)
-    } else {
-        scenario.workload.requests
+/// Requests the server can ever serve: all but the oversized ones, at most the lifetime
+/// quota.
+pub fn deliverable(scenario: &Scenario, plan: &[Planned]) -> u64 {
+    let fit = plan.iter().filter(|p| !p.oversized).count() as u64;
+    match scenario.server.quota_requests {
+        0 => fit,
+        q => fit.min(q),
     }
 }
 
-/// When the last of `units` units can be admitted by a limit of `limit` per `window`
-/// (windows aligned at 0, a token bucket starting full), at the earliest.
+/// The earliest time a limit of `limit` units per `window` can have admitted `units` units
+/// in all (windows aligned at 0, a token bucket starting full).
 fn admission_bound(algorithm: Algorithm, limit: u64, window: Duration, units: u64) -> f64 {
     if limit == 0 || units == 0 {
         return 0.0;
@@ -122,97 +133,149 @@ fn admission_bound(algorithm: Algorithm, limit: u64, window: Duration, units: u6
     }
 }
 
-/// The analytic lower bound on a scenario's makespan, in seconds.
+/// Moves `t` out of any outage it falls in (outages may chain, so until stable).
+fn out_of_outages(mut t: f64, outages: &[(f64, f64)]) -> f64 {
+    loop {
+        let before = t;
+        for &(start, end) in outages {
+            if t >= start && t < end {
+                t = end;
+            }
+        }
+        if t == before {
+            return t;
+        }
+    }
+}
+
+/// The earliest the last of a sequence of jobs can end, when job `k` may not start before
+/// `release[k]` (non-decreasing) nor before job `k - 1`, takes `service[k]`, at most
+/// `slots` run at once, and none starts inside an outage.
 ///
-/// With `D` = [`deliverable`] requests, `lat` = the shortest service time
-/// (`latency - jitter`, at least 0) and `C` = the most requests in flight at once
-/// (`clients x concurrency`, or `max_in_flight` when smaller), the last deliverable request
+/// Starting each job as early as allowed is optimal: job `k`'s duration is fixed by its
+/// position, so an earlier start never delays a later one (the slots' free times only
+/// get earlier, element by element), and the makespan is the latest `start + service`.
+pub(crate) fn schedule_bound(
+    release: &[f64],
+    service: &[f64],
+    slots: usize,
+    outages: &[(f64, f64)],
+) -> f64 {
+    let mut free: BinaryHeap<Reverse<OrdF64>> = (0..slots.clamp(1, release.len().max(1)))
+        .map(|_| Reverse(OrdF64(0.0)))
+        .collect();
+    let (mut previous, mut makespan) = (0.0f64, 0.0f64);
+    for (&r, &s) in release.iter().zip(service) {
+        let Some(Reverse(OrdF64(slot))) = free.pop() else {
+            break;
+        };
+        let start = out_of_outages(r.max(previous).max(slot), outages);
+        let end = start + s;
+        free.push(Reverse(OrdF64(end)));
+        previous = start;
+        makespan = makespan.max(end);
+    }
+    makespan
+}
+
+/// An `f64` ordered by `total_cmp`, for the heap of slot free times.
+#[derive(Clone, Copy, PartialEq)]
+struct OrdF64(f64);
+
+impl Eq for OrdF64 {}
+
+impl PartialOrd for OrdF64 {
+    fn partial_cmp(&self, other: &Self) -> Option<Ordering> {
+        Some(self.cmp(other))
+    }
+}
+
+impl Ord for OrdF64 {
+    fn cmp(&self, other: &Self) -> Ordering {
+        self.0.total_cmp(&other.0)
+    }
+}
+
+/// A lower bound on a scenario's makespan, in seconds: no client can end its last
+/// deliverable request sooner.
+///
+/// With `D` = [`deliverable`] requests, the `k`-th request the server serves (k = 1..D)
 /// cannot be admitted before the latest of:
 ///
-/// - **arrivals**: the `D`-th arrival;
-/// - **requests**: `(D - L) x W / L` for a token bucket (a full burst of `L` at 0, then `L`
-///   per window `W`), `(ceil(D / L) - 1) x W` for fixed and sliding windows, where `L` is
-///   the *enforced* request limit (`enforce_factor` applied);
-/// - **tokens**: the same with `T` = the sum of the `D` smallest request costs in place of
-///   `D` and the enforced token limit in place of `L`;
-/// - **concurrency**: `(ceil(D / C) - 1) x lat` of server up-time (each slot serves one
-///   request per `lat`), converted to wall time by adding the outages it spans;
+/// - **arrivals**: the `k`-th arrival among the requests that fit;
+/// - **requests**: `(k - L) x W / L` for a token bucket (a full burst of `L` at 0, then
+///   `L` per window `W`), `(ceil(k / L) - 1) x W` for fixed and sliding windows, where `L`
+///   is the *enforced* request limit (`enforce_factor` applied);
+/// - **tokens**: the same with `T_k` = the sum of the `k` smallest costs that fit in place
+///   of `k`, and the enforced token limit in place of `L`;
+/// - **daily limits**: the token-bucket formula with the daily limit as `L` and a day as
+///   `W` (for requests with `k`, for tokens with `T_k`);
+/// - the admission of request `k - 1`;
 ///
-/// and no admission happens during an outage, so a bound that falls inside one moves to
-/// its end. The makespan is at least that admission time plus `lat`.
+/// and none is admitted during an outage. It is then served for `s_k`, the `k`-th service
+/// time the server draws ([`service_times`](crate::service_times): seeded, so the same for
+/// every strategy), in one of `C` slots, `C` = the requests in flight at once
+/// (`clients x concurrency`, or `max_in_flight` when smaller). The bound is the end of the
+/// last request when each starts as early as these allow and takes the first free slot,
+/// which is the best any schedule can do ([`schedule_bound`]). A strategy that makes the
+/// server serve the same request twice draws later service times; the bound does not
+/// count that waste.
 pub fn ideal_makespan(scenario: &Scenario, plan: &[Planned]) -> f64 {
     let server = &scenario.server;
-    let d = deliverable(scenario).min(plan.len() as u64);
+    let d = deliverable(scenario, plan) as usize;
     if d == 0 {
         return 0.0;
     }
-    let lat = server
-        .latency
-        .saturating_sub(server.latency_jitter)
-        .as_secs_f64();
-
-    let mut arrivals: Vec<f64> = plan.iter().map(|p| p.arrival.as_secs_f64()).collect();
+    let fit: Vec<&Planned> = plan.iter().filter(|p| !p.oversized).collect();
+    let mut arrivals: Vec<f64> = fit.iter().map(|p| p.arrival.as_secs_f64()).collect();
     arrivals.sort_by(f64::total_cmp);
-    let a_arrival = arrivals[(d - 1) as usize];
-
-    let a_requests = if server.requests_per_window > 0 {
-        admission_bound(
-            server.algorithm,
-            server.enforced(server.requests_per_window),
-            server.window,
-            d,
-        )
-    } else {
-        0.0
+    let mut costs: Vec<u64> = fit.iter().map(|p| p.tokens).collect();
+    costs.sort_unstable();
+    let window = |limit: u64, units: u64| {
+        if limit == 0 {
+            0.0
+        } else {
+            admission_bound(
+                server.algorithm,
+                server.enforced(limit),
+                server.window,
+                units,
+            )
+        }
     };
-
-    let a_tokens = if server.tokens_per_window > 0 {
-        let mut costs: Vec<u64> = plan.iter().map(|p| p.tokens).collect();
-        costs.sort_unstable();
-        let total: u64 = costs.iter().take(d as usize).sum();
-        admission_bound(
-            server.algorithm,
-            server.enforced(server.tokens_per_window),
-            server.window,
-            total,
-        )
-    } else {
-        0.0
-    };
-
+    let daily = |limit: u64, units: u64| admission_bound(Algorithm::TokenBucket, limit, DAY, units);
+    let mut tokens = 0u64;
+    let release: Vec<f64> = (1..=d)
+        .map(|k| {
+            tokens = tokens.saturating_add(costs[k - 1]);
+            let k64 = k as u64;
+            arrivals[k - 1]
+                .max(window(server.requests_per_window, k64))
+                .max(window(server.tokens_per_window, tokens))
+                .max(daily(server.requests_per_day, k64))
+                .max(daily(server.tokens_per_day, tokens))
+        })
+        .collect();
+    let service: Vec<f64> = service_times(server, scenario.seed, d)
+        .iter()
+        .map(Duration::as_secs_f64)
+        .collect();
     let mut slots = u64::from(scenario.workload.clients) * u64::from(scenario.workload.concurrency);
     if server.max_in_flight > 0 {
         slots = slots.min(u64::from(server.max_in_flight));
     }
-    let uptime_needed = (d.div_ceil(slots.max(1)) - 1) as f64 * lat;
     let mut outages: Vec<(f64, f64)> = server
         .outages
         .iter()
         .map(|o| (o.start.as_secs_f64(), (o.start + o.duration).as_secs_f64()))
         .collect();
     outages.sort_by(|a, b| a.0.total_cmp(&b.0));
-    // Up-time to wall time: every outage starting before the point pushes it back.
-    let mut a_concurrency = uptime_needed;
-    for &(start, end) in &outages {
-        if start <= a_concurrency {
-            a_concurrency += (end - start.max(0.0)).max(0.0);
-        }
-    }
-
-    let mut admit = a_arrival.max(a_requests).max(a_tokens).max(a_concurrency);
-    // Out of any outage it falls in (outages may chain, so loop until stable).
-    loop {
-        let before = admit;
-        for &(start, end) in &outages {
-            if admit >= start && admit < end {
-                admit = end;
-            }
-        }
-        if admit == before {
-            break;
-        }
-    }
-    admit + lat
+    schedule_bound(
+        &release,
+        &service,
+        usize::try_from(slots).unwrap_or(usize::MAX),
+        &outages,
+    )
 }
 
 #[cfg(test)]
@@ -227,8 +290,10 @@ mod tests {
             requests: 100,
             succeeded,
             failed_permanent: 0,
+            failed_client: 0,
             timed_out: 0,
             lost: 100 - succeeded,
+            gave_up_alone: 0,
             attempts: 100,
             rejected: 0,
             rejected_per_success: Some(rej),
@@ -299,11 +364,12 @@ mod tests {
 
     #[test]
     fn a_window_bound_counts_whole_windows() {
-        // 1000 requests, 100 per 10 s window: the last in window 9, at 90 s, + 0.2 s.
+        // 1000 requests, 100 per 10 s window: the last window opens at 90 s, and its 100
+        // requests take ceil(100 / 16) = 7 rounds of the 16 callers at 0.2 s: 91.4 s.
         let v = ideal(
             "name='t'\n[server]\ndialect='ietf'\nalgorithm='fixed-window'\nwindow_s=10.0\nrequests_per_window=100\n[workload]\nrequests=1000\n",
         );
-        assert!((v - 90.2).abs() < 1e-9, "{v}");
+        assert!((v - 91.4).abs() < 1e-9, "{v}");
     }
 
     #[test]
@@ -316,12 +382,28 @@ mod tests {
     }
 
     #[test]
-    fn concurrency_bounds_an_unlimited_server() {
-        // 400 requests through 8 server slots of 0.7 s minimum: 50 rounds = 49 x 0.7 + 0.7.
+    fn concurrency_bounds_an_unlimited_server_with_the_service_times_it_draws() {
+        // 400 requests through 8 server slots of exactly 1 s: 50 rounds.
         let v = ideal(
+            "name='t'\n[server]\ndialect='anthropic'\nmax_in_flight=8\nlatency_s=1.0\n[workload]\nrequests=400\nconcurrency=32\n",
+        );
+        assert!((v - 50.0).abs() < 1e-9, "{v}");
+        // With 0.7-1.3 s drawn per request, the bound is no longer 50 rounds of the 0.7 s
+        // minimum (35 s) but the draws themselves: at least their sum over the 8 slots,
+        // at most that plus the longest one (greedy list scheduling).
+        let s = scenario(
             "name='t'\n[server]\ndialect='anthropic'\nmax_in_flight=8\nlatency_s=1.0\nlatency_jitter_s=0.3\n[workload]\nrequests=400\nconcurrency=32\n",
         );
-        assert!((v - 35.0).abs() < 1e-9, "{v}");
+        let v = ideal_makespan(&s, &s.plan());
+        let draws = service_times(&s.server, s.seed, 400);
+        let sum: f64 = draws.iter().map(Duration::as_secs_f64).sum();
+        let longest = draws.iter().map(Duration::as_secs_f64).fold(0.0, f64::max);
+        assert!(
+            v >= sum / 8.0 && v <= sum / 8.0 + longest,
+            "{v} vs {}",
+            sum / 8.0
+        );
+        assert!(v > 45.0, "{v}");
     }
 
     #[test]
@@ -345,8 +427,9 @@ mod tests {
         let v = ideal(
             "name='t'\n[server]\ndialect='openai'\nlatency_s=1.0\n[[server.outages]]\nstart_s=12.0\nduration_s=5.0\nstatus=0\n[workload]\nrequests=160\narrival='burst'\nburst_every_s=13.0\nburst_size=80\n",
         );
-        // Second burst arrives at 13 s, inside the outage: admitted at 17 s at the earliest.
-        assert!((v - 18.0).abs() < 1e-9, "{v}");
+        // The first burst takes 5 rounds of the 16 callers (0-5 s). The second arrives at
+        // 13 s, inside the outage: its 5 rounds start at 17 s at the earliest, end at 22 s.
+        assert!((v - 22.0).abs() < 1e-9, "{v}");
     }
 
     #[test]
@@ -366,5 +449,220 @@ mod tests {
         assert_eq!(percentile(&v, 0.99), Some(99.0));
         assert_eq!(percentile(&[3.0], 0.99), Some(3.0));
         assert_eq!(percentile(&[], 0.5), None);
+    }
+}
+
+/// The bound against brute force: every schedule on small instances, searched exhaustively.
+#[cfg(test)]
+mod brute_force {
+    use super::*;
+    use crate::model::{Outcome, ServerModel};
+
+    /// The best makespan of jobs with integer releases and durations, over every schedule
+    /// of integer start times: starts non-decreasing in job order, each at or after its
+    /// release, none inside an outage, at most `slots` running at once. With integer data
+    /// every event is at an integer time, so integer starts reach the optimum.
+    fn best_schedule(
+        release: &[u32],
+        service: &[u32],
+        slots: usize,
+        outages: &[(u32, u32)],
+    ) -> u32 {
+        struct Search<'a> {
+            release: &'a [u32],
+            service: &'a [u32],
+            slots: usize,
+            outages: &'a [(u32, u32)],
+            horizon: u32,
+            best: u32,
+        }
+        impl Search<'_> {
+            fn go(&mut self, starts: &mut Vec<u32>) {
+                let k = starts.len();
+                if k == self.release.len() {
+                    let end = starts.iter().zip(self.service).map(|(s, d)| s + d).max();
+                    self.best = self.best.min(end.unwrap_or(0));
+                    return;
+                }
+                let from = self.release[k].max(starts.last().copied().unwrap_or(0));
+                for t in from..=self.horizon {
+                    if self.outages.iter().any(|&(a, b)| t >= a && t < b) {
+                        continue;
+                    }
+                    let running = starts
+                        .iter()
+                        .zip(self.service)
+                        .filter(|&(&s, &d)| s <= t && t < s + d)
+                        .count();
+                    if running < self.slots {
+                        starts.push(t);
+                        self.go(starts);
+                        starts.pop();
+                    }
+                }
+            }
+        }
+        let horizon = release.iter().max().copied().unwrap_or(0)
+            + service.iter().sum::<u32>()
+            + outages.iter().map(|(a, b)| b - a).sum::<u32>();
+        let mut search = Search {
+            release,
+            service,
+            slots,
+            outages,
+            horizon,
+            best: u32::MAX,
+        };
+        search.go(&mut Vec::new());
+        search.best
+    }
+
+    #[test]
+    fn the_schedule_bound_is_the_best_schedule_on_small_instances() {
+        let mut rng = fastrand::Rng::with_seed(11);
+        for case in 0..300 {
+            let n = rng.usize(1..=5);
+            let mut release: Vec<u32> = (0..n).map(|_| rng.u32(0..=4)).collect();
+            release.sort_unstable();
+            let service: Vec<u32> = (0..n).map(|_| rng.u32(1..=3)).collect();
+            let slots = rng.usize(1..=3);
+            let outages: Vec<(u32, u32)> = if rng.bool() {
+                let a = rng.u32(0..=4);
+                vec![(a, a + rng.u32(1..=3))]
+            } else {
+                Vec::new()
+            };
+            let f = |v: &[u32]| v.iter().map(|&x| f64::from(x)).collect::<Vec<_>>();
+            let of: Vec<(f64, f64)> = outages
+                .iter()
+                .map(|&(a, b)| (f64::from(a), f64::from(b)))
+                .collect();
+            let bound = schedule_bound(&f(&release), &f(&service), slots, &of);
+            let best = best_schedule(&release, &service, slots, &outages);
+            // Never above the best schedule (a valid bound), and here equal to it (tight).
+            assert_eq!(
+                bound,
+                f64::from(best),
+                "case {case}: release {release:?} service {service:?} slots {slots} outages {outages:?}"
+            );
+        }
+    }
+
+    /// The best makespan a client could reach on the real server model: every order of the
+    /// requests and every non-decreasing sequence of integer admission times, replayed on
+    /// a fresh [`ServerModel`]; a schedule counts when every request is served and no more
+    /// than `callers` are in flight at once.
+    fn best_on_the_model(s: &Scenario, horizon: u32) -> Option<f64> {
+        let plan = s.plan();
+        let callers = (s.workload.clients * s.workload.concurrency) as usize;
+        let mut best: Option<f64> = None;
+        let mut order: Vec<usize> = (0..plan.len()).collect();
+        permutations(&mut order, 0, &mut |order| {
+            let mut times = vec![0u32; order.len()];
+            loop {
+                if let Some(end) = replay(s, &plan, order, &times, callers) {
+                    best = Some(best.map_or(end, |b: f64| b.min(end)));
+                }
+                // The next non-decreasing sequence of times in 0..=horizon.
+                let Some(i) = (0..times.len()).rev().find(|&i| times[i] < horizon) else {
+                    break;
+                };
+                let t = times[i] + 1;
+                for x in &mut times[i..] {
+                    *x = t;
+                }
+            }
+        });
+        best
+    }
+
+    fn permutations(v: &mut Vec<usize>, k: usize, f: &mut impl FnMut(&[usize])) {
+        if k == v.len() {
+            f(v);
+            return;
+        }
+        for i in k..v.len() {
+            v.swap(k, i);
+            permutations(v, k + 1, f);
+            v.swap(k, i);
+        }
+    }
+
+    fn replay(
+        s: &Scenario,
+        plan: &[Planned],
+        order: &[usize],
+        times: &[u32],
+        callers: usize,
+    ) -> Option<f64> {
+        let mut model = ServerModel::new(s.server.clone(), s.seed);
+        let mut ends: Vec<f64> = Vec::new();
+        for (&i, &t) in order.iter().zip(times) {
+            let t = f64::from(t);
+            if plan[i].arrival.as_secs_f64() > t
+                || ends.iter().filter(|&&e| e > t).count() >= callers
+            {
+                return None;
+            }
+            let d = model.decide(Duration::from_secs_f64(t), plan[i].tokens);
+            if d.outcome != Outcome::Served {
+                return None;
+            }
+            ends.push(t + d.delay.as_secs_f64());
+        }
+        ends.into_iter().reduce(f64::max)
+    }
+
+    #[test]
+    fn the_ideal_never_exceeds_the_best_schedule_on_the_server_model() {
+        let mut rng = fastrand::Rng::with_seed(5);
+        let (mut cases, mut tight) = (0, 0);
+        for case in 0..60 {
+            let algorithm = ["token-bucket", "fixed-window", "sliding-window"][rng.usize(..3)];
+            let requests = rng.u32(1..=4);
+            let mut server = format!(
+                "dialect='openai'\nalgorithm='{algorithm}'\nwindow_s={}.0\nlatency_s={}.0\n",
+                rng.u32(1..=3),
+                rng.u32(1..=2)
+            );
+            if rng.bool() {
+                server += &format!("requests_per_window={}\n", rng.u32(1..=2));
+            }
+            let mut workload = format!("requests={requests}\nconcurrency={}\n", rng.u32(1..=2));
+            if rng.bool() {
+                server += "tokens_per_window=10\n";
+                workload += &format!("tokens_min={}\ntokens_max=6\n", rng.u32(1..=6));
+            }
+            if rng.bool() {
+                server += &format!("max_in_flight={}\n", rng.u32(1..=2));
+            }
+            if rng.bool() {
+                let start = rng.u32(0..=3);
+                server += &format!(
+                    "[[server.outages]]\nstart_s={start}.0\nduration_s={}.0\nstatus=503\n",
+                    rng.u32(1..=2)
+                );
+            }
+            if rng.bool() {
+                workload += &format!(
+                    "arrival='burst'\nburst_every_s={}.0\nburst_size={}\n",
+                    rng.u32(1..=3),
+                    rng.u32(1..=2)
+                );
+            }
+            let text = format!("name='b{case}'\n[server]\n{server}[workload]\n{workload}");
+            let s = Scenario::from_toml("brute.toml", &text).unwrap();
+            let bound = ideal_makespan(&s, &s.plan());
+            let best = best_on_the_model(&s, 12)
+                .unwrap_or_else(|| panic!("no schedule within the horizon: {text}"));
+            assert!(
+                bound <= best + 1e-9,
+                "bound {bound} above the best schedule {best}:\n{text}"
+            );
+            cases += 1;
+            tight += usize::from((best - bound).abs() < 1e-9);
+        }
+        // A bound of zero would pass the test above; this one is mostly exact.
+        assert!(tight * 2 > cases, "tight in only {tight} of {cases} cases");
     }
 }

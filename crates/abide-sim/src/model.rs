@@ -24,7 +24,7 @@ pub struct Outage {
     pub start: Duration,
     /// How long it lasts.
     pub duration: Duration,
-    /// The status sent (500, 502, 503 or 529); `None` = the connection is refused.
+    /// The status sent (500, 502, 503, 504 or 529); `None` = the connection is refused.
     pub status: Option<StatusCode>,
 }
 
@@ -62,7 +62,17 @@ pub struct ServerConfig {
     pub enforce_factor: f64,
     /// Outages.
     pub outages: Vec<Outage>,
+    /// A daily request limit replenished continuously (a token bucket of this capacity
+    /// refilled over a day, as OpenAI and Groq enforce RPD); 0 = none.
+    pub requests_per_day: u64,
+    /// The same for tokens (TPD); 0 = none.
+    pub tokens_per_day: u64,
+    /// Send rate-limit headers only on 429 answers, none on successes.
+    pub limits_on_429_only: bool,
 }
+
+/// The length of the day the daily limits replenish over.
+pub const DAY: Duration = Duration::from_secs(86_400);
 
 impl Default for ServerConfig {
     fn default() -> Self {
@@ -79,6 +89,9 @@ impl Default for ServerConfig {
             quota_requests: 0,
             enforce_factor: 1.0,
             outages: Vec::new(),
+            requests_per_day: 0,
+            tokens_per_day: 0,
+            limits_on_429_only: false,
         }
     }
 }
@@ -97,14 +110,18 @@ impl ServerConfig {
     }
 }
 
-/// Which per-window limit a request hit.
+/// Which limit a request hit.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 #[non_exhaustive]
 pub enum Scope {
-    /// The request limit.
+    /// The request limit per window.
     Requests,
-    /// The token limit.
+    /// The token limit per window.
     Tokens,
+    /// The daily request limit (RPD).
+    RequestsPerDay,
+    /// The daily token limit (TPD).
+    TokensPerDay,
 }
 
 /// What the server did with a request. Put in every response's extensions so harnesses
@@ -120,7 +137,8 @@ pub enum Outcome {
     Overloaded,
     /// The lifetime quota is used up: a permanent error.
     QuotaExhausted,
-    /// The request costs more tokens than a whole window allows: it can never succeed.
+    /// The request costs more tokens than a whole window (or day) allows: it can never
+    /// succeed, though the account is fine (a client error, not exhaustion).
     TooLarge,
     /// An outage answered with this status.
     Outage(StatusCode),
@@ -139,9 +157,16 @@ impl Outcome {
         }
     }
 
-    /// True for answers that will never turn into a success by retrying.
+    /// True for the answer that says the account's quota is gone: retrying cannot help,
+    /// and no request of this client can succeed any more.
     pub fn is_permanent(self) -> bool {
-        matches!(self, Outcome::QuotaExhausted | Outcome::TooLarge)
+        matches!(self, Outcome::QuotaExhausted)
+    }
+
+    /// True for an answer about the request itself that the server gives it every time (it
+    /// is too large): correct to end it, wrong to hold the account responsible.
+    pub fn is_client_error(self) -> bool {
+        matches!(self, Outcome::TooLarge)
     }
 }
 
@@ -154,17 +179,10 @@ pub struct Decision {
     pub delay: Duration,
     /// The limits as advertised, plus the wait on a rejection when `retry_after` is on.
     pub snapshot: RateLimitSnapshot,
-    pub(crate) advertised: (u64, u64),
+    /// On a rate limit: the advertised limit of the scope hit and what it has used.
+    pub(crate) hit: Option<(u64, u64)>,
+    /// On `TooLarge`: the limit and what the request asked for.
     pub(crate) too_large: Option<(u64, u64)>,
-}
-
-impl Decision {
-    pub(crate) fn advertised_limit(&self, scope: Scope) -> u64 {
-        match scope {
-            Scope::Requests => self.advertised.0,
-            Scope::Tokens => self.advertised.1,
-        }
-    }
 }
 
 /// The simulated server's state. Deterministic: the same config, seed and sequence of
@@ -174,6 +192,8 @@ pub struct ServerModel {
     config: ServerConfig,
     requests: Option<Limiter>,
     tokens: Option<Limiter>,
+    requests_per_day: Option<Limiter>,
+    tokens_per_day: Option<Limiter>,
     /// Completion times of accepted requests still being served.
     in_flight: BinaryHeap<Reverse<Duration>>,
     served: u64,
@@ -187,9 +207,13 @@ impl ServerModel {
             (limit > 0)
                 .then(|| Limiter::new(config.algorithm, config.enforced(limit), config.window))
         };
+        let daily =
+            |limit: u64| (limit > 0).then(|| Limiter::new(Algorithm::TokenBucket, limit, DAY));
         ServerModel {
             requests: limiter(config.requests_per_window),
             tokens: limiter(config.tokens_per_window),
+            requests_per_day: daily(config.requests_per_day),
+            tokens_per_day: daily(config.tokens_per_day),
             in_flight: BinaryHeap::new(),
             served: 0,
             rng: fastrand::Rng::with_seed(seed),
@@ -225,17 +249,14 @@ impl ServerModel {
 
     /// Decides what happens to a request arriving at `now` (from the server's start) that
     /// costs `tokens`. Checks, in order: outages, the lifetime quota, the concurrency
-    /// limit, the per-window limits.
+    /// limit, a request too large for any window, the per-window and daily limits.
     pub fn decide(&mut self, now: Duration, tokens: u64) -> Decision {
         self.expire(now);
         let mut decision = Decision {
             outcome: Outcome::Served,
             delay: REJECT_LATENCY,
             snapshot: RateLimitSnapshot::new(),
-            advertised: (
-                self.config.requests_per_window,
-                self.config.tokens_per_window,
-            ),
+            hit: None,
             too_large: None,
         };
         if let Some(outage) = self.config.outages.iter().find(|o| o.covers(now)) {
@@ -268,50 +289,77 @@ impl ServerModel {
             }
             return decision;
         }
-        let request_wait = self.requests.as_mut().and_then(|l| l.wait_for(now, 1));
-        let token_wait = self.tokens.as_mut().and_then(|l| l.wait_for(now, tokens));
-        if token_wait == Some(Duration::MAX) {
+        if let Some(limit) = self.too_large(tokens) {
             decision.outcome = Outcome::TooLarge;
-            decision.too_large = Some((self.config.tokens_per_window, tokens));
+            decision.too_large = Some((limit, tokens));
             decision.snapshot = self.snapshot(now);
             return decision;
         }
-        if request_wait.is_some() || token_wait.is_some() {
-            let scope = match (request_wait, token_wait) {
-                (Some(r), Some(t)) if t > r => Scope::Tokens,
-                (None, Some(_)) => Scope::Tokens,
-                _ => Scope::Requests,
+        // The scope that makes the request wait longest names the 429.
+        let mut worst: Option<(Duration, Scope, u64, u64)> = None;
+        for (scope, cost) in scope_costs(tokens) {
+            let advertised = self.advertised(scope);
+            let Some(l) = self.limiter(scope) else {
+                continue;
             };
+            if let Some(wait) = l.wait_for(now, cost) {
+                let used = l.limit().saturating_sub(l.remaining(now));
+                if worst.is_none_or(|(w, ..)| wait > w) {
+                    worst = Some((wait, scope, advertised, used));
+                }
+            }
+        }
+        if let Some((wait, scope, limit, used)) = worst {
             decision.outcome = Outcome::RateLimited(scope);
+            decision.hit = Some((limit, used));
             decision.snapshot = self.snapshot(now);
             if self.config.retry_after {
-                let wait = request_wait.max(token_wait).unwrap_or_default();
                 decision.snapshot.set_retry_after(Some(wait));
             }
             return decision;
         }
-        if let Some(l) = self.requests.as_mut() {
-            l.take(now, 1);
-        }
-        if let Some(l) = self.tokens.as_mut() {
-            l.take(now, tokens);
+        for (scope, cost) in scope_costs(tokens) {
+            if let Some(l) = self.limiter(scope) {
+                l.take(now, cost);
+            }
         }
         self.served += 1;
-        let latency = self.latency();
+        let latency = service_time(&self.config, &mut self.rng);
         self.in_flight.push(Reverse(now + latency));
         decision.delay = latency;
         decision.snapshot = self.snapshot(now);
         decision
     }
 
-    fn latency(&mut self) -> Duration {
-        let mean = self.config.latency.as_secs_f64();
-        let jitter = self.config.latency_jitter.as_secs_f64().min(mean);
-        if jitter == 0.0 {
-            return self.config.latency;
+    fn limiter(&mut self, scope: Scope) -> Option<&mut Limiter> {
+        match scope {
+            Scope::Requests => self.requests.as_mut(),
+            Scope::Tokens => self.tokens.as_mut(),
+            Scope::RequestsPerDay => self.requests_per_day.as_mut(),
+            Scope::TokensPerDay => self.tokens_per_day.as_mut(),
         }
-        let offset = (self.rng.f64() * 2.0 - 1.0) * jitter;
-        Duration::from_secs_f64((mean + offset).max(0.0))
+    }
+
+    fn advertised(&self, scope: Scope) -> u64 {
+        match scope {
+            Scope::Requests => self.config.requests_per_window,
+            Scope::Tokens => self.config.tokens_per_window,
+            Scope::RequestsPerDay => self.config.requests_per_day,
+            Scope::TokensPerDay => self.config.tokens_per_day,
+        }
+    }
+
+    /// The advertised token limit a request of `tokens` can never fit in, if any.
+    fn too_large(&self, tokens: u64) -> Option<u64> {
+        let window = self.tokens.as_ref().map(Limiter::limit);
+        let day = self.tokens_per_day.as_ref().map(Limiter::limit);
+        if window.is_some_and(|l| tokens > l) {
+            Some(self.config.tokens_per_window)
+        } else if day.is_some_and(|l| tokens > l) {
+            Some(self.config.tokens_per_day)
+        } else {
+            None
+        }
     }
 
     /// The limits as the server advertises them at `now`.
@@ -347,6 +395,37 @@ impl ServerModel {
         }
         snapshot
     }
+}
+
+/// What a request of `tokens` costs in each scope.
+fn scope_costs(tokens: u64) -> [(Scope, u64); 4] {
+    [
+        (Scope::Requests, 1),
+        (Scope::Tokens, tokens),
+        (Scope::RequestsPerDay, 1),
+        (Scope::TokensPerDay, tokens),
+    ]
+}
+
+/// The service time of the next request served: the mean, jittered uniformly by up to
+/// `latency_jitter` (never below 0). The model draws one per request served, in order,
+/// from its seeded RNG and from nothing else, so the `k`-th request served takes the `k`-th
+/// of [`service_times`] whatever the client does.
+fn service_time(config: &ServerConfig, rng: &mut fastrand::Rng) -> Duration {
+    let mean = config.latency.as_secs_f64();
+    let jitter = config.latency_jitter.as_secs_f64().min(mean);
+    if jitter == 0.0 {
+        return config.latency;
+    }
+    let offset = (rng.f64() * 2.0 - 1.0) * jitter;
+    Duration::from_secs_f64((mean + offset).max(0.0))
+}
+
+/// The service times of the first `n` requests a server built with `config` and `seed`
+/// serves, in the order it serves them (the same for every client strategy).
+pub fn service_times(config: &ServerConfig, seed: u64, n: usize) -> Vec<Duration> {
+    let mut rng = fastrand::Rng::with_seed(seed);
+    (0..n).map(|_| service_time(config, &mut rng)).collect()
 }
 
 #[cfg(test)]

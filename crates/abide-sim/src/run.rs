@@ -48,6 +48,8 @@ struct Stats {
     after_exhaustion: u64,
     exhausted: Vec<bool>,
     last: Vec<Option<Outcome>>,
+    /// Logical requests of each client picked up by a caller and not yet ended.
+    active: Vec<u32>,
     timeline: Timeline,
 }
 
@@ -147,8 +149,11 @@ impl Future for ProbeFuture {
 enum End {
     Succeeded(f64),
     FailedPermanent,
+    FailedClient,
     TimedOut,
     Lost,
+    /// Lost by a request that was alone in its client when it gave up on an outage.
+    GaveUpAlone,
 }
 
 /// How a logical request ended, and when (seconds from the start).
@@ -201,6 +206,7 @@ async fn drive(scenario: &Scenario, strategy: Strategy) -> RunResult {
     let start = server.start();
     let stats = Arc::new(Mutex::new(Stats {
         exhausted: vec![false; clients],
+        active: vec![0; clients],
         last: vec![None; plan.len()],
         ..Stats::default()
     }));
@@ -244,6 +250,9 @@ async fn drive(scenario: &Scenario, strategy: Strategy) -> RunResult {
                 return;
             };
             let began = if open_loop { arrival } else { Instant::now() };
+            if let Some(a) = lock(&stats).active.get_mut(client) {
+                *a += 1;
+            }
             let call = svc.oneshot(req);
             let result = match deadline {
                 Some(d) => tokio::time::timeout(d, call).await.ok(),
@@ -254,6 +263,7 @@ async fn drive(scenario: &Scenario, strategy: Strategy) -> RunResult {
                 Some(Ok(res)) if is_success(&res) => End::Succeeded(began.elapsed().as_secs_f64()),
                 Some(_) => {
                     let s = lock(&stats);
+                    let alone = s.active.get(client) == Some(&1);
                     let last = s.last.get(id).copied().flatten();
                     let client_exhausted = s.exhausted.get(client).copied().unwrap_or(false);
                     // Ended by the server's permanent quota error: its own last answer, or
@@ -263,11 +273,18 @@ async fn drive(scenario: &Scenario, strategy: Strategy) -> RunResult {
                         || (last.is_none() && client_exhausted)
                     {
                         End::FailedPermanent
+                    } else if last.is_some_and(Outcome::is_client_error) {
+                        End::FailedClient
+                    } else if alone && matches!(last, Some(Outcome::Outage(_) | Outcome::Refused)) {
+                        End::GaveUpAlone
                     } else {
                         End::Lost
                     }
                 }
             };
+            if let Some(a) = lock(&stats).active.get_mut(client) {
+                *a -= 1;
+            }
             let done = start.elapsed().as_secs_f64();
             if let Some(slot) = ends.lock().unwrap_or_else(|e| e.into_inner()).get_mut(id) {
                 *slot = Some((end, done));
@@ -283,7 +300,9 @@ async fn drive(scenario: &Scenario, strategy: Strategy) -> RunResult {
 
     let ends = ends.lock().unwrap_or_else(|e| e.into_inner()).clone();
     let stats = std::mem::take(&mut *lock(&stats));
-    let (mut succeeded, mut failed_permanent, mut timed_out) = (0u64, 0u64, 0u64);
+    let (mut succeeded, mut failed_permanent, mut failed_client, mut timed_out) =
+        (0u64, 0u64, 0u64, 0u64);
+    let mut gave_up_alone = 0u64;
     let mut latencies = Vec::new();
     let mut makespan: f64 = 0.0;
     for (end, done) in ends.iter().flatten() {
@@ -294,7 +313,9 @@ async fn drive(scenario: &Scenario, strategy: Strategy) -> RunResult {
                 latencies.push(*lat);
             }
             End::FailedPermanent => failed_permanent += 1,
+            End::FailedClient => failed_client += 1,
             End::TimedOut => timed_out += 1,
+            End::GaveUpAlone => gave_up_alone += 1,
             End::Lost => {}
         }
     }
@@ -311,8 +332,10 @@ async fn drive(scenario: &Scenario, strategy: Strategy) -> RunResult {
         requests,
         succeeded,
         failed_permanent,
+        failed_client,
         timed_out,
-        lost: requests - succeeded - failed_permanent - timed_out,
+        lost: requests - succeeded - failed_permanent - failed_client - timed_out,
+        gave_up_alone,
         attempts: stats.attempts,
         rejected: stats.rejected,
         rejected_per_success: (succeeded > 0)

@@ -20,11 +20,14 @@
 //! max_in_flight = 0            # server concurrency limit, answered with overload; default 0 = none
 //! quota_requests = 0           # lifetime successes allowed, then permanent quota errors; default 0
 //! enforce_factor = 1.0         # enforces limit x factor while advertising the plain limit
+//! requests_per_day = 0         # a daily request limit replenished continuously (OpenAI/Groq RPD); 0 = none
+//! tokens_per_day = 0           # the same for tokens (TPD); 0 = none
+//! limits_on_429_only = false   # true: rate-limit headers only on 429 answers, none on successes
 //!
 //! [[server.outages]]           # zero or more
 //! start_s = 30.0
 //! duration_s = 15.0
-//! status = 503                 # 500 | 502 | 503 | 529; 0 = connection refused
+//! status = 503                 # 500 | 502 | 503 | 504 | 529; 0 = connection refused
 //!
 //! [workload]
 //! clients = 1                  # clients sharing one key (one quota); default 1
@@ -38,13 +41,15 @@
 //! tokens_min = 0               # cost per request, uniform in [tokens_min, tokens_max]
 //! tokens_max = 0
 //! deadline_s = 0.0             # overall deadline per logical request; default 0 = none
+//! oversized_share = 0.0        # share of requests costing more tokens than the whole limit
+//!                              # (answered "Request too large" every time); needs a token limit
 //! ```
 
 use crate::dialect::SimDialect;
 use crate::limiter::Algorithm;
 use crate::model::{Outage, ServerConfig, MAX_ENFORCE_FACTOR};
 use http::StatusCode;
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 use std::fmt;
 use std::path::Path;
 use std::time::Duration;
@@ -131,6 +136,8 @@ pub struct Workload {
     pub tokens_max: u64,
     /// Deadline per logical request.
     pub deadline: Option<Duration>,
+    /// Share of requests whose cost exceeds the whole token limit (they can never succeed).
+    pub oversized_share: f64,
 }
 
 /// One logical request of a workload, as planned before the run.
@@ -142,6 +149,8 @@ pub struct Planned {
     pub client: u32,
     /// Its cost in tokens.
     pub tokens: u64,
+    /// It costs more than the whole token limit: the server refuses it every time.
+    pub oversized: bool,
 }
 
 /// A server and a workload.
@@ -159,7 +168,7 @@ pub struct Scenario {
     pub workload: Workload,
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 struct FileScenario {
     name: String,
@@ -171,7 +180,7 @@ struct FileScenario {
     workload: FileWorkload,
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 struct FileServer {
     dialect: SimDialect,
@@ -195,10 +204,16 @@ struct FileServer {
     #[serde(default = "one_f64")]
     enforce_factor: f64,
     #[serde(default)]
+    requests_per_day: u64,
+    #[serde(default)]
+    tokens_per_day: u64,
+    #[serde(default)]
+    limits_on_429_only: bool,
+    #[serde(default)]
     outages: Vec<FileOutage>,
 }
 
-#[derive(Deserialize, Default, Clone, Copy)]
+#[derive(Deserialize, Serialize, Default, Clone, Copy)]
 enum FileAlgorithm {
     #[default]
     #[serde(rename = "token-bucket")]
@@ -209,7 +224,7 @@ enum FileAlgorithm {
     SlidingWindow,
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 struct FileOutage {
     start_s: f64,
@@ -217,7 +232,7 @@ struct FileOutage {
     status: u16,
 }
 
-#[derive(Deserialize, Default, Clone, Copy)]
+#[derive(Deserialize, Serialize, Default, Clone, Copy)]
 enum FileArrival {
     #[default]
     #[serde(rename = "closed")]
@@ -228,7 +243,7 @@ enum FileArrival {
     Burst,
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 struct FileWorkload {
     #[serde(default = "one_u32")]
@@ -252,6 +267,8 @@ struct FileWorkload {
     tokens_max: u64,
     #[serde(default)]
     deadline_s: f64,
+    #[serde(default)]
+    oversized_share: f64,
 }
 
 fn one() -> u64 {
@@ -356,10 +373,10 @@ impl Scenario {
         for (i, o) in s.outages.iter().enumerate() {
             let status = match o.status {
                 0 => None,
-                500 | 502 | 503 | 529 => StatusCode::from_u16(o.status).ok(),
+                500 | 502 | 503 | 504 | 529 => StatusCode::from_u16(o.status).ok(),
                 other => {
                     return Err(err(format!(
-                    "key `server.outages[{i}].status`: {other} is not one of 500, 502, 503, 529, 0"
+                    "key `server.outages[{i}].status`: {other} is not one of 500, 502, 503, 504, 529, 0"
                 )))
                 }
             };
@@ -435,6 +452,17 @@ impl Scenario {
             }
         };
         let deadline = seconds(src, "workload.deadline_s", w.deadline_s, MAX_TIME_LIMIT_S)?;
+        if !(0.0..=1.0).contains(&w.oversized_share) {
+            return Err(err(format!(
+                "key `workload.oversized_share`: {} is not a share in [0, 1]",
+                w.oversized_share
+            )));
+        }
+        if w.oversized_share > 0.0 && s.tokens_per_window == 0 && s.tokens_per_day == 0 {
+            return Err(err(
+                "key `workload.oversized_share`: needs a token limit (server.tokens_per_window or server.tokens_per_day)".into(),
+            ));
+        }
         Ok(Scenario {
             name: f.name.clone(),
             seed: f.seed,
@@ -456,6 +484,9 @@ impl Scenario {
                 quota_requests: s.quota_requests,
                 enforce_factor: s.enforce_factor.min(MAX_ENFORCE_FACTOR),
                 outages,
+                requests_per_day: s.requests_per_day,
+                tokens_per_day: s.tokens_per_day,
+                limits_on_429_only: s.limits_on_429_only,
             },
             workload: Workload {
                 clients: w.clients,
@@ -466,8 +497,81 @@ impl Scenario {
                 tokens_min: w.tokens_min,
                 tokens_max: w.tokens_max,
                 deadline: (!deadline.is_zero()).then_some(deadline),
+                oversized_share: w.oversized_share,
             },
         })
+    }
+
+    /// The advertised token limit an oversized request exceeds: the window's, else the
+    /// day's (0 when the scenario has no token limit).
+    pub fn token_limit(&self) -> u64 {
+        match (self.server.tokens_per_window, self.server.tokens_per_day) {
+            (0, day) => day,
+            (window, _) => window,
+        }
+    }
+
+    /// The scenario in the file schema: [`from_toml`](Self::from_toml) of the text gives
+    /// back this scenario (every key is written, defaults included).
+    pub fn to_toml(&self) -> String {
+        let s = &self.server;
+        let w = &self.workload;
+        let secs = |d: Duration| d.as_secs_f64();
+        let (arrival, rate_per_s, burst_every_s, burst_size) = match w.arrival {
+            Arrival::Closed => (FileArrival::Closed, 0.0, 0.0, 0),
+            Arrival::Poisson { rate_per_s } => (FileArrival::Poisson, rate_per_s, 0.0, 0),
+            Arrival::Burst { every, size } => (FileArrival::Burst, 0.0, secs(every), size),
+        };
+        let file = FileScenario {
+            name: self.name.clone(),
+            seed: self.seed,
+            time_limit_s: secs(self.time_limit),
+            server: FileServer {
+                dialect: s.dialect,
+                algorithm: match s.algorithm {
+                    Algorithm::FixedWindow => FileAlgorithm::FixedWindow,
+                    Algorithm::SlidingWindow => FileAlgorithm::SlidingWindow,
+                    _ => FileAlgorithm::TokenBucket,
+                },
+                window_s: Some(secs(s.window)),
+                requests_per_window: s.requests_per_window,
+                tokens_per_window: s.tokens_per_window,
+                retry_after: s.retry_after,
+                latency_s: secs(s.latency),
+                latency_jitter_s: secs(s.latency_jitter),
+                max_in_flight: s.max_in_flight,
+                quota_requests: s.quota_requests,
+                enforce_factor: s.enforce_factor,
+                requests_per_day: s.requests_per_day,
+                tokens_per_day: s.tokens_per_day,
+                limits_on_429_only: s.limits_on_429_only,
+                outages: s
+                    .outages
+                    .iter()
+                    .map(|o| FileOutage {
+                        start_s: secs(o.start),
+                        duration_s: secs(o.duration),
+                        status: o.status.map_or(0, |c| c.as_u16()),
+                    })
+                    .collect(),
+            },
+            workload: FileWorkload {
+                clients: w.clients,
+                shared_state: w.shared_state,
+                requests: w.requests,
+                concurrency: w.concurrency,
+                arrival,
+                rate_per_s,
+                burst_every_s,
+                burst_size,
+                tokens_min: w.tokens_min,
+                tokens_max: w.tokens_max,
+                deadline_s: w.deadline.map_or(0.0, secs),
+                oversized_share: w.oversized_share,
+            },
+        };
+        // Every field is a plain number, string, bool or table: serialization cannot fail.
+        toml::to_string(&file).unwrap_or_default()
     }
 
     /// The built-in scenario called `name`.
@@ -512,15 +616,24 @@ impl Scenario {
                         every.saturating_mul(u32::try_from(i / size).unwrap_or(u32::MAX))
                     }
                 };
-                let tokens = if w.tokens_max > 0 {
+                let mut tokens = if w.tokens_max > 0 {
                     rng.u64(w.tokens_min..=w.tokens_max)
                 } else {
                     0
                 };
+                // Drawn only when asked for, so plans without oversized requests are
+                // the same as before the key existed.
+                let oversized = w.oversized_share > 0.0 && rng.f64() < w.oversized_share;
+                if oversized {
+                    // Between just over the limit and three times it.
+                    let limit = self.token_limit();
+                    tokens = rng.u64(limit + 1..=limit.saturating_mul(3).max(limit + 1));
+                }
                 Planned {
                     arrival,
                     client: u32::try_from(i % u64::from(w.clients)).unwrap_or(0),
                     tokens,
+                    oversized,
                 }
             })
             .collect()
@@ -529,7 +642,7 @@ impl Scenario {
 
 /// The built-in scenarios, written in the file schema so that they and files go through
 /// the same loader.
-const BUILTINS: [(&str, &str); 15] = [
+const BUILTINS: [(&str, &str); 18] = [
     (
         "openai-rpm",
         r#"name = "openai-rpm"
@@ -753,6 +866,73 @@ requests = 1200
 concurrency = 16
 "#,
     ),
+    (
+        "oversized-mixed",
+        r#"name = "oversized-mixed"
+[server]
+dialect = "openai"
+window_s = 60.0
+requests_per_window = 500
+tokens_per_window = 60000
+latency_s = 0.8
+latency_jitter_s = 0.3
+[workload]
+requests = 600
+concurrency = 16
+tokens_min = 100
+tokens_max = 800
+oversized_share = 0.02
+"#,
+    ),
+    (
+        "openai-daily",
+        r#"name = "openai-daily"
+[server]
+dialect = "openai"
+window_s = 60.0
+requests_per_window = 3000
+requests_per_day = 10000
+latency_s = 0.3
+latency_jitter_s = 0.1
+[workload]
+requests = 10200
+concurrency = 32
+"#,
+    ),
+    (
+        "gateway-flaps",
+        r#"name = "gateway-flaps"
+[server]
+dialect = "openai"
+window_s = 60.0
+requests_per_window = 1200
+latency_s = 0.4
+latency_jitter_s = 0.1
+[[server.outages]]
+start_s = 10.0
+duration_s = 2.0
+status = 502
+[[server.outages]]
+start_s = 25.0
+duration_s = 3.0
+status = 504
+[[server.outages]]
+start_s = 40.0
+duration_s = 30.0
+status = 503
+[[server.outages]]
+start_s = 90.0
+duration_s = 2.0
+status = 502
+[[server.outages]]
+start_s = 100.0
+duration_s = 1.5
+status = 504
+[workload]
+requests = 2000
+concurrency = 24
+"#,
+    ),
 ];
 
 #[cfg(test)]
@@ -788,6 +968,9 @@ requests = 10
                 "bursty",
                 "grpc-pushback",
                 "lying-headers",
+                "oversized-mixed",
+                "openai-daily",
+                "gateway-flaps",
             ]
         );
         for s in Scenario::builtins() {

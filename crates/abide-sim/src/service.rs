@@ -151,11 +151,19 @@ impl<B> tower::Service<Request<B>> for SimServer {
     fn call(&mut self, req: Request<B>) -> Self::Future {
         let now = self.elapsed();
         let tokens = tokens_of(&req);
-        let (dialect, decision) = self.with_model(|m| (m.config().dialect, m.decide(now, tokens)));
+        let (dialect, limits_on_429_only, decision) = self.with_model(|m| {
+            let c = m.config();
+            (c.dialect, c.limits_on_429_only, m.decide(now, tokens))
+        });
         let result = if decision.outcome == Outcome::Refused {
             Err(ConnectionRefused::new())
         } else {
-            Ok(dialect::response(dialect, &decision, self.epoch + now))
+            Ok(dialect::response(
+                dialect,
+                limits_on_429_only,
+                &decision,
+                self.epoch + now,
+            ))
         };
         ResponseFuture {
             sleep: tokio::time::sleep(decision.delay),

@@ -41,7 +41,7 @@ fn the_same_inputs_give_byte_identical_rows_for_every_strategy() {
         assert_eq!(a.timeline, b.timeline, "{strategy}");
         let r = &a.row;
         assert_eq!(
-            r.succeeded + r.failed_permanent + r.timed_out + r.lost,
+            r.succeeded + r.failed_permanent + r.failed_client + r.timed_out + r.lost,
             r.requests,
             "{strategy}"
         );

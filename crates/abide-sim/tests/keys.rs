@@ -1,0 +1,231 @@
+//! The scenario keys of the random board: daily limits replenished continuously, limits
+//! stated only on 429s, oversized requests; each against hand-computed answers.
+
+use abide_headers::RateLimitHeaders;
+use abide_sim::strategy::Strategy;
+use abide_sim::{run, Algorithm, Outcome, RequestTokens, Scenario, Scope, ServerConfig, SimServer};
+use bytes::Bytes;
+use http::{Request, Response, StatusCode};
+use http_body_util::{BodyExt, Full};
+use std::time::Duration;
+use tower::ServiceExt;
+
+async fn send(server: &SimServer, tokens: u64) -> Response<Full<Bytes>> {
+    let mut req = Request::new(());
+    req.extensions_mut().insert(RequestTokens(tokens));
+    server.clone().oneshot(req).await.expect("an answer")
+}
+
+async fn text(res: Response<Full<Bytes>>) -> String {
+    String::from_utf8(res.into_body().collect().await.unwrap().to_bytes().to_vec()).unwrap()
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_daily_limit_refills_continuously_and_says_so_in_openais_words() {
+    // 10,000 per day: one request back every 8.64 s.
+    let server = SimServer::new(
+        ServerConfig {
+            requests_per_day: 10_000,
+            ..ServerConfig::default()
+        },
+        1,
+    );
+    server.with_model(|m| {
+        for _ in 0..10_000 {
+            assert_eq!(m.decide(Duration::ZERO, 0).outcome, Outcome::Served);
+        }
+    });
+    let res = send(&server, 0).await;
+    assert_eq!(res.status(), StatusCode::TOO_MANY_REQUESTS);
+    assert_eq!(
+        res.extensions().get::<Outcome>(),
+        Some(&Outcome::RateLimited(Scope::RequestsPerDay))
+    );
+    let wait = RateLimitHeaders::new().extract_response(&res).wait();
+    assert_eq!(wait, Some(Duration::from_millis(8640)));
+    let body = text(res).await;
+    assert!(
+        body.contains("on requests per day (RPD): Limit 10000, Used 10000, Requested 1. Please try again in 8.64s."),
+        "{body}"
+    );
+    // Waiting the stated 8.64 s is enough for exactly one more.
+    tokio::time::advance(Duration::from_millis(8640)).await;
+    assert_eq!(send(&server, 0).await.status(), StatusCode::OK);
+    assert_eq!(
+        send(&server, 0).await.status(),
+        StatusCode::TOO_MANY_REQUESTS
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_daily_token_limit_counts_each_request_cost() {
+    let server = SimServer::new(
+        ServerConfig {
+            tokens_per_day: 86_400,
+            ..ServerConfig::default()
+        },
+        1,
+    );
+    assert_eq!(send(&server, 86_000).await.status(), StatusCode::OK);
+    // 400 left; 1,000 more need 600 tokens of refill at 1 per second, less the 0.2 s the
+    // first request took to answer.
+    let res = send(&server, 1_000).await;
+    assert_eq!(
+        res.extensions().get::<Outcome>(),
+        Some(&Outcome::RateLimited(Scope::TokensPerDay))
+    );
+    assert_eq!(
+        RateLimitHeaders::new().extract_response(&res).wait(),
+        Some(Duration::from_millis(599_800))
+    );
+    assert!(text(res).await.contains("tokens per day (TPD)"));
+}
+
+#[tokio::test(start_paused = true)]
+async fn limits_on_429_only_leave_successes_bare() {
+    let server = SimServer::new(
+        ServerConfig {
+            algorithm: Algorithm::FixedWindow,
+            window: Duration::from_secs(10),
+            requests_per_window: 1,
+            limits_on_429_only: true,
+            ..ServerConfig::default()
+        },
+        1,
+    );
+    let ok = send(&server, 0).await;
+    assert_eq!(ok.status(), StatusCode::OK);
+    assert!(
+        RateLimitHeaders::new()
+            .extract_response(&ok)
+            .limits()
+            .is_empty(),
+        "{:?}",
+        ok.headers()
+    );
+    let limited = send(&server, 0).await;
+    assert_eq!(limited.status(), StatusCode::TOO_MANY_REQUESTS);
+    let snapshot = RateLimitHeaders::new().extract_response(&limited);
+    let requests = snapshot.requests().expect("the 429 states the limit");
+    assert_eq!((requests.limit, requests.remaining), (Some(1), Some(0)));
+    // The window ends 10 s after the start; the first answer took 0.2 s.
+    assert_eq!(snapshot.wait(), Some(Duration::from_millis(9_800)));
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_request_larger_than_the_whole_limit_is_refused_every_time_in_openais_words() {
+    let server = SimServer::new(
+        ServerConfig {
+            tokens_per_window: 7_000,
+            ..ServerConfig::default()
+        },
+        1,
+    );
+    for _ in 0..3 {
+        let res = send(&server, 12_903).await;
+        assert_eq!(res.status(), StatusCode::TOO_MANY_REQUESTS);
+        assert_eq!(res.extensions().get::<Outcome>(), Some(&Outcome::TooLarge));
+        let body = text(res).await;
+        assert!(
+            body.contains("Request too large") && body.contains("Limit 7000, Requested 12903"),
+            "{body}"
+        );
+        assert!(body.contains("must be reduced"), "{body}");
+        tokio::time::advance(Duration::from_secs(60)).await;
+    }
+    assert!(Outcome::TooLarge.is_client_error() && !Outcome::TooLarge.is_permanent());
+    assert!(!Outcome::TooLarge.is_rejection());
+}
+
+const OVERSIZED: &str = r#"
+name = "oversized"
+seed = 4
+[server]
+dialect = "openai"
+window_s = 60.0
+tokens_per_window = 100000
+[workload]
+requests = 200
+tokens_min = 100
+tokens_max = 200
+oversized_share = 0.1
+"#;
+
+#[test]
+fn oversized_requests_end_as_client_errors_not_losses_nor_exhaustion() {
+    let s = Scenario::from_toml("oversized.toml", OVERSIZED).unwrap();
+    let plan = s.plan();
+    let oversized = plan.iter().filter(|p| p.oversized).count() as u64;
+    // 10% of 200, give or take the draw.
+    assert!((8..=35).contains(&oversized), "{oversized}");
+    assert!(plan
+        .iter()
+        .all(|p| p.oversized == (p.tokens > 100_000)
+            && (p.oversized || (100..=200).contains(&p.tokens))));
+    assert!(plan
+        .iter()
+        .filter(|p| p.oversized)
+        .all(|p| p.tokens <= 300_000));
+    // One attempt each: the oversized ones are answered "too large" and end as client errors.
+    let row = run(&s, Strategy::None).unwrap().row;
+    assert_eq!(row.failed_client, oversized);
+    assert_eq!((row.succeeded, row.lost), (200 - oversized, 0));
+    assert_eq!((row.rejected, row.attempts_after_exhaustion), (0, 0));
+    // The ideal counts only what fits: 200 - oversized requests within the burst, 0.2 s.
+    let rounds = (200 - oversized).div_ceil(16) as f64;
+    assert!(
+        (row.ideal_makespan_s - 0.2 * rounds).abs() < 1e-6,
+        "{}",
+        row.ideal_makespan_s
+    );
+}
+
+#[test]
+fn the_new_keys_default_to_off_and_are_checked() {
+    let base = "name = 't'\n[server]\ndialect = 'openai'\n[workload]\nrequests = 10\n";
+    let s = Scenario::from_toml("t.toml", base).unwrap();
+    assert_eq!((s.server.requests_per_day, s.server.tokens_per_day), (0, 0));
+    assert!(!s.server.limits_on_429_only);
+    assert_eq!(s.workload.oversized_share, 0.0);
+    let bad = base.replace("requests = 10", "requests = 10\noversized_share = 0.1");
+    let msg = Scenario::from_toml("t.toml", &bad).unwrap_err().to_string();
+    assert!(
+        msg.contains("oversized_share") && msg.contains("token limit"),
+        "{msg}"
+    );
+    let bad = base.replace("requests = 10", "requests = 10\noversized_share = 1.5");
+    assert!(Scenario::from_toml("t.toml", &bad).is_err());
+    let gateway = base.replace(
+        "[workload]",
+        "[[server.outages]]\nstart_s = 1.0\nduration_s = 1.0\nstatus = 504\n[workload]",
+    );
+    assert_eq!(
+        Scenario::from_toml("t.toml", &gateway)
+            .unwrap()
+            .server
+            .outages[0]
+            .status,
+        Some(StatusCode::GATEWAY_TIMEOUT)
+    );
+    // Every built-in survives the trip through its TOML.
+    for s in Scenario::builtins() {
+        assert_eq!(Scenario::from_toml(&s.name, &s.to_toml()).unwrap(), s);
+    }
+}
+
+#[test]
+fn a_lone_caller_giving_up_on_an_outage_is_counted_apart_within_lost() {
+    let text = |concurrency: u32| {
+        format!(
+            "name = 'alone'\n[server]\ndialect = 'openai'\n[[server.outages]]\nstart_s = 0.0\nduration_s = 100.0\nstatus = 503\n[workload]\nrequests = 4\nconcurrency = {concurrency}\n"
+        )
+    };
+    // One caller: each request meets the outage alone and gives up on its 503.
+    let s = Scenario::from_toml("alone.toml", &text(1)).unwrap();
+    let row = run(&s, Strategy::None).unwrap().row;
+    assert_eq!((row.lost, row.gave_up_alone), (4, 4));
+    // Four callers at once: only the last to end was alone.
+    let s = Scenario::from_toml("busy.toml", &text(4)).unwrap();
+    let row = run(&s, Strategy::None).unwrap().row;
+    assert_eq!((row.lost, row.gave_up_alone), (4, 1));
+}
