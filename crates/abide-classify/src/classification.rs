@@ -52,39 +52,52 @@ impl fmt::Display for Class {
     }
 }
 
-/// What the limit that was hit counts.
-#[derive(Clone, Debug, Default, PartialEq, Eq, Hash)]
+/// What kind of limit was hit: what it counts, or the window or account it belongs to.
+/// Which limit (the bucket the server names) is [`Classification::bucket`].
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
 #[non_exhaustive]
 pub enum QuotaScope {
     /// Requests per window.
     Requests,
-    /// Tokens per window.
+    /// Tokens per window (input and output together, or not said which).
     Tokens,
-    /// Concurrent requests.
+    /// Input (prompt) tokens per window.
+    InputTokens,
+    /// Output (completion) tokens per window.
+    OutputTokens,
+    /// Concurrent requests, or contention on one object.
     Concurrency,
-    /// A per-day quota.
+    /// A per-day (or longer calendar) quota.
     Daily,
     /// Credits, billing or spend limits.
     Billing,
-    /// A bucket the server names.
-    Named(Name),
     /// Not stated.
     #[default]
     Unspecified,
 }
 
 impl QuotaScope {
-    /// The scope as `abide inspect --json` prints it.
-    pub fn as_str(&self) -> &str {
+    /// The scope as `abide inspect --json` prints it: `requests`, `tokens`,
+    /// `input_tokens`, `output_tokens`, `concurrency`, `daily`, `billing`, `unspecified`.
+    pub fn as_str(&self) -> &'static str {
         match self {
             QuotaScope::Requests => "requests",
             QuotaScope::Tokens => "tokens",
+            QuotaScope::InputTokens => "input_tokens",
+            QuotaScope::OutputTokens => "output_tokens",
             QuotaScope::Concurrency => "concurrency",
             QuotaScope::Daily => "daily",
             QuotaScope::Billing => "billing",
-            QuotaScope::Named(n) => n.as_str(),
             QuotaScope::Unspecified => "unspecified",
         }
+    }
+
+    /// True for the token kinds.
+    pub fn is_tokens(&self) -> bool {
+        matches!(
+            self,
+            QuotaScope::Tokens | QuotaScope::InputTokens | QuotaScope::OutputTokens
+        )
     }
 }
 
@@ -130,8 +143,11 @@ pub struct Classification {
     pub retryable: bool,
     /// The wait the response states or implies (headers, body or prose).
     pub retry_after: Option<Duration>,
-    /// What the limit counts.
+    /// What kind of limit was hit.
     pub scope: QuotaScope,
+    /// Which limit, when the server names it (GitHub's `x-ratelimit-resource`, a Discord
+    /// bucket, an IETF policy name).
+    pub bucket: Option<Name>,
     /// Whether the server may have processed the request.
     pub processing: Processing,
     /// The rule that fired.
@@ -158,6 +174,7 @@ impl Classification {
             retryable,
             retry_after: None,
             scope: QuotaScope::Unspecified,
+            bucket: None,
             processing,
             reason: Reason(reason),
         }
@@ -177,6 +194,12 @@ impl Classification {
     /// Sets the scope.
     pub fn with_scope(mut self, scope: QuotaScope) -> Self {
         self.scope = scope;
+        self
+    }
+
+    /// Sets the bucket name.
+    pub fn with_bucket(mut self, bucket: Option<Name>) -> Self {
+        self.bucket = bucket;
         self
     }
 

@@ -4,205 +4,12 @@
 //! tower-test mock and over loopback (a hyper 1 server on 127.0.0.1, the hyper-util
 //! legacy client), which must agree and deliver the body byte for byte.
 
-use abide_classify::{classify, Class, Classification, Processing, QuotaClassifierLayer};
-use abide_headers::RateLimitHeaders;
-use bytes::Bytes;
-use http::{HeaderMap, HeaderName, HeaderValue, StatusCode};
-use http::{Request, Response};
-use http_body_util::{BodyExt, Full};
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
-use tower::{Layer, Service, ServiceExt};
-use tower_test::mock;
+mod common;
 
-/// The instant responses are read at (GitHub epoch resets are relative to it).
-const NOW: u64 = 1_700_000_000;
-
-struct Case {
-    /// The rule and where it comes from.
-    rule: &'static str,
-    status: u16,
-    headers: &'static [(&'static str, &'static str)],
-    body: Option<&'static str>,
-    class: Class,
-    retryable: bool,
-    scope: &'static str,
-    wait_ms: Option<u64>,
-}
-
-fn run(case: &Case) -> Classification {
-    let mut headers = HeaderMap::new();
-    for (k, v) in case.headers {
-        headers.append(
-            HeaderName::from_bytes(k.as_bytes()).unwrap(),
-            HeaderValue::from_str(v).unwrap(),
-        );
-    }
-    let now = UNIX_EPOCH + Duration::from_secs(NOW);
-    let snapshot = RateLimitHeaders::new().with_now(now).extract(&headers);
-    classify(
-        StatusCode::from_u16(case.status).unwrap(),
-        &headers,
-        case.body.map(str::as_bytes),
-        &snapshot,
-    )
-}
-
-/// The same case through the layer over a tower-test mock: the verdict it attaches and
-/// the body the caller reads.
-async fn through_layer(case: &Case) -> (Classification, Bytes) {
-    let now = UNIX_EPOCH + Duration::from_secs(NOW);
-    let layer = QuotaClassifierLayer::new()
-        .with_graphql(true)
-        .with_headers(RateLimitHeaders::new().with_now(now));
-    let (mock, mut handle) = mock::pair::<Request<()>, Response<Full<Bytes>>>();
-    let mut svc = layer.layer(mock);
-    let mut response = Response::new(Full::new(Bytes::from_static(
-        case.body.unwrap_or("").as_bytes(),
-    )));
-    *response.status_mut() = StatusCode::from_u16(case.status).unwrap();
-    for (k, v) in case.headers {
-        response.headers_mut().append(
-            HeaderName::from_bytes(k.as_bytes()).unwrap(),
-            HeaderValue::from_str(v).unwrap(),
-        );
-    }
-    let served = tokio::spawn(async move {
-        let (_req, send) = handle.next_request().await.unwrap();
-        send.send_response(response);
-    });
-    let request = Request::builder()
-        .uri("https://api.example.com/graphql")
-        .body(())
-        .unwrap();
-    let res = svc.ready().await.unwrap().call(request).await.unwrap();
-    served.await.unwrap();
-    let verdict = res.extensions().get::<Classification>().unwrap().clone();
-    (verdict, res.into_body().collect().await.unwrap().to_bytes())
-}
-
-/// A case as the loopback server sends it.
-#[derive(Clone)]
-struct Canned {
-    status: u16,
-    headers: Vec<(String, String)>,
-    body: Bytes,
-}
-
-/// The cases over loopback: a hyper server answers `/N/graphql` with case N; a hyper-util
-/// client behind the layer asks for each.
-async fn through_hyper(cases: &[Case]) -> Vec<(Classification, Bytes)> {
-    use hyper_util::rt::{TokioExecutor, TokioIo};
-    let canned: std::sync::Arc<Vec<Canned>> = std::sync::Arc::new(
-        cases
-            .iter()
-            .map(|c| Canned {
-                status: c.status,
-                headers: c
-                    .headers
-                    .iter()
-                    .map(|(k, v)| (k.to_string(), v.to_string()))
-                    .collect(),
-                body: Bytes::from_static(c.body.unwrap_or("").as_bytes()),
-            })
-            .collect(),
-    );
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    tokio::spawn(async move {
-        while let Ok((stream, _)) = listener.accept().await {
-            let canned = canned.clone();
-            let answer = hyper::service::service_fn(move |req: Request<hyper::body::Incoming>| {
-                let n: usize = req.uri().path().split('/').nth(1).unwrap().parse().unwrap();
-                let c = canned[n].clone();
-                let mut res = Response::new(Full::new(c.body));
-                *res.status_mut() = StatusCode::from_u16(c.status).unwrap();
-                for (k, v) in c.headers {
-                    res.headers_mut().append(
-                        HeaderName::from_bytes(k.as_bytes()).unwrap(),
-                        HeaderValue::from_str(&v).unwrap(),
-                    );
-                }
-                std::future::ready(Ok::<_, std::convert::Infallible>(res))
-            });
-            tokio::spawn(
-                hyper::server::conn::http1::Builder::new()
-                    .serve_connection(TokioIo::new(stream), answer),
-            );
-        }
-    });
-    let now = UNIX_EPOCH + Duration::from_secs(NOW);
-    let client = hyper_util::client::legacy::Client::builder(TokioExecutor::new())
-        .build_http::<Full<Bytes>>();
-    let svc = QuotaClassifierLayer::new()
-        .with_graphql(true)
-        .with_headers(RateLimitHeaders::new().with_now(now))
-        .layer(client);
-    let mut out = Vec::new();
-    for n in 0..cases.len() {
-        let req = Request::get(format!("http://{addr}/{n}/graphql"))
-            .body(Full::new(Bytes::new()))
-            .unwrap();
-        let res = svc.clone().oneshot(req).await.unwrap();
-        let verdict = res.extensions().get::<Classification>().unwrap().clone();
-        out.push((verdict, res.into_body().collect().await.unwrap().to_bytes()));
-    }
-    out
-}
-
-fn check(cases: &[Case]) {
-    let _ = SystemTime::now;
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap();
-    let mut failures = Vec::new();
-    let over_hyper = rt.block_on(through_hyper(cases));
-    for (case, (wire, wire_body)) in cases.iter().zip(over_hyper) {
-        let got = run(case);
-        let (layered, body) = rt.block_on(through_layer(case));
-        if wire != got {
-            failures.push(format!(
-                "{}: over hyper {wire:?}, classify says {got:?}",
-                case.rule
-            ));
-        }
-        if wire_body != case.body.unwrap_or("").as_bytes() {
-            failures.push(format!("{}: body changed over hyper", case.rule));
-        }
-        if layered != got {
-            failures.push(format!(
-                "{}: layer says {layered:?}, classify says {got:?}",
-                case.rule
-            ));
-        }
-        if body != case.body.unwrap_or("").as_bytes() {
-            failures.push(format!("{}: body changed on the way", case.rule));
-        }
-        let wait = got.retry_after.map(|d| d.as_millis() as u64);
-        if got.class != case.class
-            || got.retryable != case.retryable
-            || got.scope.as_str() != case.scope
-            || wait != case.wait_ms
-        {
-            failures.push(format!(
-                "{}: want {:?} retryable={} scope={} wait={:?}; got {:?} retryable={} scope={} wait={:?} ({})",
-                case.rule,
-                case.class,
-                case.retryable,
-                case.scope,
-                case.wait_ms,
-                got.class,
-                got.retryable,
-                got.scope,
-                wait,
-                got.reason
-            ));
-        }
-    }
-    assert!(failures.is_empty(), "\n{}", failures.join("\n"));
-}
-
-const JSON: (&str, &str) = ("content-type", "application/json");
+use abide_classify::{classify, Class, Processing};
+use common::{check, Case, JSON};
+use http::{HeaderMap, StatusCode};
+use std::time::Duration;
 
 #[test]
 fn openai_and_azure_openai_errors_are_told_apart() {
@@ -278,21 +85,75 @@ fn openai_and_azure_openai_errors_are_told_apart() {
             wait_ms: Some(644),
         },
         Case {
-            rule: "OpenAI per-day limit (RPD) is quota even with a stated 9m38.016s wait",
+            // Issue 13 supersedes the old row (quota whatever the wait): OpenAI and Groq
+            // replenish daily limits continuously, so a stated short wait beats the words.
+            rule: "OpenAI per-day limit (RPD) with a stated 9m38.016s wait is a rate limit (platform.openai.com/docs/guides/rate-limits)",
             status: 429,
             headers: &[JSON],
             body: Some(r#"{"error":{"message":"Rate limit reached for gpt-4o-mini in organization org-AbC123 on requests per day (RPD): Limit 200, Used 200, Requested 1. Please try again in 9m38.016s. Visit https://platform.openai.com/account/rate-limits to learn more.","type":"requests","param":null,"code":"rate_limit_exceeded"}}"#),
-            class: Class::QuotaExhausted,
-            retryable: false,
+            class: Class::RateLimited,
+            retryable: true,
             scope: "daily",
             wait_ms: Some(578_016),
         },
         Case {
-            rule: "OpenAI request too large for the TPM limit can never fit",
+            rule: "OpenAI per-day limit (RPD) with 'try again in 8.64s' is a rate limit with that wait",
+            status: 429,
+            headers: &[JSON],
+            body: Some(r#"{"error":{"message":"Rate limit reached for gpt-4o in organization org-AbC123 on requests per day (RPD): Limit 10000, Used 10000, Requested 1. Please try again in 8.64s. Visit https://platform.openai.com/account/rate-limits to learn more.","type":"requests","param":null,"code":"rate_limit_exceeded"}}"#),
+            class: Class::RateLimited,
+            retryable: true,
+            scope: "daily",
+            wait_ms: Some(8_640),
+        },
+        Case {
+            rule: "Groq per-day token limit with 'try again in 7m12s' (console.groq.com/docs/rate-limits)",
+            status: 429,
+            headers: &[JSON, ("retry-after", "432")],
+            body: Some(r#"{"error":{"message":"Rate limit reached for model `llama-3.3-70b-versatile` in organization `org_01` service tier `on_demand` on tokens per day (TPD): Limit 100000, Used 99850, Requested 1200. Please try again in 7m12s. Need more tokens? Upgrade to Dev Tier today at https://console.groq.com/settings/billing","type":"tokens","code":"rate_limit_exceeded"}}"#),
+            class: Class::RateLimited,
+            retryable: true,
+            scope: "daily",
+            wait_ms: Some(432_000),
+        },
+        Case {
+            rule: "A per-day limit with no stated wait anywhere is exhaustion",
+            status: 429,
+            headers: &[JSON],
+            body: Some(r#"{"error":{"message":"Rate limit reached for gpt-4o on requests per day (RPD): Limit 200, Used 200, Requested 1.","type":"requests","code":"rate_limit_exceeded"}}"#),
+            class: Class::QuotaExhausted,
+            retryable: false,
+            scope: "daily",
+            wait_ms: None,
+        },
+        Case {
+            // Issue 13 supersedes the old row (quota exhausted): the account is fine, the
+            // request must shrink.
+            rule: "OpenAI request too large for the TPM limit can never fit: a client error",
             status: 429,
             headers: &[JSON],
             body: Some(r#"{"error":{"message":"Request too large for gpt-4 in organization org-AbC123 on tokens per min (TPM): Limit 10000, Requested 15000. The input or output tokens must be reduced in order to run successfully. Visit https://platform.openai.com/account/rate-limits to learn more.","type":"tokens","param":null,"code":"rate_limit_exceeded"}}"#),
-            class: Class::QuotaExhausted,
+            class: Class::ClientError,
+            retryable: false,
+            scope: "tokens",
+            wait_ms: None,
+        },
+        Case {
+            rule: "A request larger than the whole limit never fits, even beside 'try again in' and a retry-after",
+            status: 429,
+            headers: &[JSON, ("retry-after", "9"), ("x-should-retry", "true")],
+            body: Some(r#"{"error":{"message":"Rate limit reached for gpt-4o in organization org-AbC123 on tokens per min (TPM): Limit 7000, Used 0, Requested ~12903. Please try again in 8.1s. Visit https://platform.openai.com/account/rate-limits to learn more.","type":"tokens","param":null,"code":"rate_limit_exceeded"}}"#),
+            class: Class::ClientError,
+            retryable: false,
+            scope: "tokens",
+            wait_ms: None,
+        },
+        Case {
+            rule: "Groq 413 request too large on TPM (console.groq.com/docs/errors)",
+            status: 413,
+            headers: &[JSON],
+            body: Some(r#"{"error":{"message":"Request too large for model `llama3-70b-8192` in organization `org_01` service tier `on_demand` on tokens per minute (TPM): Limit 6000, Requested 7705, please reduce your message size and try again.","type":"tokens","code":"rate_limit_exceeded"}}"#),
+            class: Class::ClientError,
             retryable: false,
             scope: "tokens",
             wait_ms: None,
@@ -390,7 +251,7 @@ fn anthropic_errors_are_told_apart() {
             body: Some(r#"{"type":"error","error":{"type":"rate_limit_error","message":"This request would exceed the rate limit for your organization (1f0c6d2e) of 50,000 input tokens per minute. For details, refer to: https://docs.claude.com/en/api/rate-limits."},"request_id":"req_011CSHoEeqs5C35K2UUqR7Fy"}"#),
             class: Class::RateLimited,
             retryable: true,
-            scope: "tokens",
+            scope: "input_tokens",
             wait_ms: Some(7000),
         },
         Case {
@@ -464,10 +325,32 @@ fn google_gemini_vertex_and_cloud_errors_are_told_apart() {
             status: 429,
             headers: &[JSON],
             body: Some(r#"{"error":{"code":429,"message":"You exceeded your current quota, please check your plan and billing details. For more information on this error, head to: https://ai.google.dev/gemini-api/docs/rate-limits.","status":"RESOURCE_EXHAUSTED","details":[{"@type":"type.googleapis.com/google.rpc.QuotaFailure","violations":[{"quotaMetric":"generativelanguage.googleapis.com/generate_content_free_tier_requests","quotaId":"GenerateRequestsPerDayPerProjectPerModel-FreeTier","quotaDimensions":{"location":"global","model":"gemini-2.5-flash"},"quotaValue":"250"}]},{"@type":"type.googleapis.com/google.rpc.Help","links":[{"description":"Learn more about Gemini API quotas","url":"https://ai.google.dev/gemini-api/docs/rate-limits"}]},{"@type":"type.googleapis.com/google.rpc.RetryInfo","retryDelay":"22s"}]}}"#),
+            // Issue 13 supersedes the old row (quota whatever RetryInfo says): a daily cap
+            // in the details is exhaustion only with no shorter RetryInfo.
+            class: Class::RateLimited,
+            retryable: true,
+            scope: "daily",
+            wait_ms: Some(22_000),
+        },
+        Case {
+            rule: "Gemini per-day quota id with no RetryInfo is exhaustion",
+            status: 429,
+            headers: &[JSON],
+            body: Some(r#"{"error":{"code":429,"message":"You exceeded your current quota, please check your plan and billing details.","status":"RESOURCE_EXHAUSTED","details":[{"@type":"type.googleapis.com/google.rpc.QuotaFailure","violations":[{"quotaMetric":"generativelanguage.googleapis.com/generate_content_free_tier_requests","quotaId":"GenerateRequestsPerDayPerProjectPerModel-FreeTier","quotaValue":"250"}]}]}}"#),
             class: Class::QuotaExhausted,
             retryable: false,
             scope: "daily",
-            wait_ms: Some(22_000),
+            wait_ms: None,
+        },
+        Case {
+            rule: "Cloud API ErrorInfo quota_limit naming a per-day cap, no RetryInfo (cloud.google.com/apis/design/errors)",
+            status: 429,
+            headers: &[JSON],
+            body: Some(r#"{"error":{"code":429,"message":"Quota exceeded for quota metric 'Queries' and limit 'Queries per day' of service 'translate.googleapis.com'.","status":"RESOURCE_EXHAUSTED","details":[{"@type":"type.googleapis.com/google.rpc.ErrorInfo","reason":"RATE_LIMIT_EXCEEDED","domain":"googleapis.com","metadata":{"quota_limit":"DefaultRequestsPerDayPerProject","quota_metric":"translate.googleapis.com/default_requests","service":"translate.googleapis.com"}}]}}"#),
+            class: Class::QuotaExhausted,
+            retryable: false,
+            scope: "daily",
+            wait_ms: None,
         },
         Case {
             rule: "Gemini per-minute quota id: same message, but a transient limit with RetryInfo",
@@ -532,7 +415,7 @@ fn aws_throttling_and_service_quotas_are_told_apart() {
             body: Some(r#"{"message":"Too many requests, please wait before trying again."}"#),
             class: Class::RateLimited,
             retryable: true,
-            scope: "unspecified",
+            scope: "requests",
             wait_ms: None,
         },
         Case {
@@ -552,7 +435,7 @@ fn aws_throttling_and_service_quotas_are_told_apart() {
             body: Some(r#"{"message":"Too Many Requests"}"#),
             class: Class::RateLimited,
             retryable: true,
-            scope: "unspecified",
+            scope: "requests",
             wait_ms: None,
         },
         Case {
@@ -588,7 +471,7 @@ fn github_rate_limits_are_told_from_permission_errors() {
             body: Some(r#"{"message":"API rate limit exceeded for user ID 1234.","documentation_url":"https://docs.github.com/rest/overview/rate-limits-for-the-rest-api"}"#),
             class: Class::RateLimited,
             retryable: true,
-            scope: "core",
+            scope: "requests/core",
             wait_ms: Some(60_000),
         },
         Case {
@@ -628,7 +511,7 @@ fn github_rate_limits_are_told_from_permission_errors() {
             body: Some(r#"{"errors":[{"type":"RATE_LIMITED","message":"API rate limit exceeded for user ID 1234."}]}"#),
             class: Class::RateLimited,
             retryable: true,
-            scope: "graphql",
+            scope: "unspecified/graphql",
             wait_ms: Some(120_000),
         },
         Case {
@@ -658,13 +541,15 @@ fn stripe_honeycomb_problem_json_and_tracking_apis_are_classified() {
             wait_ms: None,
         },
         Case {
-            rule: "Stripe lock_timeout: retry soon, the object was busy (stripe-ruby #841)",
+            // Issue 13 supersedes the old row (server error): contention on one object is
+            // a rate limit on concurrency (docs.stripe.com/rate-limits, "Lock contention").
+            rule: "Stripe lock_timeout: retry soon, serialize writes (docs.stripe.com/error-codes/lock-timeout)",
             status: 429,
             headers: &[JSON, ("stripe-should-retry", "true")],
             body: Some(r#"{"error":{"code":"lock_timeout","message":"This object cannot be accessed right now because another API request or Stripe process is currently accessing it. If you see this error intermittently, retry the request.","type":"invalid_request_error"}}"#),
-            class: Class::ServerError,
+            class: Class::RateLimited,
             retryable: true,
-            scope: "unspecified",
+            scope: "concurrency",
             wait_ms: None,
         },
         Case {
@@ -704,7 +589,7 @@ fn stripe_honeycomb_problem_json_and_tracking_apis_are_classified() {
             body: Some(r#"{"status":429,"type":"https://api.honeycomb.io/problems/rate-limited","title":"You have exceeded your rate limit.","error":"You have exceeded your rate limit.","detail":"You have exceeded your rate limit."}"#),
             class: Class::RateLimited,
             retryable: true,
-            scope: "unspecified",
+            scope: "requests",
             wait_ms: Some(54_000),
         },
         Case {
@@ -714,7 +599,7 @@ fn stripe_honeycomb_problem_json_and_tracking_apis_are_classified() {
             body: Some(r#"{"errors":[{"id":"7a1b","status":"429","code":"rate_limited","title":"Too Many Requests","detail":"Rate limit exceeded. Retry after 30 seconds."}]}"#),
             class: Class::RateLimited,
             retryable: true,
-            scope: "unspecified",
+            scope: "requests",
             wait_ms: Some(30_000),
         },
         Case {
@@ -754,7 +639,7 @@ fn stripe_honeycomb_problem_json_and_tracking_apis_are_classified() {
             body: Some(r#"{"code":429,"msg":"Too many requests, rate limit exceeded"}"#),
             class: Class::RateLimited,
             retryable: true,
-            scope: "unspecified",
+            scope: "requests",
             wait_ms: Some(15_000),
         },
     ]);
@@ -780,7 +665,7 @@ fn generic_fallback_by_status_code() {
             body: Some("Too Many Requests"),
             class: Class::RateLimited,
             retryable: true,
-            scope: "unspecified",
+            scope: "requests",
             wait_ms: None,
         },
         Case {
@@ -806,7 +691,7 @@ fn generic_fallback_by_status_code() {
         Case {
             // draft-ietf-httpapi-ratelimit-headers §3/§4: the RateLimit item whose `r=0`
             // names the exhausted policy; the message only says what it counts.
-            rule: "IETF 429 names the exhausted policy: its name is the scope",
+            rule: "IETF 429 names the exhausted policy: its name is the bucket, the kind requests (the drafts' default unit)",
             status: 429,
             headers: &[
                 (
@@ -820,7 +705,7 @@ fn generic_fallback_by_status_code() {
             body: Some("Too many requests: the burst policy allows 100 requests per minute."),
             class: Class::RateLimited,
             retryable: true,
-            scope: "burst",
+            scope: "requests/burst",
             wait_ms: Some(12_000),
         },
         Case {

@@ -172,7 +172,11 @@ struct JsonClassification<'a> {
     retryable: bool,
     #[serde(skip_serializing_if = "Option::is_none")]
     retry_after_s: Option<Secs>,
+    /// The kind of limit hit.
     scope: &'a str,
+    /// Which limit, when the server names it.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    bucket: Option<&'a str>,
 }
 
 impl Report {
@@ -227,6 +231,7 @@ impl Report {
                 retryable: self.classification.retryable,
                 retry_after_s: self.classification.retry_after.map(Secs),
                 scope: self.classification.scope.as_str(),
+                bucket: self.classification.bucket.as_ref().map(|b| b.as_str()),
             },
         }
     }
@@ -244,9 +249,10 @@ impl Report {
             "HTTP {}{reason}: {}{}",
             self.status.as_u16(),
             describe_class(c.class),
-            match c.scope.as_str() {
-                "unspecified" => String::new(),
-                scope => format!(" (scope: {scope})"),
+            match (c.scope.as_str(), &c.bucket) {
+                ("unspecified", None) => String::new(),
+                (scope, None) => format!(" (scope: {scope})"),
+                (scope, Some(bucket)) => format!(" (scope: {scope}, bucket: {bucket})"),
             }
         );
         let _ = writeln!(out, "  rule: {}", c.reason);
@@ -280,6 +286,10 @@ impl Report {
                 "retry with exponential backoff and jitter; the server stated no wait.".to_string()
             }
             (Class::AuthError, _) => "fix the credentials or permissions; retrying will not help.".to_string(),
+            // Only a request larger than the whole limit is a client error about tokens.
+            (Class::ClientError, _) if c.scope == abide_classify::QuotaScope::Tokens => {
+                "make the request smaller: it is larger than the whole limit, so no wait lets it through (the account is fine).".to_string()
+            }
             _ => "change the request; retrying it as is will not help.".to_string(),
         };
         let _ = writeln!(out, "  what to do: {advice}");

@@ -64,6 +64,9 @@ fn openai_token_429_reports_both_windows_and_the_wait() {
     );
     assert_eq!(v["classification"]["class"], "rate_limited");
     assert_eq!(v["classification"]["retryable"], true);
+    assert_eq!(v["classification"]["scope"], "tokens");
+    // No bucket named: the key is omitted, not null.
+    assert_eq!(v["classification"].get("bucket"), None);
 }
 
 #[test]
@@ -88,6 +91,7 @@ fn anthropic_resets_are_measured_from_the_date_header() {
         ]
     );
     assert_eq!(v["classification"]["class"], "rate_limited");
+    assert_eq!(v["classification"]["scope"], "input_tokens");
 }
 
 #[test]
@@ -101,6 +105,9 @@ fn github_epoch_reset_becomes_seconds_from_date() {
     );
     // A 403 with x-ratelimit-remaining: 0 is GitHub's primary rate limit, not a permission error.
     assert_eq!(v["classification"]["class"], "rate_limited");
+    // The kind is what the limit counts; the bucket is the resource GitHub names.
+    assert_eq!(v["classification"]["scope"], "requests");
+    assert_eq!(v["classification"]["bucket"], "core");
 }
 
 #[test]
@@ -114,6 +121,8 @@ fn ietf_policies_are_joined_by_name() {
             json!({"scope": "daily", "limit": 1000, "remaining": 600, "reset_s": 50000, "window_s": 86400}),
         ]
     );
+    assert_eq!(v["classification"]["scope"], "requests");
+    assert_eq!(v["classification"]["bucket"], "burst");
 }
 
 #[test]
@@ -226,6 +235,11 @@ fn human_output_quotes_what_the_server_said() {
         overloaded.starts_with("HTTP 529: the provider is overloaded"),
         "{overloaded}"
     );
+    let github = text("github-403-rate-limit.http");
+    assert!(
+        github.contains("(scope: requests, bucket: core)"),
+        "{github}"
+    );
 }
 
 #[test]
@@ -293,4 +307,17 @@ fn hostile_headers_never_crash_the_binary() {
     );
     let v: Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(v["status"], 429);
+}
+
+#[test]
+fn a_request_larger_than_the_whole_limit_is_a_client_error_explained_in_words() {
+    let v = inspect_json("openai-429-request-too-large.http");
+    assert_eq!(v["classification"]["class"], "client_error");
+    assert_eq!(v["classification"]["retryable"], false);
+    assert_eq!(v["classification"]["scope"], "tokens");
+    assert_eq!(v["classification"].get("retry_after_s"), None);
+    let path = example("openai-429-request-too-large.http");
+    let text = String::from_utf8(abide(&["inspect", path.to_str().unwrap()], b"").stdout).unwrap();
+    assert!(text.contains("make the request smaller"), "{text}");
+    assert!(text.contains("larger than the whole limit"), "{text}");
 }

@@ -21,21 +21,22 @@
 //! | family | fields | [`Dialect`] |
 //! |---|---|---|
 //! | IETF drafts 08–11 | `RateLimit-Policy: "name";q=;w=;qu=;pk=`, `RateLimit: "name";r=;t=;pk=` | `Ietf` |
+//! | IETF draft 12 (working copy) | `RateLimit: name;a=;w=;c=` (Token ids), `RateLimit-Partition: name;dim="v"` | `Ietf` |
 //! | IETF draft 07 (Honeycomb) | `RateLimit: limit=, remaining=, reset=`, `RateLimit-Policy: 100;w=60` | `IetfDraft07` |
 //! | IETF drafts 04–06 | `RateLimit-Limit/-Remaining/-Reset` + `RateLimit-Policy` | `IetfDraft06` |
-//! | IETF drafts 00–03 (W&B's remaining-only form too) | `RateLimit-Limit: 10, 10;w=1`, `-Remaining`, `-Reset` | `IetfDraft03` |
+//! | IETF drafts 00–03 (W&B's remaining-only form too) | `RateLimit-Limit: 10, 10;w=1`, `-Remaining: 76;w=60`, `-Reset` | `IetfDraft03` |
 //! | the wait | `retry-after-ms`, `x-ms-retry-after-ms`, Traefik `X-Retry-In`, `Retry-After` | (the snapshot's [`retry_after`](RateLimitSnapshot::retry_after)) |
 //! | OpenAI, Azure OpenAI, Groq | `x-ratelimit-{limit,remaining,reset}-{requests,tokens}` (Go durations, Azure `-1`) | `OpenAi` |
 //! | Anthropic | `anthropic-ratelimit-{requests,tokens,input-tokens,output-tokens}-*` (RFC 3339) | `Anthropic` |
 //! | GitHub | `x-ratelimit-*` with `-resource`, `-used`, epoch reset | `GitHub` |
-//! | generic, Envoy | `X-RateLimit-Limit/-Remaining/-Reset/-Used` | `XRateLimit` |
+//! | generic, Envoy | `X-RateLimit-Limit/-Remaining/-Reset/-Used`, `-Reset-Ms` | `XRateLimit` |
 //! | X, Okta, Zendesk | `X-Rate-Limit-*`, `X-Rate-Limit` | `XRateLimit` |
 //! | X 24-hour caps | `x-app-limit-24hour-*`, `x-user-limit-24hour-*` | `X` |
 //! | GitLab | `RateLimit-Name/-Observed/-Reset/-ResetTime` | `GitLab` |
 //! | Discord | `X-RateLimit-Bucket/-Reset-After/-Global` | `Discord` |
 //! | Reddit | `X-Ratelimit-Used/-Remaining` (decimal) | `Reddit` |
 //! | Atlassian | `X-RateLimit-Reset` as ISO 8601, `RateLimit-Reason` | `Atlassian` |
-//! | Kong | `X-RateLimit-Limit-Minute`, `X-RateLimit-Remaining-Videos-Hour`, ... | `Kong` |
+//! | Kong, gateways' per-window headers | `X-RateLimit-Limit-Minute`, `RateLimit-Remaining-Hour`, `X-RateLimit-Remaining-Videos-Day`, ... | `Kong` |
 //! | Linear | `X-RateLimit-{Requests,Complexity}-*` | `Linear` |
 //! | Shopify | `X-Shopify-Shop-Api-Call-Limit: 32/40` | `Shopify` |
 //! | Salesforce | `Sforce-Limit-Info: api-usage=25/5000` | `Salesforce` |
@@ -56,10 +57,12 @@
 //! - The wait ([`RateLimitSnapshot::wait`]): an explicit retry field (millisecond variants
 //!   first), else the latest reset among exhausted limits, else none. A status code alone
 //!   never implies one.
-//! - Nothing is invented: a field the headers do not state stays `None`.
+//! - Nothing is invented: a field the headers do not state stays `None`, and headers that
+//!   carry no numbers (a bare policy name, a bucket id alone) create no limit.
 //! - Malformed fields are skipped one by one, each reported as a `tracing` debug event
-//!   (field, value prefix, reason); the rest still parse. Numbers are capped (counts at
-//!   10^15 − 1, durations at about ten years), at most [`MAX_LIMITS`] limits are kept, and
+//!   (field, value prefix, reason); the rest still parse. A number that breaks its
+//!   field's grammar is dropped (an sf-integer of more than 15 digits in the IETF fields);
+//!   plain counts are capped (at 10^15 − 1, durations at about ten years), at most [`MAX_LIMITS`] limits are kept, and
 //!   work is linear in the header size.
 //! - Repeated field lines combine as RFC 9110 §5.3 says: list fields in order; a singleton
 //!   field only when every line agrees.

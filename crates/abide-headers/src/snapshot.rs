@@ -285,6 +285,8 @@ pub struct Limit {
     pub unit: Option<QuotaUnit>,
     /// The IETF partition key, when stated.
     pub partition_key: Option<PartitionKey>,
+    /// What this request cost in the limit's units, when stated (IETF draft 12 `c`).
+    pub cost: Option<u64>,
     /// The format it was read from.
     pub dialect: Dialect,
 }

@@ -50,10 +50,14 @@ fn fields(
         })
 }
 
+/// The snapshot the headers of `limits` read back as: a limit stating no numbers is not
+/// written and creates no limit (issue 13).
 fn snapshot_of(limits: Vec<Limit>, retry_after: Option<Duration>) -> RateLimitSnapshot {
     let mut s = RateLimitSnapshot::new();
     for l in limits {
-        s.push(l);
+        if l.limit.is_some() || l.remaining.is_some() || l.reset.is_some() || l.window.is_some() {
+            s.push(l);
+        }
     }
     s.set_retry_after(retry_after);
     s

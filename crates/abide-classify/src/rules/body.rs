@@ -2,6 +2,8 @@
 //! Stripe, RFC 9457 problem+json, JSON:API and GraphQL; XML (AWS S3/query protocols) and
 //! plain text by phrase.
 
+use super::cost::{self, CostFinding};
+use super::fits;
 use super::google::DetailHints;
 use super::prose;
 use super::text::{contains, contains_any, find};
@@ -14,6 +16,9 @@ use std::time::Duration;
 pub(crate) struct BodyFinding {
     pub(crate) verdict: Option<Classification>,
     pub(crate) wait: Option<Duration>,
+    /// The verdict is about the request itself (it can never fit) and stands whatever
+    /// the status says.
+    pub(crate) definite: bool,
 }
 
 /// Most error objects looked at in a JSON `errors` array.
@@ -63,6 +68,8 @@ struct Fields {
     texts: Vec<String>,
     hints: DetailHints,
     details_seen: bool,
+    /// What a stated GraphQL cost model says (Shopify `extensions.cost`).
+    cost: Option<CostFinding>,
 }
 
 impl Fields {
@@ -83,6 +90,7 @@ impl Fields {
                 self.error_object(e);
             }
         }
+        self.cost = cost::read(v);
         self.error_object(v);
     }
 
@@ -188,21 +196,41 @@ impl Fields {
             .texts
             .iter()
             .find_map(|t| prose::find_wait(t.as_bytes()));
-        let wait = self.hints.retry_delay.or(text_wait);
-        let verdict = self.verdict(success).map(|c| {
+        let cost_wait = match self.cost {
+            Some(CostFinding::Wait(w)) => Some(w),
+            _ => None,
+        };
+        let wait = self.hints.retry_delay.or(cost_wait).or(text_wait);
+        let verdict = self.verdict(success);
+        let definite = verdict.as_ref().is_some_and(fits::is_never_fits);
+        let verdict = verdict.map(|c| {
+            if definite {
+                return c;
+            }
             let wait = c.retry_after.or(wait);
             c.with_retry_after(wait)
         });
-        BodyFinding { verdict, wait }
+        BodyFinding {
+            verdict,
+            wait,
+            definite,
+        }
     }
 
     fn verdict(&self, success: bool) -> Option<Classification> {
         let texts = || self.texts.iter().map(|t| t.as_bytes());
+        // A per-day or per-month window is the kind that matters most (it decides whether
+        // waiting helps), so it beats what the code says is counted ("type": "requests").
         let scope = || {
+            if texts().any(|t| contains_any(t, CALENDAR_PHRASES)) {
+                return QuotaScope::Daily;
+            }
             self.codes
                 .iter()
                 .find_map(|c| match c.as_str() {
                     "tokens" => Some(QuotaScope::Tokens),
+                    "input_tokens" => Some(QuotaScope::InputTokens),
+                    "output_tokens" => Some(QuotaScope::OutputTokens),
                     "requests" => Some(QuotaScope::Requests),
                     _ => None,
                 })
@@ -230,17 +258,25 @@ impl Fields {
         if let Some(c) = by_rank(Rank::Quota) {
             return Some(c);
         }
+        // A request larger than the whole limit can never fit, whatever else is said.
+        if self.cost == Some(CostFinding::NeverFits) || texts().any(fits::text_never_fits) {
+            return Some(fits::never_fits());
+        }
         if let Some(c) = texts().find_map(quota_phrase) {
             return Some(c);
         }
-        if let Some(c) = by_rank(Rank::RateLimit) {
-            return Some(c.with_scope(scope()));
-        }
+        // Capacity words mean overload whatever the status or code says.
         if let Some(c) = by_rank(Rank::Overload).or_else(|| {
             texts()
                 .any(|t| contains_any(t, OVERLOAD_PHRASES))
-                .then(|| Classification::new(Class::Overloaded, "body: overloaded"))
+                .then(|| Classification::new(Class::Overloaded, "body: capacity words"))
         }) {
+            return Some(c);
+        }
+        if let Some(mut c) = by_rank(Rank::RateLimit) {
+            if c.scope == QuotaScope::Unspecified {
+                c.scope = scope();
+            }
             return Some(c);
         }
         if !success {
@@ -259,16 +295,45 @@ impl Fields {
             };
             return Some(Classification::new(Class::RateLimited, reason).with_scope(scope()));
         }
+        // A per-day or per-month limit by name: a rate limit when a wait is stated, else
+        // exhaustion (decided once every wait is known, in `finish`).
+        if texts().any(|t| contains_any(t, CALENDAR_PHRASES)) {
+            return Some(
+                Classification::new(Class::RateLimited, "body: per-day or per-month limit")
+                    .with_scope(QuotaScope::Daily),
+            );
+        }
         None
     }
 }
 
+/// Words naming a per-day or per-month limit (OpenAI "(RPD)"/"(TPD)", Google "per day").
+const CALENDAR_PHRASES: &[&str] = &[
+    "per day",
+    "(rpd)",
+    "(tpd)",
+    "daily limit",
+    "daily quota",
+    "perday",
+    "per month",
+    "monthly limit",
+    "monthly quota",
+    "permonth",
+];
+
+/// Capacity words: the provider, not the client, is short (Anthropic "Overloaded",
+/// Gemini "The model is overloaded", OpenAI "currently overloaded", Mistral/others "high
+/// demand", "peak load").
 const OVERLOAD_PHRASES: &[&str] = &[
     "overloaded",
     "high demand",
+    "peak load",
     "over capacity",
     "at capacity",
+    "out of capacity",
+    "insufficient capacity",
     "experiencing heavy load",
+    "heavy traffic",
 ];
 
 const RATE_LIMIT_PHRASES: &[&str] = &[
@@ -283,33 +348,6 @@ const RATE_LIMIT_PHRASES: &[&str] = &[
 
 /// Phrases that mean waiting seconds or minutes will not help.
 pub(crate) fn quota_phrase(t: &[u8]) -> Option<Classification> {
-    // OpenAI: "Request too large for gpt-4 ... on tokens per min (TPM)": it can never fit.
-    if contains(t, "request too large") {
-        return Some(
-            Classification::new(
-                Class::QuotaExhausted,
-                "openai: request too large for the limit",
-            )
-            .with_scope(QuotaScope::Tokens),
-        );
-    }
-    // OpenAI "(RPD)"/"(TPD)", Google and others "per day".
-    if contains_any(
-        t,
-        &[
-            "per day",
-            "(rpd)",
-            "(tpd)",
-            "daily limit",
-            "daily quota",
-            "perday",
-        ],
-    ) {
-        return Some(
-            Classification::new(Class::QuotaExhausted, "body: per-day quota")
-                .with_scope(QuotaScope::Daily),
-        );
-    }
     if contains_any(
         t,
         &[
@@ -340,22 +378,45 @@ pub(crate) fn quota_phrase(t: &[u8]) -> Option<Classification> {
     None
 }
 
-/// What a message says the limit counts.
+/// What kind of limit a message says was hit (issue 13: "requests per", "too many
+/// requests", "rate exceeded", "request rate" are requests; token words tokens;
+/// "concurrent" concurrency).
 pub(crate) fn scope_from_text(t: &[u8]) -> QuotaScope {
-    if contains_any(t, &["concurren"]) {
+    if contains_any(t, &["concurren", "in flight", "in-flight", "simultaneous"]) {
         QuotaScope::Concurrency
-    } else if contains_any(t, &["per day", "(rpd)", "(tpd)", "daily"]) {
+    } else if contains_any(t, CALENDAR_PHRASES) || contains_any(t, &["daily", "monthly"]) {
         QuotaScope::Daily
-    } else if contains_any(t, &["token"]) {
+    } else if contains_any(
+        t,
+        &["input token", "input_token", "prompt token", "input-token"],
+    ) {
+        QuotaScope::InputTokens
+    } else if contains_any(
+        t,
+        &[
+            "output token",
+            "output_token",
+            "completion token",
+            "output-token",
+        ],
+    ) {
+        QuotaScope::OutputTokens
+    } else if contains(t, "token") {
         QuotaScope::Tokens
     } else if contains_any(
         t,
         &[
             "requests per",
             "requests_per",
+            "request per",
             "(rpm)",
+            "(rps)",
             "call rate",
             "request rate",
+            "rate of requests",
+            "too many requests",
+            "rate exceeded",
+            "number of requests",
         ],
     ) {
         QuotaScope::Requests
@@ -467,9 +528,12 @@ fn code_verdict(code: &str) -> Option<(Rank, Classification)> {
             (Rank::Overload, c(Class::Overloaded, "body: overloaded"))
         }
         // Stripe: another request holds the object; retry soon, nothing was done.
+        // Stripe: another request holds the object (docs.stripe.com/error-codes#lock-timeout,
+        // docs.stripe.com/rate-limits "lock contention"): retry soon, serialize writes.
         "lock_timeout" => (
-            Rank::Server,
-            c(Class::ServerError, "stripe: lock_timeout").with_processing(Processing::NotProcessed),
+            Rank::RateLimit,
+            c(Class::RateLimited, "stripe: lock_timeout, object busy")
+                .with_scope(QuotaScope::Concurrency),
         ),
         "modelnotreadyexception" => (
             Rank::Server,

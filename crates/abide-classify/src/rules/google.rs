@@ -33,7 +33,20 @@ impl DetailHints {
     pub(crate) fn quota_text(&mut self, t: &[u8]) {
         // Google quota ids read `GenerateRequestsPerDayPerProjectPerModel-FreeTier`,
         // `..._requests_per_minute_per_project_...` or prose "per day".
-        if contains_any(t, &["perday", "per_day", "per day", "daily", "-day"]) {
+        if contains_any(
+            t,
+            &[
+                "perday",
+                "per_day",
+                "per day",
+                "daily",
+                "-day",
+                "permonth",
+                "per_month",
+                "per month",
+                "monthly",
+            ],
+        ) {
             self.daily = true;
         }
         if contains_any(
@@ -85,10 +98,18 @@ impl DetailHints {
                 .with_scope(QuotaScope::Billing)
         } else if self.auth_reason {
             Classification::new(Class::AuthError, "google.rpc ErrorInfo: credentials")
-        } else if self.daily {
+        } else if self.daily && self.retry_delay.is_none() {
             Classification::new(
                 Class::QuotaExhausted,
                 "google.rpc QuotaFailure: per-day quota",
+            )
+            .with_scope(QuotaScope::Daily)
+        } else if self.daily {
+            // A stated RetryInfo beats the quota's name (the long-wait rule still turns
+            // a wait of hours into exhaustion).
+            Classification::new(
+                Class::RateLimited,
+                "google.rpc QuotaFailure: per-day quota with RetryInfo",
             )
             .with_scope(QuotaScope::Daily)
         } else if self.quota_failure || self.rate_limit_reason || self.retry_delay.is_some() {

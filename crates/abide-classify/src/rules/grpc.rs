@@ -137,7 +137,7 @@ pub(crate) fn classify_code(
         }
         None => {}
     }
-    c
+    super::settle_calendar(c)
 }
 
 fn resource_exhausted(message: &[u8], hints: &DetailHints) -> Classification {

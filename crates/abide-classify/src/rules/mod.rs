@@ -1,14 +1,16 @@
 //! The built-in rules: status, headers, body and gRPC status, vendor by vendor.
 
 pub(crate) mod body;
+pub(crate) mod cost;
 pub(crate) mod error;
+pub(crate) mod fits;
 pub(crate) mod google;
 pub(crate) mod grpc;
 pub(crate) mod prose;
 pub(crate) mod text;
 
 use crate::{Class, Classification, Processing, QuotaScope};
-use abide_headers::{QuotaUnit, RateLimitSnapshot, Scope};
+use abide_headers::{Dialect, QuotaUnit, RateLimitSnapshot, Scope};
 use http::{HeaderMap, HeaderName, StatusCode};
 use std::time::Duration;
 
@@ -76,7 +78,8 @@ pub(crate) fn classify(
         match found.verdict {
             // A 429/503/529 stays a throttle even when the body names a generic request error.
             Some(v)
-                if !(c.class.is_throttle() || status == StatusCode::SERVICE_UNAVAILABLE)
+                if found.definite
+                    || !(c.class.is_throttle() || status == StatusCode::SERVICE_UNAVAILABLE)
                     || !matches!(v.class, Class::ClientError | Class::AuthError) =>
             {
                 c = v
@@ -148,15 +151,16 @@ fn github(
     let resource = headers
         .get(X_RATELIMIT_RESOURCE)
         .and_then(|r| r.to_str().ok())
-        .map(|r| QuotaScope::Named(abide_headers::Name::new(r)));
+        .filter(|r| !r.trim().is_empty())
+        .map(|r| abide_headers::Name::new(r.trim()));
     if remaining_zero && c.class != Class::RateLimited {
         let mut v =
             Classification::new(Class::RateLimited, "rate-limit headers: nothing remaining");
-        v.scope = resource.unwrap_or_default();
+        v.bucket = resource;
         v.retry_after = c.retry_after;
         *c = v;
-    } else if remaining_zero && c.scope == QuotaScope::Unspecified {
-        c.scope = resource.unwrap_or_default();
+    } else if remaining_zero && c.bucket.is_none() {
+        c.bucket = resource;
     } else if status == StatusCode::FORBIDDEN && snapshot.retry_after().is_some() {
         *c = Classification::new(Class::RateLimited, "github: 403 with retry-after")
             .with_retry_after(c.retry_after);
@@ -181,6 +185,10 @@ fn finish(
     if c.class == Class::Success {
         return c;
     }
+    if fits::is_never_fits(&c) {
+        // No wait and no retry header makes a request fit that is larger than the limit.
+        return c;
+    }
     if !success {
         // The header wait is authoritative; a longer body wait is a floor too.
         c.retry_after = match (c.retry_after, snapshot.wait()) {
@@ -189,15 +197,13 @@ fn finish(
         };
     }
     if matches!(c.class, Class::RateLimited | Class::QuotaExhausted) {
+        // The headers naming the exhausted limit (IETF `"burst";r=0`, GitHub `core`)
+        // say which bucket it is; the cap keys its state by it.
+        if c.bucket.is_none() {
+            c.bucket = named_exhausted(snapshot);
+        }
         if c.scope == QuotaScope::Unspecified {
             c.scope = scope_from_snapshot(snapshot);
-        } else if matches!(c.scope, QuotaScope::Requests | QuotaScope::Tokens) {
-            // The headers naming the exhausted policy (IETF `"burst";r=0`) are more precise
-            // than what a message says it counts ("100 requests per minute"): report the
-            // bucket the server named, as the cap keys its state by it.
-            if let Some(named) = named_exhausted(snapshot) {
-                c.scope = named;
-            }
         }
     }
     // OpenAI and Anthropic SDKs obey `x-should-retry`; Stripe's `Stripe-Should-Retry`.
@@ -207,6 +213,7 @@ fn finish(
                 c = if c.class.is_throttle() {
                     Classification::new(Class::QuotaExhausted, "explicit do-not-retry header")
                         .with_scope(c.scope)
+                        .with_bucket(c.bucket)
                         .with_retry_after(c.retry_after)
                 } else {
                     c.with_retryable(false)
@@ -217,34 +224,63 @@ fn finish(
             None => {}
         }
     }
+    c = settle_calendar(c);
     if c.retryable && c.retry_after.is_some_and(|w| w > opts.long_wait) {
         c = Classification::new(Class::QuotaExhausted, "stated wait of hours")
             .with_scope(c.scope)
+            .with_bucket(c.bucket)
             .with_retry_after(c.retry_after);
     }
     c
 }
 
-/// The first exhausted limit the headers name (an IETF policy, a GitHub resource).
-fn named_exhausted(snapshot: &RateLimitSnapshot) -> Option<QuotaScope> {
+/// A per-day or per-month limit is a rate limit while a wait is stated (OpenAI and Groq
+/// replenish daily limits continuously: "per day ... Please try again in 8.64s"); with no
+/// stated wait it is exhaustion.
+pub(crate) fn settle_calendar(c: Classification) -> Classification {
+    if c.class == Class::RateLimited && c.scope == QuotaScope::Daily && c.retry_after.is_none() {
+        return Classification::new(Class::QuotaExhausted, "per-day limit with no stated wait")
+            .with_scope(QuotaScope::Daily)
+            .with_bucket(c.bucket);
+    }
+    c
+}
+
+/// The name of the first exhausted limit the headers name (an IETF policy, a GitHub
+/// resource, a Discord bucket).
+fn named_exhausted(snapshot: &RateLimitSnapshot) -> Option<abide_headers::Name> {
     snapshot.exhausted().find_map(|l| match &l.scope {
-        Scope::Named(n) => Some(QuotaScope::Named(n.clone())),
+        Scope::Named(n) => Some(n.clone()),
         _ => None,
     })
 }
 
+/// The kind of the first exhausted limit whose kind the headers state.
 fn scope_from_snapshot(snapshot: &RateLimitSnapshot) -> QuotaScope {
     snapshot
         .exhausted()
         .find_map(|l| match &l.scope {
-            Scope::Tokens | Scope::InputTokens | Scope::OutputTokens => Some(QuotaScope::Tokens),
+            Scope::Tokens => Some(QuotaScope::Tokens),
+            Scope::InputTokens => Some(QuotaScope::InputTokens),
+            Scope::OutputTokens => Some(QuotaScope::OutputTokens),
             Scope::Requests => Some(QuotaScope::Requests),
-            Scope::Named(n) => Some(QuotaScope::Named(n.clone())),
             _ => match l.unit {
                 Some(QuotaUnit::Requests) => Some(QuotaScope::Requests),
                 Some(QuotaUnit::Tokens) => Some(QuotaScope::Tokens),
                 Some(QuotaUnit::ConcurrentRequests) => Some(QuotaScope::Concurrency),
-                _ => None,
+                Some(_) => None,
+                // The IETF drafts' default quota unit is "requests"; GitHub's REST and
+                // Discord's buckets count requests (GitHub's `graphql` resource counts
+                // points, so it states no kind).
+                None => match l.dialect {
+                    Dialect::Ietf
+                    | Dialect::IetfDraft07
+                    | Dialect::IetfDraft06
+                    | Dialect::IetfDraft03 => Some(QuotaScope::Requests),
+                    Dialect::GitHub if l.scope.as_str() != "graphql" => Some(QuotaScope::Requests),
+                    Dialect::Discord | Dialect::GitLab => Some(QuotaScope::Requests),
+                    _ => None,
+                },
             },
         })
         .unwrap_or_default()

@@ -7,7 +7,12 @@
 //! - draft 07: `RateLimit: limit=10, remaining=5, reset=30` (a Dictionary) plus the
 //!   integer `RateLimit-Policy`;
 //! - drafts 08–11: `RateLimit-Policy: "burst";q=100;w=60;qu="request";pk=:AQ==:` and
-//!   `RateLimit: "burst";r=50;t=30;pk=:AQ==:` (Lists), joined by policy name.
+//!   `RateLimit: "burst";r=50;t=30;pk=:AQ==:` (Lists), joined by policy name;
+//! - the draft-12 working copy (ietf-wg-httpapi/ratelimit-headers PR #166, issue #158):
+//!   `RateLimit: burst;a=50;w=30;c=1` (`a` available, `w` the effective window, i.e. the
+//!   time until it resets, `c` the cost of this request), policy ids as Token or String,
+//!   and a `RateLimit-Partition: burst;user_id="u1"` field whose fixed dimension values
+//!   make the partition key (sorted by dimension, joined with U+001F).
 //!
 //! Structured fields are parsed with `sfv`'s visitors, which borrow from the header value
 //! and do not allocate. A field whose lines do not parse as RFC 9651 says is ignored whole
@@ -28,6 +33,7 @@ use std::time::Duration;
 names! {
     RATELIMIT = "ratelimit";
     RATELIMIT_POLICY = "ratelimit-policy";
+    RATELIMIT_PARTITION = "ratelimit-partition";
     RATELIMIT_LIMIT = "ratelimit-limit";
     RATELIMIT_REMAINING = "ratelimit-remaining";
     RATELIMIT_RESET = "ratelimit-reset";
@@ -47,8 +53,50 @@ struct Member {
     w: Option<Duration>,
     r: Option<u64>,
     t: Option<Duration>,
+    /// The cost of this request (`c`, draft 12).
+    c: Option<u64>,
     qu: Option<QuotaUnit>,
     pk: Option<PartitionKey>,
+    /// `RateLimit-Partition` dimensions with a fixed value, in arrival order.
+    dims: Dims,
+}
+
+/// The most partition dimensions kept per policy.
+const MAX_DIMS: usize = 4;
+
+/// Fixed partition dimension values (`user_id="u1"`), bounded.
+#[derive(Clone, Default)]
+struct Dims {
+    items: [(Option<Name>, Option<Name>); MAX_DIMS],
+    len: usize,
+}
+
+impl Dims {
+    fn add(&mut self, key: &str, value: &str) {
+        if let Some(slot) = self.items.get_mut(self.len) {
+            *slot = (Some(Name::new(key)), Some(Name::new(value)));
+            self.len += 1;
+        }
+    }
+
+    /// The partition key: the values sorted by dimension name, joined with U+001F (the
+    /// construction PR #166 proposes). `None` when no dimension has a fixed value.
+    fn key(&self) -> Option<PartitionKey> {
+        if self.len == 0 {
+            return None;
+        }
+        let mut dims: Vec<(&str, &str)> = self.items[..self.len]
+            .iter()
+            .filter_map(|(k, v)| Some((k.as_ref()?.as_str(), v.as_ref()?.as_str())))
+            .collect();
+        dims.sort_by(|a, b| a.0.cmp(b.0));
+        let joined = dims
+            .iter()
+            .map(|(_, v)| *v)
+            .collect::<Vec<_>>()
+            .join("\u{1f}");
+        Some(PartitionKey::new(joined.as_bytes()))
+    }
 }
 
 impl Member {
@@ -213,8 +261,10 @@ impl<'de> ParameterVisitor<'de> for Params<'_> {
         match key.as_str() {
             "q" | "l" => m.q = int_param(&v, "q"),
             "w" | "window" => m.w = int_param(&v, "w").map(|s| value::cap(Duration::from_secs(s))),
-            "r" => m.r = int_param(&v, "r"),
+            // Draft 12 renames `r` to `a` (available) and `t` to `w` on `RateLimit` items.
+            "r" | "a" => m.r = int_param(&v, "r"),
             "t" => m.t = int_param(&v, "t").map(|s| value::cap(Duration::from_secs(s))),
+            "c" => m.c = int_param(&v, "c"),
             "qu" => {
                 m.qu = match &v {
                     BareItemFromInput::String(s) => Some(unit(s.as_str())),
@@ -236,8 +286,13 @@ impl<'de> ParameterVisitor<'de> for Params<'_> {
                     }
                 }
             }
-            // Extension parameters (`comment`, `burst`, vendor ones) are not ours to read.
-            _ => {}
+            // `RateLimit-Partition` dimensions with a fixed value; extension parameters
+            // (`comment`, vendor ones) are not ours to read.
+            k => match &v {
+                BareItemFromInput::String(s) => m.dims.add(k, s.as_str()),
+                BareItemFromInput::Token(t) => m.dims.add(k, t.as_str()),
+                _ => {}
+            },
         }
         Ok(())
     }
@@ -396,10 +451,14 @@ fn join(cx: &mut Cx<'_>, policy: Option<&Members>, live: Option<&Members>) {
             let found = cx.snap.limits_mut()[start..]
                 .iter_mut()
                 .find(|l| matches!(&l.scope, Scope::Named(n) if n == name));
+            // Draft 12: `w` on a `RateLimit` item is the effective window, the time
+            // until the quota resets.
+            let reset = m.t.or(m.w);
             match found {
                 Some(l) => {
                     l.remaining = m.r;
-                    l.reset = m.t;
+                    l.reset = reset;
+                    l.cost = m.c;
                     if l.partition_key.is_none() {
                         l.partition_key = m.pk.clone();
                     }
@@ -407,7 +466,8 @@ fn join(cx: &mut Cx<'_>, policy: Option<&Members>, live: Option<&Members>) {
                 None => {
                     let mut l = Limit::new(Scope::Named(name.clone()), Dialect::Ietf);
                     l.remaining = m.r;
-                    l.reset = m.t;
+                    l.reset = reset;
+                    l.cost = m.c;
                     l.partition_key = m.pk.clone();
                     cx.push(l);
                 }
@@ -416,6 +476,31 @@ fn join(cx: &mut Cx<'_>, policy: Option<&Members>, live: Option<&Members>) {
     }
     if truncated {
         cx.snap.mark_truncated();
+    }
+    if cx.headers.contains_key(&RATELIMIT_PARTITION) {
+        partition(cx, start);
+    }
+}
+
+/// `RateLimit-Partition` (draft 12 working copy): each member names a policy and carries
+/// its partition dimensions as parameters; fixed values make the key of limits that state
+/// none. A field that does not parse is ignored whole, like the others.
+fn partition(cx: &mut Cx<'_>, start: usize) {
+    let Some(members) = parse_list(cx, &RATELIMIT_PARTITION) else {
+        return;
+    };
+    for m in members.as_slice() {
+        let (Some(name), Some(key)) = (&m.name, m.dims.key()) else {
+            continue;
+        };
+        if let Some(l) = cx.snap.limits_mut()[start..]
+            .iter_mut()
+            .find(|l| matches!(&l.scope, Scope::Named(n) if n == name))
+        {
+            if l.partition_key.is_none() {
+                l.partition_key = Some(key);
+            }
+        }
     }
 }
 
@@ -458,6 +543,51 @@ fn push_with_policies(
     }
 }
 
+/// An sf-integer count: digits only, at most 15 of them (RFC 9651 §3.3.1). Unlike the
+/// plain `x-ratelimit-*` counts, a longer number breaks the field's grammar and is
+/// dropped, not capped.
+fn sf_count(s: &str) -> Result<u64, value::ValueError> {
+    let digits = value::trim_ows(s);
+    if digits.len() > 15 && digits.bytes().all(|b| b.is_ascii_digit()) {
+        return Err(value::ValueError::TooLong);
+    }
+    value::count(s)
+}
+
+/// A field's bare value and its `w` parameter, for the draft-00-style fields that take
+/// parameters after the number (`RateLimit-Remaining: 76;w=21600`). Other parameters are
+/// ignored; a malformed `w` is dropped on its own.
+fn with_params<'h>(cx: &Cx<'h>, name: &HeaderName) -> (Option<&'h str>, Option<Duration>) {
+    let Some(s) = text(cx.headers, name) else {
+        return (None, None);
+    };
+    let mut parts = s.split(';').map(value::trim_ows);
+    let bare = parts.next().filter(|b| !b.is_empty());
+    let w = parts
+        .filter_map(|p| p.strip_prefix("w="))
+        .find_map(|w| match sf_count(w) {
+            Ok(secs) => Some(value::cap(Duration::from_secs(secs))),
+            Err(why) => {
+                malformed(name, s, why);
+                None
+            }
+        });
+    (bare, w)
+}
+
+/// A reset value (see [`reset`]) already cut from its parameters.
+fn reset_value(cx: &Cx<'_>, name: &HeaderName, s: &str) -> Option<Duration> {
+    let whole = value::trim_ows(s).split('.').next().unwrap_or_default();
+    let parsed = match value::fixed(s) {
+        // An integer part over 15 digits breaks the sf-integer grammar: dropped.
+        Ok(_) if whole.len() > 15 => Err(value::ValueError::TooLong),
+        Ok(x) => Ok(value::reset_by_magnitude(x, cx.now)),
+        Err(value::ValueError::NotANumber) => value::http_date(s).map(|t| value::until(t, cx.now)),
+        Err(e) => Err(e),
+    };
+    parsed.map_err(|why| malformed(name, s, why)).ok()
+}
+
 /// A reset that servers send as delta seconds (the drafts) or epoch seconds (GitLab and
 /// others reusing the name): decided by magnitude; an HTTP-date is tolerated too.
 fn reset(cx: &Cx<'_>, name: &HeaderName) -> Option<Duration> {
@@ -480,7 +610,8 @@ fn triple(cx: &mut Cx<'_>, policy: Option<&Members>) {
     let mut main = Limit::new(Scope::Unspecified, dialect);
     let mut inline_policies = None;
     // Fast path for the usual bare number; lists of policies go through the SF parser.
-    let plain = cx.text(&RATELIMIT_LIMIT).and_then(|s| value::count(s).ok());
+    // An sf-integer has at most 15 digits (RFC 9651 §3.3.1): a longer one is dropped.
+    let plain = cx.text(&RATELIMIT_LIMIT).and_then(|s| sf_count(s).ok());
     if plain.is_some() {
         main.limit = plain;
     } else if cx.headers.contains_key(&RATELIMIT_LIMIT) {
@@ -501,8 +632,16 @@ fn triple(cx: &mut Cx<'_>, policy: Option<&Members>) {
             None => {}
         }
     }
-    main.remaining = cx.count(&RATELIMIT_REMAINING);
-    main.reset = reset(cx, &RATELIMIT_RESET);
+    // Parameters may follow every field's value (`76;w=21600` on Remaining too).
+    let (remaining, w_remaining) = with_params(cx, &RATELIMIT_REMAINING);
+    main.remaining = remaining.and_then(|s| {
+        sf_count(s)
+            .map_err(|why| malformed(&RATELIMIT_REMAINING, s, why))
+            .ok()
+    });
+    let (reset_text, w_reset) = with_params(cx, &RATELIMIT_RESET);
+    main.reset = reset_text.and_then(|s| reset_value(cx, &RATELIMIT_RESET, s));
+    main.window = main.window.or(w_remaining).or(w_reset);
     if main.limit.is_none() && main.remaining.is_none() && main.reset.is_none() {
         return;
     }

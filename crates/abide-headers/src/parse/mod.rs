@@ -78,7 +78,7 @@ impl Seen {
         if let Some(rest) = n.strip_prefix("x-ratelimit-") {
             return match rest {
                 "limit" => Self::XRL | Self::XRL_LIMIT,
-                "remaining" | "reset" => Self::XRL,
+                "remaining" | "reset" | "reset-ms" => Self::XRL,
                 "used" => Self::XRL | Self::XRL_USED,
                 "bucket" | "global" | "scope" | "reset-after" => Self::DISCORD,
                 "resource" => Self::GITHUB,
@@ -88,7 +88,7 @@ impl Seen {
                 _ if rest.starts_with("requests-") || rest.starts_with("complexity-") => {
                     Self::LINEAR
                 }
-                _ if rest.starts_with("limit-") => Self::KONG,
+                _ if rest.starts_with("limit-") || rest.starts_with("remaining-") => Self::KONG,
                 _ => 0,
             };
         }
@@ -96,8 +96,12 @@ impl Seen {
             return match rest {
                 "" => Self::IETF_LIST,
                 "-policy" => Self::IETF_POLICY,
+                // Draft 12: read with the policies and the `RateLimit` list.
+                "-partition" => Self::IETF_POLICY,
                 "-limit" | "-remaining" | "-reset" => Self::IETF_TRIPLE,
                 "-name" | "-observed" | "-resettime" => Self::GITLAB,
+                // Per-window gateway headers (`RateLimit-Limit-Minute`).
+                _ if rest.starts_with("-limit-") || rest.starts_with("-remaining-") => Self::KONG,
                 _ => 0,
             };
         }
@@ -179,6 +183,15 @@ impl Cx<'_> {
     /// Adds a limit, merging a generic duplicate into the counter already kept (see the
     /// module docs).
     pub(crate) fn push(&mut self, limit: Limit) {
+        // A header that carries no numbers creates no limit.
+        if limit.limit.is_none()
+            && limit.remaining.is_none()
+            && limit.reset.is_none()
+            && limit.window.is_none()
+        {
+            tracing::debug!(scope = %limit.scope, "ignoring a rate limit that states no numbers");
+            return;
+        }
         if limit.scope == Scope::Unspecified && limit.limit.is_some() {
             if let Some(kept) = self.snap.limits_mut().iter_mut().find(|k| {
                 k.dialect != limit.dialect

@@ -13,6 +13,7 @@ names! {
     RESET = "x-ratelimit-reset";
     USED = "x-ratelimit-used";
     RESET_AFTER = "x-ratelimit-reset-after";
+    RESET_MS = "x-ratelimit-reset-ms";
     RESOURCE = "x-ratelimit-resource";
     BUCKET = "x-ratelimit-bucket";
     GLOBAL = "x-ratelimit-global";
@@ -47,6 +48,28 @@ fn reset(cx: &Cx<'_>, name: &HeaderName) -> Option<Duration> {
             .or_else(|_| value::rfc3339(s))
             .map(|t| value::until(t, now)),
         Err(e) => Err(e),
+    })
+}
+
+/// `X-RateLimit-Reset-Ms`: the reset in milliseconds, as the servers that send it say
+/// (delta milliseconds, or an epoch in milliseconds: decided by magnitude against now).
+fn reset_ms(cx: &Cx<'_>, name: &HeaderName) -> Option<Duration> {
+    let now = cx.now;
+    cx.field(name, |s| {
+        value::fixed(s).map(|x| {
+            // Below 10^11 ms (about 3 years) it is a delta; above, an epoch in milliseconds.
+            if x.whole < 100_000_000_000 {
+                x.millis()
+            } else {
+                value::reset_by_magnitude(
+                    value::Fixed {
+                        whole: x.whole,
+                        nanos: 0,
+                    },
+                    now,
+                )
+            }
+        })
     })
 }
 
@@ -130,7 +153,7 @@ fn generic(cx: &mut Cx<'_>, dialect: Dialect) {
             l.remaining = Some(limit.saturating_sub(used));
         }
     }
-    l.reset = reset(cx, &RESET);
+    l.reset = reset(cx, &RESET).or_else(|| reset_ms(cx, &RESET_MS));
     if l.limit.is_some() || l.remaining.is_some() || l.reset.is_some() {
         cx.push(l);
     }
@@ -200,42 +223,76 @@ fn reddit(cx: &mut Cx<'_>) {
     cx.push(l);
 }
 
-/// Kong's rate-limiting plugin (<https://docs.konghq.com/hub/kong-inc/rate-limiting/>,
-/// "Headers sent to the client"): `X-RateLimit-Limit-Minute`, `X-RateLimit-Remaining-Hour`,
-/// ... one pair per configured window, counting requests; its response-ratelimiting
-/// plugin names the limit too: `X-RateLimit-Limit-Videos-Minute`. Kong's `RateLimit-*`
-/// triple repeats the most constrained window and merges into it (see the module docs).
+/// Per-window headers as API gateways emit them, several at once. Kong's rate-limiting
+/// plugin (<https://docs.konghq.com/hub/kong-inc/rate-limiting/>, "Headers sent to the
+/// client"): `X-RateLimit-Limit-Minute`, `X-RateLimit-Remaining-Hour`, ... one pair per
+/// configured window (`-Second` to `-Year`), counting requests; its response-ratelimiting
+/// plugin names the limit too: `X-RateLimit-Limit-Videos-Minute`. The same pairs without
+/// the `X-` prefix (`RateLimit-Limit-Minute`) and a remaining without its limit are read
+/// alike. Kong's `RateLimit-*` triple repeats the most constrained window and merges into
+/// it (see the module docs).
 fn kong(cx: &mut Cx<'_>) {
-    const LIMIT_PREFIX: &str = "x-ratelimit-limit-";
+    const PAIRS: [(&str, &str); 2] = [
+        ("x-ratelimit-limit-", "x-ratelimit-remaining-"),
+        ("ratelimit-limit-", "ratelimit-remaining-"),
+    ];
     let headers = cx.headers;
-    for name in headers.keys() {
-        let Some(rest) = name.as_str().strip_prefix(LIMIT_PREFIX) else {
-            continue;
-        };
-        let Some((label, window)) = kong_window(rest) else {
-            continue;
-        };
-        let scope = if label.is_empty() {
-            Scope::Requests
-        } else {
-            Scope::Named(Name::new(label))
-        };
-        let mut l = Limit::new(scope, Dialect::Kong);
-        l.limit = cx.count(name);
-        let mut remaining = [0u8; 128];
-        let key = b"x-ratelimit-remaining-";
-        if key.len() + rest.len() <= remaining.len() {
-            remaining[..key.len()].copy_from_slice(key);
-            remaining[key.len()..key.len() + rest.len()].copy_from_slice(rest.as_bytes());
-            if let Ok(rname) = HeaderName::from_bytes(&remaining[..key.len() + rest.len()]) {
-                l.remaining = cx.count(&rname);
+    for (limit_prefix, remaining_prefix) in PAIRS {
+        for name in headers.keys() {
+            let n = name.as_str();
+            let (rest, is_limit) = match (
+                n.strip_prefix(limit_prefix),
+                n.strip_prefix(remaining_prefix),
+            ) {
+                (Some(rest), _) => (rest, true),
+                (_, Some(rest)) => (rest, false),
+                _ => continue,
+            };
+            let Some((label, window)) = kong_window(rest) else {
+                continue;
+            };
+            let partner = partner_name(
+                if is_limit {
+                    remaining_prefix
+                } else {
+                    limit_prefix
+                },
+                rest,
+            );
+            // A remaining whose limit is present is read with that limit.
+            if !is_limit && partner.as_ref().is_some_and(|p| headers.contains_key(p)) {
+                continue;
+            }
+            let scope = if label.is_empty() {
+                Scope::Requests
+            } else {
+                Scope::Named(Name::new(label))
+            };
+            let mut l = Limit::new(scope, Dialect::Kong);
+            if is_limit {
+                l.limit = cx.count(name);
+                l.remaining = partner.as_ref().and_then(|p| cx.count(p));
+            } else {
+                l.remaining = cx.count(name);
+            }
+            l.window = window;
+            if l.limit.is_some() || l.remaining.is_some() {
+                cx.push(l);
             }
         }
-        l.window = window;
-        if l.limit.is_some() || l.remaining.is_some() {
-            cx.push(l);
-        }
     }
+}
+
+/// `prefix` + `rest` as a header name, without allocating; `None` when too long.
+fn partner_name(prefix: &str, rest: &str) -> Option<HeaderName> {
+    let mut buf = [0u8; 128];
+    let len = prefix.len() + rest.len();
+    if len > buf.len() {
+        return None;
+    }
+    buf[..prefix.len()].copy_from_slice(prefix.as_bytes());
+    buf[prefix.len()..len].copy_from_slice(rest.as_bytes());
+    HeaderName::from_bytes(&buf[..len]).ok()
 }
 
 /// Splits Kong's `[<name>-]<window>` suffix. Months and years are calendar periods of
