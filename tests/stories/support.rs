@@ -24,6 +24,7 @@ pub enum Reply {
         status: u16,
         headers: Vec<(&'static str, String)>,
         verdict: Option<Classification>,
+        body: &'static str,
     },
     /// The connection fails with this error kind.
     Fail(io::ErrorKind),
@@ -41,7 +42,15 @@ impl Reply {
             status,
             headers: Vec::new(),
             verdict: None,
+            body: "{}",
         }
+    }
+
+    pub fn body(mut self, text: &'static str) -> Self {
+        if let Reply::Answer { body, .. } = &mut self {
+            *body = text;
+        }
+        self
     }
 
     pub fn header(mut self, name: &'static str, value: impl Into<String>) -> Self {
@@ -119,12 +128,15 @@ impl Api {
                 status,
                 headers,
                 verdict,
+                body,
             } => {
                 let mut res = Response::builder().status(status);
                 for (name, value) in headers {
                     res = res.header(name, value);
                 }
-                let mut res = res.body(Full::new(Bytes::from_static(b"{}"))).unwrap();
+                let mut res = res
+                    .body(Full::new(Bytes::from_static(body.as_bytes())))
+                    .unwrap();
                 if let Some(v) = verdict {
                     res.extensions_mut().insert(v);
                 }

@@ -6,7 +6,7 @@
 use super::outage::{Outage, PROBE_LEASE};
 use super::{Admission, Decision, Observation, Rejection, Reservation, Ticket};
 use crate::ExhaustionPolicy;
-use abide_classify::{Class, QuotaScope};
+use abide_classify::{Class, Classification, QuotaScope};
 use abide_headers::{Dialect, Limit, QuotaUnit, Scope, MAX_LIMITS};
 use governor::Quota;
 use std::time::Duration;
@@ -123,6 +123,12 @@ impl Pace {
     /// ask, and a longer one (hourly, daily) still keeps every wait, queueing included,
     /// within bounds.
     fn plan(mut self, at: Instant, units: u64, ahead: Duration) -> (Instant, Pace) {
+        if self.limit.is_some_and(|l| units > l) {
+            // Can never fit a window: a request about itself (the server will say it is
+            // too large). Send it now, reserving nothing, rather than hold the quota of
+            // whole windows for it.
+            return (at, self);
+        }
         let mut at = at;
         for _ in 0..4 {
             if at >= self.reset_at && !self.roll(at) {
@@ -137,13 +143,6 @@ impl Pace {
             if start < self.reset_at && self.remaining >= units {
                 self.tat = later(self.tat.max(start), scale(self.span_ns, units, self.per));
                 self.remaining -= units;
-                return (start, self);
-            }
-            if self.limit.is_some_and(|l| units > l) && self.remaining == self.limit.unwrap_or(0) {
-                // Can never fit a window: send at the window's start and let the server
-                // decide, rather than wait forever.
-                self.remaining = 0;
-                self.tat = self.reset_at;
                 return (start, self);
             }
             at = at.max(self.reset_at);
@@ -199,9 +198,20 @@ impl Refill {
         }
     }
 
+    /// More than the advertised capacity: no refill ever admits it.
+    fn never_fits(&self, units: u64) -> bool {
+        units > self.capacity.saturating_add(self.phantom).max(1)
+    }
+
     fn plan(mut self, at: Instant, units: u64) -> (Instant, Refill) {
-        // A cost above the capacity can never fit: send it when the bucket is full and
-        // let the server decide, rather than wait forever.
+        if self.never_fits(units) {
+            // Can never fit the bucket: a request about itself (the server will say it is
+            // too large). Send it now, reserving nothing, rather than hold a full bucket
+            // of everyone's quota for it.
+            return (at, self);
+        }
+        // Fits what is advertised but not what is granted: send it when the bucket is
+        // full and let the server decide, rather than wait forever.
         let units = units.min(self.capacity.max(1));
         let t = self.share_ns();
         let tolerance = scale(t, self.capacity, 1);
@@ -257,6 +267,16 @@ impl Learned {
         }
     }
 
+    /// Whether `units` of cost exceed what this scope ever admits (a request the server
+    /// will refuse as too large): it is sent without reserving anything.
+    fn never_fits(&self, units: u64) -> bool {
+        self.counts_cost
+            && match &self.refill {
+                Some(r) => r.never_fits(units),
+                None => self.pace.limit.is_some_and(|l| units > l),
+            }
+    }
+
     fn binds_after(&self, now: Instant) -> bool {
         match &self.refill {
             Some(r) => r.tat > now,
@@ -271,20 +291,27 @@ fn refills_continuously(dialect: Dialect) -> bool {
     matches!(dialect, Dialect::OpenAi | Dialect::Anthropic)
 }
 
-/// Which of a throttled answer's limits refused it: the one the verdict's scope names;
+/// Which of a throttled answer's limits refused it: the one the verdict's bucket name or
+/// scope kind names;
 /// else none when one of them is spent (that one explains the refusal, and the others
 /// told the truth); else the one with the smallest share left. Only that limit learns
 /// that the server grants less than it says: a throttle on one scope constrains that
 /// scope, the others keep their pace.
-fn blamed(scope: &QuotaScope, limits: &[Limit]) -> Option<usize> {
-    let named = |l: &Limit| match scope {
-        QuotaScope::Requests => l.scope == Scope::Requests,
-        QuotaScope::Tokens => matches!(
-            l.scope,
-            Scope::Tokens | Scope::InputTokens | Scope::OutputTokens
-        ),
-        QuotaScope::Named(name) => matches!(&l.scope, Scope::Named(n) if n == name),
-        _ => false,
+fn blamed(c: &Classification, limits: &[Limit]) -> Option<usize> {
+    let named = |l: &Limit| {
+        if let (Some(name), Scope::Named(n)) = (&c.bucket, &l.scope) {
+            return n == name;
+        }
+        match c.scope {
+            QuotaScope::Requests => l.scope == Scope::Requests,
+            QuotaScope::Tokens => matches!(
+                l.scope,
+                Scope::Tokens | Scope::InputTokens | Scope::OutputTokens
+            ),
+            QuotaScope::InputTokens => l.scope == Scope::InputTokens,
+            QuotaScope::OutputTokens => l.scope == Scope::OutputTokens,
+            _ => false,
+        }
     };
     if let Some(i) = limits.iter().position(named) {
         return Some(i);
@@ -580,7 +607,12 @@ impl BucketState {
             t.tat = later(t.tat.max(start), t.interval(start));
         }
         self.requests += 1;
-        self.units += cost;
+        // A cost no scope can ever admit is not counted: the server will refuse the
+        // request as too large without counting it, so the responses to the requests
+        // admitted before it must not take it as sent.
+        if !(learn && self.learned.iter().any(|l| l.never_fits(cost))) {
+            self.units += cost;
+        }
         let ticket = self.ticket();
         if start <= now {
             Decision::Go(ticket)
@@ -618,7 +650,7 @@ impl BucketState {
         if o.policy.learn {
             let limits = o.snapshot.limits();
             let blamed = (o.classification.class == Class::RateLimited)
-                .then(|| blamed(&o.classification.scope, limits))
+                .then(|| blamed(o.classification, limits))
                 .flatten();
             for (i, limit) in limits.iter().enumerate() {
                 self.learn(limit, now, o.ticket, blamed == Some(i));
@@ -843,6 +875,9 @@ impl BucketState {
         if a.policy.learn {
             for l in &mut self.learned {
                 let units = if l.counts_cost { cost } else { 1 };
+                if l.never_fits(units) {
+                    continue; // nothing was reserved for it
+                }
                 match &mut l.refill {
                     Some(refill) => {
                         let by = scale(refill.share_ns(), units, 1);
