@@ -13,12 +13,12 @@ use tokio::time::Instant;
 use tower::util::BoxCloneService;
 use tower::{BoxError, ServiceBuilder, ServiceExt};
 
-pub type Body = Full<Bytes>;
-pub type Client = BoxCloneService<Request<Body>, Response<Body>, BoxError>;
+pub(crate) type Body = Full<Bytes>;
+pub(crate) type Client = BoxCloneService<Request<Body>, Response<Body>, BoxError>;
 
 /// What the scripted server does with one attempt.
 #[derive(Clone, Debug)]
-pub enum Reply {
+pub(crate) enum Reply {
     /// An answer: status, headers, and the verdict the classifier gives it.
     Answer {
         status: u16,
@@ -33,11 +33,11 @@ pub enum Reply {
 }
 
 impl Reply {
-    pub fn ok() -> Self {
+    pub(crate) fn ok() -> Self {
         Reply::status(200)
     }
 
-    pub fn status(status: u16) -> Self {
+    pub(crate) fn status(status: u16) -> Self {
         Reply::Answer {
             status,
             headers: Vec::new(),
@@ -46,21 +46,21 @@ impl Reply {
         }
     }
 
-    pub fn body(mut self, text: &'static str) -> Self {
+    pub(crate) fn body(mut self, text: &'static str) -> Self {
         if let Reply::Answer { body, .. } = &mut self {
             *body = text;
         }
         self
     }
 
-    pub fn header(mut self, name: &'static str, value: impl Into<String>) -> Self {
+    pub(crate) fn header(mut self, name: &'static str, value: impl Into<String>) -> Self {
         if let Reply::Answer { headers, .. } = &mut self {
             headers.push((name, value.into()));
         }
         self
     }
 
-    pub fn verdict(mut self, c: Classification) -> Self {
+    pub(crate) fn verdict(mut self, c: Classification) -> Self {
         if let Reply::Answer { verdict, .. } = &mut self {
             *verdict = Some(c);
         }
@@ -70,25 +70,25 @@ impl Reply {
 
 /// One attempt as the server saw it.
 #[derive(Clone, Debug)]
-pub struct Arrival {
-    pub at: Instant,
-    pub id: String,
+pub(crate) struct Arrival {
+    pub(crate) at: Instant,
+    pub(crate) id: String,
     /// The status answered (0: a connection failure or no answer).
-    pub status: u16,
+    pub(crate) status: u16,
 }
 
 type Script = Box<dyn FnMut(Instant, &str, u32) -> Reply + Send>;
 
 /// The scripted server: `script(now, request id, declared cost)` answers each attempt.
 #[derive(Clone)]
-pub struct Api {
+pub(crate) struct Api {
     script: Arc<Mutex<Script>>,
     log: Arc<Mutex<Vec<Arrival>>>,
     latency: Duration,
 }
 
 impl Api {
-    pub fn new(
+    pub(crate) fn new(
         latency: Duration,
         script: impl FnMut(Instant, &str, u32) -> Reply + Send + 'static,
     ) -> Self {
@@ -99,7 +99,7 @@ impl Api {
         }
     }
 
-    pub fn arrivals(&self) -> Vec<Arrival> {
+    pub(crate) fn arrivals(&self) -> Vec<Arrival> {
         self.log.lock().unwrap().clone()
     }
 
@@ -149,7 +149,7 @@ impl Api {
 }
 
 /// `retry -> cap -> api`; the api attaches its own verdicts (no classifier).
-pub fn client(api: &Api, retry: BackoffRetryLayer, cap: ConcurrencyCapLayer) -> Client {
+pub(crate) fn client(api: &Api, retry: BackoffRetryLayer, cap: ConcurrencyCapLayer) -> Client {
     let api = api.clone();
     let inner = tower::service_fn(move |req| api.clone().answer(req));
     let svc = ServiceBuilder::new()
@@ -164,7 +164,7 @@ pub fn client(api: &Api, retry: BackoffRetryLayer, cap: ConcurrencyCapLayer) -> 
     BoxCloneService::new(svc)
 }
 
-pub fn request(id: impl ToString, cost: Option<u32>) -> Request<Body> {
+pub(crate) fn request(id: impl ToString, cost: Option<u32>) -> Request<Body> {
     let mut req = Request::post("https://api.example.com/v1/chat")
         .header("x-id", id.to_string())
         .body(Full::new(Bytes::from_static(b"{\"prompt\":\"hi\"}")))
@@ -177,19 +177,19 @@ pub fn request(id: impl ToString, cost: Option<u32>) -> Request<Body> {
 
 /// The result of one call: when it ended and how.
 #[derive(Debug)]
-pub struct Done {
-    pub at: Instant,
-    pub result: Result<(u16, u32), BoxError>,
+pub(crate) struct Done {
+    pub(crate) at: Instant,
+    pub(crate) result: Result<(u16, u32), BoxError>,
 }
 
 impl Done {
-    pub fn ok(&self) -> bool {
+    pub(crate) fn ok(&self) -> bool {
         matches!(self.result, Ok((200, _)))
     }
 }
 
 /// Sends `req` and records when and how it ended (status and attempts, or the error).
-pub async fn call(client: Client, req: Request<Body>) -> Done {
+pub(crate) async fn call(client: Client, req: Request<Body>) -> Done {
     let result = client.oneshot(req).await.map(|res| {
         let attempts = res.extensions().get::<Attempts>().map_or(0, |a| a.count);
         (res.status().as_u16(), attempts)
@@ -201,7 +201,7 @@ pub async fn call(client: Client, req: Request<Body>) -> Done {
 }
 
 /// Sends every request at once (one task each) and waits for all of them.
-pub async fn call_all(client: &Client, reqs: Vec<Request<Body>>) -> Vec<Done> {
+pub(crate) async fn call_all(client: &Client, reqs: Vec<Request<Body>>) -> Vec<Done> {
     let tasks: Vec<_> = reqs
         .into_iter()
         .map(|r| tokio::spawn(call(client.clone(), r)))
@@ -213,11 +213,11 @@ pub async fn call_all(client: &Client, reqs: Vec<Request<Body>>) -> Vec<Done> {
     out
 }
 
-pub const MS: Duration = Duration::from_millis(1);
-pub const S: Duration = Duration::from_secs(1);
+pub(crate) const MS: Duration = Duration::from_millis(1);
+pub(crate) const S: Duration = Duration::from_secs(1);
 
 /// A GET: idempotent, so retried after ambiguous failures too.
-pub fn get(id: impl ToString) -> Request<Body> {
+pub(crate) fn get(id: impl ToString) -> Request<Body> {
     Request::get("https://api.example.com/v1/models")
         .header("x-id", id.to_string())
         .body(Full::new(Bytes::new()))
@@ -225,7 +225,7 @@ pub fn get(id: impl ToString) -> Request<Body> {
 }
 
 /// `layer -> api`, the whole stack (its classifier gives the verdicts).
-pub fn abide_client(api: &Api, layer: abide::AbideLayer) -> Client {
+pub(crate) fn abide_client(api: &Api, layer: abide::AbideLayer) -> Client {
     let api = api.clone();
     let inner = tower::service_fn(move |req| api.clone().answer(req));
     let svc = ServiceBuilder::new()

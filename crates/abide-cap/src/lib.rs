@@ -94,7 +94,7 @@
 //!   for overload). Only the limit the verdict's scope names learns that the server
 //!   grants less than its headers say; the bucket's other scopes keep their pace.
 //! - A stated wait longer than
-//!   [`with_max_server_wait`](ConcurrencyCapLayer::with_max_server_wait) (60 s, as the
+//!   [`with_max_server_wait`](ConcurrencyCapLayer::with_max_server_wait) (an hour, as the
 //!   retry layer's): requests fail at once with [`error::WaitTooLong`] carrying what is
 //!   left of it, as the retry layer does for the caller that met it.
 //! - **Outage** (a server error, a failed connection, an overload without a stated wait):
@@ -145,16 +145,17 @@ pub use key::{authority_key, BucketKey, Cost, MAX_KEY_LEN};
 /// [`WaitTooLong`](crate::error::WaitTooLong); the layer's
 /// [`with_max_wait`](crate::ConcurrencyCapLayer::with_max_wait) applies too, the earlier wins.
 pub use abide_classify::Deadline;
-pub use layer::{ConcurrencyCapLayer, ExhaustionPolicy};
+pub use layer::{ConcurrencyCapLayer, ExhaustionPolicy, DEFAULT_MAX_WAIT};
 pub use limiter::{BucketStats, InFlight, MAX_IN_FLIGHT};
 pub use service::ConcurrencyCap;
 pub use store::{LocalStore, QuotaStore, StoreError};
 
-/// The longest server-stated wait worth taking, by default: 60 s, the same as the retry
-/// layer's `abide_retry::DEFAULT_MAX_SERVER_WAIT`, so both layers give one answer to one
-/// `Retry-After` (per-minute windows are the longest worth waiting out inside a request;
-/// longer waits mean hourly or daily quotas, better reported at once).
-pub const DEFAULT_MAX_SERVER_WAIT: std::time::Duration = std::time::Duration::from_secs(60);
+/// The longest server-stated wait worth taking, by default: an hour, the same as the
+/// retry layer's `abide_retry::DEFAULT_MAX_SERVER_WAIT`, so both layers give one answer to
+/// one `Retry-After`. An hour is the longest window APIs state (hourly limits): work the
+/// server will serve when the window turns is waited for, not lost; longer waits mean
+/// daily or billing quotas, reported at once.
+pub const DEFAULT_MAX_SERVER_WAIT: std::time::Duration = std::time::Duration::from_secs(3600);
 
 /// Re-exported: the declared-quota type.
 pub use governor::Quota;

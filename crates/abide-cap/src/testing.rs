@@ -204,7 +204,8 @@ pub async fn throttle_without_wait_uses_the_default_pause(store: &dyn QuotaStore
     go(admit_at(store, &k, 1, now, &p).await, "no default pause");
 }
 
-/// A server's absurd wait is capped at the policy's maximum pause.
+/// A server's absurd wait never holds a bucket past the policy's maximum pause: past the
+/// max server wait it is refused for that long, within it waited for that long.
 pub async fn absurd_waits_are_capped(store: &dyn QuotaStore) {
     let p = BucketPolicy {
         max_pause: 10 * S,
@@ -214,6 +215,35 @@ pub async fn absurd_waits_are_capped(store: &dyn QuotaStore) {
     let now = Instant::now();
     let verdict = Classification::new(Class::RateLimited, "test")
         .with_retry_after(Some(Duration::from_secs(u64::MAX / 4)));
+    observe(
+        store,
+        &k,
+        now,
+        None,
+        &verdict,
+        &RateLimitSnapshot::new(),
+        &p,
+    )
+    .await;
+    // Past the max server wait: refused at once, not waited...
+    match reject(
+        admit_at(store, &k, 1, now, &p).await,
+        "after an absurd wait",
+    ) {
+        Rejection::ServerWaitTooLong { wait } => assert!(wait > p.max_server_wait),
+        other => panic!("expected ServerWaitTooLong, got {other:?}"),
+    }
+    // ...and for no longer than the maximum pause.
+    go(
+        admit_at(store, &k, 1, now + 10 * S, &p).await,
+        "after the maximum pause",
+    );
+    // Within the max server wait, the pause is waited, capped at the maximum pause.
+    let p = BucketPolicy {
+        max_server_wait: Duration::MAX,
+        ..p
+    };
+    let k = key("absurd-waited");
     observe(
         store,
         &k,

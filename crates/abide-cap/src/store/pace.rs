@@ -356,8 +356,9 @@ pub(crate) struct BucketState {
     requests: u64,
     units: u64,
     paused_until: Option<Instant>,
-    /// The end of the latest pause whose length the server stated.
-    stated_until: Option<Instant>,
+    /// The latest pause whose length the server stated: (its end, capped at the max
+    /// pause; the end the server stated).
+    stated_until: Option<(Instant, Instant)>,
     exhausted: Option<Exhausted>,
     /// The server stopped answering: everyone waits behind one probe at a time.
     outage: Option<Outage>,
@@ -432,7 +433,7 @@ impl BucketState {
     pub(crate) fn is_idle(&self, now: Instant, idle: Duration) -> bool {
         later(self.last_used, idle) <= now
             && self.paused_until.is_none_or(|p| p <= now)
-            && self.stated_until.is_none_or(|p| p <= now)
+            && self.stated_until.is_none_or(|(p, _)| p <= now)
             && self.exhausted.is_none()
             && self.outage.is_none()
             && self.request_tat.is_none_or(|t| t <= now)
@@ -522,9 +523,9 @@ impl BucketState {
             });
         }
 
-        if let Some(until) = self.stated_until {
-            let wait = since(until, now);
-            if wait.is_zero() {
+        if let Some((until, end)) = self.stated_until {
+            let wait = since(end, now);
+            if until <= now {
                 self.stated_until = None;
             } else if wait > a.policy.max_server_wait {
                 return Decision::Reject(Rejection::ServerWaitTooLong { wait });
@@ -678,9 +679,15 @@ impl BucketState {
                     let wait = stated
                         .unwrap_or(o.policy.default_pause)
                         .min(o.policy.max_pause);
-                    if stated.is_some() {
-                        let until = later(now, wait);
-                        self.stated_until = Some(self.stated_until.map_or(until, |s| s.max(until)));
+                    if let Some(stated) = stated {
+                        // Refused (not waited) while the pause lasts if what the server
+                        // stated is past the max server wait; never longer than the
+                        // pause, so an absurd wait does not refuse for a century.
+                        let (until, end) = (later(now, wait), later(now, stated));
+                        self.stated_until = Some(match self.stated_until {
+                            Some((u, e)) if u > until => (u, e),
+                            _ => (until, end),
+                        });
                     }
                     if class == Class::RateLimited && o.policy.learn {
                         self.cut_rate(now, o.snapshot);
