@@ -105,3 +105,52 @@ async fn a_429_on_the_request_limit_leaves_the_token_limit_usable() {
         last - start
     );
 }
+
+/// An IETF-dialect fixed window of 10 s that advertises 100 requests but grants 60, and
+/// says so only by refusing (no wait stated).
+fn overstating_window() -> Api {
+    let start = Instant::now();
+    let mut window = 0u64;
+    let mut used = 0u64;
+    Api::new(50 * MS, move |now, _, _| {
+        let elapsed = (now - start).as_secs();
+        if elapsed / 10 != window {
+            window = elapsed / 10;
+            used = 0;
+        }
+        let reset = 10 - elapsed % 10;
+        let refused = used >= 60;
+        if !refused {
+            used += 1;
+        }
+        let reply = if refused {
+            Reply::status(429)
+        } else {
+            Reply::ok()
+        };
+        reply
+            .header("ratelimit-policy", "\"default\";q=100;w=10")
+            .header(
+                "ratelimit",
+                format!("\"default\";r={};t={reset}", 100u64.saturating_sub(used)),
+            )
+    })
+}
+
+#[tokio::test(start_paused = true)]
+async fn headers_that_overstate_a_window_stop_drawing_429s_once_refused() {
+    let api = overstating_window();
+    let c = crate::support::abide_client(
+        &api,
+        abide::AbideLayer::new().with_retry(BackoffRetryLayer::new().with_seed(13)),
+    );
+    // 600 requests: 10 windows of 60 granted.
+    let all = call_all(&c, (0..600).map(|i| request(i, None)).collect()).await;
+    let ok = all.iter().filter(|d| d.ok()).count();
+    assert_eq!(ok, 600, "lost {}", 600 - ok);
+    let refused = api.arrivals().iter().filter(|a| a.status == 429).count();
+    assert!(
+        refused * 10 <= ok,
+        "{refused} refusals for {ok} successes: the overstated headers kept being believed"
+    );
+}

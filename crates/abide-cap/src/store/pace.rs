@@ -648,6 +648,8 @@ impl BucketState {
             }
             return;
         }
+        // The headers said quota remained where the server refused.
+        let mut promised = false;
         if o.policy.learn {
             let limits = o.snapshot.limits();
             let blamed = (o.classification.class == Class::RateLimited)
@@ -656,6 +658,10 @@ impl BucketState {
             for (i, limit) in limits.iter().enumerate() {
                 self.learn(limit, now, o.ticket, blamed == Some(i));
             }
+            promised = blamed.is_some_and(|i| {
+                limits[i].remaining.is_some_and(|r| r > 0)
+                    && !refills_continuously(limits[i].dialect)
+            });
         }
         let current = o
             .ticket
@@ -690,7 +696,7 @@ impl BucketState {
                         });
                     }
                     if class == Class::RateLimited && o.policy.learn {
-                        self.cut_rate(now, o.snapshot);
+                        self.cut_rate(now, o.snapshot, promised);
                     }
                     if !wait.is_zero() {
                         self.pause(later(now, wait));
@@ -816,10 +822,20 @@ impl BucketState {
     /// A 429 with no limit known from headers: cut the send rate to a share of what was
     /// sent since the last cut. One burst of 429s is one signal: those arriving while
     /// the bucket is already paused do not cut again.
-    fn cut_rate(&mut self, now: Instant, snapshot: &abide_headers::RateLimitSnapshot) {
+    ///
+    /// Also when the headers promised quota the server then refused (a window scope
+    /// blamed for the 429 said some remained): they overstate what is granted, so the
+    /// send rate that drew the 429 is what is learned, and trusted again only as it
+    /// grows back.
+    fn cut_rate(
+        &mut self,
+        now: Instant,
+        snapshot: &abide_headers::RateLimitSnapshot,
+        promised: bool,
+    ) {
         let headers_know =
             !self.learned.is_empty() || snapshot.limits().iter().any(|l| l.remaining.is_some());
-        if headers_know || self.paused_until.is_some_and(|p| p > now) {
+        if (headers_know && !promised) || self.paused_until.is_some_and(|p| p > now) {
             return;
         }
         let (from, sent_before) = self
