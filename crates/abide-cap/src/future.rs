@@ -197,7 +197,13 @@ fn observe(
     shared.store.observe(&observation)
 }
 
-fn rejection(key: &BucketKey, r: Rejection, waited: Duration, max_wait: Duration) -> BoxError {
+fn rejection(
+    key: &BucketKey,
+    r: Rejection,
+    waited: Duration,
+    max_wait: Duration,
+    max_server_wait: Duration,
+) -> BoxError {
     tracing::debug!(target: "abide_cap", bucket = %key, rejection = ?r, waited_ms = waited.as_millis() as u64, "admission refused");
     match r {
         Rejection::Exhausted { retry_in } => Box::new(BucketExhausted::new(key.clone(), retry_in)),
@@ -205,6 +211,9 @@ fn rejection(key: &BucketKey, r: Rejection, waited: Duration, max_wait: Duration
             waited.saturating_add(would_wait),
             max_wait,
         )),
+        Rejection::ServerWaitTooLong { wait } => {
+            Box::new(WaitTooLong::server(wait, max_server_wait))
+        }
         Rejection::TooCostly { cost, max } => Box::new(CostTooHigh::new(cost, max)),
     }
 }
@@ -344,6 +353,7 @@ where
                                 r,
                                 waited,
                                 *this.max_wait,
+                                this.shared.config.policy.max_server_wait,
                             )));
                         }
                     }

@@ -3,9 +3,10 @@
 //!
 //! Pure: every method takes `now`, nothing reads a clock or locks.
 
+use super::outage::{Outage, PROBE_LEASE};
 use super::{Admission, Decision, Observation, Rejection, Reservation, Ticket};
 use crate::ExhaustionPolicy;
-use abide_classify::Class;
+use abide_classify::{Class, Classification, QuotaScope};
 use abide_headers::{Dialect, Limit, QuotaUnit, Scope, MAX_LIMITS};
 use governor::Quota;
 use std::time::Duration;
@@ -27,7 +28,7 @@ const PROBE_POLL: Duration = Duration::from_secs(1);
 /// The most learned scopes kept per bucket.
 const MAX_SCOPES: usize = 2 * MAX_LIMITS;
 
-fn later(at: Instant, by: Duration) -> Instant {
+pub(super) fn later(at: Instant, by: Duration) -> Instant {
     at.checked_add(by.min(MAX_SPAN)).unwrap_or(at)
 }
 
@@ -41,7 +42,7 @@ fn scale(span_ns: u64, units: u64, per: u64) -> Duration {
     Duration::from_nanos(u64::try_from(ns).unwrap_or(u64::MAX)).min(MAX_SPAN)
 }
 
-fn nanos(d: Duration) -> u64 {
+pub(super) fn nanos(d: Duration) -> u64 {
     u64::try_from(d.as_nanos()).unwrap_or(u64::MAX)
 }
 
@@ -122,6 +123,12 @@ impl Pace {
     /// ask, and a longer one (hourly, daily) still keeps every wait, queueing included,
     /// within bounds.
     fn plan(mut self, at: Instant, units: u64, ahead: Duration) -> (Instant, Pace) {
+        if self.limit.is_some_and(|l| units > l) {
+            // Can never fit a window: a request about itself (the server will say it is
+            // too large). Send it now, reserving nothing, rather than hold the quota of
+            // whole windows for it.
+            return (at, self);
+        }
         let mut at = at;
         for _ in 0..4 {
             if at >= self.reset_at && !self.roll(at) {
@@ -136,13 +143,6 @@ impl Pace {
             if start < self.reset_at && self.remaining >= units {
                 self.tat = later(self.tat.max(start), scale(self.span_ns, units, self.per));
                 self.remaining -= units;
-                return (start, self);
-            }
-            if self.limit.is_some_and(|l| units > l) && self.remaining == self.limit.unwrap_or(0) {
-                // Can never fit a window: send at the window's start and let the server
-                // decide, rather than wait forever.
-                self.remaining = 0;
-                self.tat = self.reset_at;
                 return (start, self);
             }
             at = at.max(self.reset_at);
@@ -198,9 +198,20 @@ impl Refill {
         }
     }
 
+    /// More than the advertised capacity: no refill ever admits it.
+    fn never_fits(&self, units: u64) -> bool {
+        units > self.capacity.saturating_add(self.phantom).max(1)
+    }
+
     fn plan(mut self, at: Instant, units: u64) -> (Instant, Refill) {
-        // A cost above the capacity can never fit: send it when the bucket is full and
-        // let the server decide, rather than wait forever.
+        if self.never_fits(units) {
+            // Can never fit the bucket: a request about itself (the server will say it is
+            // too large). Send it now, reserving nothing, rather than hold a full bucket
+            // of everyone's quota for it.
+            return (at, self);
+        }
+        // Fits what is advertised but not what is granted: send it when the bucket is
+        // full and let the server decide, rather than wait forever.
         let units = units.min(self.capacity.max(1));
         let t = self.share_ns();
         let tolerance = scale(t, self.capacity, 1);
@@ -256,6 +267,16 @@ impl Learned {
         }
     }
 
+    /// Whether `units` of cost exceed what this scope ever admits (a request the server
+    /// will refuse as too large): it is sent without reserving anything.
+    fn never_fits(&self, units: u64) -> bool {
+        self.counts_cost
+            && match &self.refill {
+                Some(r) => r.never_fits(units),
+                None => self.pace.limit.is_some_and(|l| units > l),
+            }
+    }
+
     fn binds_after(&self, now: Instant) -> bool {
         match &self.refill {
             Some(r) => r.tat > now,
@@ -268,6 +289,45 @@ impl Learned {
 /// refilling bucket (per the providers' docs), rather than the end of a window.
 fn refills_continuously(dialect: Dialect) -> bool {
     matches!(dialect, Dialect::OpenAi | Dialect::Anthropic)
+}
+
+/// Which of a throttled answer's limits refused it: the one the verdict's bucket name or
+/// scope kind names;
+/// else none when one of them is spent (that one explains the refusal, and the others
+/// told the truth); else the one with the smallest share left. Only that limit learns
+/// that the server grants less than it says: a throttle on one scope constrains that
+/// scope, the others keep their pace.
+fn blamed(c: &Classification, limits: &[Limit]) -> Option<usize> {
+    let named = |l: &Limit| {
+        if let (Some(name), Scope::Named(n)) = (&c.bucket, &l.scope) {
+            return n == name;
+        }
+        match c.scope {
+            QuotaScope::Requests => l.scope == Scope::Requests,
+            QuotaScope::Tokens => matches!(
+                l.scope,
+                Scope::Tokens | Scope::InputTokens | Scope::OutputTokens
+            ),
+            QuotaScope::InputTokens => l.scope == Scope::InputTokens,
+            QuotaScope::OutputTokens => l.scope == Scope::OutputTokens,
+            _ => false,
+        }
+    };
+    if let Some(i) = limits.iter().position(named) {
+        return Some(i);
+    }
+    if limits.iter().any(|l| l.remaining == Some(0)) {
+        return None;
+    }
+    limits
+        .iter()
+        .enumerate()
+        .filter_map(|(i, l)| {
+            let capacity = l.limit.filter(|&c| c > 0)?;
+            Some((i, l.remaining? as f64 / capacity as f64))
+        })
+        .min_by(|a, b| a.1.total_cmp(&b.1))
+        .map(|(i, _)| i)
 }
 
 fn counts_cost(limit: &Limit) -> Option<bool> {
@@ -296,7 +356,12 @@ pub(crate) struct BucketState {
     requests: u64,
     units: u64,
     paused_until: Option<Instant>,
+    /// The latest pause whose length the server stated: (its end, capped at the max
+    /// pause; the end the server stated).
+    stated_until: Option<(Instant, Instant)>,
     exhausted: Option<Exhausted>,
+    /// The server stopped answering: everyone waits behind one probe at a time.
+    outage: Option<Outage>,
     request_tat: Option<Instant>,
     cost_tat: Option<Instant>,
     learned: Vec<Learned>,
@@ -351,7 +416,9 @@ impl BucketState {
             requests: 0,
             units: 0,
             paused_until: None,
+            stated_until: None,
             exhausted: None,
+            outage: None,
             request_tat: None,
             cost_tat: None,
             learned: Vec::new(),
@@ -366,7 +433,9 @@ impl BucketState {
     pub(crate) fn is_idle(&self, now: Instant, idle: Duration) -> bool {
         later(self.last_used, idle) <= now
             && self.paused_until.is_none_or(|p| p <= now)
+            && self.stated_until.is_none_or(|(p, _)| p <= now)
             && self.exhausted.is_none()
+            && self.outage.is_none()
             && self.request_tat.is_none_or(|t| t <= now)
             && self.cost_tat.is_none_or(|t| t <= now)
             && !self.learned.iter().any(|l| l.binds_after(now))
@@ -398,7 +467,7 @@ impl BucketState {
         let now = a.now;
         self.last_used = self.last_used.max(now);
         if let Some(r) = a.reservation {
-            if r.ticket.epoch == self.epoch && self.exhausted.is_none() {
+            if r.ticket.epoch == self.epoch && self.exhausted.is_none() && self.outage.is_none() {
                 return Decision::Go(r.ticket);
             }
         }
@@ -434,6 +503,32 @@ impl BucketState {
                         ..self.ticket()
                     });
                 }
+            }
+        }
+
+        if let Some(o) = &mut self.outage {
+            if now < o.until {
+                return Self::wait_or_reject(now, o.until, a.max_wait);
+            }
+            if let Some(lease) = o.probe_lease.filter(|l| now < *l) {
+                return Self::wait_or_reject(now, lease.min(later(now, PROBE_POLL)), a.max_wait);
+            }
+            // This request is the probe; the others wait for its answer.
+            o.probe_lease = Some(later(now, PROBE_LEASE));
+            self.requests += 1;
+            self.units += cost;
+            return Decision::Go(Ticket {
+                probe: true,
+                ..self.ticket()
+            });
+        }
+
+        if let Some((until, end)) = self.stated_until {
+            let wait = since(end, now);
+            if until <= now {
+                self.stated_until = None;
+            } else if wait > a.policy.max_server_wait {
+                return Decision::Reject(Rejection::ServerWaitTooLong { wait });
             }
         }
 
@@ -513,7 +608,12 @@ impl BucketState {
             t.tat = later(t.tat.max(start), t.interval(start));
         }
         self.requests += 1;
-        self.units += cost;
+        // A cost no scope can ever admit is not counted: the server will refuse the
+        // request as too large without counting it, so the responses to the requests
+        // admitted before it must not take it as sent.
+        if !(learn && self.learned.iter().any(|l| l.never_fits(cost))) {
+            self.units += cost;
+        }
         let ticket = self.ticket();
         if start <= now {
             Decision::Go(ticket)
@@ -528,13 +628,41 @@ impl BucketState {
     pub(crate) fn observe(&mut self, o: &Observation<'_>) {
         let now = o.now;
         self.last_used = self.last_used.max(now);
-        if o.policy.learn {
-            let throttled = o.classification.class == Class::RateLimited;
-            for limit in o.snapshot.limits() {
-                self.learn(limit, now, o.ticket, throttled);
-            }
-        }
+        // A verdict about one request (too large, context length, malformed) says nothing
+        // about the bucket: its headers may count the refused request's estimate, and
+        // its stated wait is not the bucket's. The request fails alone; as the answer to
+        // an exhausted bucket's probe it still shows the quota is back.
         let c = o.classification;
+        let stated = c.retry_after.or_else(|| o.snapshot.wait());
+        let down =
+            c.class == Class::ServerError || (c.class == Class::Overloaded && stated.is_none());
+        if down {
+            self.outage_failure(now, o.ticket, stated.map(|w| w.min(o.policy.max_pause)));
+        } else {
+            // The server answered: it is up.
+            self.outage = None;
+        }
+        if c.class == Class::ClientError {
+            if o.ticket.is_some_and(|t| t.probe) {
+                self.exhausted = None;
+            }
+            return;
+        }
+        // The headers said quota remained where the server refused.
+        let mut promised = false;
+        if o.policy.learn {
+            let limits = o.snapshot.limits();
+            let blamed = (o.classification.class == Class::RateLimited)
+                .then(|| blamed(o.classification, limits))
+                .flatten();
+            for (i, limit) in limits.iter().enumerate() {
+                self.learn(limit, now, o.ticket, blamed == Some(i));
+            }
+            promised = blamed.is_some_and(|i| {
+                limits[i].remaining.is_some_and(|r| r > 0)
+                    && !refills_continuously(limits[i].dialect)
+            });
+        }
         let current = o
             .ticket
             .is_some_and(|t| self.exhausted.is_some_and(|ex| t.epoch >= ex.epoch));
@@ -547,20 +675,28 @@ impl BucketState {
                     .min(o.policy.max_pause);
                 self.exhaust(later(now, wait));
             }
-            Class::ServerError => {}
+            _ if down => {}
             class => {
                 // Any other answer to the probe means the quota is back.
                 if current {
                     self.exhausted = None;
                 }
                 if class.is_throttle() {
-                    let wait = c
-                        .retry_after
-                        .or_else(|| o.snapshot.wait())
+                    let wait = stated
                         .unwrap_or(o.policy.default_pause)
                         .min(o.policy.max_pause);
+                    if let Some(stated) = stated {
+                        // Refused (not waited) while the pause lasts if what the server
+                        // stated is past the max server wait; never longer than the
+                        // pause, so an absurd wait does not refuse for a century.
+                        let (until, end) = (later(now, wait), later(now, stated));
+                        self.stated_until = Some(match self.stated_until {
+                            Some((u, e)) if u > until => (u, e),
+                            _ => (until, end),
+                        });
+                    }
                     if class == Class::RateLimited && o.policy.learn {
-                        self.cut_rate(now, o.snapshot);
+                        self.cut_rate(now, o.snapshot, promised);
                     }
                     if !wait.is_zero() {
                         self.pause(later(now, wait));
@@ -686,10 +822,20 @@ impl BucketState {
     /// A 429 with no limit known from headers: cut the send rate to a share of what was
     /// sent since the last cut. One burst of 429s is one signal: those arriving while
     /// the bucket is already paused do not cut again.
-    fn cut_rate(&mut self, now: Instant, snapshot: &abide_headers::RateLimitSnapshot) {
+    ///
+    /// Also when the headers promised quota the server then refused (a window scope
+    /// blamed for the 429 said some remained): they overstate what is granted, so the
+    /// send rate that drew the 429 is what is learned, and trusted again only as it
+    /// grows back.
+    fn cut_rate(
+        &mut self,
+        now: Instant,
+        snapshot: &abide_headers::RateLimitSnapshot,
+        promised: bool,
+    ) {
         let headers_know =
             !self.learned.is_empty() || snapshot.limits().iter().any(|l| l.remaining.is_some());
-        if headers_know || self.paused_until.is_some_and(|p| p > now) {
+        if (headers_know && !promised) || self.paused_until.is_some_and(|p| p > now) {
             return;
         }
         let (from, sent_before) = self
@@ -707,6 +853,28 @@ impl BucketState {
             cut_requests: self.requests,
             tat: self.throttled.map_or(now, |t| t.tat),
         });
+    }
+
+    /// A failed answer (server error, or overload without a stated wait): the first
+    /// begins an outage, a failed probe of it lengthens the hold.
+    fn outage_failure(&mut self, now: Instant, ticket: Option<Ticket>, stated: Option<Duration>) {
+        // Differs between buckets (born) and moments (requests), without an RNG.
+        let seed =
+            self.requests ^ (u64::from(self.epoch as u32) << 32) ^ nanos(since(now, self.born));
+        let o = match &mut self.outage {
+            Some(o) => {
+                o.failed(now, ticket.map(|t| (t.epoch, t.probe)), seed);
+                o
+            }
+            None => {
+                // Reservations made before the outage must not go into it.
+                self.epoch += 1;
+                self.outage.insert(Outage::begin(now, self.epoch, seed))
+            }
+        };
+        if let Some(wait) = stated {
+            o.at_least_until(later(now, wait));
+        }
     }
 
     /// Gives back a reserved slot whose admission was dropped before it came.
@@ -730,6 +898,9 @@ impl BucketState {
         if a.policy.learn {
             for l in &mut self.learned {
                 let units = if l.counts_cost { cost } else { 1 };
+                if l.never_fits(units) {
+                    continue; // nothing was reserved for it
+                }
                 match &mut l.refill {
                     Some(refill) => {
                         let by = scale(refill.share_ns(), units, 1);
