@@ -75,6 +75,57 @@ mod stack;
 #[cfg(all(feature = "retry", feature = "cap"))]
 pub use stack::AbideLayer;
 
+#[cfg(all(feature = "retry", feature = "cap"))]
+mod presets;
+#[cfg(all(feature = "retry", feature = "cap"))]
+pub use presets::{Model, GITHUB_MAX_IN_FLIGHT, LLM_ATTEMPT_TIMEOUT};
+
+#[cfg(all(feature = "retry", feature = "cap"))]
+mod outcome;
+#[cfg(all(feature = "retry", feature = "cap"))]
+pub use outcome::{BoxError, Outcome};
+
+#[cfg(feature = "grpc")]
+#[cfg_attr(docsrs, doc(cfg(feature = "grpc")))]
+pub mod grpc;
+
+#[cfg(feature = "metrics")]
+#[cfg_attr(docsrs, doc(cfg(feature = "metrics")))]
+pub mod metrics;
+
+#[cfg(feature = "classify")]
+pub use abide_classify::{Class, Classification, Deadline, Processing, QuotaScope};
+
+#[cfg(feature = "cap")]
+pub use abide_cap::{
+    error::{BucketExhausted, CostTooHigh, QueueFull},
+    BucketKey, Cost, ExhaustionPolicy, InFlight,
+};
+
+#[cfg(feature = "retry")]
+pub use abide_retry::{
+    AttemptTimedOut, Attempts, BudgetExhausted, DeadlineExceeded, ReplayBody, Stop, WaitTooLong,
+};
+
+/// The service [`AbideLayer`] makes around `S`.
+#[cfg(all(feature = "retry", feature = "cap"))]
+pub type AbideService<S> =
+    abide_retry::BackoffRetry<abide_cap::ConcurrencyCap<abide_classify::QuotaClassifier<S>>>;
+
+/// The request body the inner service of an [`AbideService`] receives: the caller's body
+/// `B`, recorded so a retry can send it again.
+#[cfg(feature = "retry")]
+pub type AbideRequestBody<B> = abide_retry::ReplayBody<B>;
+
+/// The response body an [`AbideService`] returns for an inner response body `B`: it
+/// holds the cap's in-flight permit until it is read to the end or dropped.
+#[cfg(all(feature = "retry", feature = "cap"))]
+pub type AbideBody<B> = abide_cap::ResponseBody<abide_classify::ResponseBody<B>>;
+
+/// The whole stack's response: what a caller of an [`AbideService`] gets back.
+#[cfg(all(feature = "retry", feature = "cap"))]
+pub type AbideResponse<B> = http::Response<AbideBody<B>>;
+
 #[cfg(feature = "classify")]
 mod builder;
 #[cfg(feature = "classify")]

@@ -42,6 +42,7 @@ pub(crate) struct Config {
     pub(crate) attempt_timeout: Option<Duration>,
     pub(crate) budget: Option<RetryBudget>,
     pub(crate) idempotency_key: bool,
+    pub(crate) replay_safe: bool,
     pub(crate) replay_limit: usize,
     pub(crate) drain_limit: usize,
     pub(crate) grpc_timeout: bool,
@@ -128,6 +129,7 @@ impl BackoffRetryLayer {
                 attempt_timeout: None,
                 budget: Some(RetryBudget::default()),
                 idempotency_key: false,
+                replay_safe: false,
                 replay_limit: DEFAULT_REPLAY_LIMIT,
                 drain_limit: DEFAULT_DRAIN_LIMIT,
                 grpc_timeout: true,
@@ -208,6 +210,13 @@ impl BackoffRetryLayer {
     /// Retries without a budget: only max attempts and the deadline bound them.
     pub fn without_budget(self) -> Self {
         self.edit(|c| c.budget = None)
+    }
+
+    /// Treats every request as safe to send twice, whatever its method: for APIs whose
+    /// calls have no side effects (an LLM completion), so ambiguous failures (a 502, a cut
+    /// attempt) are retried for a POST too, as those APIs' own SDKs do.
+    pub fn with_replay_safe(self, enabled: bool) -> Self {
+        self.edit(|c| c.replay_safe = enabled)
     }
 
     /// Adds a random `Idempotency-Key` to requests whose method is not idempotent and that

@@ -224,7 +224,15 @@ pub fn run(scenario: &Scenario, strategy: Strategy) -> std::io::Result<RunResult
         let start = server.start();
         let epoch = server.now_wall() - server.elapsed();
         let connection = Connection::InProcess(server);
-        drive(scenario, strategy, connection, start, epoch, Arc::new(|_| {})).await
+        drive(
+            scenario,
+            strategy,
+            connection,
+            start,
+            epoch,
+            Arc::new(|_| {}),
+        )
+        .await
     }))
 }
 
