@@ -99,7 +99,7 @@ pub use abide_classify::{Class, Classification, Deadline, Processing, QuotaScope
 #[cfg(feature = "cap")]
 pub use abide_cap::{
     error::{BucketExhausted, CostTooHigh, QueueFull},
-    BucketKey, Cost, ExhaustionPolicy, InFlight,
+    BucketKey, Cost, ExhaustionPolicy, InFlight, Quota,
 };
 
 #[cfg(feature = "retry")]
