@@ -27,6 +27,8 @@ pub(super) struct Refill {
     pub(super) phantom: u64,
     /// The server's refill: nanoseconds per unit.
     pub(super) unit_ns: u64,
+    /// How many units were missing in the answer `unit_ns` was estimated from.
+    pub(super) basis: u64,
     /// Other consumers of the same quota (other processes on the key), units per second.
     pub(super) others_per_s: f64,
     /// Where the last share measurement started: (instant, server remaining, own count).
@@ -105,19 +107,32 @@ pub(super) fn learn_refill(
     // The server's level has a fraction of a unit that `remaining` rounds away, so
     // `reset / missing` is at most the true time per unit (never more): keep the
     // largest estimate seen, and let a smaller one in only slowly (a raised limit).
+    //
+    // The estimate from the answer with the most missing is the one to trust: a true
+    // token bucket gives the same rate from every answer (the most missing, the least
+    // rounding), while a window in the same header names (a sliding or fixed window
+    // behind OpenAI's names) gives `reset / missing` far above its rate when little is
+    // missing (6 used of 18, all back in 2 s, reads as 3 s per 9 units), and close to
+    // its average rate when most is missing. So a less informed answer never slows the
+    // pace down; the basis decays slowly, so a changed server is learned again.
     let estimate = (missing > 0 && !reset.is_zero()).then(|| nanos(reset) / missing);
-    let unit_ns = match (estimate, old.map(|r| r.unit_ns)) {
-        (Some(new), Some(was)) if new < was => Some(was - (was - new) / 16),
-        (Some(new), _) => Some(new),
-        (None, Some(was)) => Some(was),
-        (None, None) => limit.window.map(|w| nanos(w) / advertised),
-    }
-    .filter(|&ns| ns > 0)?;
+    let basis = old.map_or(0, |r| r.basis - r.basis / 64);
+    let (unit_ns, basis) = match (estimate, old.map(|r| r.unit_ns)) {
+        (Some(new), Some(_)) if missing > basis => (Some(new), missing),
+        (Some(new), Some(was)) if missing == basis => (Some(new.max(was)), basis),
+        (Some(new), Some(was)) if new < was => (Some(was - (was - new) / 16), basis),
+        (Some(_), Some(was)) => (Some(was), basis),
+        (Some(new), None) => (Some(new), missing),
+        (None, Some(was)) => (Some(was), basis),
+        (None, None) => (limit.window.map(|w| nanos(w) / advertised), 0),
+    };
+    let unit_ns = unit_ns.filter(|&ns| ns > 0)?;
 
     let mut refill = Refill {
         capacity,
         phantom,
         unit_ns,
+        basis,
         others_per_s: old.map_or(0.0, |r| r.others_per_s),
         sample: old.and_then(|r| r.sample),
         tat: now,
