@@ -25,6 +25,8 @@ pub(super) struct Exhausted {
     pub(super) until: Instant,
     pub(super) epoch: u64,
     pub(super) probe_lease: Option<Instant>,
+    /// Probes the server answered with exhaustion again, in a row.
+    pub(super) refused_probes: u32,
 }
 
 /// Everything the store keeps about one bucket.
@@ -335,12 +337,23 @@ impl BucketState {
             .is_some_and(|t| self.exhausted.is_some_and(|ex| t.epoch >= ex.epoch));
         match c.class {
             Class::QuotaExhausted => {
+                // Without a stated time, each probe the server refuses again doubles
+                // the cool-off (up to the max pause): a quota that is gone for good
+                // costs a handful of probes, not one a minute.
+                let probe = o.ticket.is_some_and(|t| t.probe);
+                let refused = self
+                    .exhausted
+                    .map_or(0, |ex| ex.refused_probes + u32::from(probe));
+                let cool_off = o.policy.cool_off.saturating_mul(1 << refused.min(16));
                 let wait = c
                     .retry_after
                     .or_else(|| o.snapshot.wait())
-                    .unwrap_or(o.policy.cool_off)
+                    .unwrap_or(cool_off)
                     .min(o.policy.max_pause);
                 self.exhaust(later(now, wait));
+                if let Some(ex) = &mut self.exhausted {
+                    ex.refused_probes = refused;
+                }
             }
             _ if down => {}
             class => {
@@ -428,6 +441,7 @@ impl BucketState {
             until,
             epoch: self.epoch,
             probe_lease: None,
+            refused_probes: self.exhausted.map_or(0, |ex| ex.refused_probes),
         });
     }
 }
