@@ -154,3 +154,54 @@ async fn headers_that_overstate_a_window_stop_drawing_429s_once_refused() {
         "{refused} refusals for {ok} successes: the overstated headers kept being believed"
     );
 }
+
+/// A sliding window of 18 requests per 2 s behind OpenAI's header names: `reset` is when
+/// the window is whole again (the newest request in it ages out), not a refill time.
+fn sliding_window_in_openai_names() -> Api {
+    let mut sent: std::collections::VecDeque<Instant> = Default::default();
+    Api::new(50 * MS, move |now, _, _| {
+        while sent.front().is_some_and(|t| now - *t >= 2 * S) {
+            sent.pop_front();
+        }
+        let refused = sent.len() >= 18;
+        if !refused {
+            sent.push_back(now);
+        }
+        let reset = sent.back().map_or(Duration::ZERO, |t| (*t + 2 * S) - now);
+        let reply = if refused {
+            let wait = (*sent.front().unwrap() + 2 * S) - now;
+            Reply::status(429).header("retry-after-ms", wait.as_millis().to_string())
+        } else {
+            Reply::ok()
+        };
+        reply
+            .header("x-ratelimit-limit-requests", "18")
+            .header(
+                "x-ratelimit-remaining-requests",
+                (18 - sent.len()).to_string(),
+            )
+            .header(
+                "x-ratelimit-reset-requests",
+                format!("{}ms", reset.as_millis()),
+            )
+    })
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_sliding_window_behind_openai_header_names_is_used_at_its_rate() {
+    let api = sliding_window_in_openai_names();
+    let c = crate::support::abide_client(
+        &api,
+        abide::AbideLayer::new().with_retry(BackoffRetryLayer::new().with_seed(14)),
+    );
+    let start = Instant::now();
+    // 360 requests at 9 a second: 40 s at best.
+    let all = call_all(&c, (0..360).map(|i| request(i, None)).collect()).await;
+    assert!(all.iter().all(|d| d.ok()));
+    let last = all.iter().map(|d| d.at).max().unwrap();
+    assert!(
+        last - start < 48 * S,
+        "took {:?} for 40 s of quota",
+        last - start
+    );
+}

@@ -194,7 +194,9 @@ impl ConcurrencyCapLayer {
     }
 
     /// How long an exhausted bucket waits before its probe when the server states no
-    /// reset (default 60 s); also how long an unanswered probe blocks the next one.
+    /// reset (default 60 s), doubled for each probe the server refuses again (up to the
+    /// max pause), so a quota gone for good costs a handful of probes; also how long an
+    /// unanswered probe blocks the next one.
     pub fn with_cool_off(mut self, cool_off: Duration) -> Self {
         self.config.policy.cool_off = cool_off;
         self

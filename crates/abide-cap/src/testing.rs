@@ -312,6 +312,29 @@ pub async fn an_outage_holds_everyone_behind_one_probe(store: &dyn QuotaStore) {
     assert!(!open.probe);
 }
 
+/// Without a stated time, each probe refused with exhaustion again doubles the cool-off.
+pub async fn a_refused_probe_doubles_the_cool_off(store: &dyn QuotaStore) {
+    let p = BucketPolicy {
+        cool_off: 10 * S,
+        ..BucketPolicy::default()
+    };
+    let k = key("exhaust-doubling");
+    let now = Instant::now();
+    let gone = Classification::new(Class::QuotaExhausted, "test: quota gone");
+    let none = RateLimitSnapshot::new();
+    observe(store, &k, now, None, &gone, &none, &p).await;
+    let mut at = now;
+    for cool_off in [10 * S, 20 * S, 40 * S] {
+        match reject(admit_at(store, &k, 1, at, &p).await, "exhausted") {
+            Rejection::Exhausted { retry_in } => assert_eq!(retry_in, Some(cool_off)),
+            other => panic!("expected Exhausted, got {other:?}"),
+        }
+        at += cool_off;
+        let probe = go(admit_at(store, &k, 1, at, &p).await, "the probe");
+        observe(store, &k, at, Some(probe), &gone, &none, &p).await;
+    }
+}
+
 /// A pause the server stated, with longer to run than the policy's max server wait, is
 /// refused at once with what is left of it; once within the maximum, it is waited.
 pub async fn a_stated_wait_past_the_max_server_wait_is_refused(store: &dyn QuotaStore) {
@@ -886,6 +909,7 @@ macro_rules! quota_store_suite {
             throttle_without_wait_uses_the_default_pause,
             absurd_waits_are_capped,
             an_outage_holds_everyone_behind_one_probe,
+            a_refused_probe_doubles_the_cool_off,
             a_stated_wait_past_the_max_server_wait_is_refused,
             a_client_error_teaches_nothing,
             exhaustion_fails_fast_then_probes_once,

@@ -40,9 +40,15 @@
 //! With the `testing` feature, [`crate::testing`] holds the behaviour suite every store
 //! must pass; `LocalStore` runs it in this crate's tests.
 
+mod bucket;
+mod gcra;
+mod learned;
 mod local;
 mod outage;
-mod pace;
+mod refill;
+mod throttle;
+mod time;
+mod window;
 
 pub use local::LocalStore;
 

@@ -12,7 +12,9 @@
 //! Held requests are not sent, so they spend no retry attempts: only probes do, one per
 //! hold, each from a different request in a busy bucket.
 
-use super::pace::{later, nanos};
+use super::bucket::BucketState;
+use super::time::{later, nanos, since};
+use super::Ticket;
 use std::time::Duration;
 use tokio::time::Instant;
 
@@ -95,6 +97,35 @@ fn mix(seed: u64) -> u64 {
     z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
     z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
     z ^ (z >> 31)
+}
+
+impl BucketState {
+    /// A failed answer (server error, or overload without a stated wait): the first
+    /// begins an outage, a failed probe of it lengthens the hold.
+    pub(super) fn outage_failure(
+        &mut self,
+        now: Instant,
+        ticket: Option<Ticket>,
+        stated: Option<Duration>,
+    ) {
+        // Differs between buckets (born) and moments (requests), without an RNG.
+        let seed =
+            self.requests ^ (u64::from(self.epoch as u32) << 32) ^ nanos(since(now, self.born));
+        let o = match &mut self.outage {
+            Some(o) => {
+                o.failed(now, ticket.map(|t| (t.epoch, t.probe)), seed);
+                o
+            }
+            None => {
+                // Reservations made before the outage must not go into it.
+                self.epoch += 1;
+                self.outage.insert(Outage::begin(now, self.epoch, seed))
+            }
+        };
+        if let Some(wait) = stated {
+            o.at_least_until(later(now, wait));
+        }
+    }
 }
 
 #[cfg(test)]
