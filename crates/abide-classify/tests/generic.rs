@@ -333,3 +333,46 @@ fn a_daily_or_monthly_limit_by_name_with_no_shorter_wait_is_exhaustion() {
         },
     ]);
 }
+
+/// The layer peeks 2xx bodies only when asked: GraphQL paths with `with_graphql`, any
+/// JSON with `with_success_peek` (Google Maps answers `OVER_QUERY_LIMIT` in a 200 at
+/// `/maps/api/geocode/json`).
+#[tokio::test]
+async fn the_layer_reads_2xx_json_for_failures_when_asked_and_delivers_the_body() {
+    use abide_classify::{Classification, QuotaClassifierLayer};
+    use bytes::Bytes;
+    use http::{Request, Response};
+    use http_body_util::{BodyExt, Full};
+    use tower::{Layer, Service, ServiceExt};
+    use tower_test::mock;
+
+    const BODY: &str = r#"{"results":[],"status":"OVER_QUERY_LIMIT","error_message":"You have exceeded your rate-limit for this API."}"#;
+    async fn verdict(layer: QuotaClassifierLayer) -> (Classification, Bytes) {
+        let (mock, mut handle) = mock::pair::<Request<()>, Response<Full<Bytes>>>();
+        let mut svc = layer.layer(mock);
+        let served = tokio::spawn(async move {
+            let (_req, send) = handle.next_request().await.unwrap();
+            let mut res = Response::new(Full::new(Bytes::from_static(BODY.as_bytes())));
+            res.headers_mut()
+                .insert("content-type", "application/json".parse().unwrap());
+            send.send_response(res);
+        });
+        let req = Request::get("https://maps.googleapis.com/maps/api/geocode/json")
+            .body(())
+            .unwrap();
+        let res = svc.ready().await.unwrap().call(req).await.unwrap();
+        served.await.unwrap();
+        let c = res.extensions().get::<Classification>().unwrap().clone();
+        (c, res.into_body().collect().await.unwrap().to_bytes())
+    }
+    let (plain, body) = verdict(QuotaClassifierLayer::new()).await;
+    assert_eq!(
+        plain.class,
+        Class::Success,
+        "no peek of successes by default"
+    );
+    assert_eq!(body, BODY.as_bytes());
+    let (peeked, body) = verdict(QuotaClassifierLayer::new().with_success_peek(true)).await;
+    assert_eq!(peeked.class, Class::RateLimited);
+    assert_eq!(body, BODY.as_bytes(), "the body reaches the caller whole");
+}

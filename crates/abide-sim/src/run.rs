@@ -314,6 +314,7 @@ async fn drive(
         let arrival = start + p.arrival;
         let deadline = w.deadline;
         let client = p.client as usize;
+        let oversized = p.oversized;
         let on_end = on_end.clone();
         tasks.spawn(async move {
             tokio::time::sleep_until(arrival).await;
@@ -344,7 +345,9 @@ async fn drive(
                         || (last.is_none() && client_exhausted)
                     {
                         End::FailedPermanent
-                    } else if last.is_some_and(Outcome::is_client_error) {
+                    } else if oversized || last.is_some_and(Outcome::is_client_error) {
+                        // A request too large for the whole limit can never succeed: any
+                        // ending of it is correct, a local refusal included.
                         End::FailedClient
                     } else if alone && matches!(last, Some(Outcome::Outage(_) | Outcome::Refused)) {
                         End::GaveUpAlone

@@ -185,3 +185,27 @@ fn naive_wraps_the_sdk_so_a_wait_the_sdk_refuses_is_retried_by_tenacity() {
     assert_eq!(counts(&r), (2, 0, 0, 3, 1));
     assert_eq!(r.makespan_s, 100.21);
 }
+
+#[test]
+fn cookbook_parallel_holds_every_request_behind_one_larger_than_its_token_capacity() {
+    // 100 tokens per minute, every request costs 150: the loop waits on the first for
+    // capacity that never comes, nothing is sent, and the run ends at its time limit.
+    // governor answers InsufficientCapacity at once: nothing is sent either, nothing waits.
+    let toml = "name='big'\ntime_limit_s=30.0\n[server]\ndialect='openai'\nwindow_s=60.0\ntokens_per_window=100\n[workload]\nrequests=2\nconcurrency=2\ntokens_min=150\ntokens_max=150\n";
+    let r = row(toml, Strategy::CookbookParallel);
+    assert_eq!((r.succeeded, r.attempts, r.makespan_s), (0, 0, 30.0));
+    let r = row(toml, Strategy::GovernorReqwestRetry);
+    assert_eq!((r.succeeded, r.attempts, r.makespan_s), (0, 0, 0.0));
+}
+
+#[test]
+fn cookbook_parallel_frees_its_loop_when_a_waiting_caller_gives_up() {
+    // Declared 1 per minute: r0 goes at 0; r1 and r2 wait for capacity (back at 60 s) and
+    // reach their 5 s deadline first: timed out, never sent.
+    let r = row(
+        "name='dl'\n[server]\ndialect='openai'\nwindow_s=60.0\nrequests_per_window=1\n[workload]\nrequests=3\nconcurrency=3\ndeadline_s=5.0\n",
+        Strategy::CookbookParallel,
+    );
+    assert_eq!((r.succeeded, r.timed_out, r.attempts), (1, 2, 1));
+    assert_eq!(r.makespan_s, 5.0);
+}

@@ -150,6 +150,10 @@ impl Fields {
             }
             _ => {}
         }
+        // Shopify REST: `{"errors": "Exceeded 2 calls per second for api client. ..."}`.
+        if let Some(Value::String(s)) = obj.get("errors") {
+            self.texts.push(s.clone());
+        }
         if let Some(Value::Array(errors)) = obj.get("errors") {
             for e in errors.iter().take(MAX_ERRORS) {
                 match e {

@@ -317,6 +317,14 @@ fn scope_from_snapshot(snapshot: &RateLimitSnapshot) -> QuotaScope {
                     | Dialect::IetfDraft03 => Some(QuotaScope::Requests),
                     Dialect::GitHub if l.scope.as_str() != "graphql" => Some(QuotaScope::Requests),
                     Dialect::Discord | Dialect::GitLab => Some(QuotaScope::Requests),
+                    // Stripe names the limiter that refused the request
+                    // (`global-concurrency`, `endpoint-rate`, ...; docs.stripe.com/rate-limits).
+                    Dialect::Stripe if l.scope.as_str().contains("concurrency") => {
+                        Some(QuotaScope::Concurrency)
+                    }
+                    Dialect::Stripe if l.scope.as_str().contains("rate") => {
+                        Some(QuotaScope::Requests)
+                    }
                     _ => None,
                 },
             },

@@ -37,10 +37,12 @@ const CALENDAR_WORDS: &[&str] = &[
     "(tpd)",
     "perday",
     "per_day",
+    "per-day",
     "daily",
     "per month",
     "permonth",
     "per_month",
+    "per-month",
     "monthly",
     // Salesforce's 24-hour allocation ("TotalRequests Limit exceeded.",
     // developer.salesforce.com app limits cheatsheet, "Total API Request Allocations").
@@ -86,6 +88,7 @@ pub(crate) const RATE_LIMIT_PHRASES: &[&str] = &[
     "calls / minute",
     "calls/minute",
     "calls per minute",
+    "calls per second",
     // A ban with a stated end is a wait (Binance "IP banned until 1659146400000").
     "banned until",
     "blocked until",

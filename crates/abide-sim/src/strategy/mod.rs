@@ -119,7 +119,7 @@ impl Strategy {
             Strategy::GrpcA6 => "gRPC A6: 5 attempts, 0.1 s x2 to 1 s x U(0.8, 1.2), retry throttling 10/0.1, grpc-retry-pushback-ms",
             Strategy::CookbookParallel => "OpenAI cookbook parallel processor: RPM/TPM buckets at the true limits, 15 s pause after a rate limit, 5 attempts, no backoff",
             Strategy::AsyncOpenAi => "async-openai: 3 retries on 429 (not insufficient_quota), 5xx, connect; integer Retry-After, else 100 ms x2 to 8 s",
-            Strategy::GovernorReqwestRetry => "governor per-minute quota at the true limits + reqwest-retry: 3 retries, U[0,1) x 1 s x2^n, Retry-After ignored",
+            Strategy::GovernorReqwestRetry => "governor Quota::per_minute (or the window's) at the true limits + reqwest-retry: 3 retries, U[0,1) x 1 s x2^n, Retry-After ignored",
             Strategy::Abide => "abide: BackoffRetry + ConcurrencyCap + QuotaClassifier, defaults, cost declared",
             Strategy::AbideRetryOnly => "abide without the cap: BackoffRetry + QuotaClassifier, defaults",
         }
