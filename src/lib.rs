@@ -51,6 +51,24 @@
 //! Every attempt, retries included, passes through the cap, because the server counts every
 //! attempt. [`AbideLayer`] builds exactly this stack; [`ServiceBuilderExt`] adds the layers
 //! one by one when you need to configure them.
+//!
+//! # Presets, cost, outcomes
+//!
+//! [`AbideLayer::openai`], [`anthropic`](AbideLayer::anthropic),
+//! [`gemini`](AbideLayer::gemini), [`azure_openai`](AbideLayer::azure_openai),
+//! [`github`](AbideLayer::github), [`grpc`](AbideLayer::grpc) and
+//! [`generic`](AbideLayer::generic) configure the stack for an API (bucket key, replay
+//! safety, timeouts). A request's [`Cost`] (tokens) and [`Model`] are request extensions.
+//! [`Outcome::of`] reads whatever ended a request in one call.
+//!
+//! A response holds its in-flight permit until its body is read to the end or dropped:
+//! a body nobody reads keeps a permit of its bucket.
+//!
+//! # Features
+//!
+//! `headers`, `classify`, `retry`, `cap`, `hyper` (default); `grpc` ([`AbideLayer::grpc`]'s
+//! tonic wrapper, `grpc::GrpcLayer`; the only feature that pulls tonic, prost and h2);
+//! `metrics` (`metrics::MetricsLayer`).
 #![forbid(unsafe_code)]
 #![cfg_attr(docsrs, feature(doc_cfg))]
 
