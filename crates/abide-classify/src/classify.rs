@@ -227,6 +227,7 @@ where
 pub struct DefaultRules {
     pub(crate) opts: rules::Options,
     pub(crate) graphql: bool,
+    pub(crate) success_peek: bool,
 }
 
 impl DefaultRules {
@@ -240,6 +241,16 @@ impl DefaultRules {
     /// errors such as GitHub's `RATE_LIMITED` in a 200. Off by default.
     pub fn with_graphql(mut self, on: bool) -> Self {
         self.graphql = on;
+        self
+    }
+
+    /// Also peek every 2xx JSON response, whatever its path, for an error-shaped body
+    /// that says it was rate limited or out of quota (Google Maps `"status":
+    /// "OVER_QUERY_LIMIT"` in a 200, `{"ok": false, "error": "ratelimited"}`). A success
+    /// payload that merely mentions rate limits stays a success. Off by default: it costs
+    /// a bounded peek of every successful JSON response.
+    pub fn with_success_peek(mut self, on: bool) -> Self {
+        self.success_peek = on;
         self
     }
 
@@ -258,6 +269,7 @@ pub struct DefaultClassifier {
     graphql_request: bool,
     head_request: bool,
     graphql: bool,
+    success_peek: bool,
 }
 
 impl MakeClassifier for DefaultRules {
@@ -271,6 +283,7 @@ impl MakeClassifier for DefaultRules {
                 && path.len() >= 7
                 && path[path.len() - 7..].eq_ignore_ascii_case(b"graphql"),
             head_request: request.method() == http::Method::HEAD,
+            success_peek: self.success_peek,
         }
     }
 }
@@ -288,9 +301,9 @@ impl ClassifyResponse for DefaultClassifier {
             return Some(Decision::Ready(c));
         }
         let peek = if c.class == Class::Success {
-            self.graphql
-                && (self.graphql_request || graphql_response(head.headers))
-                && json(head.headers)
+            json(head.headers)
+                && (self.success_peek
+                    || (self.graphql && (self.graphql_request || graphql_response(head.headers))))
         } else {
             true
         };

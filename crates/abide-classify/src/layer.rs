@@ -125,6 +125,14 @@ impl<U> QuotaClassifierLayer<U> {
         self
     }
 
+    /// Also peeks every 2xx JSON response for a body that says it failed (see
+    /// [`DefaultRules::with_success_peek`]): Google Maps `OVER_QUERY_LIMIT`, Slack-style
+    /// `{"ok": false, "error": "ratelimited"}`. Costs a bounded peek per success.
+    pub fn with_success_peek(mut self, on: bool) -> Self {
+        self.config.defaults = self.config.defaults.with_success_peek(on);
+        self
+    }
+
     /// Retryable verdicts stating a wait longer than `threshold` become quota
     /// exhaustion (default one hour).
     pub fn with_long_wait(mut self, threshold: Duration) -> Self {

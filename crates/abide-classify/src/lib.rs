@@ -61,8 +61,22 @@
 //!
 //! The built-in rules know OpenAI and Azure OpenAI, Anthropic, Google (Gemini, Vertex,
 //! Cloud APIs, gRPC `google.rpc` details), AWS, GitHub (REST and GraphQL), Stripe,
-//! RFC 9457 problem+json and JSON:API bodies (Honeycomb), `x-should-retry`, gRPC
-//! (`grpc-retry-pushback-ms`, `grpc-status-details-bin`), and the status codes.
+//! Shopify GraphQL cost, RFC 9457 problem+json and JSON:API bodies (Honeycomb),
+//! `x-should-retry`, gRPC (`grpc-retry-pushback-ms`, `grpc-status-details-bin`), and the
+//! status codes.
+//!
+//! For every other API the generic reading goes by words and shapes: a 2xx whose
+//! error-shaped body says it was rate limited is not a success; a 403 speaking of rate or
+//! request limits is a rate limit, one speaking of permissions an auth error; credit,
+//! balance and billing words mean exhaustion whatever the status; queue-full and
+//! rejected-execution words on a 429 or 503 mean overload, as capacity words do anywhere;
+//! a wait stated anywhere in the body (fields such as `retry_after`, `retryAfterMs`,
+//! `banned_until`, or prose in any unit, instants measured from the `Date` header) is
+//! the wait; a request larger than the whole limit is a client error; a per-day or
+//! per-month limit is a rate limit while a wait is stated and exhaustion without one.
+//!
+//! [`Classification::scope`] is the kind of limit hit ([`QuotaScope`]);
+//! [`Classification::bucket`] names which one when the server does.
 #![forbid(unsafe_code)]
 
 mod body;

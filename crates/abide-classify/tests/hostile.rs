@@ -269,6 +269,15 @@ mod never_panic {
             "\\{\"error\":\\{\"(code|type|status|message|details|reason)\":(\"[a-zA-Z_ 0-9.]{0,40}\"|[0-9]{0,30}|\\[\\{\"@type\":\"type.googleapis.com/google.rpc.(RetryInfo|QuotaFailure|ErrorInfo)\",\"(retryDelay|violations|metadata|reason)\":(\"[0-9]{0,400}(\\.[0-9]{0,12})?s\"|\\[\\{\"quotaId\":\"[a-zA-Z]{0,20}\"\\}\\]|\\{\"k\":\"[a-z ]{0,20}\"\\})\\}\\]|null)(,\"message\":\"[ -~]{0,80}\")?\\}?\\}?"
                 .prop_map(String::into_bytes),
             "<Error><Code>[ -~]{0,80}(</Code>)?".prop_map(String::into_bytes),
+            // Issue 13 shapes: limits and requested sizes, wait fields in any unit,
+            // GraphQL cost models, instants after triggers.
+            "(Limit|limit:) ~?[0-9,]{0,25}, (Used [0-9]{0,20}, )?Requested ~?[0-9,]{0,25}\\.( Please try again in [0-9]{0,6}s\\.)?"
+                .prop_map(String::into_bytes),
+            "\\{\"error\":\"x\",\"(retry_after|retryAfterMs|retry_at|banned_until|reset|estimated_time|rateLimitNext)\":(-?[0-9]{0,40}(\\.[0-9]{0,10})?(e[0-9]{1,3})?|\"[ -~]{0,40}\"|null|\\[\\])\\}"
+                .prop_map(String::into_bytes),
+            "\\{\"errors\":\\[\\{\"extensions\":\\{\"code\":\"THROTTLED\"\\}\\}\\],\"extensions\":\\{\"cost\":\\{\"requestedQueryCost\":-?[0-9]{0,30}(\\.[0-9]{0,5})?(e[0-9]{1,3})?,\"throttleStatus\":\\{\"maximumAvailable\":[0-9]{0,30},\"currentlyAvailable\":-?[0-9]{0,30},\"restoreRate\":[0-9]{0,30}(\\.[0-9]{0,5})?(e-?[0-9]{1,3})?\\}\\}\\}\\}"
+                .prop_map(String::into_bytes),
+            "(banned until|retry at|try after|Retry after:) [0-9T:.Z+-]{0,40}".prop_map(String::into_bytes),
         ]
     }
 

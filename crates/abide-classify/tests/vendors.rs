@@ -329,7 +329,7 @@ fn google_gemini_vertex_and_cloud_errors_are_told_apart() {
             // in the details is exhaustion only with no shorter RetryInfo.
             class: Class::RateLimited,
             retryable: true,
-            scope: "daily",
+            scope: "daily/GenerateRequestsPerDayPerProjectPerModel-FreeTier",
             wait_ms: Some(22_000),
         },
         Case {
@@ -339,7 +339,7 @@ fn google_gemini_vertex_and_cloud_errors_are_told_apart() {
             body: Some(r#"{"error":{"code":429,"message":"You exceeded your current quota, please check your plan and billing details.","status":"RESOURCE_EXHAUSTED","details":[{"@type":"type.googleapis.com/google.rpc.QuotaFailure","violations":[{"quotaMetric":"generativelanguage.googleapis.com/generate_content_free_tier_requests","quotaId":"GenerateRequestsPerDayPerProjectPerModel-FreeTier","quotaValue":"250"}]}]}}"#),
             class: Class::QuotaExhausted,
             retryable: false,
-            scope: "daily",
+            scope: "daily/GenerateRequestsPerDayPerProjectPerModel-FreeTier",
             wait_ms: None,
         },
         Case {
@@ -349,7 +349,7 @@ fn google_gemini_vertex_and_cloud_errors_are_told_apart() {
             body: Some(r#"{"error":{"code":429,"message":"Quota exceeded for quota metric 'Queries' and limit 'Queries per day' of service 'translate.googleapis.com'.","status":"RESOURCE_EXHAUSTED","details":[{"@type":"type.googleapis.com/google.rpc.ErrorInfo","reason":"RATE_LIMIT_EXCEEDED","domain":"googleapis.com","metadata":{"quota_limit":"DefaultRequestsPerDayPerProject","quota_metric":"translate.googleapis.com/default_requests","service":"translate.googleapis.com"}}]}}"#),
             class: Class::QuotaExhausted,
             retryable: false,
-            scope: "daily",
+            scope: "daily/DefaultRequestsPerDayPerProject",
             wait_ms: None,
         },
         Case {
@@ -359,7 +359,7 @@ fn google_gemini_vertex_and_cloud_errors_are_told_apart() {
             body: Some(r#"{"error":{"code":429,"message":"You exceeded your current quota, please check your plan and billing details. Please retry in 38.5s.","status":"RESOURCE_EXHAUSTED","details":[{"@type":"type.googleapis.com/google.rpc.QuotaFailure","violations":[{"quotaMetric":"generativelanguage.googleapis.com/generate_content_paid_tier_requests","quotaId":"GenerateRequestsPerMinutePerProjectPerModel","quotaDimensions":{"location":"global","model":"gemini-2.5-pro"},"quotaValue":"150"}]},{"@type":"type.googleapis.com/google.rpc.RetryInfo","retryDelay":"38s"}]}}"#),
             class: Class::RateLimited,
             retryable: true,
-            scope: "requests",
+            scope: "requests/GenerateRequestsPerMinutePerProjectPerModel",
             wait_ms: Some(38_000),
         },
         Case {
@@ -389,7 +389,7 @@ fn google_gemini_vertex_and_cloud_errors_are_told_apart() {
             body: Some(r#"{"error":{"code":429,"message":"Quota exceeded for quota metric 'Read requests' and limit 'Read requests per minute' of service 'sheets.googleapis.com' for consumer 'project_number:1234'.","status":"RESOURCE_EXHAUSTED","details":[{"@type":"type.googleapis.com/google.rpc.ErrorInfo","reason":"RATE_LIMIT_EXCEEDED","domain":"googleapis.com","metadata":{"quota_limit":"ReadRequestsPerMinutePerProject","quota_metric":"sheets.googleapis.com/read_requests","service":"sheets.googleapis.com","consumer":"projects/1234"}}]}}"#),
             class: Class::RateLimited,
             retryable: true,
-            scope: "requests",
+            scope: "requests/ReadRequestsPerMinutePerProject",
             wait_ms: None,
         },
         Case {

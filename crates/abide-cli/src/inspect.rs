@@ -256,6 +256,9 @@ impl Report {
             }
         );
         let _ = writeln!(out, "  rule: {}", c.reason);
+        if let Some(why) = explain(c) {
+            let _ = writeln!(out, "  why: {why}");
+        }
         for line in &self.said {
             let _ = writeln!(out, "  server says: {line}");
         }
@@ -295,6 +298,39 @@ impl Report {
         let _ = writeln!(out, "  what to do: {advice}");
         out
     }
+}
+
+/// What the verdict means, in words, for the kinds of limit that change what to do.
+fn explain(c: &Classification) -> Option<&'static str> {
+    use abide_classify::QuotaScope;
+    Some(match (c.class, c.scope) {
+        (Class::ClientError, QuotaScope::Tokens) => {
+            "the request is larger than the whole limit; the account is fine, the request must shrink."
+        }
+        (Class::RateLimited, QuotaScope::Daily) => {
+            "a per-day or per-month limit, but the server stated a short wait: it refills continuously, so waiting that long helps."
+        }
+        (Class::QuotaExhausted, QuotaScope::Daily) => {
+            "a per-day or per-month limit is used up and no shorter wait was stated; it comes back when the period resets."
+        }
+        (Class::QuotaExhausted, QuotaScope::Billing) => {
+            "credits, balance, billing or a spend limit ran out; no wait brings them back."
+        }
+        (Class::RateLimited, QuotaScope::Concurrency) => {
+            "too many requests at once, or another request holds the object: send fewer at a time (serialize writes) and retry soon."
+        }
+        (Class::RateLimited, QuotaScope::Requests) => "too many requests in the window.",
+        (Class::RateLimited, QuotaScope::Tokens | QuotaScope::InputTokens | QuotaScope::OutputTokens) => {
+            "too many tokens in the window; smaller or fewer requests get through sooner."
+        }
+        (Class::Overloaded, _) => {
+            "the provider is short of capacity (busy, queue full, high demand); this is not your quota."
+        }
+        (Class::QuotaExhausted, _) if c.retry_after.is_some() => {
+            "the stated wait is so long that the quota is as good as gone for now."
+        }
+        _ => return None,
+    })
 }
 
 fn describe_class(class: Class) -> &'static str {

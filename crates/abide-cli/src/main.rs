@@ -2,10 +2,12 @@
 //! strategies on the simulated API (`scoreboard`).
 #![forbid(unsafe_code)]
 
+mod demo;
 mod inspect;
 mod random_board;
 mod raw;
 mod scoreboard;
+mod serve;
 
 use std::process::ExitCode;
 
@@ -13,10 +15,13 @@ const USAGE: &str = "\
 usage: abide <command> [options]
 
 commands:
+  demo [--json]                                   three clients side by side against the simulated API
   inspect [--json] [--now <HTTP-date>] [FILE|-]   explain one raw HTTP response
   scoreboard [--json] [--scenario NAME|FILE]... [--strategy NAME]... [--plot FILE.svg] [--list]
   scoreboard --random N [--seed S] [--emit DIR] [--json] [--strategy NAME]...
                                                   compare retry strategies on the simulated API
+  serve [--scenario NAME|FILE] [--addr 127.0.0.1:PORT] [--time-scale X]
+                                                  the simulated API over HTTP, in real time
 ";
 
 fn main() -> ExitCode {
@@ -27,8 +32,10 @@ fn main() -> ExitCode {
     };
     let rest: Vec<_> = args.collect();
     match command.to_str() {
+        Some("demo") => demo::run(rest),
         Some("inspect") => inspect::run(rest),
         Some("scoreboard") => scoreboard::run(rest),
+        Some("serve") => serve::run(rest),
         Some("-h" | "--help" | "help") => {
             print!("{USAGE}");
             ExitCode::SUCCESS

@@ -124,14 +124,14 @@ fn emit(dir: &Path, scenarios: &[Scenario]) -> Result<(), String> {
 }
 
 /// Why the scenarios could not be resolved.
-enum Resolve {
+pub(crate) enum Resolve {
     /// A file that cannot be read or is not a valid scenario (exit 1).
     BadFile(String),
     /// Neither a built-in name nor a file (exit 2).
     Unknown(String),
 }
 
-fn resolve_scenarios(values: &[OsString]) -> Result<Vec<Scenario>, Resolve> {
+pub(crate) fn resolve_scenarios(values: &[OsString]) -> Result<Vec<Scenario>, Resolve> {
     if values.is_empty() {
         return Ok(Scenario::builtins());
     }

@@ -321,3 +321,39 @@ fn a_request_larger_than_the_whole_limit_is_a_client_error_explained_in_words() 
     assert!(text.contains("make the request smaller"), "{text}");
     assert!(text.contains("larger than the whole limit"), "{text}");
 }
+
+#[test]
+fn a_per_day_limit_with_a_short_stated_wait_is_a_rate_limit_explained_in_words() {
+    let v = inspect_json("openai-429-per-day-short-wait.http");
+    assert_eq!(v["classification"]["class"], "rate_limited");
+    assert_eq!(v["classification"]["scope"], "daily");
+    assert_eq!(v["classification"]["retry_after_s"], json!(8.64));
+    let path = example("openai-429-per-day-short-wait.http");
+    let text = String::from_utf8(abide(&["inspect", path.to_str().unwrap()], b"").stdout).unwrap();
+    assert!(
+        text.contains("why: a per-day or per-month limit, but the server stated a short wait"),
+        "{text}"
+    );
+    assert!(text.contains("wait 8.64 s before retrying"), "{text}");
+}
+
+#[test]
+fn a_200_whose_body_says_rate_limited_is_not_a_success() {
+    let v = inspect_json("generic-200-rate-limited.http");
+    assert_eq!(v["status"], 200);
+    assert_eq!(v["classification"]["class"], "rate_limited");
+    // retry_at is measured from the response's Date header.
+    assert_eq!(v["classification"]["retry_after_s"], json!(45));
+}
+
+#[test]
+fn queue_full_words_on_a_429_are_overload_explained_in_words() {
+    let v = inspect_json("elasticsearch-429-rejected.http");
+    assert_eq!(v["classification"]["class"], "overloaded");
+    let path = example("elasticsearch-429-rejected.http");
+    let text = String::from_utf8(abide(&["inspect", path.to_str().unwrap()], b"").stdout).unwrap();
+    assert!(
+        text.contains("why: the provider is short of capacity"),
+        "{text}"
+    );
+}

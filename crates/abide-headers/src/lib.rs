@@ -89,6 +89,21 @@ pub use snapshot::{
 use http::HeaderMap;
 use std::time::SystemTime;
 
+/// Reads an instant as rate-limit headers and error bodies state it: an RFC 3339 / ISO
+/// 8601 timestamp (`2026-11-27T03:05:00Z`, offsets and fractions allowed) or an HTTP-date.
+/// `None` for anything else.
+///
+/// ```
+/// use std::time::{Duration, UNIX_EPOCH};
+/// let t = abide_headers::parse_instant("2023-11-14T22:13:20Z").unwrap();
+/// assert_eq!(t, UNIX_EPOCH + Duration::from_secs(1_700_000_000));
+/// assert!(abide_headers::parse_instant("soon").is_none());
+/// ```
+pub fn parse_instant(s: &str) -> Option<SystemTime> {
+    let s = value::trim_ows(s);
+    value::rfc3339(s).or_else(|_| value::http_date(s)).ok()
+}
+
 /// Extracts a [`RateLimitSnapshot`] from response headers, whatever dialect they use.
 ///
 /// Relative times (resets, waits) are measured from the reference instant: the one given

@@ -235,3 +235,23 @@ fn reset_in_milliseconds_where_the_name_says_so() {
     ]);
     assert_eq!(s.limits()[0].reset, None);
 }
+
+#[test]
+fn malformed_draft12_parameters_are_ignored_one_by_one() {
+    let s = parse(&[
+        ("RateLimit-Policy", "burst;q=100;w=60"),
+        ("RateLimit", "burst;a=-1;w=soon;c=1.5"),
+    ]);
+    let l = s.get(&Scope::named("burst")).unwrap();
+    // The policy's numbers stand; each bad item parameter is dropped on its own.
+    assert_eq!(
+        (l.limit, l.window, l.remaining, l.reset, l.cost),
+        (Some(100), secs(60), None, None, None)
+    );
+    let s = parse(&[
+        ("RateLimit-Policy", "burst;q=100;w=60"),
+        ("RateLimit", "burst;a=7;w=soon;c=2"),
+    ]);
+    let l = s.get(&Scope::named("burst")).unwrap();
+    assert_eq!((l.remaining, l.reset, l.cost), (Some(7), None, Some(2)));
+}

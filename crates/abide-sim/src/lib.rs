@@ -72,8 +72,9 @@ pub use service::{
     sim_epoch, ConnectionRefused, RequestTokens, ResponseFuture, SimServer, SIM_EPOCH_SECS,
     TOKENS_HEADER,
 };
+pub mod http;
 pub mod plot;
 pub mod random;
 pub mod strategy;
 pub use metrics::{best_first, deliverable, ideal_makespan, rank_cmp, Row};
-pub use run::{run, RunResult, Timeline, REQUEST_ID_HEADER};
+pub use run::{run, run_over_http, RunResult, Timeline, REQUEST_ID_HEADER};

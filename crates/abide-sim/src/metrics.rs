@@ -12,9 +12,10 @@ use std::time::Duration;
 ///
 /// A logical request ends in exactly one of `succeeded`, `failed_permanent` (its last
 /// answer was the server's permanent quota error, or it got no answer and its client had
-/// already received one and refused it locally: correct for requests beyond the quota),
-/// `failed_client` (its last answer was a client error the server gives it every time: it
-/// is too large), `timed_out` (its deadline passed) or `lost` (given up, or unfinished at
+/// already received one and refused it locally, or, for a strategy whose clients share
+/// state, any client had: correct for requests beyond the quota),
+/// `failed_client` (it is too large for the whole token limit: the server refuses it every
+/// time, so ending it is correct, whether on that answer or by a local refusal), `timed_out` (its deadline passed) or `lost` (given up, or unfinished at
 /// the time limit, while the server would still have served it; the goal is 0, but for
 /// `gave_up_alone`, counted apart within it).
 #[derive(Clone, Debug, PartialEq, Serialize)]
@@ -31,8 +32,8 @@ pub struct Row {
     pub succeeded: u64,
     /// Logical requests that ended on a permanent quota error.
     pub failed_permanent: u64,
-    /// Logical requests that ended on a client error the server gives them every time
-    /// (too large for the whole limit).
+    /// Logical requests too large for the whole token limit that ended without success
+    /// (on the server's refusal, which it gives every time, or refused locally).
     pub failed_client: u64,
     /// Logical requests ended by their deadline.
     pub timed_out: u64,
@@ -217,7 +218,9 @@ impl Ord for OrdF64 {
 /// every strategy), in one of `C` slots, `C` = the requests in flight at once
 /// (`clients x concurrency`, or `max_in_flight` when smaller). The bound is the end of the
 /// last request when each starts as early as these allow and takes the first free slot,
-/// which is the best any schedule can do ([`schedule_bound`]). A strategy that makes the
+/// which is the best any schedule can do (an earlier start never delays a later job; a
+/// unit test checks it against brute force on small instances); and never before the last
+/// arrival of any request, deliverable or not (it has to arrive to end). A strategy that makes the
 /// server serve the same request twice draws later service times; the bound does not
 /// count that waste.
 pub fn ideal_makespan(scenario: &Scenario, plan: &[Planned]) -> f64 {
@@ -270,12 +273,18 @@ pub fn ideal_makespan(scenario: &Scenario, plan: &[Planned]) -> f64 {
         .map(|o| (o.start.as_secs_f64(), (o.start + o.duration).as_secs_f64()))
         .collect();
     outages.sort_by(|a, b| a.0.total_cmp(&b.0));
+    // Every request, deliverable or not, must at least arrive before it can end.
+    let last_arrival = plan
+        .iter()
+        .map(|p| p.arrival.as_secs_f64())
+        .fold(0.0, f64::max);
     schedule_bound(
         &release,
         &service,
         usize::try_from(slots).unwrap_or(usize::MAX),
         &outages,
     )
+    .max(last_arrival)
 }
 
 #[cfg(test)]

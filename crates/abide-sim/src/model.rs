@@ -69,6 +69,16 @@ pub struct ServerConfig {
     pub tokens_per_day: u64,
     /// Send rate-limit headers only on 429 answers, none on successes.
     pub limits_on_429_only: bool,
+    /// Each request reaches the limiter after an upstream delay drawn uniformly from
+    /// `[0, reorder]`, so concurrent requests are admitted out of the order they were sent
+    /// (a load balancer in front of several workers), and an answer's `remaining` already
+    /// counts requests sent after it. Zero: admitted the instant they are sent.
+    pub reorder: Duration,
+    /// The server's clock is not aligned to the whole seconds it states: its start falls
+    /// at a random fraction of a second (from the seed), and every stated reset and wait is
+    /// the whole-second instant it falls in minus the whole-second `Date`, as a server
+    /// computing `ceil(reset_epoch) - floor(now)` states it (up to 2 s longer than the truth).
+    pub whole_second_clock: bool,
 }
 
 /// The length of the day the daily limits replenish over.
@@ -92,6 +102,8 @@ impl Default for ServerConfig {
             requests_per_day: 0,
             tokens_per_day: 0,
             limits_on_429_only: false,
+            reorder: Duration::ZERO,
+            whole_second_clock: false,
         }
     }
 }
@@ -198,6 +210,10 @@ pub struct ServerModel {
     in_flight: BinaryHeap<Reverse<Duration>>,
     served: u64,
     rng: fastrand::Rng,
+    /// The fraction of a second the server's wall clock reads at its start.
+    phase: Duration,
+    /// Draws the upstream delays (apart from `rng`, so service times stay the k-th draws).
+    upstream_rng: fastrand::Rng,
 }
 
 impl ServerModel {
@@ -217,6 +233,12 @@ impl ServerModel {
             in_flight: BinaryHeap::new(),
             served: 0,
             rng: fastrand::Rng::with_seed(seed),
+            upstream_rng: fastrand::Rng::with_seed(seed ^ 0x0005_7ea3_0000_0001),
+            phase: if config.whole_second_clock {
+                clock_phase(seed)
+            } else {
+                Duration::ZERO
+            },
             config,
         }
     }
@@ -224,6 +246,21 @@ impl ServerModel {
     /// The configuration.
     pub fn config(&self) -> &ServerConfig {
         &self.config
+    }
+
+    /// The fraction of a second the server's wall clock reads at its start (zero unless
+    /// [`ServerConfig::whole_second_clock`]).
+    pub fn clock_phase(&self) -> Duration {
+        self.phase
+    }
+
+    /// How long the next request sent takes to reach the limiter: uniform in
+    /// `[0, reorder]` ([`ServerConfig::reorder`]), drawn in the order requests are sent.
+    pub fn upstream_delay(&mut self) -> Duration {
+        if self.config.reorder.is_zero() {
+            return Duration::ZERO;
+        }
+        self.config.reorder.mul_f64(self.upstream_rng.f64())
     }
 
     /// Requests served so far (counted when admitted).
@@ -314,6 +351,7 @@ impl ServerModel {
             decision.hit = Some((limit, used));
             decision.snapshot = self.snapshot(now);
             if self.config.retry_after {
+                let wait = self.stated(now, wait);
                 decision.snapshot.set_retry_after(Some(wait));
             }
             return decision;
@@ -329,6 +367,12 @@ impl ServerModel {
         decision.delay = latency;
         decision.snapshot = self.snapshot(now);
         decision
+    }
+
+    /// A duration from `now` as the server states it (see
+    /// [`ServerConfig::whole_second_clock`]).
+    fn stated(&self, now: Duration, d: Duration) -> Duration {
+        stated(self.phase, self.config.whole_second_clock, now, d)
     }
 
     fn limiter(&mut self, scope: Scope) -> Option<&mut Limiter> {
@@ -372,6 +416,7 @@ impl ServerModel {
             HeaderScope::Requests
         };
         let window = self.config.window;
+        let (phase, whole) = (self.phase, self.config.whole_second_clock);
         for (limiter, advertised, scope) in [
             (
                 &mut self.requests,
@@ -389,12 +434,30 @@ impl ServerModel {
             let mut limit = Limit::new(scope, dialect);
             limit.limit = Some(advertised);
             limit.remaining = Some(advertised.saturating_sub(used));
-            limit.reset = Some(l.reset(now));
+            limit.reset = Some(stated(phase, whole, now, l.reset(now)));
             limit.window = Some(window);
             snapshot.push(limit);
         }
         snapshot
     }
+}
+
+/// The sub-second phase of a whole-second server clock, from the seed.
+fn clock_phase(seed: u64) -> Duration {
+    let mut rng = fastrand::Rng::with_seed(seed ^ 0x0c10_c4fa_5e00_0001);
+    Duration::from_nanos(rng.u64(0..1_000_000_000))
+}
+
+/// `d` from `now` as a server whose clock reads `phase + now` states it: the whole second
+/// the instant falls in, less the whole second of `now` (`d` itself when not `whole`).
+fn stated(phase: Duration, whole: bool, now: Duration, d: Duration) -> Duration {
+    if !whole {
+        return d;
+    }
+    let wall = phase.saturating_add(now);
+    let at = wall.saturating_add(d);
+    let ceil = at.as_secs() + u64::from(at.subsec_nanos() > 0);
+    Duration::from_secs(ceil.saturating_sub(wall.as_secs()))
 }
 
 /// What a request of `tokens` costs in each scope.

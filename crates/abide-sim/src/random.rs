@@ -26,6 +26,8 @@
 //! | `server.limits_on_429_only` | 15% true |
 //! | `server.requests_per_day` | 12%: sized to bind, the last requests waiting on its continuous refill for 30–100% of the target makespan |
 //! | `server.tokens_per_day` | with token costs, 8%: the same for tokens |
+//! | `server.reorder_s` | 30%: log-uniform 0.005 ..= 0.5 s |
+//! | `server.whole_second_clock` | 30% true |
 //! | `server.quota_requests` | 10%: uniform 30–80% of the requests (exhaustion midway) |
 //! | `server.outages` | 0, 1, 2, 3 with probabilities 0.4, 0.3, 0.2, 0.1; status uniform over 500, 502, 503, 504, 529 and connection refused; duration log-uniform 1 ..= 60 s; start uniform over the first 80% of the ideal makespan without them |
 //! | `workload.clients` | 55% 1, else uniform 2 ..= 8; `shared_state` 50% when more than one |
@@ -276,6 +278,11 @@ fn attempt(rng: &mut fastrand::Rng, seed: u64, index: u32) -> Scenario {
         });
     }
     s.server.outages.sort_by_key(|o| o.start);
+    // The realism of ordinary server-side limiters: out-of-order admission, whole seconds.
+    if chance(rng, 0.3) {
+        s.server.reorder = secs(round_to(log_uniform(rng, 0.005, 0.5), 0.001));
+    }
+    s.server.whole_second_clock = chance(rng, 0.3);
     let ideal = ideal_makespan(&s, &s.plan());
     s.time_limit = secs((ideal * 3.0).max(ideal + 600.0).ceil());
     s

@@ -1,5 +1,6 @@
 //! The workload driver: runs one (scenario, strategy) pair in virtual time and measures it.
 
+use crate::http::HttpConnection;
 use crate::metrics::{ideal_makespan, percentile, round, Row};
 use crate::model::Outcome;
 use crate::scenario::{Arrival, Scenario};
@@ -53,11 +54,21 @@ struct Stats {
     timeline: Timeline,
 }
 
+/// How the clients reach the server: in process (virtual time) or over HTTP (real time).
+#[derive(Clone, Debug)]
+enum Connection {
+    InProcess(SimServer),
+    Http(Box<HttpConnection>),
+}
+
 /// One client's connection: counts every attempt and what the server made of it.
 #[derive(Clone, Debug)]
 struct Probe {
-    server: SimServer,
-    client: usize,
+    connection: Connection,
+    start: Instant,
+    /// Whose knowledge of exhaustion this client has: its own index, or 0 for every client
+    /// when they share state (the strategy keeps a store all clients read).
+    knows: usize,
     stats: Arc<Mutex<Stats>>,
 }
 
@@ -74,7 +85,12 @@ fn request_id<B>(req: &Request<B>) -> Option<usize> {
         .ok()
 }
 
-impl<B> Service<Request<B>> for Probe {
+impl<B> Service<Request<B>> for Probe
+where
+    B: http_body::Body + Send + 'static,
+    B::Data: Send,
+    B::Error: Into<BoxError>,
+{
     type Response = Response<SimBody>;
     type Error = BoxError;
     type Future = ProbeFuture;
@@ -87,26 +103,34 @@ impl<B> Service<Request<B>> for Probe {
         {
             let mut s = lock(&self.stats);
             s.attempts += 1;
-            if s.exhausted.get(self.client).copied().unwrap_or(false) {
+            if s.exhausted.get(self.knows).copied().unwrap_or(false) {
                 s.after_exhaustion += 1;
             }
         }
+        let id = request_id(&req);
+        let inner: Answer = match &mut self.connection {
+            Connection::InProcess(server) => Box::pin(server.call(req)),
+            Connection::Http(http) => http.call(req),
+        };
         ProbeFuture {
-            id: request_id(&req),
-            inner: self.server.call(req),
-            client: self.client,
+            id,
+            inner,
+            knows: self.knows,
             stats: self.stats.clone(),
-            start: self.server.start(),
+            start: self.start,
         }
     }
 }
 
+/// An attempt's answer on its way (boxed: this is the harness, not library code).
+type Answer = Pin<Box<dyn Future<Output = Result<Response<SimBody>, BoxError>> + Send>>;
+
 pin_project! {
     struct ProbeFuture {
         #[pin]
-        inner: crate::service::ResponseFuture,
+        inner: Answer,
         id: Option<usize>,
-        client: usize,
+        knows: usize,
         stats: Arc<Mutex<Stats>>,
         start: Instant,
     }
@@ -133,7 +157,7 @@ impl Future for ProbeFuture {
                 s.timeline.successes.push(t);
             }
             if outcome.is_permanent() {
-                if let Some(e) = s.exhausted.get_mut(*this.client) {
+                if let Some(e) = s.exhausted.get_mut(*this.knows) {
                     *e = true;
                 }
             }
@@ -195,15 +219,61 @@ pub fn run(scenario: &Scenario, strategy: Strategy) -> std::io::Result<RunResult
         .enable_time()
         .start_paused(true)
         .build()?;
-    Ok(rt.block_on(drive(scenario, strategy)))
+    // The server is built inside the runtime: outside it, tokio's `Instant::now` reads
+    // the real clock, and real microseconds would leak into the virtual run.
+    Ok(rt.block_on(async {
+        let server = SimServer::new(scenario.server.clone(), scenario.seed);
+        let start = server.start();
+        let epoch = server.now_wall() - server.elapsed();
+        let connection = Connection::InProcess(server);
+        drive(
+            scenario,
+            strategy,
+            connection,
+            start,
+            epoch,
+            Arc::new(|_| {}),
+        )
+        .await
+    }))
 }
 
-async fn drive(scenario: &Scenario, strategy: Strategy) -> RunResult {
+/// Runs `strategy` on `scenario` in real time against the simulated API served over HTTP
+/// at `base` (see [`http::serve`](crate::http::serve); serve a fresh
+/// [`SimServer`] built from the same scenario and seed for each run). `on_end` is told of
+/// each logical request as it ends (`true` when it succeeded), for progress displays.
+///
+/// Counts come from the [`OUTCOME_HEADER`](crate::http::OUTCOME_HEADER) of each answer, so
+/// the row means what it means in virtual time; the makespan is wall time.
+pub async fn run_over_http(
+    scenario: &Scenario,
+    strategy: Strategy,
+    base: http::Uri,
+    on_end: Arc<dyn Fn(bool) + Send + Sync>,
+) -> RunResult {
+    let connection = Connection::Http(Box::new(HttpConnection::new(base)));
+    drive(
+        scenario,
+        strategy,
+        connection,
+        Instant::now(),
+        std::time::SystemTime::now(),
+        on_end,
+    )
+    .await
+}
+
+async fn drive(
+    scenario: &Scenario,
+    strategy: Strategy,
+    connection: Connection,
+    start: Instant,
+    epoch: std::time::SystemTime,
+    on_end: Arc<dyn Fn(bool) + Send + Sync>,
+) -> RunResult {
     let plan = scenario.plan();
     let w = &scenario.workload;
     let clients = w.clients as usize;
-    let server = SimServer::new(scenario.server.clone(), scenario.seed);
-    let start = server.start();
     let stats = Arc::new(Mutex::new(Stats {
         exhausted: vec![false; clients],
         active: vec![0; clients],
@@ -211,19 +281,22 @@ async fn drive(scenario: &Scenario, strategy: Strategy) -> RunResult {
         ..Stats::default()
     }));
     let shared_store = w.shared_state.then(abide_cap::LocalStore::new);
+    let shared = w.shared_state && strategy.shares_state();
     let services: Vec<_> = (0..clients)
         .map(|c| {
             let probe = Probe {
-                server: server.clone(),
-                client: c,
+                connection: connection.clone(),
+                start,
+                knows: if shared { 0 } else { c },
                 stats: stats.clone(),
             };
             let ctx = ClientContext {
                 client: c as u32,
                 seed: scenario.seed,
                 start,
-                epoch: server.now_wall() - server.elapsed(),
+                epoch,
                 shared_store: shared_store.clone(),
+                server: scenario.server.clone(),
             };
             strategy.client(probe, &ctx)
         })
@@ -244,6 +317,9 @@ async fn drive(scenario: &Scenario, strategy: Strategy) -> RunResult {
         let arrival = start + p.arrival;
         let deadline = w.deadline;
         let client = p.client as usize;
+        let knows = if shared { 0 } else { client };
+        let oversized = p.oversized;
+        let on_end = on_end.clone();
         tasks.spawn(async move {
             tokio::time::sleep_until(arrival).await;
             let Ok(_caller) = callers.acquire_owned().await else {
@@ -265,7 +341,7 @@ async fn drive(scenario: &Scenario, strategy: Strategy) -> RunResult {
                     let s = lock(&stats);
                     let alone = s.active.get(client) == Some(&1);
                     let last = s.last.get(id).copied().flatten();
-                    let client_exhausted = s.exhausted.get(client).copied().unwrap_or(false);
+                    let client_exhausted = s.exhausted.get(knows).copied().unwrap_or(false);
                     // Ended by the server's permanent quota error: its own last answer, or
                     // (no answer at all) refused locally by a client that had already
                     // received one.
@@ -273,7 +349,9 @@ async fn drive(scenario: &Scenario, strategy: Strategy) -> RunResult {
                         || (last.is_none() && client_exhausted)
                     {
                         End::FailedPermanent
-                    } else if last.is_some_and(Outcome::is_client_error) {
+                    } else if oversized || last.is_some_and(Outcome::is_client_error) {
+                        // A request too large for the whole limit can never succeed: any
+                        // ending of it is correct, a local refusal included.
                         End::FailedClient
                     } else if alone && matches!(last, Some(Outcome::Outage(_) | Outcome::Refused)) {
                         End::GaveUpAlone
@@ -286,6 +364,7 @@ async fn drive(scenario: &Scenario, strategy: Strategy) -> RunResult {
                 *a -= 1;
             }
             let done = start.elapsed().as_secs_f64();
+            on_end(matches!(end, End::Succeeded(_)));
             if let Some(slot) = ends.lock().unwrap_or_else(|e| e.into_inner()).get_mut(id) {
                 *slot = Some((end, done));
             }

@@ -23,6 +23,10 @@
 //! requests_per_day = 0         # a daily request limit replenished continuously (OpenAI/Groq RPD); 0 = none
 //! tokens_per_day = 0           # the same for tokens (TPD); 0 = none
 //! limits_on_429_only = false   # true: rate-limit headers only on 429 answers, none on successes
+//! reorder_s = 0.0              # each request reaches the limiter up to this much later (uniform),
+//!                              # so concurrent requests are admitted out of order; default 0
+//! whole_second_clock = false   # true: resets and waits stated from a whole-second Date, the
+//!                              # server's clock at a random fraction of a second
 //!
 //! [[server.outages]]           # zero or more
 //! start_s = 30.0
@@ -210,6 +214,10 @@ struct FileServer {
     #[serde(default)]
     limits_on_429_only: bool,
     #[serde(default)]
+    reorder_s: f64,
+    #[serde(default)]
+    whole_second_clock: bool,
+    #[serde(default)]
     outages: Vec<FileOutage>,
 }
 
@@ -363,6 +371,7 @@ impl Scenario {
         };
         let latency = seconds(src, "server.latency_s", s.latency_s, 3600.0)?;
         let latency_jitter = seconds(src, "server.latency_jitter_s", s.latency_jitter_s, 3600.0)?;
+        let reorder = seconds(src, "server.reorder_s", s.reorder_s, 3600.0)?;
         if !s.enforce_factor.is_finite() || s.enforce_factor <= 0.0 {
             return Err(err(format!(
                 "key `server.enforce_factor`: {} must be > 0",
@@ -487,6 +496,8 @@ impl Scenario {
                 requests_per_day: s.requests_per_day,
                 tokens_per_day: s.tokens_per_day,
                 limits_on_429_only: s.limits_on_429_only,
+                reorder,
+                whole_second_clock: s.whole_second_clock,
             },
             workload: Workload {
                 clients: w.clients,
@@ -509,6 +520,42 @@ impl Scenario {
             (0, day) => day,
             (window, _) => window,
         }
+    }
+
+    /// The scenario with time compressed `factor` times (`abide serve --time-scale`): every
+    /// window, service time, outage, upstream delay, burst interval, deadline and the time
+    /// limit divided by `factor`, Poisson rates multiplied by it; limits per window stay,
+    /// so the quota is `factor` times faster in real time. Daily limits keep their day.
+    /// A factor that is not finite and positive leaves the scenario as it is.
+    pub fn time_scaled(&self, factor: f64) -> Scenario {
+        if !factor.is_finite() || factor <= 0.0 || factor == 1.0 {
+            return self.clone();
+        }
+        let scale = |d: Duration| Duration::from_secs_f64(d.as_secs_f64() / factor);
+        let mut s = self.clone();
+        let srv = &mut s.server;
+        srv.window = scale(srv.window);
+        srv.latency = scale(srv.latency);
+        srv.latency_jitter = scale(srv.latency_jitter);
+        srv.reorder = scale(srv.reorder);
+        for o in &mut srv.outages {
+            o.start = scale(o.start);
+            o.duration = scale(o.duration);
+        }
+        let w = &mut s.workload;
+        w.deadline = w.deadline.map(scale);
+        w.arrival = match w.arrival {
+            Arrival::Poisson { rate_per_s } => Arrival::Poisson {
+                rate_per_s: rate_per_s * factor,
+            },
+            Arrival::Burst { every, size } => Arrival::Burst {
+                every: scale(every),
+                size,
+            },
+            other => other,
+        };
+        s.time_limit = scale(s.time_limit);
+        s
     }
 
     /// The scenario in the file schema: [`from_toml`](Self::from_toml) of the text gives
@@ -545,6 +592,8 @@ impl Scenario {
                 requests_per_day: s.requests_per_day,
                 tokens_per_day: s.tokens_per_day,
                 limits_on_429_only: s.limits_on_429_only,
+                reorder_s: secs(s.reorder),
+                whole_second_clock: s.whole_second_clock,
                 outages: s
                     .outages
                     .iter()

@@ -98,8 +98,11 @@ impl SimServer {
     /// A server starting now whose wall clock reads `epoch` at its start (use
     /// `SystemTime::now()` when serving real clients).
     pub fn with_epoch(config: ServerConfig, seed: u64, epoch: SystemTime) -> Self {
+        let model = ServerModel::new(config, seed);
+        // A whole-second clock starts at a fraction of a second past `epoch`.
+        let epoch = epoch + model.clock_phase();
         SimServer {
-            model: Arc::new(Mutex::new(ServerModel::new(config, seed))),
+            model: Arc::new(Mutex::new(model)),
             start: Instant::now(),
             epoch,
         }
@@ -138,19 +141,11 @@ fn tokens_of<B>(req: &Request<B>) -> u64 {
         .unwrap_or(0)
 }
 
-impl<B> tower::Service<Request<B>> for SimServer {
-    type Response = Response<Full<Bytes>>;
-    type Error = BoxError;
-    type Future = ResponseFuture;
-
-    fn poll_ready(&mut self, _cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
-        // Every request gets an answer; capacity is the model's business.
-        Poll::Ready(Ok(()))
-    }
-
-    fn call(&mut self, req: Request<B>) -> Self::Future {
+impl SimServer {
+    /// Decides a request of `tokens` that reaches the limiter now: the delay until its
+    /// answer and the answer.
+    fn answer(&self, tokens: u64) -> (Duration, Answer) {
         let now = self.elapsed();
-        let tokens = tokens_of(&req);
         let (dialect, limits_on_429_only, decision) = self.with_model(|m| {
             let c = m.config();
             (c.dialect, c.limits_on_429_only, m.decide(now, tokens))
@@ -165,19 +160,50 @@ impl<B> tower::Service<Request<B>> for SimServer {
                 self.epoch + now,
             ))
         };
+        (decision.delay, result)
+    }
+}
+
+type Answer = Result<Response<Full<Bytes>>, ConnectionRefused>;
+
+impl<B> tower::Service<Request<B>> for SimServer {
+    type Response = Response<Full<Bytes>>;
+    type Error = BoxError;
+    type Future = ResponseFuture;
+
+    fn poll_ready(&mut self, _cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        // Every request gets an answer; capacity is the model's business.
+        Poll::Ready(Ok(()))
+    }
+
+    fn call(&mut self, req: Request<B>) -> Self::Future {
+        let tokens = tokens_of(&req);
+        let upstream = self.with_model(ServerModel::upstream_delay);
+        if upstream.is_zero() {
+            let (delay, result) = self.answer(tokens);
+            return ResponseFuture {
+                sleep: tokio::time::sleep(delay),
+                upstream: None,
+                result: Some(result),
+            };
+        }
         ResponseFuture {
-            sleep: tokio::time::sleep(decision.delay),
-            result: Some(result),
+            sleep: tokio::time::sleep(upstream),
+            upstream: Some((self.clone(), tokens)),
+            result: None,
         }
     }
 }
 
 pin_project! {
-    /// The answer of a [`SimServer`], delivered after the service time.
+    /// The answer of a [`SimServer`]: the request travels to the limiter (when the server
+    /// reorders), is decided there, and the answer comes back after the service time.
     pub struct ResponseFuture {
         #[pin]
         sleep: Sleep,
-        result: Option<Result<Response<Full<Bytes>>, ConnectionRefused>>,
+        // While the request is on its way to the limiter: the server and its cost.
+        upstream: Option<(SimServer, u64)>,
+        result: Option<Answer>,
     }
 }
 
@@ -191,8 +217,14 @@ impl Future for ResponseFuture {
     type Output = Result<Response<Full<Bytes>>, BoxError>;
 
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
-        let this = self.project();
-        std::task::ready!(this.sleep.poll(cx));
+        let mut this = self.project();
+        std::task::ready!(this.sleep.as_mut().poll(cx));
+        if let Some((server, tokens)) = this.upstream.take() {
+            let (delay, result) = server.answer(tokens);
+            *this.result = Some(result);
+            this.sleep.as_mut().reset(Instant::now() + delay);
+            std::task::ready!(this.sleep.poll(cx));
+        }
         match this.result.take() {
             Some(r) => Poll::Ready(r.map_err(Into::into)),
             // Polled after completion: answer as a refused connection rather than panic.

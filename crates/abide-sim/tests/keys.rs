@@ -229,3 +229,113 @@ fn a_lone_caller_giving_up_on_an_outage_is_counted_apart_within_lost() {
     let row = run(&s, Strategy::None).unwrap().row;
     assert_eq!((row.lost, row.gave_up_alone), (4, 1));
 }
+
+#[tokio::test(start_paused = true)]
+async fn a_whole_second_clock_states_resets_from_the_whole_second_date() {
+    let config = ServerConfig {
+        algorithm: Algorithm::FixedWindow,
+        window: Duration::from_secs(1),
+        requests_per_window: 1,
+        whole_second_clock: true,
+        latency: Duration::from_millis(100),
+        ..ServerConfig::default()
+    };
+    let server = SimServer::new(config.clone(), 3);
+    let phase = server.with_model(|m| m.clock_phase());
+    assert!(
+        phase > Duration::ZERO && phase < Duration::from_secs(1),
+        "{phase:?}"
+    );
+    // The server's wall clock starts `phase` past the whole second.
+    assert_eq!(server.now_wall(), abide_sim::sim_epoch() + phase);
+    assert_eq!(send(&server, 0).await.status(), StatusCode::OK);
+    // At 0.1 s the window (which truly ends at 1 s) is spent. Its end, on the wall clock,
+    // falls in the whole second ceil(phase + 1); the Date says floor(phase + 0.1).
+    let res = send(&server, 0).await;
+    let wall = phase + Duration::from_millis(100);
+    let end = phase + Duration::from_secs(1);
+    let stated = end.as_secs() + u64::from(end.subsec_nanos() > 0) - wall.as_secs();
+    let snapshot = RateLimitHeaders::new().extract_response(&res);
+    assert_eq!(snapshot.wait(), Some(Duration::from_secs(stated)));
+    assert!(
+        stated >= 1,
+        "never less than the truth, rounded to whole seconds"
+    );
+    // The same server without the whole-second clock states the exact 0.9 s.
+    let exact = SimServer::new(
+        ServerConfig {
+            whole_second_clock: false,
+            ..config
+        },
+        3,
+    );
+    send(&exact, 0).await;
+    let res = send(&exact, 0).await;
+    assert_eq!(
+        RateLimitHeaders::new().extract_response(&res).wait(),
+        Some(Duration::from_millis(900))
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_reordering_server_admits_concurrent_requests_out_of_the_order_sent() {
+    // Ten requests sent together to a server allowing five: with upstream delays, which five
+    // pass is not "the first five sent", and every answer comes later than the service time.
+    let server = SimServer::new(
+        ServerConfig {
+            algorithm: Algorithm::FixedWindow,
+            window: Duration::from_secs(60),
+            requests_per_window: 5,
+            reorder: Duration::from_millis(200),
+            latency: Duration::from_millis(100),
+            ..ServerConfig::default()
+        },
+        9,
+    );
+    let started = tokio::time::Instant::now();
+    let answers = futures_util::future::join_all((0..10).map(|_| send(&server, 0))).await;
+    let passed: Vec<usize> = answers
+        .iter()
+        .enumerate()
+        .filter(|(_, r)| r.status() == StatusCode::OK)
+        .map(|(i, _)| i)
+        .collect();
+    assert_eq!(passed.len(), 5);
+    assert_ne!(passed, [0, 1, 2, 3, 4], "admitted in the order sent");
+    assert!(started.elapsed() > Duration::from_millis(100));
+    assert!(started.elapsed() <= Duration::from_millis(300));
+    // Deterministic: the same seed admits the same five.
+    let again = SimServer::new(server.with_model(|m| m.config().clone()), 9);
+    let answers = futures_util::future::join_all((0..10).map(|_| send(&again, 0))).await;
+    let same: Vec<usize> = answers
+        .iter()
+        .enumerate()
+        .filter(|(_, r)| r.status() == StatusCode::OK)
+        .map(|(i, _)| i)
+        .collect();
+    assert_eq!(same, passed);
+}
+
+#[test]
+fn clients_sharing_state_know_of_an_exhaustion_another_one_received() {
+    // Two processes on one key sharing abide's store; the quota ends after 20 successes.
+    // Requests arrive one at a time, alternating between the clients: request 20 (client
+    // 0's) receives the permanent error, and client 1 refuses its next ones locally from
+    // the shared state before it ever receives one itself: correct endings, not losses.
+    let s = Scenario::from_toml(
+        "shared.toml",
+        "name = 'shared'\n[server]\ndialect = 'openai'\nquota_requests = 20\n[workload]\nclients = 2\nshared_state = true\nrequests = 60\narrival = 'poisson'\nrate_per_s = 1.0\n",
+    )
+    .unwrap();
+    let row = run(&s, Strategy::Abide).unwrap().row;
+    assert_eq!(
+        (row.succeeded, row.failed_permanent, row.lost),
+        (20, 40, 0),
+        "{row:?}"
+    );
+    assert_eq!(row.attempts_after_exhaustion, 0, "{row:?}");
+    // The ideal waits for the last arrival, deliverable or not: ending the requests beyond
+    // the quota as they arrive is ideal.
+    let ratio = row.makespan_ratio.unwrap();
+    assert!((1.0..1.02).contains(&ratio), "{row:?}");
+}

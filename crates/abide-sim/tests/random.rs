@@ -98,6 +98,11 @@ fn two_hundred_draws_cover_every_dialect_algorithm_and_outage_status() {
             ("deadlines", count(&|s| s.workload.deadline.is_some())),
             ("server concurrency", count(&|s| s.server.max_in_flight > 0)),
             ("no stated wait", count(&|s| !s.server.retry_after)),
+            ("reordering", count(&|s| !s.server.reorder.is_zero())),
+            (
+                "whole-second clocks",
+                count(&|s| s.server.whole_second_clock),
+            ),
             (
                 "poisson",
                 count(&|s| matches!(s.workload.arrival, abide_sim::Arrival::Poisson { .. })),

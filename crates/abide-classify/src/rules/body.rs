@@ -2,14 +2,20 @@
 //! Stripe, RFC 9457 problem+json, JSON:API and GraphQL; XML (AWS S3/query protocols) and
 //! plain text by phrase.
 
+use super::codes::{code_of, code_verdict, Rank};
 use super::cost::{self, CostFinding};
 use super::fits;
 use super::google::DetailHints;
+use super::phrases::{
+    names_calendar_limit, quota_phrase, scope_from_text, OVERLOAD_PHRASES, QUEUE_CODES,
+    QUEUE_PHRASES, RATE_LIMIT_PHRASES,
+};
 use super::prose;
 use super::text::{contains, contains_any, find};
-use crate::{Class, Classification, Processing, QuotaScope};
+use super::waits;
+use crate::{Class, Classification, QuotaScope};
 use serde_json::Value;
-use std::time::Duration;
+use std::time::{Duration, SystemTime};
 
 /// What a body said: a verdict and/or a wait.
 #[derive(Debug, Default)]
@@ -19,15 +25,26 @@ pub(crate) struct BodyFinding {
     /// The verdict is about the request itself (it can never fit) and stands whatever
     /// the status says.
     pub(crate) definite: bool,
+    /// The body speaks of a full queue or rejected execution (server busy, too many in
+    /// flight): on a 429 or 503 that is overload.
+    pub(crate) queue_full: bool,
+    /// The limit the body names.
+    pub(crate) bucket: Option<abide_headers::Name>,
+    /// The kind of limit the body's words name, for a verdict the headers made.
+    pub(crate) scope: QuotaScope,
 }
 
 /// Most error objects looked at in a JSON `errors` array.
 const MAX_ERRORS: usize = 8;
 
 /// Reads a body prefix. `success` restricts the verdicts to throttling ones (a GraphQL
-/// 200 whose `errors` say `RATE_LIMITED`).
-pub(crate) fn classify_body(body: &[u8], success: bool) -> BodyFinding {
-    let mut fields = Fields::default();
+/// 200 whose `errors` say `RATE_LIMITED`, a 200 whose error fields say it was rate
+/// limited). Instants the body states are measured from `now`.
+pub(crate) fn classify_body(body: &[u8], success: bool, now: SystemTime) -> BodyFinding {
+    let mut fields = Fields {
+        now: Some(now),
+        ..Fields::default()
+    };
     match serde_json::from_slice::<Value>(body) {
         Ok(v) => fields.root(&v),
         Err(_) => {
@@ -44,6 +61,8 @@ pub(crate) fn classify_body(body: &[u8], success: bool) -> BodyFinding {
             fields
                 .texts
                 .push(String::from_utf8_lossy(body).into_owned());
+            // Plain text is all message: it may speak for itself on a 200 too.
+            fields.error_signal = true;
         }
     }
     fields.decide(success)
@@ -70,24 +89,77 @@ struct Fields {
     details_seen: bool,
     /// What a stated GraphQL cost model says (Shopify `extensions.cost`).
     cost: Option<CostFinding>,
+    /// The first wait a field states (`retry_after`, `retryAfterMs`, `banned_until`).
+    field_wait: Option<Duration>,
+    /// The body has the shape of an error (an `error`/`errors` member, a failing status
+    /// or `success: false`): its words count on a 2xx too.
+    error_signal: bool,
+    /// The reference instant for instants the body states.
+    now: Option<SystemTime>,
+    /// The limit the body names (HubSpot `policyName`, Notion `rate_limit_reason`,
+    /// a google.rpc `QuotaFailure` quota id).
+    bucket: Option<abide_headers::Name>,
 }
+
+/// Fields naming the limit that was hit.
+const BUCKET_KEYS: &[&str] = &[
+    "policyName",
+    "policy_name",
+    "rate_limit_reason",
+    "rateLimitReason",
+    "limit_name",
+    "limitName",
+];
 
 impl Fields {
     fn root(&mut self, v: &Value) {
-        let Some(obj) = v.as_object() else {
-            if let Some(s) = v.as_str() {
-                self.texts.push(s.to_owned());
+        let obj = match v {
+            Value::Object(obj) => obj,
+            Value::String(s) => return self.texts.push(s.clone()),
+            // Salesforce answers with an array of errors:
+            // `[{"message":"TotalRequests Limit exceeded.","errorCode":"REQUEST_LIMIT_EXCEEDED"}]`.
+            Value::Array(errors) => {
+                for e in errors.iter().take(MAX_ERRORS) {
+                    if let Some(obj) = e.as_object() {
+                        self.error_signal |= error_shaped(obj) || obj.contains_key("errorCode");
+                    }
+                    self.error_object(e);
+                }
+                return;
             }
-            return;
+            _ => return,
         };
+        self.error_signal |= error_shaped(obj);
         match obj.get("error") {
-            Some(Value::Object(_)) => self.error_object(&obj["error"]),
-            Some(Value::String(s)) => self.texts.push(s.clone()),
+            Some(Value::Object(inner)) => {
+                self.error_object(&obj["error"]);
+                // Google APIs nest the legacy `errors` list inside `error`.
+                if let Some(Value::Array(errors)) = inner.get("errors") {
+                    for e in errors.iter().take(MAX_ERRORS) {
+                        self.error_object(e);
+                    }
+                }
+            }
+            Some(Value::String(s)) => {
+                // A one-word error is a code too (Slack `"error":"ratelimited"`,
+                // Zendesk `"error":"TooManyRequests"`).
+                if !s.contains(char::is_whitespace) && s.len() <= 64 {
+                    self.codes.push(code_of(s).to_owned());
+                }
+                self.texts.push(s.clone());
+            }
             _ => {}
+        }
+        // Shopify REST: `{"errors": "Exceeded 2 calls per second for api client. ..."}`.
+        if let Some(Value::String(s)) = obj.get("errors") {
+            self.texts.push(s.clone());
         }
         if let Some(Value::Array(errors)) = obj.get("errors") {
             for e in errors.iter().take(MAX_ERRORS) {
-                self.error_object(e);
+                match e {
+                    Value::String(s) => self.texts.push(s.clone()),
+                    e => self.error_object(e),
+                }
             }
         }
         self.cost = cost::read(v);
@@ -105,15 +177,27 @@ impl Fields {
             "status",
             "__type",
             "error_code",
+            "errorCode",
+            "error_type",
             "errorType",
+            // PayPal `name: RATE_LIMIT_REACHED`, DigitalOcean/Heroku `id: too_many_requests`.
+            "name",
+            "id",
             "reason",
         ] {
             match obj.get(key) {
                 Some(Value::String(s)) if !s.is_empty() && s != "error" => {
                     self.codes.push(code_of(s).to_owned())
                 }
-                Some(Value::Number(n)) if key == "code" => self.codes.push(n.to_string()),
+                Some(Value::Number(n)) if key == "code" || key == "status" => {
+                    self.codes.push(n.to_string())
+                }
                 _ => {}
+            }
+        }
+        for key in ["status_code", "statusCode", "http_status", "httpStatus"] {
+            if let Some(Value::Number(n)) = obj.get(key) {
+                self.codes.push(n.to_string());
             }
         }
         for key in [
@@ -123,10 +207,39 @@ impl Fields {
             "detail",
             "title",
             "error_description",
+            "error_message",
+            "errorMessage",
+            "error_msg",
+            "status_message",
+            "statusMessage",
+            "description",
+            "errorSummary",
+            "error_summary",
+            "faultstring",
         ] {
             if let Some(Value::String(s)) = obj.get(key) {
                 self.texts.push(s.clone());
             }
+        }
+        self.waits_in(obj, 0);
+        // Dropbox: `"reason": {".tag": "too_many_write_operations"}`.
+        if let Some(Value::String(tag)) = obj.get("reason").and_then(|r| r.get(".tag")) {
+            self.codes.push(tag.clone());
+        }
+        if self.bucket.is_none() {
+            // Beside the error, or one level down (Notion `additional_data.rate_limit_reason`).
+            let nested = ["additional_data", "metadata"]
+                .iter()
+                .filter_map(|k| obj.get(*k).and_then(Value::as_object));
+            self.bucket = std::iter::once(obj)
+                .chain(nested)
+                .find_map(|o| {
+                    BUCKET_KEYS
+                        .iter()
+                        .find_map(|k| o.get(*k).and_then(Value::as_str))
+                })
+                .filter(|b| !b.is_empty())
+                .map(abide_headers::Name::new);
         }
         if let Some(Value::Object(ext)) = obj.get("extensions") {
             if let Some(Value::String(code)) = ext.get("code") {
@@ -143,6 +256,32 @@ impl Fields {
                 }
             }
             _ => {}
+        }
+    }
+
+    /// The first wait a field states, in `obj` and the metadata objects beside it
+    /// (OpenRouter `error.metadata.headers`), bounded in depth and width.
+    fn waits_in(&mut self, obj: &serde_json::Map<String, Value>, depth: usize) {
+        const NESTED: &[&str] = &[
+            "metadata",
+            "meta",
+            "headers",
+            "data",
+            "rate_limit",
+            "ratelimit",
+        ];
+        let Some(now) = self.now else { return };
+        for (k, v) in obj.iter().take(64) {
+            if self.field_wait.is_some() {
+                return;
+            }
+            if let Some(w) = waits::field_wait(k, v, now) {
+                self.field_wait = Some(w);
+            } else if depth < 2 && NESTED.contains(&k.as_str()) {
+                if let Value::Object(inner) = v {
+                    self.waits_in(inner, depth + 1);
+                }
+            }
         }
     }
 
@@ -167,6 +306,12 @@ impl Fields {
                 if let Some(Value::Array(vs)) = d.get("violations") {
                     for v in vs.iter().take(MAX_ERRORS) {
                         self.details_seen = true;
+                        if self.bucket.is_none() {
+                            let id = s(v, "quotaId");
+                            if !id.is_empty() {
+                                self.bucket = Some(abide_headers::Name::new(&id));
+                            }
+                        }
                         let fields = [
                             s(v, "quotaId"),
                             s(v, "quotaMetric"),
@@ -182,6 +327,12 @@ impl Fields {
                 self.details_seen = true;
                 self.hints.reason(&s(d, "reason"));
                 if let Some(Value::Object(meta)) = d.get("metadata") {
+                    // Cloud APIs name the limit: `"quota_limit": "ReadRequestsPerMinutePerProject"`.
+                    if let (None, Some(Value::String(limit))) =
+                        (&self.bucket, meta.get("quota_limit"))
+                    {
+                        self.bucket = Some(abide_headers::Name::new(limit));
+                    }
                     for value in meta.values().filter_map(Value::as_str) {
                         self.hints.quota_text(value.as_bytes());
                     }
@@ -192,15 +343,29 @@ impl Fields {
     }
 
     fn decide(self, success: bool) -> BodyFinding {
+        let now = self.now.unwrap_or_else(SystemTime::now);
         let text_wait = self
             .texts
             .iter()
-            .find_map(|t| prose::find_wait(t.as_bytes()));
+            .find_map(|t| prose::find_wait(t.as_bytes(), now));
         let cost_wait = match self.cost {
             Some(CostFinding::Wait(w)) => Some(w),
             _ => None,
         };
-        let wait = self.hints.retry_delay.or(cost_wait).or(text_wait);
+        let wait = self
+            .hints
+            .retry_delay
+            .or(cost_wait)
+            .or(self.field_wait)
+            .or(text_wait);
+        let queue_full = self
+            .texts
+            .iter()
+            .any(|t| contains_any(t.as_bytes(), QUEUE_PHRASES))
+            || self
+                .codes
+                .iter()
+                .any(|c| contains_any(c.as_bytes(), QUEUE_CODES));
         let verdict = self.verdict(success);
         let definite = verdict.as_ref().is_some_and(fits::is_never_fits);
         let verdict = verdict.map(|c| {
@@ -214,24 +379,42 @@ impl Fields {
             verdict,
             wait,
             definite,
+            queue_full,
+            scope: self
+                .texts
+                .iter()
+                .map(|t| scope_from_text(t.as_bytes()))
+                .find(|s| *s != QuotaScope::Unspecified)
+                .unwrap_or_default(),
+            bucket: self.bucket,
         }
     }
 
     fn verdict(&self, success: bool) -> Option<Classification> {
-        let texts = || self.texts.iter().map(|t| t.as_bytes());
+        // On a 2xx, words count only in a body shaped like an error: a success payload
+        // may well talk about rate limits.
+        let words = !success || self.error_signal;
+        let texts = || {
+            self.texts
+                .iter()
+                .map(|t| t.as_bytes())
+                .filter(move |_| words)
+        };
         // A per-day or per-month window is the kind that matters most (it decides whether
         // waiting helps), so it beats what the code says is counted ("type": "requests").
         let scope = || {
-            if texts().any(|t| contains_any(t, CALENDAR_PHRASES)) {
+            if texts().any(names_calendar_limit) {
                 return QuotaScope::Daily;
             }
             self.codes
                 .iter()
-                .find_map(|c| match c.as_str() {
+                .find_map(|c| match c.to_ascii_lowercase().as_str() {
                     "tokens" => Some(QuotaScope::Tokens),
                     "input_tokens" => Some(QuotaScope::InputTokens),
                     "output_tokens" => Some(QuotaScope::OutputTokens),
-                    "requests" => Some(QuotaScope::Requests),
+                    "requests" | "too_many_requests" | "toomanyrequests" => {
+                        Some(QuotaScope::Requests)
+                    }
                     _ => None,
                 })
                 .or_else(|| {
@@ -250,7 +433,7 @@ impl Fields {
         };
         // Structured google.rpc details decide first: Gemini says "You exceeded your
         // current quota" for per-minute limits too, only the quota id tells them apart.
-        if self.details_seen {
+        if self.details_seen && words {
             if let Some(v) = self.hints.verdict() {
                 return Some(v);
             }
@@ -262,8 +445,10 @@ impl Fields {
         if self.cost == Some(CostFinding::NeverFits) || texts().any(fits::text_never_fits) {
             return Some(fits::never_fits());
         }
-        if let Some(c) = texts().find_map(quota_phrase) {
-            return Some(c);
+        if !success {
+            if let Some(c) = texts().find_map(quota_phrase) {
+                return Some(c);
+            }
         }
         // Capacity words mean overload whatever the status or code says.
         if let Some(c) = by_rank(Rank::Overload).or_else(|| {
@@ -297,7 +482,7 @@ impl Fields {
         }
         // A per-day or per-month limit by name: a rate limit when a wait is stated, else
         // exhaustion (decided once every wait is known, in `finish`).
-        if texts().any(|t| contains_any(t, CALENDAR_PHRASES)) {
+        if !success && texts().any(names_calendar_limit) {
             return Some(
                 Classification::new(Class::RateLimited, "body: per-day or per-month limit")
                     .with_scope(QuotaScope::Daily),
@@ -307,293 +492,34 @@ impl Fields {
     }
 }
 
-/// Words naming a per-day or per-month limit (OpenAI "(RPD)"/"(TPD)", Google "per day").
-const CALENDAR_PHRASES: &[&str] = &[
-    "per day",
-    "(rpd)",
-    "(tpd)",
-    "daily limit",
-    "daily quota",
-    "perday",
-    "per month",
-    "monthly limit",
-    "monthly quota",
-    "permonth",
-];
-
-/// Capacity words: the provider, not the client, is short (Anthropic "Overloaded",
-/// Gemini "The model is overloaded", OpenAI "currently overloaded", Mistral/others "high
-/// demand", "peak load").
-const OVERLOAD_PHRASES: &[&str] = &[
-    "overloaded",
-    "high demand",
-    "peak load",
-    "over capacity",
-    "at capacity",
-    "out of capacity",
-    "insufficient capacity",
-    "experiencing heavy load",
-    "heavy traffic",
-];
-
-const RATE_LIMIT_PHRASES: &[&str] = &[
-    "rate limit",
-    "ratelimit",
-    "rate-limit",
-    "too many requests",
-    "throttl",
-    "slow down",
-    "concurrency limit",
-];
-
-/// Phrases that mean waiting seconds or minutes will not help.
-pub(crate) fn quota_phrase(t: &[u8]) -> Option<Classification> {
-    if contains_any(
-        t,
-        &[
-            "credit balance",
-            "exceeded your current quota",
-            "spend limit",
-            "spending limit",
-            "usage limit",
-            "plan and billing",
-            "billing details",
-            "billing hard limit",
-            "billing to be enabled",
-            "billing is disabled",
-            "billing is not active",
-            "billing account",
-            "out of credit",
-            "insufficient credit",
-            "not have enough credit",
-            "regain access on",
-            "payment required",
-        ],
-    ) {
-        return Some(
-            Classification::new(Class::QuotaExhausted, "body: credits or billing")
-                .with_scope(QuotaScope::Billing),
-        );
-    }
-    None
-}
-
-/// What kind of limit a message says was hit (issue 13: "requests per", "too many
-/// requests", "rate exceeded", "request rate" are requests; token words tokens;
-/// "concurrent" concurrency).
-pub(crate) fn scope_from_text(t: &[u8]) -> QuotaScope {
-    if contains_any(t, &["concurren", "in flight", "in-flight", "simultaneous"]) {
-        QuotaScope::Concurrency
-    } else if contains_any(t, CALENDAR_PHRASES) || contains_any(t, &["daily", "monthly"]) {
-        QuotaScope::Daily
-    } else if contains_any(
-        t,
-        &["input token", "input_token", "prompt token", "input-token"],
-    ) {
-        QuotaScope::InputTokens
-    } else if contains_any(
-        t,
-        &[
-            "output token",
-            "output_token",
-            "completion token",
-            "output-token",
-        ],
-    ) {
-        QuotaScope::OutputTokens
-    } else if contains(t, "token") {
-        QuotaScope::Tokens
-    } else if contains_any(
-        t,
-        &[
-            "requests per",
-            "requests_per",
-            "request per",
-            "(rpm)",
-            "(rps)",
-            "call rate",
-            "request rate",
-            "rate of requests",
-            "too many requests",
-            "rate exceeded",
-            "number of requests",
-        ],
-    ) {
-        QuotaScope::Requests
-    } else {
-        QuotaScope::Unspecified
-    }
-}
-
-#[derive(Clone, Copy, PartialEq, Eq)]
-enum Rank {
-    Quota,
-    RateLimit,
-    Overload,
-    Server,
-    Auth,
-    Client,
-}
-
-/// The part of an error code that names it: AWS `__type` values read
-/// `com.amazonaws.dynamodb.v20120810#ProvisionedThroughputExceededException` and
-/// `x-amzn-errortype` values `ThrottlingException:http://internal.amazon.com/...`;
-/// problem+json types are URIs whose last segment names the problem.
-pub(crate) fn code_of(s: &str) -> &str {
-    let s = s.rsplit('#').next().unwrap_or(s);
-    let s = if s.starts_with("http://") || s.starts_with("https://") {
-        s.trim_end_matches('/').rsplit('/').next().unwrap_or(s)
-    } else {
-        s.split(':').next().unwrap_or(s)
+/// True when a JSON object has the shape of an error: a non-empty `error`/`errors`
+/// member, `success`/`ok` false, or a failing `status`/`code`/`status_code`.
+fn error_shaped(obj: &serde_json::Map<String, Value>) -> bool {
+    let present = |k: &str| match obj.get(k) {
+        None | Some(Value::Null) | Some(Value::Bool(false)) => false,
+        Some(Value::Array(a)) => !a.is_empty(),
+        Some(Value::String(s)) => !s.is_empty(),
+        Some(_) => true,
     };
-    s.trim()
-}
-
-/// The verdict an error code carries, with its rank.
-fn code_verdict(code: &str) -> Option<(Rank, Classification)> {
-    let mut buf = [0u8; 64];
-    let code = code_of(code);
-    if code.len() > buf.len() {
-        return None;
-    }
-    for (i, b) in code.bytes().enumerate() {
-        buf[i] = if b == b'-' {
-            b'_'
-        } else {
-            b.to_ascii_lowercase()
-        };
-    }
-    let norm = std::str::from_utf8(&buf[..code.len()]).ok()?;
-    let c = |class, reason| Classification::new(class, reason);
-    let billing =
-        |reason| Classification::new(Class::QuotaExhausted, reason).with_scope(QuotaScope::Billing);
-    Some(match norm {
-        // OpenAI error codes (platform.openai.com/docs/guides/error-codes): credits,
-        // spend and billing limits, all sent as 429.
-        "insufficient_quota" => (Rank::Quota, billing("openai: insufficient_quota")),
-        "billing_hard_limit_reached"
-        | "billing_not_active"
-        | "credit_balance_exhausted"
-        | "organization_spend_limit_exceeded"
-        | "project_spend_limit_exceeded" => {
-            (Rank::Quota, billing("openai: billing or spend limit"))
+    let failing = |k: &str| match obj.get(k) {
+        Some(Value::Number(n)) => {
+            n.as_u64().is_some_and(|n| n >= 400) || n.as_i64().is_some_and(|n| n < 0)
         }
-        // Anthropic (docs.anthropic.com/en/api/errors): monthly spend limit, billing.
-        "enforced_spend_limit_reached" | "billing_error" => {
-            (Rank::Quota, billing("anthropic: spend limit or billing"))
+        Some(Value::String(s)) => {
+            matches!(
+                s.to_ascii_lowercase().as_str(),
+                "error" | "fail" | "failed" | "failure" | "throttled" | "rate_limited"
+            )
         }
-        "out_of_credit" | "insufficient_credits" | "insufficient_funds" | "payment_required" => {
-            (Rank::Quota, billing("body: out of credit"))
-        }
-        "servicequotaexceededexception" => (
-            Rank::Quota,
-            c(Class::QuotaExhausted, "aws: ServiceQuotaExceededException"),
-        ),
-        // Short-window limits.
-        "rate_limit_exceeded"
-        | "rate_limit_error"
-        | "rate_limit"
-        | "rate_limited"
-        | "ratelimited"
-        | "ratelimitexceeded"
-        | "rate_limit_reached"
-        | "too_many_requests"
-        | "toomanyrequests"
-        | "throttled"
-        | "429"
-        | "resource_exhausted" => (
-            Rank::RateLimit,
-            c(Class::RateLimited, "body: rate-limit error code"),
-        ),
-        // AWS SDK throttling codes (aws-sdk-js-v3 service-error-classification constants,
-        // smithy-rs aws-runtime retries classifiers).
-        "throttling"
-        | "throttlingexception"
-        | "throttledexception"
-        | "requestthrottledexception"
-        | "toomanyrequestsexception"
-        | "provisionedthroughputexceededexception"
-        | "transactioninprogressexception"
-        | "requestlimitexceeded"
-        | "bandwidthlimitexceeded"
-        | "limitexceededexception"
-        | "requestthrottled"
-        | "slowdown"
-        | "priorrequestnotcomplete"
-        | "ec2throttledexception" => (
-            Rank::RateLimit,
-            c(Class::RateLimited, "aws: throttling error code"),
-        ),
-        "overloaded_error" | "overloaded" | "engine_overloaded" | "server_overloaded" => {
-            (Rank::Overload, c(Class::Overloaded, "body: overloaded"))
-        }
-        // Stripe: another request holds the object; retry soon, nothing was done.
-        // Stripe: another request holds the object (docs.stripe.com/error-codes#lock-timeout,
-        // docs.stripe.com/rate-limits "lock contention"): retry soon, serialize writes.
-        "lock_timeout" => (
-            Rank::RateLimit,
-            c(Class::RateLimited, "stripe: lock_timeout, object busy")
-                .with_scope(QuotaScope::Concurrency),
-        ),
-        "modelnotreadyexception" => (
-            Rank::Server,
-            c(Class::ServerError, "aws: ModelNotReadyException")
-                .with_processing(Processing::NotProcessed),
-        ),
-        "api_error"
-        | "server_error"
-        | "internal_error"
-        | "internalerror"
-        | "internalfailure"
-        | "internal_server_error"
-        | "serviceunavailable"
-        | "serviceunavailableexception"
-        | "service_unavailable"
-        | "unavailable"
-        | "internal"
-        | "requesttimeout"
-        | "requesttimeoutexception"
-        | "timeout_error"
-        | "deadline_exceeded" => (
-            Rank::Server,
-            c(Class::ServerError, "body: server error code"),
-        ),
-        "authentication_error"
-        | "permission_error"
-        | "invalid_api_key"
-        | "unauthenticated"
-        | "permission_denied"
-        | "unauthorized"
-        | "forbidden"
-        | "accessdeniedexception"
-        | "unrecognizedclientexception"
-        | "expiredtokenexception"
-        | "invalidsignatureexception" => (Rank::Auth, c(Class::AuthError, "body: auth error code")),
-        "context_length_exceeded" => (
-            Rank::Client,
-            c(Class::ClientError, "openai: context_length_exceeded"),
-        ),
-        // Stripe card errors (402): another card is needed, not more quota.
-        "card_error" | "card_declined" => {
-            (Rank::Client, c(Class::ClientError, "stripe: card error"))
-        }
-        "invalid_request_error"
-        | "not_found_error"
-        | "request_too_large"
-        | "invalid_argument"
-        | "validationexception"
-        | "not_found"
-        | "failed_precondition" => (
-            Rank::Client,
-            c(Class::ClientError, "body: request error code"),
-        ),
-        _ => return None,
-    })
-}
-
-/// The verdict an error code carries, for header-borne codes (`x-amzn-errortype`).
-pub(crate) fn header_code_verdict(code: &str) -> Option<Classification> {
-    code_verdict(code).map(|(_, c)| c)
+        _ => false,
+    };
+    present("error")
+        || present("errors")
+        || matches!(obj.get("success"), Some(Value::Bool(false)))
+        || matches!(obj.get("ok"), Some(Value::Bool(false)))
+        || ["status", "code", "status_code", "statusCode"]
+            .iter()
+            .any(|k| failing(k))
 }
 
 /// The text of the first `<Code>` element of an XML error body (S3 `SlowDown`, EC2

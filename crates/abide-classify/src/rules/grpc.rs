@@ -154,10 +154,10 @@ fn resource_exhausted(message: &[u8], hints: &DetailHints) -> Classification {
     // Structured details first, then what the message says, else a transient limit.
     hints
         .verdict()
-        .or_else(|| super::body::quota_phrase(message))
+        .or_else(|| super::phrases::quota_phrase(message))
         .unwrap_or_else(|| {
             Classification::new(Class::RateLimited, "grpc: RESOURCE_EXHAUSTED")
-                .with_scope(super::body::scope_from_text(message))
+                .with_scope(super::phrases::scope_from_text(message))
         })
 }
 

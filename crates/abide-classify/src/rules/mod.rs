@@ -1,13 +1,16 @@
 //! The built-in rules: status, headers, body and gRPC status, vendor by vendor.
 
 pub(crate) mod body;
+pub(crate) mod codes;
 pub(crate) mod cost;
 pub(crate) mod error;
 pub(crate) mod fits;
 pub(crate) mod google;
 pub(crate) mod grpc;
+pub(crate) mod phrases;
 pub(crate) mod prose;
 pub(crate) mod text;
+pub(crate) mod waits;
 
 use crate::{Class, Classification, Processing, QuotaScope};
 use abide_headers::{Dialect, QuotaUnit, RateLimitSnapshot, Scope};
@@ -61,7 +64,9 @@ pub(crate) fn classify(
     }
     if success {
         // A 2xx is a success unless a GraphQL body says it was throttled.
-        return match body.and_then(|b| body::classify_body(b, true).verdict) {
+        return match body
+            .and_then(|b| body::classify_body(b, true, reference_instant(headers)).verdict)
+        {
             Some(c) => finish(c, headers, snapshot, opts, false),
             None => Classification::success(),
         };
@@ -69,12 +74,12 @@ pub(crate) fn classify(
 
     let mut c = status_rule(status);
     if let Some(code) = headers.get(X_AMZN_ERRORTYPE).and_then(|v| v.to_str().ok()) {
-        if let Some(v) = body::header_code_verdict(code) {
+        if let Some(v) = codes::header_code_verdict(code) {
             c = v;
         }
     }
     if let Some(bytes) = body {
-        let found = body::classify_body(bytes, false);
+        let found = body::classify_body(bytes, false, reference_instant(headers));
         match found.verdict {
             // A 429/503/529 stays a throttle even when the body names a generic request error.
             Some(v)
@@ -90,6 +95,18 @@ pub(crate) fn classify(
                 }
             }
         }
+        if found.queue_full {
+            queue_full(status, &mut c);
+        }
+        if matches!(c.class, Class::RateLimited | Class::QuotaExhausted) {
+            if c.bucket.is_none() {
+                c.bucket = found.bucket;
+            }
+            // A header-made verdict (`x-amzn-errortype`) takes the kind the words name.
+            if c.scope == QuotaScope::Unspecified {
+                c.scope = found.scope;
+            }
+        }
     }
     github(status, headers, snapshot, &mut c);
     if refused_unprocessed(status) && matches!(c.class, Class::ServerError | Class::Overloaded) {
@@ -98,6 +115,27 @@ pub(crate) fn classify(
         c.processing = Processing::NotProcessed;
     }
     finish(c, headers, snapshot, opts, false)
+}
+
+/// The instant the body's instants are measured from: the response's `Date`, else the
+/// clock.
+fn reference_instant(headers: &HeaderMap) -> std::time::SystemTime {
+    headers
+        .get(http::header::DATE)
+        .and_then(|d| d.to_str().ok())
+        .and_then(abide_headers::parse_instant)
+        .unwrap_or_else(std::time::SystemTime::now)
+}
+
+/// Queue-full and rejected-execution words on a 429 or 503 mean the server is too busy,
+/// not that this client went too fast: overload.
+fn queue_full(status: StatusCode, c: &mut Classification) {
+    if matches!(status.as_u16(), 429 | 503)
+        && matches!(c.class, Class::RateLimited | Class::ServerError)
+    {
+        *c = Classification::new(Class::Overloaded, "body: queue full or rejected execution")
+            .with_retry_after(c.retry_after);
+    }
 }
 
 /// 503 (RFC 9110 §15.6.4, "currently unable to handle the request") and Anthropic's 529
@@ -279,6 +317,14 @@ fn scope_from_snapshot(snapshot: &RateLimitSnapshot) -> QuotaScope {
                     | Dialect::IetfDraft03 => Some(QuotaScope::Requests),
                     Dialect::GitHub if l.scope.as_str() != "graphql" => Some(QuotaScope::Requests),
                     Dialect::Discord | Dialect::GitLab => Some(QuotaScope::Requests),
+                    // Stripe names the limiter that refused the request
+                    // (`global-concurrency`, `endpoint-rate`, ...; docs.stripe.com/rate-limits).
+                    Dialect::Stripe if l.scope.as_str().contains("concurrency") => {
+                        Some(QuotaScope::Concurrency)
+                    }
+                    Dialect::Stripe if l.scope.as_str().contains("rate") => {
+                        Some(QuotaScope::Requests)
+                    }
                     _ => None,
                 },
             },

@@ -2,7 +2,7 @@
 //! "Please retry after 12 seconds", "9m38.016s") and in protobuf-JSON durations ("38s").
 
 use super::text::find_from;
-use std::time::Duration;
+use std::time::{Duration, SystemTime};
 
 /// Waits longer than this are clamped: a server cannot make the client wait a year.
 pub(crate) const MAX_WAIT: Duration = Duration::from_secs(30 * 24 * 3600);
@@ -11,6 +11,8 @@ pub(crate) const MAX_WAIT: Duration = Duration::from_secs(30 * 24 * 3600);
 const TRIGGERS: &[&str] = &[
     "try again in",
     "try again after",
+    "try after",
+    "request after",
     "retry after",
     "retry in",
     "retrying in",
@@ -19,10 +21,19 @@ const TRIGGERS: &[&str] = &[
     "wait",
     "resets in",
     "reset in",
+    // Followed by an instant ("banned until 1659146400000", "retry at 2026-11-27T03:05Z").
+    "until",
+    "retry at",
+    "try again at",
+    "resets at",
+    "reset at",
+    "available at",
 ];
 
-/// Finds the first wait stated after a trigger phrase in `text`.
-pub(crate) fn find_wait(text: &[u8]) -> Option<Duration> {
+/// Finds the first wait stated after a trigger phrase in `text`: a duration in any unit
+/// the text names, or (measured from `now`) an RFC 3339 instant or an epoch in seconds or
+/// milliseconds.
+pub(crate) fn find_wait(text: &[u8], now: SystemTime) -> Option<Duration> {
     let mut best: Option<(usize, Duration)> = None;
     for trigger in TRIGGERS {
         let mut from = 0;
@@ -32,7 +43,8 @@ pub(crate) fn find_wait(text: &[u8]) -> Option<Duration> {
             if at > 0 && text[at - 1].is_ascii_alphabetic() {
                 continue;
             }
-            if let Some(wait) = parse_after(&text[from..]) {
+            let rest = &text[from..];
+            if let Some(wait) = parse_after(rest).or_else(|| instant_after(rest, now)) {
                 if best.is_none_or(|(pos, _)| at < pos) {
                     best = Some((at, wait));
                 }
@@ -45,6 +57,9 @@ pub(crate) fn find_wait(text: &[u8]) -> Option<Duration> {
 
 /// Parses a duration right after a trigger, skipping blanks and filler words.
 fn parse_after(rest: &[u8]) -> Option<Duration> {
+    // "Retry after: 21 seconds" (Akamai).
+    let rest = skip_blanks(rest);
+    let rest = rest.strip_prefix(b":").unwrap_or(rest);
     let mut s = skip_blanks(rest);
     for filler in ["about ", "approximately ", "approx. ", "~"] {
         if s.len() >= filler.len() && s[..filler.len()].eq_ignore_ascii_case(filler.as_bytes()) {
@@ -52,6 +67,26 @@ fn parse_after(rest: &[u8]) -> Option<Duration> {
         }
     }
     parse_duration_prefix(s).map(|(d, _)| d)
+}
+
+/// An instant right after a trigger: RFC 3339 / ISO 8601 text or an epoch of at least 10
+/// digits (seconds, or milliseconds when 13), as the time from `now` until it.
+fn instant_after(rest: &[u8], now: SystemTime) -> Option<Duration> {
+    let s = skip_blanks(rest);
+    let len = s
+        .iter()
+        .take(64)
+        .take_while(|b| !matches!(b, b' ' | b',' | b';' | b')' | b'"' | b'\'' | b'\n'))
+        .count();
+    let word = std::str::from_utf8(&s[..len]).ok()?.trim_end_matches('.');
+    if word.len() >= 10 && word.len() <= 16 && word.bytes().all(|b| b.is_ascii_digit()) {
+        let x: f64 = word.parse().ok()?;
+        return Some(super::waits::epoch_wait(x, now));
+    }
+    if word.len() >= 10 && word.as_bytes()[4] == b'-' {
+        return super::waits::text_instant(word, now);
+    }
+    None
 }
 
 fn skip_blanks(s: &[u8]) -> &[u8] {
@@ -173,6 +208,26 @@ mod tests {
         Some(Duration::from_millis(n))
     }
 
+    fn at() -> SystemTime {
+        std::time::UNIX_EPOCH + Duration::from_secs(1_700_000_000)
+    }
+
+    #[test]
+    fn instants_after_triggers_are_measured_from_now() {
+        // Binance (developers.binance.com, "LIMITS"): "IP banned until 1659146400000".
+        let ban = b"Way too much request weight used; IP banned until 1700000060000. Please use WebSocket Streams.";
+        assert_eq!(find_wait(ban, at()), ms(60_000));
+        assert_eq!(
+            find_wait(b"retry at 2023-11-14T22:13:50Z.", at()),
+            ms(30_000)
+        );
+        assert_eq!(find_wait(b"blocked until 1700000010", at()), ms(10_000));
+        // Not an instant: short numbers, words, dates that do not parse.
+        assert_eq!(find_wait(b"valid until 12", at()), None);
+        assert_eq!(find_wait(b"wait until tomorrow", at()), None);
+        assert_eq!(find_wait(b"until 2023-99-99T99:99:99Z", at()), None);
+    }
+
     #[test]
     fn prose_waits_from_vendor_messages_parse() {
         // OpenAI rate-limit messages (platform.openai.com/docs/guides/rate-limits).
@@ -202,7 +257,7 @@ mod tests {
             ("try again in 99999999999999999999999999h", Some(MAX_WAIT)),
         ];
         for (text, want) in cases {
-            let got = find_wait(text.as_bytes()).map(|d| d.as_millis());
+            let got = find_wait(text.as_bytes(), at()).map(|d| d.as_millis());
             assert_eq!(got, want.map(|d| d.as_millis()), "{text}");
         }
     }

@@ -5,22 +5,31 @@
 //! connection) and returns a [`Client`]. Constants cite the source they were read from.
 
 mod abide;
-mod baselines;
+mod async_openai;
+mod aws;
+mod cookbook;
+mod governor;
+mod grpc;
+mod looping;
+mod openai;
 mod tower_retry;
+mod wire;
 
-use crate::dialect::grpc_code;
+use crate::model::ServerConfig;
 use abide_retry::ReplayBody;
 use bytes::Bytes;
-use http::{HeaderMap, Request, Response, StatusCode};
+use http::{Request, Response};
 use http_body_util::Full;
+use looping::Looping;
 use std::fmt;
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, SystemTime};
+use std::time::SystemTime;
 use tokio::time::Instant;
 use tower::util::BoxCloneService;
 use tower::{BoxError, Service};
 
-pub(crate) use baselines::Looping;
+pub use wire::is_success;
+pub(crate) use wire::{duration_secs, effective_status, grpc_status};
 
 /// The body type of the simulated clients' requests and the server's answers.
 pub type SimBody = Full<Bytes>;
@@ -35,7 +44,8 @@ pub enum Strategy {
     /// One attempt, no retry.
     None,
     /// OpenAI cookbook's recipe: tenacity `wait_random_exponential(min=1, max=60)`,
-    /// `stop_after_attempt(6)`, every error retried, headers ignored.
+    /// `stop_after_attempt(6)` around an `OpenAI()` client call, so each of the 6 attempts
+    /// is a full SDK call with the SDK's own retries.
     Naive,
     /// The official OpenAI Python SDK's defaults.
     OpenAiPython,
@@ -47,6 +57,14 @@ pub enum Strategy {
     AwsAdaptive,
     /// gRPC retry policy with A6 retry throttling and server pushback.
     GrpcA6,
+    /// OpenAI cookbook's `api_request_parallel_processor.py`: request and token buckets
+    /// at the true limits, a 15 s pause after a rate-limit error, 5 attempts.
+    CookbookParallel,
+    /// The Rust `async-openai` crate's built-in retry (0.37+).
+    AsyncOpenAi,
+    /// governor `Quota::per_minute` at the true limits in front of a reqwest-retry
+    /// `ExponentialBackoff` client.
+    GovernorReqwestRetry,
     /// abide's layers with default configuration, cost declared:
     /// `BackoffRetry -> ConcurrencyCap -> QuotaClassifier`.
     Abide,
@@ -56,7 +74,7 @@ pub enum Strategy {
 
 impl Strategy {
     /// Every strategy, in board order.
-    pub const ALL: [Strategy; 9] = [
+    pub const ALL: [Strategy; 12] = [
         Strategy::None,
         Strategy::Naive,
         Strategy::OpenAiPython,
@@ -64,6 +82,9 @@ impl Strategy {
         Strategy::AwsStandard,
         Strategy::AwsAdaptive,
         Strategy::GrpcA6,
+        Strategy::CookbookParallel,
+        Strategy::AsyncOpenAi,
+        Strategy::GovernorReqwestRetry,
         Strategy::Abide,
         Strategy::AbideRetryOnly,
     ];
@@ -78,6 +99,9 @@ impl Strategy {
             Strategy::AwsStandard => "aws-standard",
             Strategy::AwsAdaptive => "aws-adaptive",
             Strategy::GrpcA6 => "grpc-a6",
+            Strategy::CookbookParallel => "cookbook-parallel",
+            Strategy::AsyncOpenAi => "async-openai",
+            Strategy::GovernorReqwestRetry => "governor-reqwest-retry",
             Strategy::Abide => "abide",
             Strategy::AbideRetryOnly => "abide-retry-only",
         }
@@ -87,15 +111,25 @@ impl Strategy {
     pub fn description(self) -> &'static str {
         match self {
             Strategy::None => "one attempt, no retry",
-            Strategy::Naive => "OpenAI cookbook: tenacity random exponential 1..60 s, 6 attempts, headers ignored",
-            Strategy::OpenAiPython => "openai-python defaults: 2 retries, 0.5 s doubling to 8 s, honours retry-after(-ms) up to 60 s",
+            Strategy::Naive => "OpenAI cookbook: tenacity random exponential 1..60 s, 6 attempts, each an openai-python call with its 2 retries",
+            Strategy::OpenAiPython => "openai-python defaults: 2 retries, 0.5 s doubling to 8 s, honours retry-after(-ms) up to 120 s, no retry past it",
             Strategy::TowerRetry => "tower::retry with ExponentialBackoffMaker defaults (50 ms, x2, jitter 0.99), 5 attempts on 429/5xx",
             Strategy::AwsStandard => "AWS standard: 3 attempts, full jitter 1 s x2 to 20 s, 500-token retry quota",
             Strategy::AwsAdaptive => "AWS adaptive: standard plus a CUBIC client-side rate limiter",
-            Strategy::GrpcA6 => "gRPC A6: 5 attempts, 0.1 s x2 to 1 s, retry throttling 10/0.1, grpc-retry-pushback-ms",
+            Strategy::GrpcA6 => "gRPC A6: 5 attempts, 0.1 s x2 to 1 s x U(0.8, 1.2), retry throttling 10/0.1, grpc-retry-pushback-ms",
+            Strategy::CookbookParallel => "OpenAI cookbook parallel processor: RPM/TPM buckets at the true limits, 15 s pause after a rate limit, 5 attempts, no backoff",
+            Strategy::AsyncOpenAi => "async-openai: 3 retries on 429 (not insufficient_quota), 5xx, connect; integer Retry-After, else 100 ms x2 to 8 s",
+            Strategy::GovernorReqwestRetry => "governor Quota::per_minute (or the window's) at the true limits + reqwest-retry: 3 retries, U[0,1) x 1 s x2^n, Retry-After ignored",
             Strategy::Abide => "abide: BackoffRetry + ConcurrencyCap + QuotaClassifier, defaults, cost declared",
             Strategy::AbideRetryOnly => "abide without the cap: BackoffRetry + QuotaClassifier, defaults",
         }
+    }
+
+    /// True for the strategies that keep the state clients share when a scenario says
+    /// `shared_state = true` (a [`ClientContext::shared_store`]): what one client learns,
+    /// such as a permanent quota error, every client of the run knows.
+    pub fn shares_state(self) -> bool {
+        matches!(self, Strategy::Abide)
     }
 
     /// The strategy called `name`.
@@ -117,22 +151,23 @@ impl Strategy {
     {
         match self {
             Strategy::None => BoxCloneService::new(inner),
-            Strategy::Naive => {
-                BoxCloneService::new(Looping::new(inner, baselines::Naive::new(ctx)))
-            }
+            Strategy::Naive => BoxCloneService::new(Looping::new(inner, openai::Naive::new(ctx))),
             Strategy::OpenAiPython => {
-                BoxCloneService::new(Looping::new(inner, baselines::OpenAiPython::new(ctx)))
+                BoxCloneService::new(Looping::new(inner, openai::OpenAiPython::new(ctx)))
             }
             Strategy::TowerRetry => tower_retry::client(inner, ctx),
             Strategy::AwsStandard => {
-                BoxCloneService::new(Looping::new(inner, baselines::Aws::standard(ctx)))
+                BoxCloneService::new(Looping::new(inner, aws::Aws::standard(ctx)))
             }
             Strategy::AwsAdaptive => {
-                BoxCloneService::new(Looping::new(inner, baselines::Aws::adaptive(ctx)))
+                BoxCloneService::new(Looping::new(inner, aws::Aws::adaptive(ctx)))
             }
-            Strategy::GrpcA6 => {
-                BoxCloneService::new(Looping::new(inner, baselines::GrpcA6::new(ctx)))
+            Strategy::GrpcA6 => BoxCloneService::new(Looping::new(inner, grpc::GrpcA6::new(ctx))),
+            Strategy::CookbookParallel => cookbook::client(inner, ctx),
+            Strategy::AsyncOpenAi => {
+                BoxCloneService::new(Looping::new(inner, async_openai::AsyncOpenAi))
             }
+            Strategy::GovernorReqwestRetry => governor::client(inner, ctx),
             Strategy::Abide => abide::client(inner, ctx, true),
             Strategy::AbideRetryOnly => abide::client(inner, ctx, false),
         }
@@ -159,6 +194,9 @@ pub struct ClientContext {
     /// The quota store all clients of the run share (`shared_state = true`), for the
     /// strategies that keep one.
     pub shared_store: Option<abide_cap::LocalStore>,
+    /// The scenario's server, for the baselines whose users declare its limits to a static
+    /// client-side limiter (they declare the true, enforced limits: their best case).
+    pub server: ServerConfig,
 }
 
 impl ClientContext {
@@ -199,41 +237,81 @@ pub(crate) fn clone_request(req: &Request<SimBody>) -> Request<SimBody> {
     r
 }
 
-/// The `grpc-status` of an answer, when it has one.
-pub(crate) fn grpc_status(headers: &HeaderMap) -> Option<u32> {
-    headers
-        .get("grpc-status")?
-        .to_str()
-        .ok()?
-        .trim()
-        .parse()
-        .ok()
-}
+/// Fixtures shared by the strategies' unit tests.
+#[cfg(test)]
+pub(crate) mod test_support {
+    use super::looping::Answer;
+    use super::{ClientContext, SimBody};
+    use crate::model::ServerConfig;
+    use bytes::Bytes;
+    use http::{Response, StatusCode};
+    use tokio::time::Instant;
 
-/// The HTTP status an HTTP-only client library effectively sees. A gRPC answer's
-/// non-OK `grpc-status` maps as grpc-gateway's `HTTPStatusFromCode` does
-/// (grpc-ecosystem/grpc-gateway `runtime/errors.go`): `RESOURCE_EXHAUSTED` -> 429,
-/// `UNAVAILABLE` -> 503, anything else -> 500.
-pub(crate) fn effective_status(res: &Response<SimBody>) -> StatusCode {
-    match grpc_status(res.headers()) {
-        Some(grpc_code::OK) | None => res.status(),
-        Some(grpc_code::RESOURCE_EXHAUSTED) => StatusCode::TOO_MANY_REQUESTS,
-        Some(grpc_code::UNAVAILABLE) => StatusCode::SERVICE_UNAVAILABLE,
-        Some(_) => StatusCode::INTERNAL_SERVER_ERROR,
+    /// Client 0 of a run with seed 7 and the default server.
+    pub(crate) fn ctx() -> ClientContext {
+        ClientContext {
+            client: 0,
+            seed: 7,
+            start: Instant::now(),
+            epoch: crate::service::sim_epoch(),
+            shared_store: None,
+            server: ServerConfig::default(),
+        }
+    }
+
+    /// An answer with this status and these headers and no body.
+    pub(crate) fn answer(status: u16, headers: &[(&str, &str)]) -> Answer {
+        answer_with_body(status, headers, "")
+    }
+
+    /// An answer with this status, headers and body.
+    pub(crate) fn answer_with_body(status: u16, headers: &[(&str, &str)], body: &str) -> Answer {
+        let mut res = Response::new(SimBody::new(Bytes::from(body.to_owned())));
+        *res.status_mut() = StatusCode::from_u16(status).unwrap();
+        for (k, v) in headers {
+            res.headers_mut().insert(
+                http::HeaderName::from_bytes(k.as_bytes()).unwrap(),
+                v.parse().unwrap(),
+            );
+        }
+        Ok(res)
+    }
+
+    /// A refused connection, as the simulated outage returns it.
+    pub(crate) fn refused() -> Answer {
+        Err(crate::service::ConnectionRefused::new().into())
     }
 }
 
-/// True when an answer is a success for the caller: 2xx and, on gRPC, status OK.
-pub fn is_success(res: &Response<SimBody>) -> bool {
-    effective_status(res).is_success()
-}
+#[cfg(test)]
+mod tests {
+    use super::Strategy;
 
-/// `s` seconds as a wait: NaN and negative values are no wait, absurd ones are capped
-/// (`Duration::from_secs_f64` would panic on them).
-pub(crate) fn duration_secs(s: f64) -> Duration {
-    if s.is_finite() && s > 0.0 {
-        Duration::from_secs_f64(s.min(1e9))
-    } else {
-        Duration::ZERO
+    #[test]
+    fn the_board_lists_every_strategy_once_by_its_contract_name() {
+        let names: Vec<_> = Strategy::ALL.iter().map(|s| s.name()).collect();
+        assert_eq!(
+            names,
+            [
+                "none",
+                "naive",
+                "openai-python",
+                "tower-retry",
+                "aws-standard",
+                "aws-adaptive",
+                "grpc-a6",
+                "cookbook-parallel",
+                "async-openai",
+                "governor-reqwest-retry",
+                "abide",
+                "abide-retry-only",
+            ]
+        );
+        for s in Strategy::ALL {
+            assert_eq!(Strategy::from_name(s.name()), Some(s));
+            let d = s.description();
+            assert!(!d.is_empty() && !d.contains('\n'), "{s}: {d:?}");
+        }
+        assert_eq!(Strategy::from_name("cookbook"), None);
     }
 }
