@@ -62,7 +62,7 @@ fn openai_server() -> Api {
         let reply = match &refused {
             Some((scope, wait)) => Reply::status(429).verdict(
                 Classification::new(Class::RateLimited, "test: rate limit reached")
-                    .with_scope(scope.clone())
+                    .with_scope(*scope)
                     .with_retry_after(Some(*wait)),
             ),
             None => Reply::ok(),

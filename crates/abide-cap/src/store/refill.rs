@@ -118,7 +118,13 @@ pub(super) fn learn_refill(
     let estimate = (missing > 0 && !reset.is_zero()).then(|| nanos(reset) / missing);
     let basis = old.map_or(0, |r| r.basis - r.basis / 64);
     let (unit_ns, basis) = match (estimate, old.map(|r| r.unit_ns)) {
-        (Some(new), Some(_)) if missing > basis => (Some(new), missing),
+        (Some(new), Some(was)) if missing > basis => {
+            // `remaining` rounds less than a unit away: the true time per unit is at
+            // most `reset / (missing - 1)`. Within that bound, the old estimate may be
+            // a token bucket's, more exact: keep the larger. Above it, it cannot be.
+            let bound = nanos(reset) / (missing - 1).max(1);
+            (Some(if was > bound { new } else { new.max(was) }), missing)
+        }
         (Some(new), Some(was)) if missing == basis => (Some(new.max(was)), basis),
         (Some(new), Some(was)) if new < was => (Some(was - (was - new) / 16), basis),
         (Some(_), Some(was)) => (Some(was), basis),

@@ -125,6 +125,13 @@ impl Strategy {
         }
     }
 
+    /// True for the strategies that keep the state clients share when a scenario says
+    /// `shared_state = true` (a [`ClientContext::shared_store`]): what one client learns,
+    /// such as a permanent quota error, every client of the run knows.
+    pub fn shares_state(self) -> bool {
+        matches!(self, Strategy::Abide)
+    }
+
     /// The strategy called `name`.
     pub fn from_name(name: &str) -> Option<Strategy> {
         Strategy::ALL.into_iter().find(|s| s.name() == name)
