@@ -104,6 +104,11 @@ impl AbideLayer {
     pub fn cap(&self) -> &ConcurrencyCapLayer {
         &self.cap
     }
+
+    /// The classifier's configuration.
+    pub fn classifier(&self) -> &QuotaClassifierLayer {
+        &self.classify
+    }
 }
 
 impl<S> Layer<S> for AbideLayer {

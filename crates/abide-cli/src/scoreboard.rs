@@ -194,6 +194,11 @@ fn list() -> String {
     for s in Strategy::ALL {
         let _ = writeln!(out, "  {:<24} {}", s.name(), s.description());
     }
+    let presets: Vec<String> = abide_sim::SimDialect::ALL
+        .iter()
+        .map(|d| format!("{d} -> {}", Strategy::abide_preset(*d)))
+        .collect();
+    let _ = writeln!(out, "abide's preset per dialect: {}", presets.join(", "));
     out
 }
 
