@@ -88,6 +88,8 @@ pin_project! {
             acquire: AcquireFuture,
             #[pin]
             timeout: Sleep,
+            // The bucket's progress count when the wait began.
+            progress: u64,
         },
         Admit {
             admit: StoreFuture<Decision>,
@@ -221,6 +223,22 @@ fn queue_place(
 }
 
 /// What is left at `now` of a max wait that started at `started`.
+/// A request gave up waiting for an in-flight permit: when nothing moved in the bucket for
+/// its whole wait (no permit released, no body frame read), the permits are held by
+/// response bodies nobody reads, which hold their permits until read or dropped. Say so,
+/// naming the bucket (a host or a user-given name, never a credential).
+fn warn_if_bodies_idle(limiter: &Limiter, key: &BucketKey, progress_at: u64, waited: Duration) {
+    let in_flight = limiter.in_flight();
+    if in_flight > 0 && limiter.progress() == progress_at {
+        tracing::warn!(
+            bucket = %key,
+            in_flight,
+            idle_s = waited.as_secs_f64(),
+            "abide-cap: requests wait on in-flight permits whose response bodies have not been read for the whole max wait; read or drop response bodies to free their permits"
+        );
+    }
+}
+
 fn left(max_wait: Duration, started: Option<Instant>, now: Instant) -> Duration {
     max_wait.saturating_sub(now.saturating_duration_since(started.unwrap_or(now)))
 }
@@ -374,9 +392,14 @@ where
                     this.state.set(State::Acquire {
                         acquire,
                         timeout: sleep_until(deadline),
+                        progress: this.limiter.progress(),
                     });
                 }
-                StateProj::Acquire { acquire, timeout } => match acquire.as_mut().poll(cx) {
+                StateProj::Acquire {
+                    acquire,
+                    timeout,
+                    progress,
+                } => match acquire.as_mut().poll(cx) {
                     Poll::Ready(Ok(permit)) => {
                         *this.permit = Some(this.limiter.wrap(permit));
                         let now = Instant::now();
@@ -391,6 +414,7 @@ where
                     Poll::Pending => {
                         ready!(timeout.poll(cx));
                         let waited = this.started.map_or(Duration::ZERO, |s| s.elapsed());
+                        warn_if_bodies_idle(this.limiter, this.key, *progress, waited);
                         this.state.set(State::Done);
                         *this.queue = None;
                         return Poll::Ready(Err(Box::new(WaitTooLong::new(
