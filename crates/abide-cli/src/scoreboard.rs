@@ -327,16 +327,9 @@ fn human(scenarios: &[Scenario], rows: &[Row]) -> String {
 
 pub(crate) fn run(args: Vec<OsString>) -> ExitCode {
     let started = Instant::now();
-    let args = match parse_args(args) {
-        Ok(Some(a)) => a,
-        Ok(None) => {
-            println!("{USAGE}");
-            return ExitCode::SUCCESS;
-        }
-        Err(e) => {
-            eprintln!("abide scoreboard: {e}\n{USAGE}");
-            return ExitCode::from(2);
-        }
+    let args = match crate::parsed("scoreboard", USAGE, parse_args(args)) {
+        Ok(a) => a,
+        Err(code) => return code,
     };
     if args.list {
         print!("{}", list());
