@@ -95,3 +95,97 @@ fn a_429_is_explained_by_every_layer_in_the_trace() {
     // A success is not logged at debug level by the classifier.
     assert_eq!(log.matches("response classified").count(), 1, "{log}");
 }
+
+/// A body streamed forever: one frame, then never another.
+struct Stalled(bool);
+
+impl http_body::Body for Stalled {
+    type Data = Bytes;
+    type Error = std::convert::Infallible;
+
+    fn poll_frame(
+        mut self: std::pin::Pin<&mut Self>,
+        _cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<Result<http_body::Frame<Bytes>, Self::Error>>> {
+        if self.0 {
+            std::task::Poll::Pending
+        } else {
+            self.0 = true;
+            std::task::Poll::Ready(Some(Ok(http_body::Frame::data(Bytes::from_static(b"{")))))
+        }
+    }
+}
+
+#[test]
+fn a_queue_waiting_on_permits_held_by_unread_bodies_is_named_in_a_warning() {
+    use abide::cap::{ConcurrencyCapLayer, InFlight};
+    use std::time::Duration;
+
+    let run = |read_first: bool| {
+        let buf = Buf::default();
+        let writer = buf.clone();
+        let subscriber = tracing_subscriber::fmt()
+            .with_max_level(tracing::Level::WARN)
+            .with_ansi(false)
+            .with_writer(move || writer.clone())
+            .finish();
+        let api = tower::service_fn(|_req: Request<String>| async {
+            Ok::<_, std::convert::Infallible>(Response::new(Stalled(false)))
+        });
+        let cap = ConcurrencyCapLayer::new()
+            .with_in_flight(InFlight::fixed(1))
+            .with_max_wait(Duration::from_secs(5));
+        let client = ServiceBuilder::new().layer(cap).service(api);
+        let second = tracing::subscriber::with_default(subscriber, || {
+            tokio::runtime::Builder::new_current_thread()
+                .enable_time()
+                .start_paused(true)
+                .build()
+                .unwrap()
+                .block_on(async {
+                    let req = || {
+                        Request::get("http://api.example.com/v1")
+                            .body(String::new())
+                            .unwrap()
+                    };
+                    // The first answer's body holds the only permit and is never finished.
+                    let mut first = client.clone().oneshot(req()).await.unwrap();
+                    let mut held = None;
+                    let reader = if read_first {
+                        Some(tokio::spawn(async move {
+                            // Reads its one frame 2 s in, then nothing more arrives.
+                            tokio::time::sleep(Duration::from_secs(2)).await;
+                            let _ = http_body_util::BodyExt::frame(first.body_mut()).await;
+                            tokio::time::sleep(Duration::from_secs(3600)).await;
+                            drop(first);
+                        }))
+                    } else {
+                        held = Some(first);
+                        None
+                    };
+                    let second = client.clone().oneshot(req()).await;
+                    drop((reader, held));
+                    second.map(|_| ())
+                })
+        });
+        let trace = String::from_utf8(buf.0.lock().unwrap().clone()).unwrap();
+        (second, trace)
+    };
+
+    // Nobody reads the first body: the second request waits its 5 s, fails, and the
+    // trace names the bucket and what to do.
+    let (second, trace) = run(false);
+    assert!(
+        second.unwrap_err().to_string().contains("wait"),
+        "a WaitTooLong"
+    );
+    assert!(trace.contains("WARN"), "{trace}");
+    assert!(trace.contains("bucket=api.example.com"), "{trace}");
+    assert!(trace.contains("read or drop response bodies"), "{trace}");
+
+    // The body moved during the wait (a frame read at 2 s): not idle for the whole wait,
+    // so no warning, though the request still waits too long.
+    let (second, trace) = run(true);
+    assert!(second.is_err());
+    assert!(!trace.contains("read or drop response bodies"), "{trace}");
+}

@@ -63,6 +63,8 @@ impl<B: Body> Body for ResponseBody<B> {
         };
         if over {
             *this.permit = None;
+        } else if let Some(p) = this.permit.as_ref() {
+            p.touch();
         }
         Poll::Ready(frame)
     }

@@ -9,6 +9,7 @@
 //! |---|---|---|---|
 //! | [`BucketExhausted`] | `QuotaExhausted` (retry after = next probe) | no | the server said the quota is gone |
 //! | [`WaitTooLong`] | `ClientError` | no | the caller's own deadline or max wait cannot be met; trying again only waits longer |
+//! | [`WaitTooLong`] for a server-stated wait | `RateLimited` (retry after = the stated wait) | yes | the server's `Retry-After` is longer than the max server wait; the layer above applies its own maximum to the same wait |
 //! | [`CostTooHigh`] | `ClientError` | no | the request itself is larger than the declared quota can ever admit |
 //! | [`QueueFull`] | `Overloaded` | yes | local congestion that drains by itself |
 //!
@@ -98,12 +99,23 @@ impl Error for QueueFull {
     }
 }
 
-/// The request would have had to wait longer than its deadline or the configured
-/// maximum; it failed at once instead. Nothing was reserved for it.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+/// The request would have had to wait longer than it may; it failed at once instead.
+/// Nothing was reserved for it.
+///
+/// Two limits end a wait this way: the caller's own (the layer's max wait or the
+/// request's deadline), and the longest *server-stated* wait worth taking
+/// ([`with_max_server_wait`](crate::ConcurrencyCapLayer::with_max_server_wait)), when the
+/// bucket is paused by a `Retry-After` longer than that. The second carries the wait the
+/// server stated ([`server_wait`](Self::server_wait)) and reads, to a layer above, as the
+/// server's rate limit with that wait: the retry layer, given the same maximum, ends the
+/// request with its own `WaitTooLong` carrying the same wait, as it does for the caller
+/// that met the `Retry-After` first.
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub struct WaitTooLong {
     would_wait: Duration,
     max_wait: Duration,
+    server_wait: Option<Duration>,
+    verdict: Option<Verdict>,
 }
 
 impl WaitTooLong {
@@ -112,6 +124,27 @@ impl WaitTooLong {
         WaitTooLong {
             would_wait,
             max_wait,
+            server_wait: None,
+            verdict: None,
+        }
+    }
+
+    /// An error for a server-stated wait of `wait` (what is left of it) against the
+    /// longest server wait worth taking, `max`.
+    pub fn server(wait: Duration, max: Duration) -> Self {
+        let verdict = Verdict::new(
+            Classification::new(
+                Class::RateLimited,
+                "abide-cap: bucket paused longer than the max server wait",
+            )
+            .with_processing(Processing::NotProcessed)
+            .with_retry_after(Some(wait)),
+        );
+        WaitTooLong {
+            would_wait: wait,
+            max_wait: max,
+            server_wait: Some(wait),
+            verdict: Some(verdict),
         }
     }
 
@@ -125,23 +158,39 @@ impl WaitTooLong {
     pub fn max_wait(&self) -> Duration {
         self.max_wait
     }
+
+    /// The wait the server stated (what was left of it), when that is what was too long.
+    pub fn server_wait(&self) -> Option<Duration> {
+        self.server_wait
+    }
 }
 
 impl fmt::Display for WaitTooLong {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(
-            f,
-            "request would wait {:?} for admission, more than the {:?} allowed",
-            self.would_wait, self.max_wait
-        )
+        match self.server_wait {
+            Some(wait) => write!(
+                f,
+                "the server asked to wait {wait:?}, more than the {:?} worth waiting",
+                self.max_wait
+            ),
+            None => write!(
+                f,
+                "request would wait {:?} for admission, more than the {:?} allowed",
+                self.would_wait, self.max_wait
+            ),
+        }
     }
 }
 
 impl Error for WaitTooLong {
-    /// A `ClientError`, not retryable [`Verdict`]: the caller's own time limit is what
-    /// cannot be met, and another attempt would only wait longer.
+    /// For the caller's own limit, a `ClientError`, not retryable [`Verdict`]: another
+    /// attempt would only wait longer. For a server-stated wait, a `RateLimited` one with
+    /// that wait, so the layer above applies its own maximum to it.
     fn source(&self) -> Option<&(dyn Error + 'static)> {
-        Some(&*WAIT_TOO_LONG)
+        match &self.verdict {
+            Some(v) => Some(v),
+            None => Some(&*WAIT_TOO_LONG),
+        }
     }
 }
 

@@ -88,6 +88,8 @@ pin_project! {
             acquire: AcquireFuture,
             #[pin]
             timeout: Sleep,
+            // The bucket's progress count when the wait began.
+            progress: u64,
         },
         Admit {
             admit: StoreFuture<Decision>,
@@ -197,7 +199,57 @@ fn observe(
     shared.store.observe(&observation)
 }
 
-fn rejection(key: &BucketKey, r: Rejection, waited: Duration, max_wait: Duration) -> BoxError {
+/// Takes a place in the bucket's queue for a waiting admission, unless it has one.
+fn queue_place(
+    queue: &mut Option<QueueSlot>,
+    limiter: &Arc<Limiter>,
+    shared: &Shared,
+    key: &BucketKey,
+) -> Result<(), BoxError> {
+    if queue.is_some() {
+        return Ok(());
+    }
+    let bound = shared.config.max_queue;
+    match limiter.enqueue(bound) {
+        Some(slot) => {
+            *queue = Some(slot);
+            Ok(())
+        }
+        None => {
+            tracing::debug!(target: "abide_cap", bucket = %key, bound, "admission refused: queue full");
+            Err(Box::new(QueueFull::new(key.clone(), bound)))
+        }
+    }
+}
+
+/// What is left at `now` of a max wait that started at `started`.
+/// A request gave up waiting for an in-flight permit: when nothing moved in the bucket for
+/// its whole wait (no permit released, no body frame read), the permits are held by
+/// response bodies nobody reads, which hold their permits until read or dropped. Say so,
+/// naming the bucket (a host or a user-given name, never a credential).
+fn warn_if_bodies_idle(limiter: &Limiter, key: &BucketKey, progress_at: u64, waited: Duration) {
+    let in_flight = limiter.in_flight();
+    if in_flight > 0 && limiter.progress() == progress_at {
+        tracing::warn!(
+            bucket = %key,
+            in_flight,
+            idle_s = waited.as_secs_f64(),
+            "abide-cap: requests wait on in-flight permits whose response bodies have not been read for the whole max wait; read or drop response bodies to free their permits"
+        );
+    }
+}
+
+fn left(max_wait: Duration, started: Option<Instant>, now: Instant) -> Duration {
+    max_wait.saturating_sub(now.saturating_duration_since(started.unwrap_or(now)))
+}
+
+fn rejection(
+    key: &BucketKey,
+    r: Rejection,
+    waited: Duration,
+    max_wait: Duration,
+    max_server_wait: Duration,
+) -> BoxError {
     tracing::debug!(target: "abide_cap", bucket = %key, rejection = ?r, waited_ms = waited.as_millis() as u64, "admission refused");
     match r {
         Rejection::Exhausted { retry_in } => Box::new(BucketExhausted::new(key.clone(), retry_in)),
@@ -205,7 +257,93 @@ fn rejection(key: &BucketKey, r: Rejection, waited: Duration, max_wait: Duration
             waited.saturating_add(would_wait),
             max_wait,
         )),
+        Rejection::ServerWaitTooLong { wait } => {
+            Box::new(WaitTooLong::server(wait, max_server_wait))
+        }
         Rejection::TooCostly { cost, max } => Box::new(CostTooHigh::new(cost, max)),
+    }
+}
+
+/// An attempt's outcome, reported: the adaptive cap and the server's concurrency limit
+/// learn from it at once; the returned observation, awaited before the outcome is handed
+/// on, tells the store (skipped, as a ready future, when there is nothing to learn).
+fn report<R, E: Into<BoxError>>(
+    shared: &Shared,
+    key: &BucketKey,
+    ticket: Option<Ticket>,
+    limiter: &Limiter,
+    sent_at: Option<Instant>,
+    result: Result<Response<R>, E>,
+) -> (StoreFuture<()>, Result<Response<R>, BoxError>) {
+    match result {
+        Ok(response) => {
+            let computed_snapshot;
+            let snapshot = match response.extensions().get::<RateLimitSnapshot>() {
+                Some(s) => s,
+                None if response.headers().is_empty() => &*EMPTY,
+                None => {
+                    computed_snapshot = RateLimitHeaders::new().extract(response.headers());
+                    &computed_snapshot
+                }
+            };
+            let computed_class;
+            let class = match response.extensions().get::<Classification>() {
+                Some(c) => c,
+                None => {
+                    computed_class = classify_head(response.status(), response.headers(), snapshot);
+                    &computed_class
+                }
+            };
+            let probe = ticket.is_some_and(|t| t.probe);
+            // Nothing to learn: the store is skipped (a round trip, for a
+            // shared one).
+            let report = !(class.is_success() && snapshot.is_empty() && !probe);
+            // The clock is read only when the instant is used.
+            let now = (sent_at.is_some() || report).then(Instant::now);
+            if let (Some(sent_at), Some(now)) = (sent_at, now) {
+                let latency = now.saturating_duration_since(sent_at);
+                limiter.on_outcome(class.class, latency, now);
+            }
+            if shared.config.policy.learn {
+                // A limit counted in concurrent requests is an in-flight
+                // cap, not a pace.
+                let concurrent = snapshot
+                    .limits()
+                    .iter()
+                    .filter(|l| l.unit == Some(QuotaUnit::ConcurrentRequests))
+                    .filter_map(|l| l.limit)
+                    .min();
+                if concurrent.is_some() {
+                    limiter.server_concurrency(concurrent);
+                }
+            }
+            if !class.is_success() {
+                tracing::debug!(
+                    target: "abide_cap",
+                    bucket = %key,
+                    class = %class.class,
+                    retry_after_ms = class.retry_after.map(|d| d.as_millis() as u64),
+                    reason = %class.reason,
+                    "server refused an attempt; the bucket learns from it"
+                );
+            }
+            let fut = match now {
+                Some(now) if report => observe(shared, key, ticket, now, class, snapshot),
+                _ => StoreFuture::ready(Ok(())),
+            };
+            (fut, Ok(response))
+        }
+        Err(e) => {
+            let e: BoxError = e.into();
+            let class = classify_error(&*e);
+            let now = Instant::now();
+            if let Some(sent_at) = sent_at {
+                let latency = now.saturating_duration_since(sent_at);
+                limiter.on_outcome(class.class, latency, now);
+            }
+            let fut = observe(shared, key, ticket, now, &class, &EMPTY);
+            (fut, Err(e))
+        }
     }
 }
 
@@ -254,15 +392,18 @@ where
                     this.state.set(State::Acquire {
                         acquire,
                         timeout: sleep_until(deadline),
+                        progress: this.limiter.progress(),
                     });
                 }
-                StateProj::Acquire { acquire, timeout } => match acquire.as_mut().poll(cx) {
+                StateProj::Acquire {
+                    acquire,
+                    timeout,
+                    progress,
+                } => match acquire.as_mut().poll(cx) {
                     Poll::Ready(Ok(permit)) => {
                         *this.permit = Some(this.limiter.wrap(permit));
                         let now = Instant::now();
-                        let left = this.max_wait.saturating_sub(
-                            now.saturating_duration_since(this.started.unwrap_or(now)),
-                        );
+                        let left = left(*this.max_wait, *this.started, now);
                         let fut = admit(this.shared, this.key, *this.cost, now, left, None);
                         this.state.set(State::Admit { admit: fut });
                     }
@@ -273,6 +414,7 @@ where
                     Poll::Pending => {
                         ready!(timeout.poll(cx));
                         let waited = this.started.map_or(Duration::ZERO, |s| s.elapsed());
+                        warn_if_bodies_idle(this.limiter, this.key, *progress, waited);
                         this.state.set(State::Done);
                         *this.queue = None;
                         return Poll::Ready(Err(Box::new(WaitTooLong::new(
@@ -306,25 +448,12 @@ where
                                 reserved = reservation.is_some(),
                                 "admission waits"
                             );
-                            if this.queue.is_none() {
-                                let bound = this.shared.config.max_queue;
-                                match this.limiter.enqueue(bound) {
-                                    Some(slot) => *this.queue = Some(slot),
-                                    None => {
-                                        this.state.set(State::Done);
-                                        *this.permit = None;
-                                        tracing::debug!(
-                                            target: "abide_cap",
-                                            bucket = %this.key,
-                                            bound,
-                                            "admission refused: queue full"
-                                        );
-                                        return Poll::Ready(Err(Box::new(QueueFull::new(
-                                            this.key.clone(),
-                                            bound,
-                                        ))));
-                                    }
-                                }
+                            if let Err(full) =
+                                queue_place(this.queue, this.limiter, this.shared, this.key)
+                            {
+                                this.state.set(State::Done);
+                                *this.permit = None;
+                                return Poll::Ready(Err(full));
                             }
                             let probe_answered =
                                 reservation.is_none().then(|| this.limiter.probe_answered());
@@ -344,6 +473,7 @@ where
                                 r,
                                 waited,
                                 *this.max_wait,
+                                this.shared.config.policy.max_server_wait,
                             )));
                         }
                     }
@@ -361,9 +491,7 @@ where
                     }
                     let reservation = *reservation;
                     let now = Instant::now();
-                    let left = this
-                        .max_wait
-                        .saturating_sub(now.saturating_duration_since(this.started.unwrap_or(now)));
+                    let left = left(*this.max_wait, *this.started, now);
                     let fut = admit(this.shared, this.key, *this.cost, now, left, reservation);
                     this.state.set(State::Admit { admit: fut });
                 }
@@ -388,91 +516,16 @@ where
                 StateProj::Called { future, sent_at } => {
                     let result = ready!(future.poll(cx));
                     let sent_at = *sent_at;
-                    let (fut, outcome) = match result {
-                        Ok(response) => {
-                            let computed_snapshot;
-                            let snapshot = match response.extensions().get::<RateLimitSnapshot>() {
-                                Some(s) => s,
-                                None if response.headers().is_empty() => &*EMPTY,
-                                None => {
-                                    computed_snapshot =
-                                        RateLimitHeaders::new().extract(response.headers());
-                                    &computed_snapshot
-                                }
-                            };
-                            let computed_class;
-                            let class = match response.extensions().get::<Classification>() {
-                                Some(c) => c,
-                                None => {
-                                    computed_class = classify_head(
-                                        response.status(),
-                                        response.headers(),
-                                        snapshot,
-                                    );
-                                    &computed_class
-                                }
-                            };
-                            let probe = this.ticket.is_some_and(|t| t.probe);
-                            // Nothing to learn: the store is skipped (a round trip, for a
-                            // shared one).
-                            let report = !(class.is_success() && snapshot.is_empty() && !probe);
-                            // The clock is read only when the instant is used.
-                            let now = (sent_at.is_some() || report).then(Instant::now);
-                            if let (Some(sent_at), Some(now)) = (sent_at, now) {
-                                let latency = now.saturating_duration_since(sent_at);
-                                this.limiter.on_outcome(class.class, latency, now);
-                            }
-                            if this.shared.config.policy.learn {
-                                // A limit counted in concurrent requests is an in-flight
-                                // cap, not a pace.
-                                let concurrent = snapshot
-                                    .limits()
-                                    .iter()
-                                    .filter(|l| l.unit == Some(QuotaUnit::ConcurrentRequests))
-                                    .filter_map(|l| l.limit)
-                                    .min();
-                                if concurrent.is_some() {
-                                    this.limiter.server_concurrency(concurrent);
-                                }
-                            }
-                            if !class.is_success() {
-                                tracing::debug!(
-                                    target: "abide_cap",
-                                    bucket = %this.key,
-                                    class = %class.class,
-                                    retry_after_ms = class.retry_after.map(|d| d.as_millis() as u64),
-                                    reason = %class.reason,
-                                    "server refused an attempt; the bucket learns from it"
-                                );
-                            }
-                            let fut = match now {
-                                Some(now) if report => observe(
-                                    this.shared,
-                                    this.key,
-                                    *this.ticket,
-                                    now,
-                                    class,
-                                    snapshot,
-                                ),
-                                _ => StoreFuture::ready(Ok(())),
-                            };
-                            (fut, Ok(response))
-                        }
-                        Err(e) => {
-                            let e: BoxError = e.into();
-                            let class = classify_error(&*e);
-                            let now = Instant::now();
-                            if let Some(sent_at) = sent_at {
-                                let latency = now.saturating_duration_since(sent_at);
-                                this.limiter.on_outcome(class.class, latency, now);
-                            }
-                            let fut =
-                                observe(this.shared, this.key, *this.ticket, now, &class, &EMPTY);
-                            (fut, Err(e))
-                        }
-                    };
+                    let (observe, outcome) = report(
+                        this.shared,
+                        this.key,
+                        *this.ticket,
+                        this.limiter,
+                        sent_at,
+                        result,
+                    );
                     this.state.set(State::Observe {
-                        observe: fut,
+                        observe,
                         outcome: Some(outcome),
                     });
                 }

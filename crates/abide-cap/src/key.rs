@@ -54,6 +54,11 @@ impl BucketKey {
 
     /// A key naming an authority, sharing its bytes (no allocation).
     pub fn from_authority(authority: &http::uri::Authority) -> Self {
+        // `user:password@host` keeps only the host: a key is logged and labelled, and a
+        // credential must never leave the request.
+        if let Some(at) = authority.as_str().rfind('@') {
+            return BucketKey::new(&authority.as_str()[at + 1..]);
+        }
         if authority.as_str().len() > MAX_KEY_LEN {
             return BucketKey::new(authority.as_str());
         }
@@ -200,6 +205,14 @@ mod tests {
         let h = BuildHasherDefault::<KeyHasher>::default();
         assert_eq!(h.hash_one(&a), h.hash_one(&b));
         assert_ne!(a, BucketKey::new("api.example.com"));
+    }
+
+    #[test]
+    fn credentials_in_the_authority_never_reach_the_key() {
+        let a: http::uri::Authority = "user:s3cret@api.example.com:8443".parse().unwrap();
+        let key = BucketKey::from_authority(&a);
+        assert_eq!(key.as_str(), "api.example.com:8443");
+        assert!(!key.to_string().contains("s3cret"));
     }
 
     #[test]

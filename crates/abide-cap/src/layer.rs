@@ -24,6 +24,14 @@ pub enum ExhaustionPolicy {
     HoldAndProbe,
 }
 
+/// The longest a request waits for admission by default: an hour. Queueing behind the
+/// other callers of a slow quota is the cap's job (a batch of thousands behind a few
+/// requests a minute waits long, and loses nothing by it); a caller that needs an answer
+/// sooner says so with a [`Deadline`](crate::Deadline) or
+/// [`with_max_wait`](ConcurrencyCapLayer::with_max_wait). Server-stated waits have their
+/// own, shorter bound ([`with_max_server_wait`](ConcurrencyCapLayer::with_max_server_wait)).
+pub const DEFAULT_MAX_WAIT: Duration = Duration::from_secs(3600);
+
 pub(crate) type KeyFn = Arc<dyn Fn(&http::request::Parts) -> BucketKey + Send + Sync>;
 pub(crate) type CostFn = Arc<dyn Fn(&http::request::Parts) -> u32 + Send + Sync>;
 
@@ -45,7 +53,7 @@ pub(crate) struct Config {
 ///
 /// Defaults: bucket = request authority, cost = [`Cost`](crate::Cost) extension else 1,
 /// [`InFlight::default`] (adaptive 10, 1..=256), no declared quota, limits learned from
-/// responses, queue of 1024 per bucket, max wait 5 minutes, [`ExhaustionPolicy::FailFast`]
+/// responses, queue of 1024 per bucket, max wait 1 hour ([`DEFAULT_MAX_WAIT`]), [`ExhaustionPolicy::FailFast`]
 /// with a 60 s cool-off, 1 s pause for a throttle verdict without a stated wait, server
 /// waits capped at 1 hour, a fresh [`LocalStore`].
 #[derive(Clone)]
@@ -88,7 +96,7 @@ impl ConcurrencyCapLayer {
                 key_fn: None,
                 cost_fn: None,
                 max_queue: 1024,
-                max_wait: Duration::from_secs(300),
+                max_wait: DEFAULT_MAX_WAIT,
                 policy: BucketPolicy::default(),
             },
         }
@@ -170,9 +178,10 @@ impl ConcurrencyCapLayer {
         self
     }
 
-    /// The longest a request may wait for admission (default 5 minutes); a longer wait
-    /// fails at once with [`WaitTooLong`](crate::error::WaitTooLong). A
-    /// [`Deadline`](crate::Deadline) extension can make it shorter per request.
+    /// The longest a request may wait for admission (default
+    /// [`DEFAULT_MAX_WAIT`], an hour); a longer wait fails at once with
+    /// [`WaitTooLong`](crate::error::WaitTooLong). A [`Deadline`](crate::Deadline)
+    /// extension can make it shorter per request.
     pub fn with_max_wait(mut self, max: Duration) -> Self {
         self.config.max_wait = max;
         self
@@ -185,7 +194,9 @@ impl ConcurrencyCapLayer {
     }
 
     /// How long an exhausted bucket waits before its probe when the server states no
-    /// reset (default 60 s); also how long an unanswered probe blocks the next one.
+    /// reset (default 60 s), doubled for each probe the server refuses again (up to the
+    /// max pause), so a quota gone for good costs a handful of probes; also how long an
+    /// unanswered probe blocks the next one.
     pub fn with_cool_off(mut self, cool_off: Duration) -> Self {
         self.config.policy.cool_off = cool_off;
         self
@@ -196,6 +207,23 @@ impl ConcurrencyCapLayer {
     pub fn with_default_pause(mut self, pause: Duration) -> Self {
         self.config.policy.default_pause = pause;
         self
+    }
+
+    /// Sets the longest server-stated wait worth taking (default
+    /// [`DEFAULT_MAX_SERVER_WAIT`](crate::DEFAULT_MAX_SERVER_WAIT), the retry layer's
+    /// default too). While the bucket is paused by a `Retry-After` (or equivalent) with
+    /// longer than this to run, requests fail at once with
+    /// [`WaitTooLong`](crate::error::WaitTooLong) carrying what is left of the stated
+    /// wait, instead of waiting it out. Give both layers the same value (the facade's
+    /// `AbideLayer::with_max_server_wait` does) so they agree.
+    pub fn with_max_server_wait(mut self, max: Duration) -> Self {
+        self.config.policy.max_server_wait = max;
+        self
+    }
+
+    /// The longest server-stated wait worth taking.
+    pub fn max_server_wait(&self) -> Duration {
+        self.config.policy.max_server_wait
     }
 
     /// The longest pause or exhaustion a server can impose (default 1 hour): a larger

@@ -31,7 +31,10 @@
 //!
 //! 1. **In-flight cap** ([`InFlight`]): fixed, or adaptive (AIMD). Requests wait for a
 //!    permit in FIFO order; the permit is held until the response **body** ends or is
-//!    dropped ([`ResponseBody`]), so a streamed answer counts as in flight.
+//!    dropped ([`ResponseBody`]), so a streamed answer counts as in flight. A body the
+//!    caller never reads keeps its permit: when a request gives up waiting for a permit
+//!    and nothing moved in its bucket for the whole wait (no permit freed, no body frame
+//!    read), the cap emits a `tracing` warning naming the bucket.
 //! 2. **Pacing**, in the [`QuotaStore`]: a whole-bucket pause after a rate-limit verdict;
 //!    the exhaustion state; declared quotas ([`governor::Quota`], GCRA, weighted by
 //!    [`Cost`]); and the limits learned from responses (below). The store answers with
@@ -87,10 +90,24 @@
 //!
 //! # Verdicts
 //!
-//! - Rate limited or overloaded: the **whole bucket** pauses until the server's time
-//!   (`retry_after`, else the snapshot's wait, else [`with_default_pause`](ConcurrencyCapLayer::with_default_pause));
-//!   requests already holding a slot inside the pause are moved after it. The adaptive
-//!   cap halves (to 3/4 for overload).
+//! - Rate limited, or overloaded with a stated wait: the **whole bucket** pauses until the
+//!   server's time (`retry_after`, else the snapshot's wait, else
+//!   [`with_default_pause`](ConcurrencyCapLayer::with_default_pause)); requests already
+//!   holding a slot inside the pause are moved after it. The adaptive cap halves (to 3/4
+//!   for overload). Only the limit the verdict's scope names learns that the server
+//!   grants less than its headers say; the bucket's other scopes keep their pace.
+//! - A stated wait longer than
+//!   [`with_max_server_wait`](ConcurrencyCapLayer::with_max_server_wait) (an hour, as the
+//!   retry layer's): requests fail at once with [`error::WaitTooLong`] carrying what is
+//!   left of it, as the retry layer does for the caller that met it.
+//! - **Outage** (a server error, a failed connection, an overload without a stated wait):
+//!   a half-open circuit. The bucket holds everyone for 0.25–0.5 s, then lets one probe
+//!   go while the others wait for its answer; each failed probe doubles the hold (up to
+//!   10 s, with jitter) and passes the probe role to the next held request; the first
+//!   answer that shows the server is up opens the bucket, which drains at its learned
+//!   pace. Held requests are not sent, so under a retry layer they spend no attempts.
+//! - Client error (a request too large, malformed, over the context length): a verdict
+//!   about **one request**; the bucket learns nothing from it.
 //! - Quota exhausted: the bucket is exhausted until the stated reset or the cool-off;
 //!   then one probe goes ([`ExhaustionPolicy`]).
 //!
@@ -131,10 +148,17 @@ pub use key::{authority_key, BucketKey, Cost, MAX_KEY_LEN};
 /// [`WaitTooLong`](crate::error::WaitTooLong); the layer's
 /// [`with_max_wait`](crate::ConcurrencyCapLayer::with_max_wait) applies too, the earlier wins.
 pub use abide_classify::Deadline;
-pub use layer::{ConcurrencyCapLayer, ExhaustionPolicy};
+pub use layer::{ConcurrencyCapLayer, ExhaustionPolicy, DEFAULT_MAX_WAIT};
 pub use limiter::{BucketStats, InFlight, MAX_IN_FLIGHT};
 pub use service::ConcurrencyCap;
 pub use store::{LocalStore, QuotaStore, StoreError};
+
+/// The longest server-stated wait worth taking, by default: an hour, the same as the
+/// retry layer's `abide_retry::DEFAULT_MAX_SERVER_WAIT`, so both layers give one answer to
+/// one `Retry-After`. An hour is the longest window APIs state (hourly limits): work the
+/// server will serve when the window turns is waited for, not lost; longer waits mean
+/// daily or billing quotas, reported at once.
+pub const DEFAULT_MAX_SERVER_WAIT: std::time::Duration = std::time::Duration::from_secs(3600);
 
 /// Re-exported: the declared-quota type.
 pub use governor::Quota;

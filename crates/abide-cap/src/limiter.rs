@@ -6,7 +6,7 @@ use abide_classify::Class;
 use std::fmt;
 use std::future::Future;
 use std::pin::Pin;
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::Duration;
 use tokio::sync::futures::OwnedNotified;
@@ -168,6 +168,11 @@ pub(crate) struct Limiter {
     in_debt: AtomicBool,
     queued: AtomicUsize,
     in_flight: AtomicUsize,
+    /// Counts every sign of life of the bucket's in-flight requests (a permit taken or
+    /// released, a response-body frame read): a waiter that sees it unchanged for its whole
+    /// wait knows the permits it waits on are held by bodies nobody reads. A counter, not a
+    /// clock, so the success path reads no time.
+    progress: AtomicU64,
     /// Signalled when the answer to an exhausted bucket's probe has been observed.
     probe: Arc<Notify>,
 }
@@ -232,8 +237,19 @@ impl Limiter {
             in_debt: AtomicBool::new(false),
             queued: AtomicUsize::new(0),
             in_flight: AtomicUsize::new(0),
+            progress: AtomicU64::new(0),
             probe: Arc::new(Notify::new()),
         }
+    }
+
+    /// The bucket's progress count (see the field).
+    pub(crate) fn progress(&self) -> u64 {
+        self.progress.load(Ordering::Relaxed)
+    }
+
+    /// Requests admitted whose response body has not ended or been dropped.
+    pub(crate) fn in_flight(&self) -> usize {
+        self.in_flight.load(Ordering::Relaxed)
     }
 
     /// A permit now if one is free (the semaphore hands freed permits to waiters first,
@@ -366,6 +382,7 @@ impl Limiter {
 
     fn release(&self, permit: Option<OwnedSemaphorePermit>) {
         self.in_flight.fetch_sub(1, Ordering::AcqRel);
+        self.progress.fetch_add(1, Ordering::Relaxed);
         let (Some(permit), Some(aimd)) = (permit, &self.aimd) else {
             return;
         };
@@ -420,7 +437,13 @@ pub(crate) struct Permit {
 impl Permit {
     fn new(limiter: Arc<Limiter>, permit: Option<OwnedSemaphorePermit>) -> Self {
         limiter.in_flight.fetch_add(1, Ordering::AcqRel);
+        limiter.progress.fetch_add(1, Ordering::Relaxed);
         Permit { limiter, permit }
+    }
+
+    /// Its response body moved (a frame was read).
+    pub(crate) fn touch(&self) {
+        self.limiter.progress.fetch_add(1, Ordering::Relaxed);
     }
 }
 

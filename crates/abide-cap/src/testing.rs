@@ -175,7 +175,7 @@ pub async fn throttle_without_wait_uses_the_default_pause(store: &dyn QuotaStore
     };
     let k = key("throttle-default");
     let now = Instant::now();
-    let verdict = Classification::new(Class::Overloaded, "test");
+    let verdict = Classification::new(Class::RateLimited, "test");
     observe(
         store,
         &k,
@@ -186,7 +186,7 @@ pub async fn throttle_without_wait_uses_the_default_pause(store: &dyn QuotaStore
         &p,
     )
     .await;
-    let (until, _) = wait(admit_at(store, &k, 1, now, &p).await, "after overload");
+    let (until, _) = wait(admit_at(store, &k, 1, now, &p).await, "after a 429");
     assert_eq!(until, now + 2 * S);
 
     p.default_pause = Duration::ZERO;
@@ -204,7 +204,8 @@ pub async fn throttle_without_wait_uses_the_default_pause(store: &dyn QuotaStore
     go(admit_at(store, &k, 1, now, &p).await, "no default pause");
 }
 
-/// A server's absurd wait is capped at the policy's maximum pause.
+/// A server's absurd wait never holds a bucket past the policy's maximum pause: past the
+/// max server wait it is refused for that long, within it waited for that long.
 pub async fn absurd_waits_are_capped(store: &dyn QuotaStore) {
     let p = BucketPolicy {
         max_pause: 10 * S,
@@ -224,8 +225,161 @@ pub async fn absurd_waits_are_capped(store: &dyn QuotaStore) {
         &p,
     )
     .await;
+    // Past the max server wait: refused at once, not waited...
+    match reject(
+        admit_at(store, &k, 1, now, &p).await,
+        "after an absurd wait",
+    ) {
+        Rejection::ServerWaitTooLong { wait } => assert!(wait > p.max_server_wait),
+        other => panic!("expected ServerWaitTooLong, got {other:?}"),
+    }
+    // ...and for no longer than the maximum pause.
+    go(
+        admit_at(store, &k, 1, now + 10 * S, &p).await,
+        "after the maximum pause",
+    );
+    // Within the max server wait, the pause is waited, capped at the maximum pause.
+    let p = BucketPolicy {
+        max_server_wait: Duration::MAX,
+        ..p
+    };
+    let k = key("absurd-waited");
+    observe(
+        store,
+        &k,
+        now,
+        None,
+        &verdict,
+        &RateLimitSnapshot::new(),
+        &p,
+    )
+    .await;
     let (until, _) = wait(admit_at(store, &k, 1, now, &p).await, "after absurd wait");
     assert_eq!(until, now + 10 * S);
+}
+
+/// An outage (server errors, an overload without a stated wait) holds the bucket, then
+/// lets one probe go at a time; a failed probe holds longer, a success opens it.
+pub async fn an_outage_holds_everyone_behind_one_probe(store: &dyn QuotaStore) {
+    let p = BucketPolicy::default();
+    let k = key("outage");
+    let now = Instant::now();
+    let before = go(admit_at(store, &k, 1, now, &p).await, "before the outage");
+    let error = Classification::new(Class::ServerError, "test: 503");
+    let none = RateLimitSnapshot::new();
+    observe(store, &k, now, Some(before), &error, &none, &p).await;
+    let (first_hold, _) = wait(admit_at(store, &k, 1, now, &p).await, "held");
+    assert!(
+        first_hold >= now + 250 * MS && first_hold <= now + 500 * MS,
+        "first hold {:?}",
+        first_hold - now
+    );
+    let probe = go(admit_at(store, &k, 1, first_hold, &p).await, "the probe");
+    assert!(
+        probe.probe,
+        "the first admission after the hold is the probe"
+    );
+    wait(
+        admit_at(store, &k, 1, first_hold, &p).await,
+        "another while the probe is out",
+    );
+    let failed_at = first_hold + 100 * MS;
+    observe(store, &k, failed_at, Some(probe), &error, &none, &p).await;
+    let (second_hold, _) = wait(admit_at(store, &k, 1, failed_at, &p).await, "held again");
+    assert!(
+        second_hold >= failed_at + 500 * MS && second_hold <= failed_at + S,
+        "a failed probe doubles the hold: {:?}",
+        second_hold - failed_at
+    );
+    let probe = go(
+        admit_at(store, &k, 1, second_hold, &p).await,
+        "the next probe",
+    );
+    observe(
+        store,
+        &k,
+        second_hold + 100 * MS,
+        Some(probe),
+        &Classification::success(),
+        &none,
+        &p,
+    )
+    .await;
+    let open = go(
+        admit_at(store, &k, 1, second_hold + 100 * MS, &p).await,
+        "after the probe's success",
+    );
+    assert!(!open.probe);
+}
+
+/// Without a stated time, each probe refused with exhaustion again doubles the cool-off.
+pub async fn a_refused_probe_doubles_the_cool_off(store: &dyn QuotaStore) {
+    let p = BucketPolicy {
+        cool_off: 10 * S,
+        ..BucketPolicy::default()
+    };
+    let k = key("exhaust-doubling");
+    let now = Instant::now();
+    let gone = Classification::new(Class::QuotaExhausted, "test: quota gone");
+    let none = RateLimitSnapshot::new();
+    observe(store, &k, now, None, &gone, &none, &p).await;
+    let mut at = now;
+    for cool_off in [10 * S, 20 * S, 40 * S] {
+        match reject(admit_at(store, &k, 1, at, &p).await, "exhausted") {
+            Rejection::Exhausted { retry_in } => assert_eq!(retry_in, Some(cool_off)),
+            other => panic!("expected Exhausted, got {other:?}"),
+        }
+        at += cool_off;
+        let probe = go(admit_at(store, &k, 1, at, &p).await, "the probe");
+        observe(store, &k, at, Some(probe), &gone, &none, &p).await;
+    }
+}
+
+/// A pause the server stated, with longer to run than the policy's max server wait, is
+/// refused at once with what is left of it; once within the maximum, it is waited.
+pub async fn a_stated_wait_past_the_max_server_wait_is_refused(store: &dyn QuotaStore) {
+    let p = BucketPolicy {
+        max_server_wait: 60 * S,
+        ..BucketPolicy::default()
+    };
+    let k = key("stated-too-long");
+    let now = Instant::now();
+    let verdict = Classification::new(Class::RateLimited, "test").with_retry_after(Some(120 * S));
+    observe(
+        store,
+        &k,
+        now,
+        None,
+        &verdict,
+        &RateLimitSnapshot::new(),
+        &p,
+    )
+    .await;
+    match reject(admit_at(store, &k, 1, now + S, &p).await, "119 s left") {
+        Rejection::ServerWaitTooLong { wait } => assert_eq!(wait, 119 * S),
+        other => panic!("expected ServerWaitTooLong, got {other:?}"),
+    }
+    let (until, _) = wait(
+        admit_at(store, &k, 1, now + 61 * S, &p).await,
+        "59 s left: within the max",
+    );
+    assert_eq!(until, now + 120 * S);
+}
+
+/// A verdict about one request (`ClientError`: too large, malformed) teaches the bucket
+/// nothing, whatever its headers say and whatever wait it states.
+pub async fn a_client_error_teaches_nothing(store: &dyn QuotaStore) {
+    let p = BucketPolicy::default();
+    let k = key("client-error");
+    let now = Instant::now();
+    let verdict =
+        Classification::new(Class::ClientError, "test: too large").with_retry_after(Some(60 * S));
+    let spent = RateLimitSnapshot::new().with_limit(limit(Scope::Tokens, 10_000, 0, 60 * S));
+    observe(store, &k, now, None, &verdict, &spent, &p).await;
+    go(
+        admit_at(store, &k, 500, now, &p).await,
+        "after a client error",
+    );
 }
 
 /// Exhaustion fails fast, lets exactly one probe through after the reset, and an answer
@@ -754,6 +908,10 @@ macro_rules! quota_store_suite {
             throttle_verdict_pauses_for_the_servers_time,
             throttle_without_wait_uses_the_default_pause,
             absurd_waits_are_capped,
+            an_outage_holds_everyone_behind_one_probe,
+            a_refused_probe_doubles_the_cool_off,
+            a_stated_wait_past_the_max_server_wait_is_refused,
+            a_client_error_teaches_nothing,
             exhaustion_fails_fast_then_probes_once,
             exhaustion_holds_under_the_hold_policy,
             stale_success_does_not_clear_exhaustion,

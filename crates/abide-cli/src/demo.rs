@@ -187,16 +187,9 @@ fn table(results: &[RunResult], svg: Option<&PathBuf>) -> String {
 }
 
 pub(crate) fn run(args: Vec<OsString>) -> ExitCode {
-    let json = match parse_args(args) {
-        Ok(Some(json)) => json,
-        Ok(None) => {
-            println!("{USAGE}");
-            return ExitCode::SUCCESS;
-        }
-        Err(e) => {
-            eprintln!("abide demo: {e}\n{USAGE}");
-            return ExitCode::from(2);
-        }
+    let json = match crate::parsed("demo", USAGE, parse_args(args)) {
+        Ok(a) => a,
+        Err(code) => return code,
     };
     let scenario = scenario();
     let runtime = match tokio::runtime::Builder::new_multi_thread()

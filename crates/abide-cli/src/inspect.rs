@@ -64,16 +64,9 @@ fn read_input(path: Option<&OsString>) -> io::Result<(Vec<u8>, bool)> {
 }
 
 pub(crate) fn run(args: Vec<OsString>) -> ExitCode {
-    let args = match parse_args(args) {
-        Ok(Some(args)) => args,
-        Ok(None) => {
-            println!("{USAGE}");
-            return ExitCode::SUCCESS;
-        }
-        Err(e) => {
-            eprintln!("abide inspect: {e}\n{USAGE}");
-            return ExitCode::from(2);
-        }
+    let args = match crate::parsed("inspect", USAGE, parse_args(args)) {
+        Ok(a) => a,
+        Err(code) => return code,
     };
     let (input, truncated) = match read_input(args.input.as_ref()) {
         Ok(read) => read,

@@ -24,6 +24,26 @@ commands:
                                                   the simulated API over HTTP, in real time
 ";
 
+/// A command's parsed arguments, or how it ends: `--help` printed its usage (exit 0), or
+/// a usage error was reported with the usage (exit 2).
+pub(crate) fn parsed<T>(
+    command: &str,
+    usage: &str,
+    parsed: Result<Option<T>, String>,
+) -> Result<T, ExitCode> {
+    match parsed {
+        Ok(Some(args)) => Ok(args),
+        Ok(None) => {
+            println!("{usage}");
+            Err(ExitCode::SUCCESS)
+        }
+        Err(e) => {
+            eprintln!("abide {command}: {e}\n{usage}");
+            Err(ExitCode::from(2))
+        }
+    }
+}
+
 fn main() -> ExitCode {
     let mut args = std::env::args_os().skip(1);
     let Some(command) = args.next() else {

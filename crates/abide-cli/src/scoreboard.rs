@@ -194,6 +194,11 @@ fn list() -> String {
     for s in Strategy::ALL {
         let _ = writeln!(out, "  {:<24} {}", s.name(), s.description());
     }
+    let presets: Vec<String> = abide_sim::SimDialect::ALL
+        .iter()
+        .map(|d| format!("{d} -> {}", Strategy::abide_preset(*d)))
+        .collect();
+    let _ = writeln!(out, "abide's preset per dialect: {}", presets.join(", "));
     out
 }
 
@@ -322,16 +327,9 @@ fn human(scenarios: &[Scenario], rows: &[Row]) -> String {
 
 pub(crate) fn run(args: Vec<OsString>) -> ExitCode {
     let started = Instant::now();
-    let args = match parse_args(args) {
-        Ok(Some(a)) => a,
-        Ok(None) => {
-            println!("{USAGE}");
-            return ExitCode::SUCCESS;
-        }
-        Err(e) => {
-            eprintln!("abide scoreboard: {e}\n{USAGE}");
-            return ExitCode::from(2);
-        }
+    let args = match crate::parsed("scoreboard", USAGE, parse_args(args)) {
+        Ok(a) => a,
+        Err(code) => return code,
     };
     if args.list {
         print!("{}", list());

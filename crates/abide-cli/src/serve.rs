@@ -74,16 +74,9 @@ fn parse_args(args: Vec<OsString>) -> Result<Option<Args>, String> {
 }
 
 pub(crate) fn run(args: Vec<OsString>) -> ExitCode {
-    let args = match parse_args(args) {
-        Ok(Some(a)) => a,
-        Ok(None) => {
-            println!("{USAGE}");
-            return ExitCode::SUCCESS;
-        }
-        Err(e) => {
-            eprintln!("abide serve: {e}\n{USAGE}");
-            return ExitCode::from(2);
-        }
+    let args = match crate::parsed("serve", USAGE, parse_args(args)) {
+        Ok(a) => a,
+        Err(code) => return code,
     };
     let name = args.scenario.unwrap_or_else(|| "openai-rpm".into());
     let scenario: Scenario = match resolve_scenarios(&[name]) {

@@ -2,13 +2,15 @@
 //! [`BoxError`]; use `downcast_ref` to tell them apart.
 //!
 //! ```
-//! use abide_retry::{BoxError, BudgetExhausted, DeadlineExceeded, WaitTooLong};
+//! use abide_retry::{AttemptTimedOut, BoxError, BudgetExhausted, DeadlineExceeded, WaitTooLong};
 //!
 //! fn explain(error: &BoxError) -> String {
 //!     if let Some(e) = error.downcast_ref::<WaitTooLong>() {
 //!         format!("come back in {:?}", e.wait())
 //!     } else if error.is::<DeadlineExceeded>() {
 //!         "out of time".into()
+//!     } else if error.is::<AttemptTimedOut>() {
+//!         "the server did not answer in time".into()
 //!     } else if error.is::<BudgetExhausted>() {
 //!         "too many failures: not retrying now".into()
 //!     } else {
@@ -18,7 +20,7 @@
 //! ```
 
 use crate::BoxError;
-use abide_classify::Classification;
+use abide_classify::{Class, Classification, Processing, Verdict};
 use http::StatusCode;
 use std::error::Error;
 use std::fmt;
@@ -161,6 +163,48 @@ impl fmt::Display for WaitTooLong {
 impl Error for WaitTooLong {
     fn source(&self) -> Option<&(dyn Error + 'static)> {
         source_of(&self.last)
+    }
+}
+
+/// One attempt ran past the layer's
+/// [`with_attempt_timeout`](crate::BackoffRetryLayer::with_attempt_timeout) and was cut.
+///
+/// Whether the server processed the request is unknown: its verdict (on the source
+/// chain, for [`abide_classify::classify_error`]) is a retryable `ServerError` with
+/// `Processing::Ambiguous`, so an idempotent request is tried again and any other is
+/// returned with this error after its first cut attempt.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AttemptTimedOut {
+    pub(crate) timeout: Duration,
+    verdict: Verdict,
+}
+
+impl AttemptTimedOut {
+    pub(crate) fn new(timeout: Duration) -> Self {
+        AttemptTimedOut {
+            timeout,
+            verdict: Verdict::new(
+                Classification::new(Class::ServerError, "abide-retry: attempt timed out")
+                    .with_processing(Processing::Ambiguous),
+            ),
+        }
+    }
+
+    /// The per-attempt timeout that ran out.
+    pub fn timeout(&self) -> Duration {
+        self.timeout
+    }
+}
+
+impl fmt::Display for AttemptTimedOut {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "attempt timed out after {:?}", self.timeout)
+    }
+}
+
+impl Error for AttemptTimedOut {
+    fn source(&self) -> Option<&(dyn Error + 'static)> {
+        Some(&self.verdict)
     }
 }
 

@@ -3,7 +3,8 @@
 use crate::backoff::{ceil_millis, WaitReason};
 use crate::deadline::{encode_grpc_timeout, GRPC_TIMEOUT};
 use crate::error::{
-    BudgetExhausted, DeadlineExceeded, LastAttempt, ReplayError, ReplayErrorKind, WaitTooLong,
+    AttemptTimedOut, BudgetExhausted, DeadlineExceeded, LastAttempt, ReplayError, ReplayErrorKind,
+    WaitTooLong,
 };
 use crate::idempotency::is_idempotent;
 use crate::layer::Config;
@@ -76,6 +77,8 @@ struct Ctx<S, B> {
     next_body: Option<ReplayBody<B>>,
     config: Arc<Config>,
     timer: Option<Pin<Box<Sleep>>>,
+    /// Cuts the attempt in flight (with an attempt timeout only).
+    attempt_timer: Option<Pin<Box<Sleep>>>,
     deadline: Option<Instant>,
     timeout: Duration,
     /// Whether the request may be sent twice; `None`: it may when the template's headers
@@ -138,6 +141,7 @@ where
             next_body: None,
             config,
             timer: None,
+            attempt_timer: None,
             deadline,
             timeout,
             idempotent,
@@ -152,6 +156,7 @@ where
             budget_token: false,
         };
         ctx.arm_deadline();
+        ctx.arm_attempt_timeout();
         ResponseFuture {
             state: State::Calling { future },
             drain: None,
@@ -207,6 +212,32 @@ impl<S, B> Ctx<S, B> {
         if let Some(deadline) = self.deadline {
             self.set_timer(deadline);
         }
+    }
+
+    /// Starts the attempt timeout for an attempt sent now, if there is one.
+    fn arm_attempt_timeout(&mut self) {
+        let Some(timeout) = self.config.attempt_timeout else {
+            return;
+        };
+        let now = Instant::now();
+        let at = now
+            .checked_add(timeout)
+            .unwrap_or_else(|| now + crate::layer::MAX_SERVER_WAIT_LIMIT);
+        match &mut self.attempt_timer {
+            Some(timer) => timer.as_mut().reset(at),
+            None => self.attempt_timer = Some(Box::pin(sleep_until(at))),
+        }
+    }
+
+    /// The attempt in flight ran out of time (registering for a wake-up otherwise).
+    fn attempt_timed_out(&mut self, cx: &mut Context<'_>) -> Option<AttemptTimedOut> {
+        let timeout = self.config.attempt_timeout?;
+        let timer = self.attempt_timer.as_mut()?;
+        timer
+            .as_mut()
+            .poll(cx)
+            .is_ready()
+            .then(|| AttemptTimedOut::new(timeout))
     }
 
     /// True when the deadline has passed (registering for a wake-up otherwise).
@@ -428,9 +459,17 @@ where
             match this.state.as_mut().project() {
                 StateProj::Calling { future } => {
                     let result = match future.poll(cx) {
-                        Poll::Ready(result) => result,
+                        Poll::Ready(result) => result.map_err(Into::into),
                         Poll::Pending => {
-                            if this.ctx.deadline_passed(cx) {
+                            if let Some(timed_out) = this.ctx.attempt_timed_out(cx) {
+                                tracing::debug!(
+                                    target: "abide_retry",
+                                    attempt = this.ctx.attempts,
+                                    timeout_ms = timed_out.timeout().as_millis() as u64,
+                                    "attempt timed out: cut"
+                                );
+                                Err(Box::new(timed_out) as BoxError)
+                            } else if this.ctx.deadline_passed(cx) {
                                 tracing::debug!(
                                     target: "abide_retry",
                                     attempt = this.ctx.attempts,
@@ -438,8 +477,9 @@ where
                                 );
                                 this.state.set(State::Done);
                                 return Poll::Ready(Err(this.ctx.failure(Failure::Deadline, None)));
+                            } else {
+                                return Poll::Pending;
                             }
-                            return Poll::Pending;
                         }
                     };
                     this.state.set(State::Done);
@@ -463,7 +503,6 @@ where
                             (verdict, Ok(response))
                         }
                         Err(error) => {
-                            let error: BoxError = error.into();
                             ctx.last_status = None;
                             (classify_error(&*error), Err(error))
                         }
@@ -557,6 +596,7 @@ where
                                 ctx.attempt_started = Some(Instant::now());
                             }
                             ctx.config.stats.attempt();
+                            ctx.arm_attempt_timeout();
                             let future = ctx.service.call(request);
                             this.state.set(State::Calling { future });
                         }

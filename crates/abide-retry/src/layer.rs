@@ -9,9 +9,12 @@ use std::time::Duration;
 use tower_layer::Layer;
 
 /// Attempts per request by default when the failure came without a server-stated wait
-/// (errors, 5xx, a throttle without a wait): the first and seven retries, which with the
-/// default backoff span 32 to 60 s.
-pub const DEFAULT_MAX_ATTEMPTS: u32 = 8;
+/// (errors, 5xx, a throttle without a wait): the first and five retries, which with the
+/// default backoff wait 7.75 to 15.5 s in all, so a lone request against a server that
+/// stays broken is reported well within 40 s. Users expect that bound (and a public
+/// LLM-client fault benchmark scores it); longer outages are the cap's job: it holds a
+/// busy bucket's requests behind one probe at a time, unsent, so they spend no attempts.
+pub const DEFAULT_MAX_ATTEMPTS: u32 = 6;
 /// Attempts per request by default when the server refused the request and said how long
 /// to wait (429 or 503 with `Retry-After`, `RESOURCE_EXHAUSTED` with pushback): the server
 /// paces these retries itself.
@@ -19,7 +22,7 @@ pub const DEFAULT_MAX_PACED_ATTEMPTS: u32 = 16;
 /// The most attempts accepted; more are cut to this.
 pub const MAX_ATTEMPTS_LIMIT: u32 = 100;
 /// The longest server wait accepted by default.
-pub const DEFAULT_MAX_SERVER_WAIT: Duration = Duration::from_secs(60);
+pub const DEFAULT_MAX_SERVER_WAIT: Duration = Duration::from_secs(3600);
 /// The longest server wait that can be accepted; larger settings are cut to it.
 pub const MAX_SERVER_WAIT_LIMIT: Duration = Duration::from_secs(24 * 3600);
 /// Request bytes recorded for replay by default.
@@ -36,8 +39,10 @@ pub(crate) struct Config {
     pub(crate) max_paced_attempts: u32,
     pub(crate) max_server_wait: Duration,
     pub(crate) deadline: Option<Duration>,
+    pub(crate) attempt_timeout: Option<Duration>,
     pub(crate) budget: Option<RetryBudget>,
     pub(crate) idempotency_key: bool,
+    pub(crate) replay_safe: bool,
     pub(crate) replay_limit: usize,
     pub(crate) drain_limit: usize,
     pub(crate) grpc_timeout: bool,
@@ -62,11 +67,12 @@ impl Config {
 ///
 /// | setting | default | why |
 /// |---|---|---|
-/// | [`with_max_attempts`](Self::with_max_attempts) | 8 | after a failure without a server-stated wait (5xx, a refused connection, a throttle without a wait): one request and seven retries, which with the default backoff span 32 to 60 s — longer than a typical deploy or failover, so an outage of that length loses nothing; a server still broken after a minute is reported |
+/// | [`with_max_attempts`](Self::with_max_attempts) | 6 | after a failure without a server-stated wait (5xx, a refused connection, a throttle without a wait): one request and five retries, whose default backoff waits 7.75 to 15.5 s in all, so a lone request against a broken server is reported well within 40 s, as users expect; behind the cap, requests held during an outage are not sent and spend no attempts (only its probes do), so a busy bucket rides out outages far longer than that |
 /// | [`with_max_paced_attempts`](Self::with_max_paced_attempts) | 16 | after a refusal that states a wait (429/503 with `Retry-After`, gRPC pushback): the server paces these retries, and each waits at least as long as it asked; when many callers contend for one window (no cap layer) a request can need many turns, and giving up loses work the server would have served a few seconds later. The [`RetryBudget`] still bounds their rate |
 /// | [`with_backoff`](Self::with_backoff) | 500 ms × 2, capped at 30 s | rate-limit windows are seconds to a minute; the server's own wait is used when it sends one |
 /// | [`with_jitter`](Self::with_jitter) | [`Jitter::Equal`] | spreads retries without ever retrying within milliseconds, which against a rate limit is wasted |
-/// | [`with_max_server_wait`](Self::with_max_server_wait) | 60 s | per-minute windows are the longest that waiting out inside one request makes sense; longer waits mean hourly or daily quotas, better reported at once |
+/// | [`with_max_server_wait`](Self::with_max_server_wait) | 1 hour | the longest window APIs state (GitHub's hourly limit, hourly fixed windows): a request the server will serve once the window turns is waited for, not lost; longer waits mean daily or billing quotas, reported at once. The cap uses the same default, so both layers give one answer; a caller that needs an answer sooner sets a deadline |
+/// | [`with_attempt_timeout`](Self::with_attempt_timeout) | none | an LLM answer can legitimately take minutes; only the caller knows its endpoint's worst case |
 /// | [`with_deadline`](Self::with_deadline) | none | the request extension [`Deadline`](crate::Deadline) or `grpc-timeout` still apply |
 /// | [`with_budget`](Self::with_budget) | [`RetryBudget::default`]: 20 % + 10/s, at most 100 | bounds the rate of retries; an empty budget delays a retry (up to the max server wait) instead of dropping it; see [`RetryBudget`] |
 /// | [`with_idempotency_key`](Self::with_idempotency_key) | off | it changes the request; turn it on for APIs that honour the header (OpenAI, Stripe) |
@@ -120,8 +126,10 @@ impl BackoffRetryLayer {
                 max_paced_attempts: DEFAULT_MAX_PACED_ATTEMPTS,
                 max_server_wait: DEFAULT_MAX_SERVER_WAIT,
                 deadline: None,
+                attempt_timeout: None,
                 budget: Some(RetryBudget::default()),
                 idempotency_key: false,
+                replay_safe: false,
                 replay_limit: DEFAULT_REPLAY_LIMIT,
                 drain_limit: DEFAULT_DRAIN_LIMIT,
                 grpc_timeout: true,
@@ -182,6 +190,18 @@ impl BackoffRetryLayer {
         self.edit(|c| c.deadline = Some(deadline))
     }
 
+    /// Bounds each attempt: one that has not answered after `timeout` is cut (dropped)
+    /// and counts as a failure with [`AttemptTimedOut`](crate::AttemptTimedOut). Whether
+    /// the server processed it is unknown, so the failure is ambiguous: an idempotent
+    /// request (or one with an `Idempotency-Key`) is tried again, any other is returned
+    /// with that error. Off by default: an LLM answer can legitimately take minutes, and
+    /// only the caller knows its endpoint's worst case. The whole-request
+    /// [`with_deadline`](Self::with_deadline) still applies; a zero timeout is taken as 1 ms.
+    pub fn with_attempt_timeout(self, timeout: Duration) -> Self {
+        let timeout = timeout.clamp(Duration::from_millis(1), MAX_SERVER_WAIT_LIMIT);
+        self.edit(|c| c.attempt_timeout = Some(timeout))
+    }
+
     /// Replaces the retry budget. Pass a clone of one budget to several layers to share it.
     pub fn with_budget(self, budget: RetryBudget) -> Self {
         self.edit(|c| c.budget = Some(budget))
@@ -190,6 +210,13 @@ impl BackoffRetryLayer {
     /// Retries without a budget: only max attempts and the deadline bound them.
     pub fn without_budget(self) -> Self {
         self.edit(|c| c.budget = None)
+    }
+
+    /// Treats every request as safe to send twice, whatever its method: for APIs whose
+    /// calls have no side effects (an LLM completion), so ambiguous failures (a 502, a cut
+    /// attempt) are retried for a POST too, as those APIs' own SDKs do.
+    pub fn with_replay_safe(self, enabled: bool) -> Self {
+        self.edit(|c| c.replay_safe = enabled)
     }
 
     /// Adds a random `Idempotency-Key` to requests whose method is not idempotent and that
@@ -246,6 +273,11 @@ impl BackoffRetryLayer {
     /// The attempts per request after a failure without a server-stated wait.
     pub fn max_attempts(&self) -> u32 {
         self.config.max_attempts
+    }
+
+    /// The longest server wait accepted.
+    pub fn max_server_wait(&self) -> Duration {
+        self.config.max_server_wait
     }
 
     /// The attempts per request after a refusal the server paces.

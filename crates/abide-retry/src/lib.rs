@@ -57,8 +57,9 @@
 //!   bounds the *rate* of retries: when it is empty a retry waits for its next token
 //!   rather than being dropped, and only a retry that would wait longer than
 //!   [`with_max_server_wait`] (or past the deadline) ends with [`BudgetExhausted`].
-//!   Attempts are bounded by [`with_max_attempts`] (8 by default: the backoff then spans
-//!   about half a minute of outage) and, when the server paces its refusals with a stated
+//!   Attempts are bounded by [`with_max_attempts`] (6 by default: a lone request against
+//!   a broken server is reported within 15.5 s of waits; behind the cap, requests held
+//!   during an outage spend none) and, when the server paces its refusals with a stated
 //!   wait, by [`with_max_paced_attempts`] (16).
 //! - **Deadline.** From [`with_deadline`], the [`Deadline`] request extension or the
 //!   `grpc-timeout` header (the earliest wins). It counts attempts and sleeps, cuts each
@@ -117,7 +118,7 @@ mod stats;
 pub use backoff::{Backoff, Jitter, MAX_BACKOFF};
 pub use budget::RetryBudget;
 pub use deadline::{parse_grpc_timeout, Deadline};
-pub use error::{BudgetExhausted, DeadlineExceeded, ReplayError, WaitTooLong};
+pub use error::{AttemptTimedOut, BudgetExhausted, DeadlineExceeded, ReplayError, WaitTooLong};
 pub use future::ResponseFuture;
 pub use idempotency::IDEMPOTENCY_KEY;
 pub use layer::{

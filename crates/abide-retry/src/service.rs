@@ -153,7 +153,7 @@ where
         // Whether the request may be sent twice matters only after a failure. When the
         // template keeps the headers, the `Idempotency-Key` lookup waits for one (`None`):
         // the success path skips it.
-        let idempotent = if idempotent_method || keyed {
+        let idempotent = if idempotent_method || keyed || config.replay_safe {
             Some(true)
         } else if template.is_some() {
             None

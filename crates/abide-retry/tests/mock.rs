@@ -601,7 +601,7 @@ fn the_default_attempt_limits_are_eight_and_sixteen_when_the_server_paces() {
         layer.max_paced_attempts(),
         abide_retry::DEFAULT_MAX_PACED_ATTEMPTS
     );
-    assert_eq!((layer.max_attempts(), layer.max_paced_attempts()), (8, 16));
+    assert_eq!((layer.max_attempts(), layer.max_paced_attempts()), (6, 16));
     // Setting max attempts sets both: "at most n attempts" stays true.
     let layer = layer.with_max_attempts(3);
     assert_eq!((layer.max_attempts(), layer.max_paced_attempts()), (3, 3));

@@ -12,7 +12,8 @@ use std::time::Duration;
 ///
 /// A logical request ends in exactly one of `succeeded`, `failed_permanent` (its last
 /// answer was the server's permanent quota error, or it got no answer and its client had
-/// already received one and refused it locally: correct for requests beyond the quota),
+/// already received one and refused it locally, or, for a strategy whose clients share
+/// state, any client had: correct for requests beyond the quota),
 /// `failed_client` (it is too large for the whole token limit: the server refuses it every
 /// time, so ending it is correct, whether on that answer or by a local refusal), `timed_out` (its deadline passed) or `lost` (given up, or unfinished at
 /// the time limit, while the server would still have served it; the goal is 0, but for
@@ -218,7 +219,8 @@ impl Ord for OrdF64 {
 /// (`clients x concurrency`, or `max_in_flight` when smaller). The bound is the end of the
 /// last request when each starts as early as these allow and takes the first free slot,
 /// which is the best any schedule can do (an earlier start never delays a later job; a
-/// unit test checks it against brute force on small instances). A strategy that makes the
+/// unit test checks it against brute force on small instances); and never before the last
+/// arrival of any request, deliverable or not (it has to arrive to end). A strategy that makes the
 /// server serve the same request twice draws later service times; the bound does not
 /// count that waste.
 pub fn ideal_makespan(scenario: &Scenario, plan: &[Planned]) -> f64 {
@@ -271,12 +273,18 @@ pub fn ideal_makespan(scenario: &Scenario, plan: &[Planned]) -> f64 {
         .map(|o| (o.start.as_secs_f64(), (o.start + o.duration).as_secs_f64()))
         .collect();
     outages.sort_by(|a, b| a.0.total_cmp(&b.0));
+    // Every request, deliverable or not, must at least arrive before it can end.
+    let last_arrival = plan
+        .iter()
+        .map(|p| p.arrival.as_secs_f64())
+        .fold(0.0, f64::max);
     schedule_bound(
         &release,
         &service,
         usize::try_from(slots).unwrap_or(usize::MAX),
         &outages,
     )
+    .max(last_arrival)
 }
 
 #[cfg(test)]

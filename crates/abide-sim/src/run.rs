@@ -66,7 +66,9 @@ enum Connection {
 struct Probe {
     connection: Connection,
     start: Instant,
-    client: usize,
+    /// Whose knowledge of exhaustion this client has: its own index, or 0 for every client
+    /// when they share state (the strategy keeps a store all clients read).
+    knows: usize,
     stats: Arc<Mutex<Stats>>,
 }
 
@@ -101,7 +103,7 @@ where
         {
             let mut s = lock(&self.stats);
             s.attempts += 1;
-            if s.exhausted.get(self.client).copied().unwrap_or(false) {
+            if s.exhausted.get(self.knows).copied().unwrap_or(false) {
                 s.after_exhaustion += 1;
             }
         }
@@ -113,7 +115,7 @@ where
         ProbeFuture {
             id,
             inner,
-            client: self.client,
+            knows: self.knows,
             stats: self.stats.clone(),
             start: self.start,
         }
@@ -128,7 +130,7 @@ pin_project! {
         #[pin]
         inner: Answer,
         id: Option<usize>,
-        client: usize,
+        knows: usize,
         stats: Arc<Mutex<Stats>>,
         start: Instant,
     }
@@ -155,7 +157,7 @@ impl Future for ProbeFuture {
                 s.timeline.successes.push(t);
             }
             if outcome.is_permanent() {
-                if let Some(e) = s.exhausted.get_mut(*this.client) {
+                if let Some(e) = s.exhausted.get_mut(*this.knows) {
                     *e = true;
                 }
             }
@@ -279,12 +281,13 @@ async fn drive(
         ..Stats::default()
     }));
     let shared_store = w.shared_state.then(abide_cap::LocalStore::new);
+    let shared = w.shared_state && strategy.shares_state();
     let services: Vec<_> = (0..clients)
         .map(|c| {
             let probe = Probe {
                 connection: connection.clone(),
                 start,
-                client: c,
+                knows: if shared { 0 } else { c },
                 stats: stats.clone(),
             };
             let ctx = ClientContext {
@@ -314,6 +317,7 @@ async fn drive(
         let arrival = start + p.arrival;
         let deadline = w.deadline;
         let client = p.client as usize;
+        let knows = if shared { 0 } else { client };
         let oversized = p.oversized;
         let on_end = on_end.clone();
         tasks.spawn(async move {
@@ -337,7 +341,7 @@ async fn drive(
                     let s = lock(&stats);
                     let alone = s.active.get(client) == Some(&1);
                     let last = s.last.get(id).copied().flatten();
-                    let client_exhausted = s.exhausted.get(client).copied().unwrap_or(false);
+                    let client_exhausted = s.exhausted.get(knows).copied().unwrap_or(false);
                     // Ended by the server's permanent quota error: its own last answer, or
                     // (no answer at all) refused locally by a client that had already
                     // received one.

@@ -315,3 +315,27 @@ async fn a_reordering_server_admits_concurrent_requests_out_of_the_order_sent() 
         .collect();
     assert_eq!(same, passed);
 }
+
+#[test]
+fn clients_sharing_state_know_of_an_exhaustion_another_one_received() {
+    // Two processes on one key sharing abide's store; the quota ends after 20 successes.
+    // Requests arrive one at a time, alternating between the clients: request 20 (client
+    // 0's) receives the permanent error, and client 1 refuses its next ones locally from
+    // the shared state before it ever receives one itself: correct endings, not losses.
+    let s = Scenario::from_toml(
+        "shared.toml",
+        "name = 'shared'\n[server]\ndialect = 'openai'\nquota_requests = 20\n[workload]\nclients = 2\nshared_state = true\nrequests = 60\narrival = 'poisson'\nrate_per_s = 1.0\n",
+    )
+    .unwrap();
+    let row = run(&s, Strategy::Abide).unwrap().row;
+    assert_eq!(
+        (row.succeeded, row.failed_permanent, row.lost),
+        (20, 40, 0),
+        "{row:?}"
+    );
+    assert_eq!(row.attempts_after_exhaustion, 0, "{row:?}");
+    // The ideal waits for the last arrival, deliverable or not: ending the requests beyond
+    // the quota as they arrive is ideal.
+    let ratio = row.makespan_ratio.unwrap();
+    assert!((1.0..1.02).contains(&ratio), "{row:?}");
+}

@@ -1,6 +1,6 @@
 //! The in-process store.
 
-use super::pace::BucketState;
+use super::bucket::BucketState;
 use super::{Admission, Decision, Observation, QuotaStore, StoreFuture};
 use crate::key::{BucketKey, KeyMap};
 use std::fmt;

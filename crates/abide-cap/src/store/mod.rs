@@ -40,8 +40,15 @@
 //! With the `testing` feature, [`crate::testing`] holds the behaviour suite every store
 //! must pass; `LocalStore` runs it in this crate's tests.
 
+mod bucket;
+mod gcra;
+mod learned;
 mod local;
-mod pace;
+mod outage;
+mod refill;
+mod throttle;
+mod time;
+mod window;
 
 pub use local::LocalStore;
 
@@ -184,6 +191,12 @@ pub enum Rejection {
         /// How long it would have had to wait.
         would_wait: Duration,
     },
+    /// The bucket is paused by a server-stated wait longer than the policy's
+    /// [`max_server_wait`](BucketPolicy::max_server_wait); nothing was reserved.
+    ServerWaitTooLong {
+        /// What is left of the stated wait.
+        wait: Duration,
+    },
     /// The cost exceeds the declared cost quota's burst: it could never be admitted.
     TooCostly {
         /// The request's cost.
@@ -230,6 +243,9 @@ pub struct BucketPolicy {
     pub default_pause: Duration,
     /// The longest pause, exhaustion or learned reset taken from a server.
     pub max_pause: Duration,
+    /// The longest server-stated wait worth taking: while a pause the server stated has
+    /// longer to run, admissions are refused with [`Rejection::ServerWaitTooLong`].
+    pub max_server_wait: Duration,
 }
 
 impl Default for BucketPolicy {
@@ -242,6 +258,7 @@ impl Default for BucketPolicy {
             cool_off: Duration::from_secs(60),
             default_pause: Duration::from_secs(1),
             max_pause: Duration::from_secs(3600),
+            max_server_wait: crate::DEFAULT_MAX_SERVER_WAIT,
         }
     }
 }

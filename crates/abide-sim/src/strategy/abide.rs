@@ -1,13 +1,27 @@
-//! `abide` and `abide-retry-only`: the real layers, default configuration, cost declared.
+//! `abide` and `abide-retry-only`: the real layers with the preset a user would pick for
+//! the scenario's dialect, cost declared.
 
 use super::{Client, ClientContext, SimBody};
+use crate::dialect::SimDialect;
 use crate::service::RequestTokens;
-use abide_cap::{ConcurrencyCapLayer, Cost};
-use abide_classify::QuotaClassifierLayer;
-use abide_retry::{BackoffRetryLayer, ReplayBody};
+use abide::AbideLayer;
+use abide_cap::Cost;
+use abide_retry::ReplayBody;
 use http::{Request, Response};
 use tower::util::BoxCloneService;
 use tower::{BoxError, Service, ServiceBuilder};
+
+/// The preset a user would pick for an API speaking `dialect`, and its name: OpenAI's,
+/// Anthropic's, GitHub's and gRPC's own; [`AbideLayer::generic`] for everything else.
+pub(super) fn preset(dialect: SimDialect) -> (AbideLayer, &'static str) {
+    match dialect {
+        SimDialect::OpenAi => (AbideLayer::openai(), "openai()"),
+        SimDialect::Anthropic => (AbideLayer::anthropic(), "anthropic()"),
+        SimDialect::GitHub => (AbideLayer::github(), "github()"),
+        SimDialect::Grpc => (AbideLayer::grpc(), "grpc()"),
+        _ => (AbideLayer::generic(), "generic()"),
+    }
+}
 
 /// Declares a request's token cost to the cap, as a user does with the `Cost` extension.
 fn declare_cost(mut req: Request<SimBody>) -> Request<SimBody> {
@@ -18,10 +32,11 @@ fn declare_cost(mut req: Request<SimBody>) -> Request<SimBody> {
     req
 }
 
-/// `retry -> cap -> classify -> inner`, the documented order; `with_cap: false` leaves the
-/// cap out. Only the jitter RNG is seeded (for reproducible boards); everything else is
-/// each layer's `new()`. The simulated caller does not read bodies, so the answer's body is
-/// dropped (which also ends the cap's in-flight permit, as a caller reading it would).
+/// `retry -> cap -> classify -> inner`, the documented order, as the dialect's preset
+/// configures them; `with_cap: false` leaves the cap out. Only the jitter RNG is seeded
+/// (for reproducible boards), and clients sharing state share the cap's store. The
+/// simulated caller does not read bodies, so the answer's body is dropped (which also ends
+/// the cap's in-flight permit, as a caller reading it would).
 pub(super) fn client<S>(inner: S, ctx: &ClientContext, with_cap: bool) -> Client
 where
     S: Service<Request<ReplayBody<SimBody>>, Response = Response<SimBody>, Error = BoxError>
@@ -30,12 +45,13 @@ where
         + 'static,
     S::Future: Send + 'static,
 {
-    let retry = BackoffRetryLayer::new().with_seed(ctx.rng(6).u64(..));
-    let classify = QuotaClassifierLayer::new();
+    let (layer, _) = preset(ctx.server.dialect);
+    let retry = layer.retry().clone().with_seed(ctx.rng(6).u64(..));
+    let classify = layer.classifier().clone();
     if with_cap {
         let cap = match &ctx.shared_store {
-            Some(store) => ConcurrencyCapLayer::new().with_store(store.clone()),
-            None => ConcurrencyCapLayer::new(),
+            Some(store) => layer.cap().clone().with_store(store.clone()),
+            None => layer.cap().clone(),
         };
         BoxCloneService::new(
             ServiceBuilder::new()

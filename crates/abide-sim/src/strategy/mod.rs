@@ -120,9 +120,23 @@ impl Strategy {
             Strategy::CookbookParallel => "OpenAI cookbook parallel processor: RPM/TPM buckets at the true limits, 15 s pause after a rate limit, 5 attempts, no backoff",
             Strategy::AsyncOpenAi => "async-openai: 3 retries on 429 (not insufficient_quota), 5xx, connect; integer Retry-After, else 100 ms x2 to 8 s",
             Strategy::GovernorReqwestRetry => "governor Quota::per_minute (or the window's) at the true limits + reqwest-retry: 3 retries, U[0,1) x 1 s x2^n, Retry-After ignored",
-            Strategy::Abide => "abide: BackoffRetry + ConcurrencyCap + QuotaClassifier, defaults, cost declared",
-            Strategy::AbideRetryOnly => "abide without the cap: BackoffRetry + QuotaClassifier, defaults",
+            Strategy::Abide => "abide: the preset a user would pick for the dialect (BackoffRetry + ConcurrencyCap + QuotaClassifier), cost declared",
+            Strategy::AbideRetryOnly => "abide without the cap: the preset's BackoffRetry + QuotaClassifier",
         }
+    }
+
+    /// The `AbideLayer` preset the `abide` strategies use against a server speaking
+    /// `dialect`: the one a user would pick (`openai()`, `anthropic()`, `github()`,
+    /// `grpc()`; `generic()` for every other dialect).
+    pub fn abide_preset(dialect: crate::SimDialect) -> &'static str {
+        abide::preset(dialect).1
+    }
+
+    /// True for the strategies that keep the state clients share when a scenario says
+    /// `shared_state = true` (a [`ClientContext::shared_store`]): what one client learns,
+    /// such as a permanent quota error, every client of the run knows.
+    pub fn shares_state(self) -> bool {
+        matches!(self, Strategy::Abide)
     }
 
     /// The strategy called `name`.

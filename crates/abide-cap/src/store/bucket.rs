@@ -1,0 +1,447 @@
+//! The state of one bucket and its rules: admission (pauses, exhaustion and probing,
+//! outages, declared quotas, learned limits, the learned send rate) and what each
+//! outcome teaches. The rules of each constraint live in their own module.
+//!
+//! Pure: every method takes `now`, nothing reads a clock or locks.
+
+use super::gcra::gcra;
+use super::learned::{blamed, refills_continuously, Learned};
+use super::outage::{Outage, PROBE_LEASE};
+use super::throttle::{Throttled, THROTTLE_RECOVERED};
+use super::time::{later, nanos, scale, since};
+use super::{Admission, Decision, Observation, Rejection, Reservation, Ticket};
+use crate::ExhaustionPolicy;
+use abide_classify::Class;
+use std::time::Duration;
+use tokio::time::Instant;
+
+/// How often a request held behind an exhausted bucket's outstanding probe asks again
+/// when it hears nothing (the probe's answer wakes it at once in this process; this
+/// covers a probe sent by another process sharing the store, or one that was dropped).
+pub(super) const PROBE_POLL: Duration = Duration::from_secs(1);
+
+#[derive(Clone, Copy, Debug)]
+pub(super) struct Exhausted {
+    pub(super) until: Instant,
+    pub(super) epoch: u64,
+    pub(super) probe_lease: Option<Instant>,
+    /// Probes the server answered with exhaustion again, in a row.
+    pub(super) refused_probes: u32,
+}
+
+/// Everything the store keeps about one bucket.
+#[derive(Clone, Debug)]
+pub(crate) struct BucketState {
+    pub(super) epoch: u64,
+    pub(super) requests: u64,
+    pub(super) units: u64,
+    pub(super) paused_until: Option<Instant>,
+    /// The latest pause whose length the server stated: (its end, capped at the max
+    /// pause; the end the server stated).
+    pub(super) stated_until: Option<(Instant, Instant)>,
+    pub(super) exhausted: Option<Exhausted>,
+    /// The server stopped answering: everyone waits behind one probe at a time.
+    pub(super) outage: Option<Outage>,
+    pub(super) request_tat: Option<Instant>,
+    pub(super) cost_tat: Option<Instant>,
+    pub(super) learned: Vec<Learned>,
+    /// A send rate learned from 429s alone, when no header says anything.
+    pub(super) throttled: Option<Throttled>,
+    /// When this bucket was first seen (the start of the first rate measurement).
+    pub(super) born: Instant,
+    pub(crate) last_used: Instant,
+}
+
+impl BucketState {
+    pub(crate) fn new(now: Instant) -> Self {
+        BucketState {
+            epoch: 0,
+            requests: 0,
+            units: 0,
+            paused_until: None,
+            stated_until: None,
+            exhausted: None,
+            outage: None,
+            request_tat: None,
+            cost_tat: None,
+            learned: Vec::new(),
+            throttled: None,
+            born: now,
+            last_used: now,
+        }
+    }
+
+    /// Whether dropping this bucket at `now` loses nothing but history: unused for
+    /// `idle`, and no pause, exhaustion, reservation or exhausted window still ahead.
+    pub(crate) fn is_idle(&self, now: Instant, idle: Duration) -> bool {
+        later(self.last_used, idle) <= now
+            && self.paused_until.is_none_or(|p| p <= now)
+            && self.stated_until.is_none_or(|(p, _)| p <= now)
+            && self.exhausted.is_none()
+            && self.outage.is_none()
+            && self.request_tat.is_none_or(|t| t <= now)
+            && self.cost_tat.is_none_or(|t| t <= now)
+            && !self.learned.iter().any(|l| l.binds_after(now))
+            && self.throttled.is_none_or(|t| t.tat <= now)
+    }
+
+    pub(super) fn ticket(&self) -> Ticket {
+        Ticket {
+            epoch: self.epoch,
+            requests: self.requests,
+            units: self.units,
+            probe: false,
+        }
+    }
+
+    pub(super) fn wait_or_reject(now: Instant, until: Instant, max_wait: Duration) -> Decision {
+        let wait = since(until, now);
+        if wait > max_wait {
+            Decision::Reject(Rejection::TooLong { would_wait: wait })
+        } else {
+            Decision::Wait {
+                until,
+                reservation: None,
+            }
+        }
+    }
+
+    pub(crate) fn admit(&mut self, a: &Admission<'_>) -> Decision {
+        let now = a.now;
+        self.last_used = self.last_used.max(now);
+        if let Some(r) = a.reservation {
+            if r.ticket.epoch == self.epoch && self.exhausted.is_none() && self.outage.is_none() {
+                return Decision::Go(r.ticket);
+            }
+        }
+        if let Some(d) = self.admit_exhausted(a) {
+            return d;
+        }
+        if let Some(d) = self.admit_outage(a) {
+            return d;
+        }
+        if let Some(d) = self.refuse_stated_wait(a) {
+            return d;
+        }
+        self.admit_paced(a)
+    }
+
+    /// A probe of a bucket with its answer awaited: it must be observed.
+    fn probe(&mut self, cost: u64) -> Decision {
+        self.requests += 1;
+        self.units += cost;
+        Decision::Go(Ticket {
+            probe: true,
+            ..self.ticket()
+        })
+    }
+
+    /// An exhausted bucket: refuse (fail fast) or hold until the reset, then one probe.
+    fn admit_exhausted(&mut self, a: &Admission<'_>) -> Option<Decision> {
+        let now = a.now;
+        let ex = self.exhausted.as_mut()?;
+        let hold = a.policy.exhaustion == ExhaustionPolicy::HoldAndProbe;
+        let until = match ex.probe_lease {
+            _ if now < ex.until => ex.until,
+            Some(lease) if now < lease => lease,
+            _ => {
+                // This request is the probe; the others wait for its answer.
+                ex.probe_lease = Some(later(now, a.policy.cool_off.max(PROBE_POLL)));
+                return Some(self.probe(u64::from(a.cost)));
+            }
+        };
+        Some(if hold {
+            // Behind the probe, ask again now and then in case its answer is lost.
+            let poll = if now < ex.until {
+                until
+            } else {
+                until.min(later(now, PROBE_POLL))
+            };
+            Self::wait_or_reject(now, poll, a.max_wait)
+        } else {
+            Decision::Reject(Rejection::Exhausted {
+                retry_in: Some(since(until, now)),
+            })
+        })
+    }
+
+    /// An outage: hold everyone, then one probe at a time.
+    fn admit_outage(&mut self, a: &Admission<'_>) -> Option<Decision> {
+        let now = a.now;
+        let o = self.outage.as_mut()?;
+        if now < o.until {
+            return Some(Self::wait_or_reject(now, o.until, a.max_wait));
+        }
+        if let Some(lease) = o.probe_lease.filter(|l| now < *l) {
+            return Some(Self::wait_or_reject(
+                now,
+                lease.min(later(now, PROBE_POLL)),
+                a.max_wait,
+            ));
+        }
+        // This request is the probe; the others wait for its answer.
+        o.probe_lease = Some(later(now, PROBE_LEASE));
+        Some(self.probe(u64::from(a.cost)))
+    }
+
+    /// A pause the server stated, longer than the max server wait: refused, not waited.
+    fn refuse_stated_wait(&mut self, a: &Admission<'_>) -> Option<Decision> {
+        let (until, end) = self.stated_until?;
+        if until <= a.now {
+            self.stated_until = None;
+            return None;
+        }
+        let wait = since(end, a.now);
+        (wait > a.policy.max_server_wait)
+            .then_some(Decision::Reject(Rejection::ServerWaitTooLong { wait }))
+    }
+
+    /// Pauses, declared quotas, learned limits and the learned send rate: the latest slot
+    /// any of them gives, reserved in each.
+    fn admit_paced(&mut self, a: &Admission<'_>) -> Decision {
+        let now = a.now;
+        let cost = u64::from(a.cost);
+        // Nothing paces this bucket (the common case): go now. What the general path
+        // below would decide, without its passes over the constraints.
+        if self.throttled.is_none()
+            && self.paused_until.is_none_or(|p| p <= now)
+            && a.policy.request_quota.is_none()
+            && a.policy.cost_quota.is_none()
+            && (!a.policy.learn || self.learned.is_empty())
+        {
+            self.requests += 1;
+            self.units += cost;
+            return Decision::Go(self.ticket());
+        }
+
+        let mut start = now.max(self.paused_until.unwrap_or(now));
+        if let Some(t) = self.throttled {
+            if t.rate_at(now) >= t.rate * THROTTLE_RECOVERED {
+                self.throttled = None;
+            }
+        }
+        let learn = a.policy.learn && !self.learned.is_empty();
+        // Each constraint can only push the start later; a few passes settle the
+        // interaction of window boundaries between scopes.
+        for _ in 0..3 {
+            let before = start;
+            if let Some(q) = &a.policy.request_quota {
+                if let Some((s, _)) = gcra(self.request_tat, start, 1, q) {
+                    start = start.max(s);
+                }
+            }
+            if let Some(q) = &a.policy.cost_quota {
+                match gcra(self.cost_tat, start, cost, q) {
+                    Some((s, _)) => start = start.max(s),
+                    None => {
+                        return Decision::Reject(Rejection::TooCostly {
+                            cost: a.cost,
+                            max: q.burst_size().get(),
+                        })
+                    }
+                }
+            }
+            if learn {
+                for l in &self.learned {
+                    let units = if l.counts_cost { cost } else { 1 };
+                    start = start.max(l.plan(start, units, a.max_wait / 2).0);
+                }
+            }
+            if let Some(t) = &self.throttled {
+                start = start.max(t.tat);
+            }
+            if start == before {
+                break;
+            }
+        }
+
+        let wait = since(start, now);
+        if wait > a.max_wait {
+            return Decision::Reject(Rejection::TooLong { would_wait: wait });
+        }
+        // Reserve the settled slot in every constraint.
+        if let Some(q) = &a.policy.request_quota {
+            self.request_tat = gcra(self.request_tat, start, 1, q).map(|(_, t)| t);
+        }
+        if let Some(q) = &a.policy.cost_quota {
+            self.cost_tat = gcra(self.cost_tat, start, cost, q).map(|(_, t)| t);
+        }
+        if learn {
+            for l in &mut self.learned {
+                let units = if l.counts_cost { cost } else { 1 };
+                let planned = l.plan(start, units, a.max_wait / 2).1;
+                l.apply(planned);
+            }
+        }
+        if let Some(t) = &mut self.throttled {
+            t.tat = later(t.tat.max(start), t.interval(start));
+        }
+        self.requests += 1;
+        // A cost no scope can ever admit is not counted: the server will refuse the
+        // request as too large without counting it, so the responses to the requests
+        // admitted before it must not take it as sent.
+        if !(learn && self.learned.iter().any(|l| l.never_fits(cost))) {
+            self.units += cost;
+        }
+        let ticket = self.ticket();
+        if start <= now {
+            Decision::Go(ticket)
+        } else {
+            Decision::Wait {
+                until: start,
+                reservation: Some(Reservation { ticket, at: start }),
+            }
+        }
+    }
+
+    pub(crate) fn observe(&mut self, o: &Observation<'_>) {
+        let now = o.now;
+        self.last_used = self.last_used.max(now);
+        // A verdict about one request (too large, context length, malformed) says nothing
+        // about the bucket: its headers may count the refused request's estimate, and
+        // its stated wait is not the bucket's. The request fails alone; as the answer to
+        // an exhausted bucket's probe it still shows the quota is back.
+        let c = o.classification;
+        let stated = c.retry_after.or_else(|| o.snapshot.wait());
+        let down =
+            c.class == Class::ServerError || (c.class == Class::Overloaded && stated.is_none());
+        if down {
+            self.outage_failure(now, o.ticket, stated.map(|w| w.min(o.policy.max_pause)));
+        } else {
+            // The server answered: it is up.
+            self.outage = None;
+        }
+        if c.class == Class::ClientError {
+            if o.ticket.is_some_and(|t| t.probe) {
+                self.exhausted = None;
+            }
+            return;
+        }
+        // The headers said quota remained where the server refused.
+        let mut promised = false;
+        if o.policy.learn {
+            let limits = o.snapshot.limits();
+            let blamed = (o.classification.class == Class::RateLimited)
+                .then(|| blamed(o.classification, limits))
+                .flatten();
+            for (i, limit) in limits.iter().enumerate() {
+                self.learn(limit, now, o.ticket, blamed == Some(i));
+            }
+            promised = blamed.is_some_and(|i| {
+                limits[i].remaining.is_some_and(|r| r > 0)
+                    && !refills_continuously(limits[i].dialect)
+            });
+        }
+        let current = o
+            .ticket
+            .is_some_and(|t| self.exhausted.is_some_and(|ex| t.epoch >= ex.epoch));
+        match c.class {
+            Class::QuotaExhausted => {
+                // Without a stated time, each probe the server refuses again doubles
+                // the cool-off (up to the max pause): a quota that is gone for good
+                // costs a handful of probes, not one a minute.
+                let probe = o.ticket.is_some_and(|t| t.probe);
+                let refused = self
+                    .exhausted
+                    .map_or(0, |ex| ex.refused_probes + u32::from(probe));
+                let cool_off = o.policy.cool_off.saturating_mul(1 << refused.min(16));
+                let wait = c
+                    .retry_after
+                    .or_else(|| o.snapshot.wait())
+                    .unwrap_or(cool_off)
+                    .min(o.policy.max_pause);
+                self.exhaust(later(now, wait));
+                if let Some(ex) = &mut self.exhausted {
+                    ex.refused_probes = refused;
+                }
+            }
+            _ if down => {}
+            class => {
+                // Any other answer to the probe means the quota is back.
+                if current {
+                    self.exhausted = None;
+                }
+                if class.is_throttle() {
+                    let wait = stated
+                        .unwrap_or(o.policy.default_pause)
+                        .min(o.policy.max_pause);
+                    if let Some(stated) = stated {
+                        // Refused (not waited) while the pause lasts if what the server
+                        // stated is past the max server wait; never longer than the
+                        // pause, so an absurd wait does not refuse for a century.
+                        let (until, end) = (later(now, wait), later(now, stated));
+                        self.stated_until = Some(match self.stated_until {
+                            Some((u, e)) if u > until => (u, e),
+                            _ => (until, end),
+                        });
+                    }
+                    if class == Class::RateLimited && o.policy.learn {
+                        self.cut_rate(now, o.snapshot, promised);
+                    }
+                    if !wait.is_zero() {
+                        self.pause(later(now, wait));
+                    }
+                }
+            }
+        }
+    }
+
+    /// Gives back a reserved slot whose admission was dropped before it came.
+    pub(crate) fn cancel(&mut self, a: &Admission<'_>) {
+        let Some(r) = a.reservation else { return };
+        if r.ticket.epoch != self.epoch || r.at <= a.now || self.exhausted.is_some() {
+            return;
+        }
+        let now = a.now;
+        let cost = u64::from(a.cost);
+        // Each schedule moves back by what the slot took, never before now: later
+        // reservations keep their slots, the next admission fills the gap.
+        let back = |tat: Instant, by: Duration| tat.checked_sub(by).map_or(now, |t| t.max(now));
+        if let (Some(q), Some(tat)) = (&a.policy.request_quota, self.request_tat) {
+            self.request_tat = Some(back(tat, q.replenish_interval()));
+        }
+        if let (Some(q), Some(tat)) = (&a.policy.cost_quota, self.cost_tat) {
+            let by = scale(nanos(q.replenish_interval()), cost, 1);
+            self.cost_tat = Some(back(tat, by));
+        }
+        if a.policy.learn {
+            for l in &mut self.learned {
+                let units = if l.counts_cost { cost } else { 1 };
+                if l.never_fits(units) {
+                    continue; // nothing was reserved for it
+                }
+                match &mut l.refill {
+                    Some(refill) => {
+                        let by = scale(refill.share_ns(), units, 1);
+                        refill.tat = back(refill.tat, by);
+                    }
+                    None => {
+                        let p = &mut l.pace;
+                        if r.at >= p.opens && r.at < p.reset_at {
+                            p.remaining = p.remaining.saturating_add(units);
+                            p.tat = back(p.tat, scale(p.span_ns, units, p.per));
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    pub(crate) fn pause(&mut self, until: Instant) {
+        if self.paused_until.is_none_or(|p| p < until) {
+            self.paused_until = Some(until);
+            self.epoch += 1;
+        }
+    }
+
+    pub(crate) fn exhaust(&mut self, until: Instant) {
+        self.epoch += 1;
+        let until = self.exhausted.map_or(until, |ex| ex.until.max(until));
+        self.exhausted = Some(Exhausted {
+            until,
+            epoch: self.epoch,
+            probe_lease: None,
+            refused_probes: self.exhausted.map_or(0, |ex| ex.refused_probes),
+        });
+    }
+}

@@ -1,0 +1,256 @@
+//! Learned limits: one entry per scope a server's headers describe, paced as a window
+//! or a token bucket; and which of them a throttle blames.
+
+use super::bucket::BucketState;
+use super::refill::{learn_refill, Refill};
+use super::time::{later, nanos, since};
+use super::window::Pace;
+use super::Ticket;
+use abide_classify::{Classification, QuotaScope};
+use abide_headers::{Dialect, Limit, QuotaUnit, Scope, MAX_LIMITS};
+use std::time::Duration;
+use tokio::time::Instant;
+
+/// Learned resets beyond this are taken as this (a daily quota still paces; a server
+/// saying "resets in a century" does not stop the client for a century).
+pub(super) const MAX_LEARNED_RESET: Duration = Duration::from_secs(7 * 24 * 3600);
+
+/// The most learned scopes kept per bucket.
+pub(super) const MAX_SCOPES: usize = 2 * MAX_LIMITS;
+
+#[derive(Clone, Debug)]
+pub(super) struct Learned {
+    pub(super) scope: Scope,
+    pub(super) counts_cost: bool,
+    /// The ticket counter of the newest observation applied (older ones are stale).
+    pub(super) applied: u64,
+    pub(super) pace: Pace,
+    /// Set when the limit is a continuously refilling token bucket; then it paces
+    /// instead of `pace`.
+    pub(super) refill: Option<Refill>,
+}
+
+/// A learned scope's schedule after one more reservation (both kinds are `Copy`, so
+/// planning never clones the scope's name).
+#[derive(Clone, Copy, Debug)]
+pub(super) enum Planned {
+    Refill(Refill),
+    Pace(Pace),
+}
+
+impl Learned {
+    pub(super) fn plan(&self, at: Instant, units: u64, ahead: Duration) -> (Instant, Planned) {
+        match self.refill {
+            Some(r) => {
+                let (start, r) = r.plan(at, units);
+                (start, Planned::Refill(r))
+            }
+            None => {
+                let (start, p) = self.pace.plan(at, units, ahead);
+                (start, Planned::Pace(p))
+            }
+        }
+    }
+
+    pub(super) fn apply(&mut self, planned: Planned) {
+        match planned {
+            Planned::Refill(r) => self.refill = Some(r),
+            Planned::Pace(p) => self.pace = p,
+        }
+    }
+
+    /// Whether `units` of cost exceed what this scope ever admits (a request the server
+    /// will refuse as too large): it is sent without reserving anything.
+    pub(super) fn never_fits(&self, units: u64) -> bool {
+        self.counts_cost
+            && match &self.refill {
+                Some(r) => r.never_fits(units),
+                None => self.pace.limit.is_some_and(|l| units > l),
+            }
+    }
+
+    pub(super) fn binds_after(&self, now: Instant) -> bool {
+        match &self.refill {
+            Some(r) => r.tat > now,
+            None => self.pace.binds_after(now),
+        }
+    }
+}
+
+/// Whether a dialect's `reset` means "until the bucket is full again" of a continuously
+/// refilling bucket (per the providers' docs), rather than the end of a window.
+pub(super) fn refills_continuously(dialect: Dialect) -> bool {
+    matches!(dialect, Dialect::OpenAi | Dialect::Anthropic)
+}
+
+/// Which of a throttled answer's limits refused it: the one the verdict's bucket name or
+/// scope kind names;
+/// else none when one of them is spent (that one explains the refusal, and the others
+/// told the truth); else the one with the smallest share left. Only that limit learns
+/// that the server grants less than it says: a throttle on one scope constrains that
+/// scope, the others keep their pace.
+pub(super) fn blamed(c: &Classification, limits: &[Limit]) -> Option<usize> {
+    let named = |l: &Limit| {
+        if let (Some(name), Scope::Named(n)) = (&c.bucket, &l.scope) {
+            return n == name;
+        }
+        match c.scope {
+            QuotaScope::Requests => l.scope == Scope::Requests,
+            QuotaScope::Tokens => matches!(
+                l.scope,
+                Scope::Tokens | Scope::InputTokens | Scope::OutputTokens
+            ),
+            QuotaScope::InputTokens => l.scope == Scope::InputTokens,
+            QuotaScope::OutputTokens => l.scope == Scope::OutputTokens,
+            _ => false,
+        }
+    };
+    if let Some(i) = limits.iter().position(named) {
+        return Some(i);
+    }
+    if limits.iter().any(|l| l.remaining == Some(0)) {
+        return None;
+    }
+    limits
+        .iter()
+        .enumerate()
+        .filter_map(|(i, l)| {
+            let capacity = l.limit.filter(|&c| c > 0)?;
+            Some((i, l.remaining? as f64 / capacity as f64))
+        })
+        .min_by(|a, b| a.1.total_cmp(&b.1))
+        .map(|(i, _)| i)
+}
+
+pub(super) fn counts_cost(limit: &Limit) -> Option<bool> {
+    match &limit.scope {
+        Scope::Requests => Some(false),
+        Scope::Tokens | Scope::InputTokens | Scope::OutputTokens => Some(true),
+        _ => match &limit.unit {
+            Some(QuotaUnit::ConcurrentRequests) => None,
+            Some(QuotaUnit::Tokens) | Some(QuotaUnit::ContentBytes) => Some(true),
+            _ => Some(false),
+        },
+    }
+}
+
+impl BucketState {
+    pub(super) fn learn(
+        &mut self,
+        limit: &Limit,
+        now: Instant,
+        ticket: Option<Ticket>,
+        throttled: bool,
+    ) {
+        let Some(counts_cost) = counts_cost(limit) else {
+            return;
+        };
+        let (Some(remaining), Some(reset)) = (limit.remaining, limit.reset.or(limit.window)) else {
+            return;
+        };
+        let reset = reset.min(MAX_LEARNED_RESET);
+        let seq = if counts_cost {
+            self.units
+        } else {
+            self.requests
+        };
+        // What this bucket admitted after the observed request: the server's `remaining`
+        // did not count it yet.
+        let (applied, uncounted) = match ticket {
+            Some(t) => {
+                let mine = if counts_cost { t.units } else { t.requests };
+                (mine, seq.saturating_sub(mine))
+            }
+            None => (seq, 0),
+        };
+        let index = match self.learned.iter().position(|l| l.scope == limit.scope) {
+            Some(i) => {
+                if applied < self.learned[i].applied {
+                    return; // an older response than one already applied
+                }
+                i
+            }
+            None => {
+                if self.learned.len() == MAX_SCOPES {
+                    // Keep the scopes that bind longest.
+                    let (i, _) = self
+                        .learned
+                        .iter()
+                        .enumerate()
+                        .min_by_key(|(_, l)| l.pace.reset_at)
+                        .unwrap_or((0, &self.learned[0]));
+                    self.learned.swap_remove(i);
+                }
+                self.learned.push(Learned {
+                    scope: limit.scope.clone(),
+                    counts_cost,
+                    applied,
+                    pace: Pace {
+                        remaining: 0,
+                        reset_at: now,
+                        span_ns: 0,
+                        per: 1,
+                        limit: None,
+                        window: None,
+                        tat: now,
+                        rolled: false,
+                        opens: now,
+                    },
+                    refill: None,
+                });
+                self.learned.len() - 1
+            }
+        };
+        let l = &mut self.learned[index];
+        if refills_continuously(limit.dialect) {
+            if let Some(r) = learn_refill(
+                l.refill,
+                limit,
+                remaining,
+                reset,
+                now,
+                ticket,
+                counts_cost,
+                uncounted,
+                throttled,
+            ) {
+                l.applied = applied;
+                l.counts_cost = counts_cost;
+                l.refill = Some(r);
+                return;
+            }
+        }
+        l.refill = None;
+        let reset_at = later(now, reset);
+        if let (true, Some(w)) = (l.pace.rolled, l.pace.window) {
+            // A late answer about the window before the one predicted: its `remaining`
+            // does not count what was already sent in the new window.
+            if l.pace
+                .reset_at
+                .checked_sub(w / 2)
+                .is_some_and(|mid| reset_at < mid)
+            {
+                return;
+            }
+        }
+        let remaining = remaining.saturating_sub(uncounted);
+        let from = now.max(l.pace.tat);
+        let window = limit
+            .window
+            .or_else(|| Some(l.pace.window.unwrap_or(Duration::ZERO).max(reset)))
+            .filter(|w| !w.is_zero());
+        l.applied = applied;
+        l.counts_cost = counts_cost;
+        l.pace = Pace {
+            remaining,
+            reset_at,
+            span_ns: nanos(since(reset_at, from)),
+            per: remaining.max(1),
+            limit: limit.limit.or(l.pace.limit),
+            window,
+            tat: l.pace.tat,
+            rolled: false,
+            opens: now,
+        };
+    }
+}

@@ -1,0 +1,165 @@
+//! Outages: a half-open circuit per bucket.
+//!
+//! When the server stops answering (connection failures, 5xx, an overload without a
+//! stated wait), every request sent into the outage is an attempt spent for nothing, and
+//! every caller retrying on its own schedule multiplies the load on a server that is
+//! trying to come back. So the bucket holds everyone: after the first failure nobody goes
+//! for a short hold; then one request (the probe) goes; while it is out the others wait
+//! for its answer; a failed probe doubles the hold (with jitter) and passes the probe
+//! role to the next held request; a probe's success (or any answer that shows the server
+//! is up) opens the bucket, which then drains at its learned pace.
+//!
+//! Held requests are not sent, so they spend no retry attempts: only probes do, one per
+//! hold, each from a different request in a busy bucket.
+
+use super::bucket::BucketState;
+use super::time::{later, nanos, since};
+use super::Ticket;
+use std::time::Duration;
+use tokio::time::Instant;
+
+/// The first hold after a failure, and the unit the holds double from. The retry
+/// layer's default backoff starts at the same 500 ms (`abide-retry` `Backoff::default`).
+const BASE: Duration = Duration::from_millis(500);
+
+/// The longest hold between probes. Exponential backoff capped, as gRPC's reconnect
+/// backoff is (grpc/grpc `doc/connection-backoff.md`: ×1.6 up to 120 s); far shorter
+/// here, because the hold is also how late a recovered server is noticed: 10 s bounds
+/// that delay to a small share of any outage long enough to reach it, while an outage
+/// of 5 minutes still costs only about 35 probes.
+const MAX_HOLD: Duration = Duration::from_secs(10);
+
+/// How long a probe's answer is awaited before another held request may probe: the
+/// probe may have been dropped, or sent by a process that died. Held requests of this
+/// process also ask again each `PROBE_POLL`; the probe's answer wakes them at once.
+pub(super) const PROBE_LEASE: Duration = Duration::from_secs(10);
+
+/// One bucket's outage.
+#[derive(Clone, Copy, Debug)]
+pub(super) struct Outage {
+    /// Failed answers counted: the first, then one per failed probe.
+    failures: u32,
+    /// No probe before this.
+    pub(super) until: Instant,
+    /// A probe is out: the next may go at this instant if it has not answered.
+    pub(super) probe_lease: Option<Instant>,
+    /// The bucket's era when the outage began: answers to requests admitted earlier
+    /// are the same signal again, not a failed probe.
+    epoch: u64,
+}
+
+impl Outage {
+    /// An outage that began at `now` with the bucket in era `epoch`.
+    pub(super) fn begin(now: Instant, epoch: u64, seed: u64) -> Self {
+        Outage {
+            failures: 1,
+            until: later(now, hold(1, seed)),
+            probe_lease: None,
+            epoch,
+        }
+    }
+
+    /// Another failure at `now`, of a request admitted in era `admitted` (a probe or
+    /// not). A failed probe doubles the hold and frees the probe role.
+    pub(super) fn failed(&mut self, now: Instant, admitted: Option<(u64, bool)>, seed: u64) {
+        let Some((epoch, true)) = admitted else {
+            return;
+        };
+        if epoch < self.epoch {
+            return;
+        }
+        self.failures = self.failures.saturating_add(1);
+        self.until = self.until.max(later(now, hold(self.failures, seed)));
+        self.probe_lease = None;
+    }
+
+    /// Holds the bucket at least until `until` (a wait the server stated).
+    pub(super) fn at_least_until(&mut self, until: Instant) {
+        self.until = self.until.max(until);
+    }
+}
+
+/// The hold after `failures` failures: `BASE` doubled per failure after the first,
+/// capped at `MAX_HOLD`, with "equal jitter" (half fixed, half random: AWS Architecture
+/// Blog, "Exponential Backoff And Jitter", 2015), so the processes sharing a key do not
+/// probe in step. `seed` is any value that differs between buckets and moments.
+fn hold(failures: u32, seed: u64) -> Duration {
+    let doublings = failures.saturating_sub(1).min(16);
+    let step = BASE.saturating_mul(1 << doublings).min(MAX_HOLD);
+    let half = nanos(step) / 2;
+    Duration::from_nanos(half + mix(seed) % (half + 1))
+}
+
+/// splitmix64's finalizer (Steele, Lea, Flood, "Fast splittable pseudorandom number
+/// generators", 2014): a well-spread hash of the seed, so the store needs no RNG.
+fn mix(seed: u64) -> u64 {
+    let mut z = seed.wrapping_add(0x9E37_79B9_7F4A_7C15);
+    z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+    z ^ (z >> 31)
+}
+
+impl BucketState {
+    /// A failed answer (server error, or overload without a stated wait): the first
+    /// begins an outage, a failed probe of it lengthens the hold.
+    pub(super) fn outage_failure(
+        &mut self,
+        now: Instant,
+        ticket: Option<Ticket>,
+        stated: Option<Duration>,
+    ) {
+        // Differs between buckets (born) and moments (requests), without an RNG.
+        let seed =
+            self.requests ^ (u64::from(self.epoch as u32) << 32) ^ nanos(since(now, self.born));
+        let o = match &mut self.outage {
+            Some(o) => {
+                o.failed(now, ticket.map(|t| (t.epoch, t.probe)), seed);
+                o
+            }
+            None => {
+                // Reservations made before the outage must not go into it.
+                self.epoch += 1;
+                self.outage.insert(Outage::begin(now, self.epoch, seed))
+            }
+        };
+        if let Some(wait) = stated {
+            o.at_least_until(later(now, wait));
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn holds_double_from_half_a_second_to_ten_with_jitter_in_the_upper_half() {
+        for failures in 1..30 {
+            let step = BASE
+                .saturating_mul(1 << (failures - 1).min(16))
+                .min(MAX_HOLD);
+            let mut seen = std::collections::HashSet::new();
+            for seed in 0..200 {
+                let h = hold(failures, seed);
+                assert!(h >= step / 2 && h <= step, "{failures}: {h:?}");
+                seen.insert(h);
+            }
+            assert!(seen.len() > 100, "jitter spreads the holds");
+        }
+    }
+
+    #[test]
+    fn only_a_probe_admitted_in_the_outage_doubles_the_hold() {
+        let now = Instant::now();
+        let mut o = Outage::begin(now, 5, 1);
+        let first = o.until;
+        o.failed(now, Some((4, true)), 2);
+        o.failed(now, Some((5, false)), 3);
+        o.failed(now, None, 4);
+        assert_eq!((o.failures, o.until), (1, first));
+        o.probe_lease = Some(now);
+        o.failed(now, Some((5, true)), 5);
+        assert_eq!(o.failures, 2);
+        assert!(o.until >= now + BASE / 2 && o.probe_lease.is_none());
+    }
+}

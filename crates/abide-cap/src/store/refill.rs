@@ -1,0 +1,172 @@
+//! A learned token bucket: a continuous refill, measured from successive answers.
+
+use super::time::{later, nanos, scale, since, MAX_SPAN};
+use super::Ticket;
+use abide_headers::Limit;
+use std::time::Duration;
+use tokio::time::Instant;
+
+/// The shortest span over which other consumers' use of a shared token bucket is measured
+/// (shorter spans are mostly noise: latency jitter, integer counts).
+pub(super) const SHARE_SAMPLE: Duration = Duration::from_secs(2);
+
+/// The smallest share of a token bucket's refill this client keeps for itself whatever
+/// others seem to take: measurement noise must not starve it.
+pub(super) const MIN_SHARE: f64 = 0.1;
+
+/// A token bucket that refills continuously (OpenAI's and Anthropic's documented model:
+/// `reset` is the time until the bucket is full again). Paced by GCRA at this client's
+/// share of the refill rate with the bucket's capacity as burst; the level is taken from
+/// each response.
+#[derive(Clone, Copy, Debug)]
+pub(super) struct Refill {
+    /// Capacity, less what the server advertises but does not grant (`phantom`).
+    pub(super) capacity: u64,
+    /// Units the server advertises beyond what it grants, learned from a 429 that said
+    /// some remained.
+    pub(super) phantom: u64,
+    /// The server's refill: nanoseconds per unit.
+    pub(super) unit_ns: u64,
+    /// How many units were missing in the answer `unit_ns` was estimated from.
+    pub(super) basis: u64,
+    /// Other consumers of the same quota (other processes on the key), units per second.
+    pub(super) others_per_s: f64,
+    /// Where the last share measurement started: (instant, server remaining, own count).
+    pub(super) sample: Option<(Instant, u64, u64)>,
+    /// GCRA theoretical arrival time.
+    pub(super) tat: Instant,
+}
+
+impl Refill {
+    /// This client's nanoseconds per unit: the refill less what others take.
+    pub(super) fn share_ns(&self) -> u64 {
+        let rate = 1e9 / self.unit_ns.max(1) as f64;
+        let mine = (rate - self.others_per_s).max(rate * MIN_SHARE);
+        let ns = 1e9 / mine;
+        if ns.is_finite() && ns < MAX_SPAN.as_nanos() as f64 {
+            ns as u64
+        } else {
+            nanos(MAX_SPAN)
+        }
+    }
+
+    /// More than the advertised capacity: no refill ever admits it.
+    pub(super) fn never_fits(&self, units: u64) -> bool {
+        units > self.capacity.saturating_add(self.phantom).max(1)
+    }
+
+    pub(super) fn plan(mut self, at: Instant, units: u64) -> (Instant, Refill) {
+        if self.never_fits(units) {
+            // Can never fit the bucket: a request about itself (the server will say it is
+            // too large). Send it now, reserving nothing, rather than hold a full bucket
+            // of everyone's quota for it.
+            return (at, self);
+        }
+        // Fits what is advertised but not what is granted: send it when the bucket is
+        // full and let the server decide, rather than wait forever.
+        let units = units.min(self.capacity.max(1));
+        let t = self.share_ns();
+        let tolerance = scale(t, self.capacity, 1);
+        let increment = scale(t, units, 1);
+        let needed = later(self.tat, increment);
+        let start = match needed.checked_sub(tolerance) {
+            Some(earliest) if earliest > at => earliest,
+            _ => at,
+        };
+        self.tat = later(self.tat.max(start), increment);
+        (start, self)
+    }
+}
+
+/// The token-bucket model of one observed limit, `None` when the observation cannot
+/// define one (no capacity, no way to tell the refill rate).
+#[allow(clippy::too_many_arguments)]
+pub(super) fn learn_refill(
+    old: Option<Refill>,
+    limit: &Limit,
+    remaining: u64,
+    reset: Duration,
+    now: Instant,
+    ticket: Option<Ticket>,
+    counts_cost: bool,
+    uncounted: u64,
+    throttled: bool,
+) -> Option<Refill> {
+    let advertised = limit.limit.filter(|&c| c > 0)?;
+    let mut phantom = old.map_or(0, |r| r.phantom);
+    if throttled && remaining > 0 {
+        // Refused while saying some remained: the server grants less than it says.
+        phantom = phantom.max(remaining).min(advertised - 1);
+    }
+    let capacity = advertised - phantom;
+    let left = remaining.saturating_sub(phantom).min(capacity);
+    // The refill rate: what is missing refills by the reset (exact, and it holds even
+    // when the advertised limit is not the enforced one); else limit per window.
+    let missing = advertised.saturating_sub(remaining);
+    //
+    // The server's level has a fraction of a unit that `remaining` rounds away, so
+    // `reset / missing` is at most the true time per unit (never more): keep the
+    // largest estimate seen, and let a smaller one in only slowly (a raised limit).
+    //
+    // The estimate from the answer with the most missing is the one to trust: a true
+    // token bucket gives the same rate from every answer (the most missing, the least
+    // rounding), while a window in the same header names (a sliding or fixed window
+    // behind OpenAI's names) gives `reset / missing` far above its rate when little is
+    // missing (6 used of 18, all back in 2 s, reads as 3 s per 9 units), and close to
+    // its average rate when most is missing. So a less informed answer never slows the
+    // pace down; the basis decays slowly, so a changed server is learned again.
+    let estimate = (missing > 0 && !reset.is_zero()).then(|| nanos(reset) / missing);
+    let basis = old.map_or(0, |r| r.basis - r.basis / 64);
+    let (unit_ns, basis) = match (estimate, old.map(|r| r.unit_ns)) {
+        (Some(new), Some(was)) if missing > basis => {
+            // `remaining` rounds less than a unit away: the true time per unit is at
+            // most `reset / (missing - 1)`. Within that bound, the old estimate may be
+            // a token bucket's, more exact: keep the larger. Above it, it cannot be.
+            let bound = nanos(reset) / (missing - 1).max(1);
+            (Some(if was > bound { new } else { new.max(was) }), missing)
+        }
+        (Some(new), Some(was)) if missing == basis => (Some(new.max(was)), basis),
+        (Some(new), Some(was)) if new < was => (Some(was - (was - new) / 16), basis),
+        (Some(_), Some(was)) => (Some(was), basis),
+        (Some(new), None) => (Some(new), missing),
+        (None, Some(was)) => (Some(was), basis),
+        (None, None) => (limit.window.map(|w| nanos(w) / advertised), 0),
+    };
+    let unit_ns = unit_ns.filter(|&ns| ns > 0)?;
+
+    let mut refill = Refill {
+        capacity,
+        phantom,
+        unit_ns,
+        basis,
+        others_per_s: old.map_or(0.0, |r| r.others_per_s),
+        sample: old.and_then(|r| r.sample),
+        tat: now,
+    };
+    // Measure what others on the same quota take: the server's level moved by the refill,
+    // our own admissions and theirs.
+    if let Some(t) = ticket {
+        let mine = if counts_cost { t.units } else { t.requests };
+        match refill.sample {
+            Some((at, was, mine_then)) if since(now, at) >= SHARE_SAMPLE => {
+                let dt = since(now, at).as_secs_f64();
+                let refilled = dt * 1e9 / unit_ns as f64;
+                if (was as f64) + refilled < capacity as f64 && !throttled {
+                    let consumed = was as f64 + refilled - left as f64;
+                    let ours = mine.saturating_sub(mine_then) as f64;
+                    let others = ((consumed - ours) / dt).max(0.0);
+                    refill.others_per_s = 0.5 * refill.others_per_s + 0.5 * others;
+                }
+                refill.sample = Some((now, left, mine));
+            }
+            Some(_) => {}
+            None => refill.sample = Some((now, left, mine)),
+        }
+    }
+    // The level this client may still use: what the server said, less what this client
+    // admitted after the observed request (the server had not counted it yet).
+    let used = (capacity - left).saturating_add(uncounted);
+    let share = refill.share_ns();
+    refill.tat = later(now, scale(share, used, 1));
+    Some(refill)
+}

@@ -1,0 +1,207 @@
+//! Story 2: a throttle on one scope constrains that scope only.
+
+use crate::support::{call_all, client, request, Api, Reply, MS, S};
+use abide::cap::ConcurrencyCapLayer;
+use abide::classify::{Class, Classification, QuotaScope};
+use abide::retry::BackoffRetryLayer;
+use std::time::Duration;
+use tokio::time::Instant;
+
+/// One continuously refilling bucket of the server (OpenAI's model).
+struct Bucket {
+    capacity: f64,
+    per_s: f64,
+    level: f64,
+    at: Instant,
+}
+
+impl Bucket {
+    fn refill(&mut self, now: Instant) {
+        let dt = (now - self.at).as_secs_f64();
+        self.level = (self.level + dt * self.per_s).min(self.capacity);
+        self.at = now;
+    }
+
+    fn until_full(&self) -> String {
+        format!("{:.3}s", (self.capacity - self.level) / self.per_s)
+    }
+
+    fn until(&self, units: f64) -> Duration {
+        Duration::from_secs_f64(((units - self.level) / self.per_s).max(0.0))
+    }
+}
+
+/// Requests: 600 a minute, 2 left at the start; tokens: 100 000 a minute, full.
+fn openai_server() -> Api {
+    let now = Instant::now();
+    let mut requests = Bucket {
+        capacity: 600.0,
+        per_s: 10.0,
+        level: 2.0,
+        at: now,
+    };
+    let mut tokens = Bucket {
+        capacity: 100_000.0,
+        per_s: 100_000.0 / 60.0,
+        level: 100_000.0,
+        at: now,
+    };
+    Api::new(50 * MS, move |now, _, cost| {
+        requests.refill(now);
+        tokens.refill(now);
+        let cost = f64::from(cost);
+        let refused = if requests.level < 1.0 {
+            Some((QuotaScope::Requests, requests.until(1.0)))
+        } else if tokens.level < cost {
+            Some((QuotaScope::Tokens, tokens.until(cost)))
+        } else {
+            requests.level -= 1.0;
+            tokens.level -= cost;
+            None
+        };
+        let reply = match &refused {
+            Some((scope, wait)) => Reply::status(429).verdict(
+                Classification::new(Class::RateLimited, "test: rate limit reached")
+                    .with_scope(*scope)
+                    .with_retry_after(Some(*wait)),
+            ),
+            None => Reply::ok(),
+        };
+        reply
+            .header("x-ratelimit-limit-requests", "600")
+            .header(
+                "x-ratelimit-remaining-requests",
+                format!("{}", requests.level.floor()),
+            )
+            .header("x-ratelimit-reset-requests", requests.until_full())
+            .header("x-ratelimit-limit-tokens", "100000")
+            .header(
+                "x-ratelimit-remaining-tokens",
+                format!("{}", tokens.level.floor()),
+            )
+            .header("x-ratelimit-reset-tokens", tokens.until_full())
+    })
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_429_on_the_request_limit_leaves_the_token_limit_usable() {
+    let api = openai_server();
+    let c = client(
+        &api,
+        BackoffRetryLayer::new().with_seed(4),
+        ConcurrencyCapLayer::new(),
+    );
+    let start = Instant::now();
+    // 60 requests of 1000 tokens: 60 % of the token bucket, so only the request limit
+    // (2 now, then 10 a second) binds: about 6 s.
+    let all = call_all(&c, (0..60).map(|i| request(i, Some(1000))).collect()).await;
+    assert!(all.iter().all(|d| d.ok()), "{all:?}");
+    let refused = api.arrivals().iter().filter(|a| a.status == 429).count();
+    assert!(refused >= 1, "the story needs a 429 on the request limit");
+    let last = all.iter().map(|d| d.at).max().unwrap();
+    assert!(
+        last - start < 8 * S,
+        "took {:?}: the request limit's 429 slowed the tokens scope",
+        last - start
+    );
+}
+
+/// An IETF-dialect fixed window of 10 s that advertises 100 requests but grants 60, and
+/// says so only by refusing (no wait stated).
+fn overstating_window() -> Api {
+    let start = Instant::now();
+    let mut window = 0u64;
+    let mut used = 0u64;
+    Api::new(50 * MS, move |now, _, _| {
+        let elapsed = (now - start).as_secs();
+        if elapsed / 10 != window {
+            window = elapsed / 10;
+            used = 0;
+        }
+        let reset = 10 - elapsed % 10;
+        let refused = used >= 60;
+        if !refused {
+            used += 1;
+        }
+        let reply = if refused {
+            Reply::status(429)
+        } else {
+            Reply::ok()
+        };
+        reply
+            .header("ratelimit-policy", "\"default\";q=100;w=10")
+            .header(
+                "ratelimit",
+                format!("\"default\";r={};t={reset}", 100u64.saturating_sub(used)),
+            )
+    })
+}
+
+#[tokio::test(start_paused = true)]
+async fn headers_that_overstate_a_window_stop_drawing_429s_once_refused() {
+    let api = overstating_window();
+    let c = crate::support::abide_client(
+        &api,
+        abide::AbideLayer::new().with_retry(BackoffRetryLayer::new().with_seed(13)),
+    );
+    // 600 requests: 10 windows of 60 granted.
+    let all = call_all(&c, (0..600).map(|i| request(i, None)).collect()).await;
+    let ok = all.iter().filter(|d| d.ok()).count();
+    assert_eq!(ok, 600, "lost {}", 600 - ok);
+    let refused = api.arrivals().iter().filter(|a| a.status == 429).count();
+    assert!(
+        refused * 10 <= ok,
+        "{refused} refusals for {ok} successes: the overstated headers kept being believed"
+    );
+}
+
+/// A sliding window of 18 requests per 2 s behind OpenAI's header names: `reset` is when
+/// the window is whole again (the newest request in it ages out), not a refill time.
+fn sliding_window_in_openai_names() -> Api {
+    let mut sent: std::collections::VecDeque<Instant> = Default::default();
+    Api::new(50 * MS, move |now, _, _| {
+        while sent.front().is_some_and(|t| now - *t >= 2 * S) {
+            sent.pop_front();
+        }
+        let refused = sent.len() >= 18;
+        if !refused {
+            sent.push_back(now);
+        }
+        let reset = sent.back().map_or(Duration::ZERO, |t| (*t + 2 * S) - now);
+        let reply = if refused {
+            let wait = (*sent.front().unwrap() + 2 * S) - now;
+            Reply::status(429).header("retry-after-ms", wait.as_millis().to_string())
+        } else {
+            Reply::ok()
+        };
+        reply
+            .header("x-ratelimit-limit-requests", "18")
+            .header(
+                "x-ratelimit-remaining-requests",
+                (18 - sent.len()).to_string(),
+            )
+            .header(
+                "x-ratelimit-reset-requests",
+                format!("{}ms", reset.as_millis()),
+            )
+    })
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_sliding_window_behind_openai_header_names_is_used_at_its_rate() {
+    let api = sliding_window_in_openai_names();
+    let c = crate::support::abide_client(
+        &api,
+        abide::AbideLayer::new().with_retry(BackoffRetryLayer::new().with_seed(14)),
+    );
+    let start = Instant::now();
+    // 360 requests at 9 a second: 40 s at best.
+    let all = call_all(&c, (0..360).map(|i| request(i, None)).collect()).await;
+    assert!(all.iter().all(|d| d.ok()));
+    let last = all.iter().map(|d| d.at).max().unwrap();
+    assert!(
+        last - start < 48 * S,
+        "took {:?} for 40 s of quota",
+        last - start
+    );
+}

@@ -1,0 +1,62 @@
+//! Story 10: a per-attempt timeout.
+
+use crate::support::{call, client, get, request, Api, Reply, S};
+use abide::cap::ConcurrencyCapLayer;
+use abide::classify::{classify_error, Class, Processing};
+use abide::retry::{AttemptTimedOut, BackoffRetryLayer};
+use tokio::time::Instant;
+
+/// Never answers the first attempt; answers the next ones.
+fn silent_once() -> Api {
+    let mut first = true;
+    Api::new(S / 10, move |_, _, _| {
+        if std::mem::take(&mut first) {
+            Reply::Hang
+        } else {
+            Reply::ok()
+        }
+    })
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_silent_attempt_is_cut_at_the_attempt_timeout_and_an_idempotent_request_retried() {
+    let api = silent_once();
+    let c = client(
+        &api,
+        BackoffRetryLayer::new()
+            .with_seed(10)
+            .with_attempt_timeout(2 * S),
+        ConcurrencyCapLayer::new(),
+    );
+    let start = Instant::now();
+    let done = call(c, get("g")).await;
+    assert_eq!(done.result.unwrap(), (200, 2));
+    let took = done.at - start;
+    assert!(took >= 2 * S && took < 4 * S, "{took:?}");
+}
+
+#[tokio::test(start_paused = true)]
+async fn an_attempt_timeout_is_an_ambiguous_failure_so_a_post_is_not_sent_twice() {
+    let api = silent_once();
+    let c = client(
+        &api,
+        BackoffRetryLayer::new()
+            .with_seed(11)
+            .with_attempt_timeout(2 * S),
+        ConcurrencyCapLayer::new(),
+    );
+    let start = Instant::now();
+    let done = call(c, request("p", None)).await;
+    let took = done.at - start;
+    assert!(took >= 2 * S && took < 3 * S, "{took:?}");
+    let err = done.result.expect_err("timed out");
+    let timed_out = err
+        .downcast_ref::<AttemptTimedOut>()
+        .unwrap_or_else(|| panic!("not AttemptTimedOut: {err}"));
+    assert_eq!(timed_out.timeout(), 2 * S);
+    let verdict = classify_error(&*err);
+    assert_eq!(verdict.class, Class::ServerError);
+    assert_eq!(verdict.processing, Processing::Ambiguous);
+    assert!(verdict.retryable);
+    assert_eq!(api.arrivals().len(), 1);
+}

@@ -1,0 +1,122 @@
+//! Story 4: one wait policy for the whole stack.
+
+use crate::support::{abide_client, call, client, request, Api, Client, Reply, MS, S};
+use abide::cap::ConcurrencyCapLayer;
+use abide::classify::{Class, Classification};
+use abide::retry::BackoffRetryLayer;
+use abide::AbideLayer;
+use std::time::Duration;
+use tokio::time::{sleep, Instant};
+
+/// A 429 with `Retry-After: secs` until `secs` from now, then successes.
+fn away(secs: u64, verdicts: bool) -> Api {
+    let opens = Instant::now() + Duration::from_secs(secs);
+    Api::new(10 * MS, move |now, _, _| {
+        if now >= opens {
+            return Reply::ok();
+        }
+        let reply = Reply::status(429).header("retry-after", secs.to_string());
+        if verdicts {
+            reply.verdict(
+                Classification::new(Class::RateLimited, "test: retry-after")
+                    .with_retry_after(Some(opens - now)),
+            )
+        } else {
+            reply
+        }
+    })
+}
+
+fn retry_wait(done: &crate::support::Done) -> Duration {
+    let err = done.result.as_ref().expect_err("fails fast");
+    err.downcast_ref::<abide::retry::WaitTooLong>()
+        .unwrap_or_else(|| panic!("not the retry layer's WaitTooLong: {err}"))
+        .wait()
+}
+
+async fn first_and_second(c: &Client) -> (crate::support::Done, crate::support::Done) {
+    let first = call(c.clone(), request(1, None)).await;
+    sleep(S).await;
+    let second = call(c.clone(), request(2, None)).await;
+    (first, second)
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_stated_wait_past_the_max_fails_fast_in_both_layers_with_the_same_error() {
+    // Two hours: past the default max server wait (an hour) of both layers.
+    let api = away(7200, true);
+    let c = client(
+        &api,
+        BackoffRetryLayer::new().with_seed(5),
+        ConcurrencyCapLayer::new(),
+    );
+    let start = Instant::now();
+    let (first, second) = first_and_second(&c).await;
+    assert!(first.at - start < 100 * MS);
+    assert_eq!(retry_wait(&first), 7200 * S);
+    // The second caller meets the paused bucket in the cap: the same answer, at once,
+    // carrying what is left of the stated wait.
+    assert!(
+        second.at - start < S + 100 * MS,
+        "held {:?}",
+        second.at - start
+    );
+    let left = retry_wait(&second);
+    assert!(left > 7198 * S && left <= 7199 * S, "{left:?}");
+    assert_eq!(api.arrivals().len(), 1, "the second caller sent nothing");
+}
+
+#[tokio::test(start_paused = true)]
+async fn the_cap_alone_fails_a_stated_wait_past_its_max_with_its_wait_too_long() {
+    let api = away(120, true);
+    let c = client(
+        &api,
+        BackoffRetryLayer::new().with_max_attempts(1),
+        ConcurrencyCapLayer::new().with_max_server_wait(30 * S),
+    );
+    let (_, second) = first_and_second(&c).await;
+    let err = second.result.expect_err("fails fast");
+    let cap = err
+        .downcast_ref::<abide::cap::error::WaitTooLong>()
+        .unwrap_or_else(|| panic!("not the cap's WaitTooLong: {err}"));
+    let stated = cap.server_wait().expect("carries the stated wait");
+    assert!(stated > 118 * S && stated <= 119 * S, "{stated:?}");
+    assert_eq!(cap.max_wait(), 30 * S);
+}
+
+#[tokio::test(start_paused = true)]
+async fn one_setting_on_the_abide_layer_gives_both_layers_the_same_max() {
+    // 120 s is within the default hour: only the setting makes both layers refuse it.
+    let api = away(120, false);
+    let c = abide_client(
+        &api,
+        AbideLayer::new()
+            .with_max_server_wait(60 * S)
+            .with_retry(BackoffRetryLayer::new().with_seed(6)),
+    );
+    let start = Instant::now();
+    let (first, second) = first_and_second(&c).await;
+    assert_eq!(retry_wait(&first), 120 * S);
+    let left = retry_wait(&second);
+    assert!(left > 118 * S && left <= 119 * S, "{left:?}");
+    assert!(second.at - start < S + 100 * MS);
+}
+
+#[tokio::test(start_paused = true)]
+async fn by_default_a_stated_wait_within_the_hour_is_waited_by_every_caller() {
+    let api = away(120, false);
+    let c = abide_client(
+        &api,
+        AbideLayer::new().with_retry(BackoffRetryLayer::new().with_seed(7)),
+    );
+    let start = Instant::now();
+    let (first, second) = tokio::join!(call(c.clone(), request(1, None)), async {
+        sleep(S).await;
+        call(c.clone(), request(2, None)).await
+    });
+    for d in [&first, &second] {
+        assert!(d.ok(), "{d:?}");
+        let took = d.at - start;
+        assert!(took >= 120 * S && took < 125 * S, "{took:?}");
+    }
+}
