@@ -8,6 +8,7 @@ mod random_board;
 mod raw;
 mod scoreboard;
 mod serve;
+mod spool;
 
 use std::process::ExitCode;
 
@@ -22,6 +23,8 @@ commands:
                                                   compare retry strategies on the simulated API
   serve [--scenario NAME|FILE] [--addr 127.0.0.1:PORT] [--time-scale X]
                                                   the simulated API over HTTP, in real time
+  spool ls DIR [--json] | spool replay DIR [--base-url URL]
+                                                  list or send a deferred-delivery spool
 ";
 
 /// A command's parsed arguments, or how it ends: `--help` printed its usage (exit 0), or
@@ -56,6 +59,7 @@ fn main() -> ExitCode {
         Some("inspect") => inspect::run(rest),
         Some("scoreboard") => scoreboard::run(rest),
         Some("serve") => serve::run(rest),
+        Some("spool") => spool::run(rest),
         Some("-h" | "--help" | "help") => {
             print!("{USAGE}");
             ExitCode::SUCCESS
