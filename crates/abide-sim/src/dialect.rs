@@ -165,13 +165,18 @@ pub(crate) fn response(
             }
         }
     }
+    if decision.outcome == Outcome::Repeated {
+        // Stripe's answer to a repeated key.
+        res.headers_mut()
+            .insert("idempotent-replayed", HeaderValue::from_static("true"));
+    }
     res.extensions_mut().insert(decision.outcome);
     res
 }
 
 fn grpc_headers(decision: &Decision, headers: &mut http::HeaderMap) {
     let (code, message) = match decision.outcome {
-        Outcome::Served => (grpc_code::OK, None),
+        Outcome::Served | Outcome::Repeated => (grpc_code::OK, None),
         Outcome::RateLimited(_) => (grpc_code::RESOURCE_EXHAUSTED, Some("rate limit exceeded")),
         Outcome::TooLarge => (
             grpc_code::INVALID_ARGUMENT,
@@ -249,7 +254,7 @@ fn http_answer(dialect: SimDialect, decision: &Decision) -> (StatusCode, &'stati
         .map(|w| w.as_millis())
         .unwrap_or(0);
     match decision.outcome {
-        Outcome::Served => (StatusCode::OK, JSON, served_body(dialect)),
+        Outcome::Served | Outcome::Repeated => (StatusCode::OK, JSON, served_body(dialect)),
         Outcome::Outage(status) => outage_answer(status),
         Outcome::Refused => (StatusCode::SERVICE_UNAVAILABLE, JSON, String::new()),
         Outcome::RateLimited(scope) => rate_limited(dialect, decision, scope, wait_ms),

@@ -42,6 +42,7 @@ pub fn outcome_name(outcome: Outcome) -> &'static str {
         Outcome::TooLarge => "too-large",
         Outcome::Outage(_) => "outage",
         Outcome::Refused => "refused",
+        Outcome::Repeated => "repeated",
     }
 }
 
@@ -58,6 +59,7 @@ pub fn parse_outcome(value: &str, status: StatusCode) -> Option<Outcome> {
         "too-large" => Outcome::TooLarge,
         "outage" => Outcome::Outage(status),
         "refused" => Outcome::Refused,
+        "repeated" => Outcome::Repeated,
         _ => return None,
     })
 }

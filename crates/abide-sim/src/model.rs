@@ -79,6 +79,9 @@ pub struct ServerConfig {
     /// the whole-second instant it falls in minus the whole-second `Date`, as a server
     /// computing `ceil(reset_epoch) - floor(now)` states it (up to 2 s longer than the truth).
     pub whole_second_clock: bool,
+    /// De-duplicate by `Idempotency-Key`: a request whose key the server already served
+    /// gets that success again, not processed twice and charged nothing (as Stripe does).
+    pub idempotency: bool,
 }
 
 /// The length of the day the daily limits replenish over.
@@ -104,6 +107,7 @@ impl Default for ServerConfig {
             limits_on_429_only: false,
             reorder: Duration::ZERO,
             whole_second_clock: false,
+            idempotency: false,
         }
     }
 }
@@ -156,6 +160,10 @@ pub enum Outcome {
     Outage(StatusCode),
     /// An outage refused the connection (the service returns an error, no response).
     Refused,
+    /// A repeat of a request the server had already served, recognised by its
+    /// `Idempotency-Key` ([`ServerConfig::idempotency`]): its success is answered again,
+    /// the request is not processed twice.
+    Repeated,
 }
 
 impl Outcome {
@@ -212,6 +220,10 @@ pub struct ServerModel {
     rng: fastrand::Rng,
     /// The fraction of a second the server's wall clock reads at its start.
     phase: Duration,
+    /// The `Idempotency-Key`s of the requests served ([`ServerConfig::idempotency`]).
+    served_keys: std::collections::HashSet<String>,
+    /// Repeats answered without processing.
+    repeated: u64,
     /// Draws the upstream delays (apart from `rng`, so service times stay the k-th draws).
     upstream_rng: fastrand::Rng,
 }
@@ -233,6 +245,8 @@ impl ServerModel {
             in_flight: BinaryHeap::new(),
             served: 0,
             rng: fastrand::Rng::with_seed(seed),
+            served_keys: std::collections::HashSet::new(),
+            repeated: 0,
             upstream_rng: fastrand::Rng::with_seed(seed ^ 0x0005_7ea3_0000_0001),
             phase: if config.whole_second_clock {
                 clock_phase(seed)
@@ -282,6 +296,42 @@ impl ServerModel {
                 break;
             }
         }
+    }
+
+    /// Repeats of served `Idempotency-Key`s answered without processing them again.
+    pub fn repeated(&self) -> u64 {
+        self.repeated
+    }
+
+    /// Grants `more` lifetime successes beyond the quota (a top-up: the quota is back).
+    pub fn extend_quota(&mut self, more: u64) {
+        if self.config.quota_requests > 0 {
+            self.config.quota_requests = self.config.quota_requests.saturating_add(more);
+        }
+    }
+
+    /// [`decide`](Self::decide) for a request carrying `key` as its `Idempotency-Key`:
+    /// with [`ServerConfig::idempotency`], a key already served is answered
+    /// [`Outcome::Repeated`] (its success again) without processing or charging it.
+    pub fn decide_keyed(&mut self, now: Duration, tokens: u64, key: Option<&str>) -> Decision {
+        let key = key.filter(|_| self.config.idempotency);
+        if let Some(k) = key {
+            if self.served_keys.contains(k) {
+                self.repeated += 1;
+                return Decision {
+                    outcome: Outcome::Repeated,
+                    delay: REJECT_LATENCY,
+                    snapshot: self.snapshot(now),
+                    hit: None,
+                    too_large: None,
+                };
+            }
+        }
+        let decision = self.decide(now, tokens);
+        if let (Some(k), Outcome::Served) = (key, decision.outcome) {
+            self.served_keys.insert(k.to_owned());
+        }
+        decision
     }
 
     /// Decides what happens to a request arriving at `now` (from the server's start) that

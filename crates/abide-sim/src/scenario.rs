@@ -27,6 +27,8 @@
 //!                              # so concurrent requests are admitted out of order; default 0
 //! whole_second_clock = false   # true: resets and waits stated from a whole-second Date, the
 //!                              # server's clock at a random fraction of a second
+//! idempotency = false          # true: a repeat of a served Idempotency-Key gets its success
+//!                              # again, unprocessed and uncharged
 //!
 //! [[server.outages]]           # zero or more
 //! start_s = 30.0
@@ -217,6 +219,8 @@ struct FileServer {
     reorder_s: f64,
     #[serde(default)]
     whole_second_clock: bool,
+    #[serde(default)]
+    idempotency: bool,
     #[serde(default)]
     outages: Vec<FileOutage>,
 }
@@ -498,6 +502,7 @@ impl Scenario {
                 limits_on_429_only: s.limits_on_429_only,
                 reorder,
                 whole_second_clock: s.whole_second_clock,
+                idempotency: s.idempotency,
             },
             workload: Workload {
                 clients: w.clients,
@@ -594,6 +599,7 @@ impl Scenario {
                 limits_on_429_only: s.limits_on_429_only,
                 reorder_s: secs(s.reorder),
                 whole_second_clock: s.whole_second_clock,
+                idempotency: s.idempotency,
                 outages: s
                     .outages
                     .iter()

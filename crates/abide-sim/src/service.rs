@@ -144,11 +144,12 @@ fn tokens_of<B>(req: &Request<B>) -> u64 {
 impl SimServer {
     /// Decides a request of `tokens` that reaches the limiter now: the delay until its
     /// answer and the answer.
-    fn answer(&self, tokens: u64) -> (Duration, Answer) {
+    fn answer(&self, tokens: u64, key: Option<&str>) -> (Duration, Answer) {
         let now = self.elapsed();
         let (dialect, limits_on_429_only, decision) = self.with_model(|m| {
             let c = m.config();
-            (c.dialect, c.limits_on_429_only, m.decide(now, tokens))
+            let (dialect, only) = (c.dialect, c.limits_on_429_only);
+            (dialect, only, m.decide_keyed(now, tokens, key))
         });
         let result = if decision.outcome == Outcome::Refused {
             Err(ConnectionRefused::new())
@@ -178,9 +179,14 @@ impl<B> tower::Service<Request<B>> for SimServer {
 
     fn call(&mut self, req: Request<B>) -> Self::Future {
         let tokens = tokens_of(&req);
+        let key = req
+            .headers()
+            .get("idempotency-key")
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_owned);
         let upstream = self.with_model(ServerModel::upstream_delay);
         if upstream.is_zero() {
-            let (delay, result) = self.answer(tokens);
+            let (delay, result) = self.answer(tokens, key.as_deref());
             return ResponseFuture {
                 sleep: tokio::time::sleep(delay),
                 upstream: None,
@@ -189,7 +195,7 @@ impl<B> tower::Service<Request<B>> for SimServer {
         }
         ResponseFuture {
             sleep: tokio::time::sleep(upstream),
-            upstream: Some((self.clone(), tokens)),
+            upstream: Some((self.clone(), tokens, key)),
             result: None,
         }
     }
@@ -201,8 +207,9 @@ pin_project! {
     pub struct ResponseFuture {
         #[pin]
         sleep: Sleep,
-        // While the request is on its way to the limiter: the server and its cost.
-        upstream: Option<(SimServer, u64)>,
+        // While the request is on its way to the limiter: the server, its cost and its
+        // idempotency key.
+        upstream: Option<(SimServer, u64, Option<String>)>,
         result: Option<Answer>,
     }
 }
@@ -219,8 +226,8 @@ impl Future for ResponseFuture {
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         let mut this = self.project();
         std::task::ready!(this.sleep.as_mut().poll(cx));
-        if let Some((server, tokens)) = this.upstream.take() {
-            let (delay, result) = server.answer(tokens);
+        if let Some((server, tokens, key)) = this.upstream.take() {
+            let (delay, result) = server.answer(tokens, key.as_deref());
             *this.result = Some(result);
             this.sleep.as_mut().reset(Instant::now() + delay);
             std::task::ready!(this.sleep.poll(cx));

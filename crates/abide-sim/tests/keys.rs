@@ -339,3 +339,58 @@ fn clients_sharing_state_know_of_an_exhaustion_another_one_received() {
     let ratio = row.makespan_ratio.unwrap();
     assert!((1.0..1.02).contains(&ratio), "{row:?}");
 }
+
+#[tokio::test(start_paused = true)]
+async fn an_idempotent_server_answers_a_repeated_key_without_processing_it() {
+    let server = SimServer::new(
+        ServerConfig {
+            idempotency: true,
+            quota_requests: 2,
+            ..ServerConfig::default()
+        },
+        1,
+    );
+    let keyed = |key: &str| {
+        let mut req = Request::new(());
+        req.headers_mut()
+            .insert("idempotency-key", key.parse().unwrap());
+        server.clone().oneshot(req)
+    };
+    assert_eq!(keyed("a").await.unwrap().status(), StatusCode::OK);
+    let again = keyed("a").await.unwrap();
+    assert_eq!(again.status(), StatusCode::OK);
+    assert_eq!(
+        again.extensions().get::<Outcome>(),
+        Some(&Outcome::Repeated)
+    );
+    assert_eq!(again.headers()["idempotent-replayed"], "true");
+    // The repeat was not charged: one more success fits the quota of 2, then exhaustion.
+    assert_eq!(keyed("b").await.unwrap().status(), StatusCode::OK);
+    assert_eq!(
+        keyed("c").await.unwrap().extensions().get::<Outcome>(),
+        Some(&Outcome::QuotaExhausted)
+    );
+    assert_eq!(server.with_model(|m| (m.served(), m.repeated())), (2, 1));
+    // A top-up brings the quota back.
+    server.with_model(|m| m.extend_quota(1));
+    assert_eq!(keyed("c").await.unwrap().status(), StatusCode::OK);
+    // Without the key the same server processes every request.
+    let plain = SimServer::new(ServerConfig::default(), 1);
+    let mut r = Request::new(());
+    r.headers_mut()
+        .insert("idempotency-key", "a".parse().unwrap());
+    plain.clone().oneshot(r).await.unwrap();
+    let mut r = Request::new(());
+    r.headers_mut()
+        .insert("idempotency-key", "a".parse().unwrap());
+    assert_eq!(
+        plain
+            .clone()
+            .oneshot(r)
+            .await
+            .unwrap()
+            .extensions()
+            .get::<Outcome>(),
+        Some(&Outcome::Served)
+    );
+}
