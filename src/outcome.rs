@@ -105,6 +105,15 @@ pub enum Outcome {
         /// The status, when it ended on a response.
         status: Option<StatusCode>,
     },
+    /// The request could not go now (quota exhausted, a wait too long, a deadline spent
+    /// behind a pause) and, being deferrable, was written to the spool instead of failing
+    /// (`abide::spool::SpoolLayer`, feature `spool`): it will be delivered by the replayer.
+    Deferred {
+        /// The spool entry's id.
+        id: u64,
+        /// The `Idempotency-Key` the entry carries when replayed.
+        idempotency_key: String,
+    },
     /// Any other failure, not retried (further): a transport error, local congestion.
     Failed {
         /// What the failure was.
@@ -194,7 +203,7 @@ impl Outcome {
 
     /// A stable short name for logs and metrics labels: `success`, `quota_exhausted`,
     /// `client_error`, `auth_error`, `gave_up`, `deadline`, `wait_too_long`, `timed_out`,
-    /// `not_replayed`, `failed`.
+    /// `not_replayed`, `deferred`, `failed`.
     pub fn as_str(&self) -> &'static str {
         match self {
             Outcome::Success { .. } => "success",
@@ -206,6 +215,7 @@ impl Outcome {
             Outcome::WaitTooLong { .. } => "wait_too_long",
             Outcome::TimedOut { .. } => "timed_out",
             Outcome::NotReplayed { .. } => "not_replayed",
+            Outcome::Deferred { .. } => "deferred",
             Outcome::Failed { .. } => "failed",
         }
     }
@@ -215,6 +225,13 @@ impl Outcome {
 pub(crate) fn known(e: &(dyn Error + 'static)) -> Option<Outcome> {
     use abide_cap::error as cap;
     use abide_retry as retry;
+    #[cfg(feature = "spool")]
+    if let Some(d) = e.downcast_ref::<abide_spool::Deferred>() {
+        return Some(Outcome::Deferred {
+            id: d.id().0,
+            idempotency_key: d.idempotency_key().to_owned(),
+        });
+    }
     if let Some(w) = e.downcast_ref::<retry::WaitTooLong>() {
         return Some(Outcome::WaitTooLong {
             wait: w.wait(),
@@ -297,6 +314,7 @@ impl fmt::Display for Outcome {
             Outcome::NotReplayed { class, .. } => {
                 write!(f, "{class}; not safe to send again")
             }
+            Outcome::Deferred { id, .. } => write!(f, "deferred: spooled as entry {id}"),
             Outcome::Failed { class, .. } => write!(f, "failed: {class}"),
         }
     }

@@ -193,3 +193,32 @@ fn outcome_names_are_stable() {
         ]
     );
 }
+
+/// A deferrable request whose quota is gone is spooled, and reads as `Deferred` with the
+/// entry's id: the same one call as every other ending.
+#[cfg(feature = "spool")]
+#[tokio::test(start_paused = true)]
+async fn a_deferred_request_reads_as_deferred_with_its_spool_entry() {
+    use abide::spool::{Deferrable, Spool, SpoolConfig, SpoolLayer};
+    let dir = std::env::temp_dir().join(format!("abide-outcome-spool-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    let (spool, _) = Spool::open(&dir, SpoolConfig::new()).unwrap();
+    let api = Script::new(vec![insufficient_quota()]);
+    let stack = AbideLayer::generic().layer(api.service());
+    let client = SpoolLayer::new(spool.clone()).layer(stack);
+    let mut req = chat(HOST, "m");
+    req.extensions_mut().insert(Deferrable);
+    let result = client.oneshot(req).await;
+    let outcome = Outcome::of(&result);
+    let Outcome::Deferred {
+        id,
+        idempotency_key,
+    } = &outcome
+    else {
+        panic!("{outcome:?}");
+    };
+    assert_eq!(spool.entries()[0].id.0, *id);
+    assert_eq!(&spool.entries()[0].idempotency_key, idempotency_key);
+    assert_eq!(outcome.as_str(), "deferred");
+    let _ = std::fs::remove_dir_all(&dir);
+}

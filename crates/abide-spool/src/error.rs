@@ -95,7 +95,8 @@ impl Error for SpoolError {
 
 /// The outcome of a deferrable request that could not go now: it was written to the spool
 /// and will be sent by the replayer. Reaches the caller as the `Err` of
-/// [`SpoolLayer`](crate::SpoolLayer)'s service; `downcast_ref::<Deferred>()` tells it apart.
+/// [`SpoolLayer`](crate::SpoolLayer)'s service; through the facade, `abide::Outcome::of`
+/// reads it as `Outcome::Deferred` with the entry's id (or `downcast_ref::<Deferred>()`).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Deferred {
     pub(crate) id: EntryId,
