@@ -8,28 +8,13 @@ mod common;
 
 use abide::metrics::{MetricsLayer, ATTEMPTS, REQUESTS};
 use abide::{AbideLayer, Outcome};
-use common::{insufficient_quota, Reply, Script};
+use common::{insufficient_quota, Buf, Reply, Script};
 use http::Request;
 use metrics_util::debugging::DebuggingRecorder;
-use std::io;
-use std::sync::{Arc, Mutex};
 use tower::{Layer, ServiceExt};
 
 const HEADER_KEY: &str = "sk-proj-HEADERSECRET0123456789";
 const QUERY_KEY: &str = "AIzaQUERYSECRET9876543210";
-
-#[derive(Clone, Default)]
-struct Buf(Arc<Mutex<Vec<u8>>>);
-
-impl io::Write for Buf {
-    fn write(&mut self, bytes: &[u8]) -> io::Result<usize> {
-        self.0.lock().unwrap().extend_from_slice(bytes);
-        Ok(bytes.len())
-    }
-    fn flush(&mut self) -> io::Result<()> {
-        Ok(())
-    }
-}
 
 fn request(model: &str) -> Request<common::Body> {
     let mut req = Request::post(format!(

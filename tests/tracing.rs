@@ -1,28 +1,16 @@
 //! Every layer says what it decided through `tracing`: the classifier its verdict and
 //! rule, the cap its waits and what a refusal taught it, the retry layer each retry and why.
 
+mod common;
+
 use abide::{AbideLayer, ServiceBuilderExt};
 use bytes::Bytes;
+use common::Buf;
 use http::{Request, Response};
 use http_body_util::Full;
-use std::io;
 use std::sync::atomic::{AtomicU32, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use tower::{ServiceBuilder, ServiceExt};
-
-/// Where the subscriber writes: a shared buffer the test reads back.
-#[derive(Clone, Default)]
-struct Buf(Arc<Mutex<Vec<u8>>>);
-
-impl io::Write for Buf {
-    fn write(&mut self, bytes: &[u8]) -> io::Result<usize> {
-        self.0.lock().unwrap().extend_from_slice(bytes);
-        Ok(bytes.len())
-    }
-    fn flush(&mut self) -> io::Result<()> {
-        Ok(())
-    }
-}
 
 #[test]
 fn a_429_is_explained_by_every_layer_in_the_trace() {
