@@ -13,7 +13,9 @@
 //! let snapshot = RateLimitHeaders::new().extract(&headers);
 //! let requests = snapshot.get(&Scope::Requests).unwrap();
 //! assert_eq!(requests.limit, Some(500));
-//! assert_eq!(snapshot.wait(), Some(Duration::from_secs(360)));
+//! // OpenAI's bucket is full again in 6 minutes and refills continuously: one request
+//! // is back after 6 min / 500.
+//! assert_eq!(snapshot.wait(), Some(Duration::from_millis(720)));
 //! ```
 //!
 //! # Dialects read

@@ -268,6 +268,15 @@ pub enum Dialect {
     Stripe,
 }
 
+impl Dialect {
+    /// Whether this dialect's `reset` means "until the bucket is full again" of a
+    /// continuously refilling token bucket (OpenAI's and Anthropic's documented model),
+    /// rather than the end of a window.
+    pub fn refills_continuously(self) -> bool {
+        matches!(self, Dialect::OpenAi | Dialect::Anthropic)
+    }
+}
+
 /// One limit a server described.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Hash)]
 pub struct Limit {
@@ -299,6 +308,43 @@ impl Limit {
             dialect,
             ..Limit::default()
         }
+    }
+
+    /// How long until one more unit can be spent, when the limit is exhausted: the
+    /// reset, except for a limit that refills continuously
+    /// ([`Dialect::refills_continuously`]), whose reset is when it is *full* again; one
+    /// unit of it is back after `reset / (limit - remaining)`.
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use abide_headers::{Dialect, Limit, Scope};
+    ///
+    /// let mut anthropic = Limit::new(Scope::Requests, Dialect::Anthropic);
+    /// anthropic.limit = Some(600);
+    /// anthropic.remaining = Some(0);
+    /// anthropic.reset = Some(Duration::from_secs(60)); // full again in a minute
+    /// assert_eq!(anthropic.next_unit_in(), Some(Duration::from_millis(100)));
+    ///
+    /// let mut window = Limit::new(Scope::Requests, Dialect::XRateLimit);
+    /// window.limit = Some(600);
+    /// window.remaining = Some(0);
+    /// window.reset = Some(Duration::from_secs(60)); // the window ends in a minute
+    /// assert_eq!(window.next_unit_in(), Some(Duration::from_secs(60)));
+    /// ```
+    pub fn next_unit_in(&self) -> Option<Duration> {
+        let reset = self.reset?;
+        if !self.dialect.refills_continuously() {
+            return Some(reset);
+        }
+        let missing = match (self.limit, self.remaining) {
+            (Some(limit), Some(remaining)) => limit.saturating_sub(remaining),
+            _ => 0,
+        };
+        Some(if missing > 1 {
+            reset.div_f64(missing as f64)
+        } else {
+            reset
+        })
     }
 
     /// True when the server says nothing is left (`remaining == 0`).
@@ -407,7 +453,9 @@ impl RateLimitSnapshot {
     }
 
     /// The wait before the next request can succeed: the explicit retry wait when the
-    /// server sent one; else the latest reset among exhausted limits; else `None`.
+    /// server sent one; else the latest [`Limit::next_unit_in`] among exhausted limits
+    /// (their reset, or for a continuously refilling bucket the time one unit takes to
+    /// come back); else `None`.
     ///
     /// ```
     /// use std::time::Duration;
@@ -421,7 +469,7 @@ impl RateLimitSnapshot {
     /// ```
     pub fn wait(&self) -> Option<Duration> {
         self.retry_after
-            .or_else(|| self.exhausted().filter_map(|l| l.reset).max())
+            .or_else(|| self.exhausted().filter_map(Limit::next_unit_in).max())
     }
 
     /// The limits with nothing left.

@@ -61,8 +61,8 @@ mod service;
 pub use dialect::SimDialect;
 pub use limiter::Algorithm;
 pub use model::{
-    service_times, Decision, Outage, Outcome, Scope, ServerConfig, ServerModel, DAY,
-    MAX_ENFORCE_FACTOR, REJECT_LATENCY,
+    service_times, upstream_delays, Decision, Outage, Outcome, Scope, ServerConfig, ServerModel,
+    DAY, MAX_ENFORCE_FACTOR, REJECT_LATENCY,
 };
 pub use scenario::{
     Arrival, Planned, Scenario, ScenarioError, Workload, MAX_CLIENTS, MAX_CONCURRENCY,

@@ -1,7 +1,7 @@
 //! The scoreboard's row and the analytic lower bound on a scenario's makespan.
 
 use crate::limiter::Algorithm;
-use crate::model::{service_times, DAY};
+use crate::model::{service_times, upstream_delays, DAY};
 use crate::scenario::{Planned, Scenario};
 use serde::Serialize;
 use std::cmp::{Ordering, Reverse};
@@ -150,8 +150,9 @@ fn out_of_outages(mut t: f64, outages: &[(f64, f64)]) -> f64 {
 }
 
 /// The earliest the last of a sequence of jobs can end, when job `k` may not start before
-/// `release[k]` (non-decreasing) nor before job `k - 1`, takes `service[k]`, at most
-/// `slots` run at once, and none starts inside an outage.
+/// `release[k]` (non-decreasing), reaches the server `upstream[k]` after its start (missing
+/// entries are zero) and is admitted there no earlier than job `k - 1` and not inside an
+/// outage, then takes `service[k]`; at most `slots` run at once (from start to end).
 ///
 /// Starting each job as early as allowed is optimal: job `k`'s duration is fixed by its
 /// position, so an earlier start never delays a later one (the slots' free times only
@@ -159,6 +160,7 @@ fn out_of_outages(mut t: f64, outages: &[(f64, f64)]) -> f64 {
 pub(crate) fn schedule_bound(
     release: &[f64],
     service: &[f64],
+    upstream: &[f64],
     slots: usize,
     outages: &[(f64, f64)],
 ) -> f64 {
@@ -166,14 +168,16 @@ pub(crate) fn schedule_bound(
         .map(|_| Reverse(OrdF64(0.0)))
         .collect();
     let (mut previous, mut makespan) = (0.0f64, 0.0f64);
-    for (&r, &s) in release.iter().zip(service) {
+    for (k, (&r, &s)) in release.iter().zip(service).enumerate() {
         let Some(Reverse(OrdF64(slot))) = free.pop() else {
             break;
         };
-        let start = out_of_outages(r.max(previous).max(slot), outages);
-        let end = start + s;
+        // Sent at `admitted - u`, admitted by the server in order, then served.
+        let u = upstream.get(k).copied().unwrap_or(0.0);
+        let admitted = out_of_outages((r.max(slot) + u).max(previous), outages);
+        let end = admitted + s;
         free.push(Reverse(OrdF64(end)));
-        previous = start;
+        previous = admitted;
         makespan = makespan.max(end);
     }
     makespan
@@ -213,9 +217,12 @@ impl Ord for OrdF64 {
 ///   `W` (for requests with `k`, for tokens with `T_k`);
 /// - the admission of request `k - 1`;
 ///
-/// and none is admitted during an outage. It is then served for `s_k`, the `k`-th service
+/// and none is admitted during an outage. A request reaches the limiter `u_k` after it is
+/// sent, the `k`-th upstream delay the server draws ([`upstream_delays`](crate::upstream_delays),
+/// zero unless the server reorders), so it is sent no earlier than the latest of its
+/// arrival and the limits' bound less `u_k`. It is then served for `s_k`, the `k`-th service
 /// time the server draws ([`service_times`](crate::service_times): seeded, so the same for
-/// every strategy), in one of `C` slots, `C` = the requests in flight at once
+/// every strategy), holding one of `C` slots for `u_k + s_k`, `C` = the requests in flight at once
 /// (`clients x concurrency`, or `max_in_flight` when smaller). The bound is the end of the
 /// last request when each starts as early as these allow and takes the first free slot,
 /// which is the best any schedule can do (an earlier start never delays a later job; a
@@ -247,16 +254,20 @@ pub fn ideal_makespan(scenario: &Scenario, plan: &[Planned]) -> f64 {
         }
     };
     let daily = |limit: u64, units: u64| admission_bound(Algorithm::TokenBucket, limit, DAY, units);
+    let upstream: Vec<f64> = upstream_delays(server, scenario.seed, d)
+        .iter()
+        .map(Duration::as_secs_f64)
+        .collect();
     let mut tokens = 0u64;
     let release: Vec<f64> = (1..=d)
         .map(|k| {
             tokens = tokens.saturating_add(costs[k - 1]);
             let k64 = k as u64;
-            arrivals[k - 1]
-                .max(window(server.requests_per_window, k64))
+            let limits = window(server.requests_per_window, k64)
                 .max(window(server.tokens_per_window, tokens))
                 .max(daily(server.requests_per_day, k64))
-                .max(daily(server.tokens_per_day, tokens))
+                .max(daily(server.tokens_per_day, tokens));
+            arrivals[k - 1].max(limits - upstream[k - 1])
         })
         .collect();
     let service: Vec<f64> = service_times(server, scenario.seed, d)
@@ -281,6 +292,7 @@ pub fn ideal_makespan(scenario: &Scenario, plan: &[Planned]) -> f64 {
     schedule_bound(
         &release,
         &service,
+        &upstream,
         usize::try_from(slots).unwrap_or(usize::MAX),
         &outages,
     )
@@ -416,6 +428,31 @@ mod tests {
     }
 
     #[test]
+    fn the_way_to_a_reordering_limiter_holds_a_slot_too() {
+        // One slot, 1 s of service: each request also spends its upstream delay (uniform
+        // in 0-0.4 s) on the way to the limiter, in the slot; without it the bound read
+        // 100 s, which no client can reach.
+        let s = scenario(
+            "name='t'\n[server]\ndialect='anthropic'\nmax_in_flight=1\nlatency_s=1.0\nreorder_s=0.4\n[workload]\nrequests=100\nconcurrency=1\n",
+        );
+        let v = ideal_makespan(&s, &s.plan());
+        let upstream: f64 = upstream_delays(&s.server, s.seed, 100)
+            .iter()
+            .map(Duration::as_secs_f64)
+            .sum();
+        assert!(upstream > 10.0, "{upstream}");
+        assert!((v - (100.0 + upstream)).abs() < 1e-6, "{v} vs {}", 100.0 + upstream);
+        // A window's bound applies where the request meets the limiter: 10 per 10 s, 20
+        // requests, the 11th admitted at 10 s at the earliest, so sent at 10 s less its
+        // own way there: every one of them ends at 10.1 s.
+        let s = scenario(
+            "name='t'\n[server]\ndialect='anthropic'\nalgorithm='fixed-window'\nwindow_s=10.0\nrequests_per_window=10\nlatency_s=0.1\nreorder_s=0.4\n[workload]\nrequests=20\nconcurrency=20\n",
+        );
+        let v = ideal_makespan(&s, &s.plan());
+        assert!((v - 10.1).abs() < 1e-9, "{v}");
+    }
+
+    #[test]
     fn only_deliverable_requests_count_under_a_quota() {
         // 300 of 500 deliverable, all within the burst; 16 callers: 19 rounds of 0.2 s.
         let v = ideal(
@@ -546,7 +583,7 @@ mod brute_force {
                 .iter()
                 .map(|&(a, b)| (f64::from(a), f64::from(b)))
                 .collect();
-            let bound = schedule_bound(&f(&release), &f(&service), slots, &of);
+            let bound = schedule_bound(&f(&release), &f(&service), &[], slots, &of);
             let best = best_schedule(&release, &service, slots, &outages);
             // Never above the best schedule (a valid bound), and here equal to it (tight).
             assert_eq!(

@@ -247,7 +247,7 @@ impl ServerModel {
             rng: fastrand::Rng::with_seed(seed),
             served_keys: std::collections::HashSet::new(),
             repeated: 0,
-            upstream_rng: fastrand::Rng::with_seed(seed ^ 0x0005_7ea3_0000_0001),
+            upstream_rng: fastrand::Rng::with_seed(seed ^ UPSTREAM_SEED),
             phase: if config.whole_second_clock {
                 clock_phase(seed)
             } else {
@@ -274,7 +274,7 @@ impl ServerModel {
         if self.config.reorder.is_zero() {
             return Duration::ZERO;
         }
-        self.config.reorder.mul_f64(self.upstream_rng.f64())
+        upstream_delay(&self.config, &mut self.upstream_rng)
     }
 
     /// Requests served so far (counted when admitted).
@@ -532,6 +532,24 @@ fn service_time(config: &ServerConfig, rng: &mut fastrand::Rng) -> Duration {
     }
     let offset = (rng.f64() * 2.0 - 1.0) * jitter;
     Duration::from_secs_f64((mean + offset).max(0.0))
+}
+
+/// Mixed into the seed of the draws of [`ServerModel::upstream_delay`].
+const UPSTREAM_SEED: u64 = 0x0005_7ea3_0000_0001;
+
+fn upstream_delay(config: &ServerConfig, rng: &mut fastrand::Rng) -> Duration {
+    config.reorder.mul_f64(rng.f64())
+}
+
+/// How long each of the first `n` requests sent to a server built with `config` and
+/// `seed` takes to reach its limiter ([`ServerConfig::reorder`]), in the order they are
+/// sent (the same for every client strategy).
+pub fn upstream_delays(config: &ServerConfig, seed: u64, n: usize) -> Vec<Duration> {
+    if config.reorder.is_zero() {
+        return vec![Duration::ZERO; n];
+    }
+    let mut rng = fastrand::Rng::with_seed(seed ^ UPSTREAM_SEED);
+    (0..n).map(|_| upstream_delay(config, &mut rng)).collect()
 }
 
 /// The service times of the first `n` requests a server built with `config` and `seed`

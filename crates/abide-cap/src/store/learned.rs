@@ -80,7 +80,7 @@ impl Learned {
 /// Whether a dialect's `reset` means "until the bucket is full again" of a continuously
 /// refilling bucket (per the providers' docs), rather than the end of a window.
 pub(super) fn refills_continuously(dialect: Dialect) -> bool {
-    matches!(dialect, Dialect::OpenAi | Dialect::Anthropic)
+    dialect.refills_continuously()
 }
 
 /// Which of a throttled answer's limits refused it: the one the verdict's bucket name or
