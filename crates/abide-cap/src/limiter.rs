@@ -18,6 +18,8 @@ pub const MAX_IN_FLIGHT: usize = 1 << 16;
 
 const SHARDS: usize = 16;
 const MIN_SWEEP: usize = 256;
+/// Successes measured before latency may cut the cap: the long-run average needs a few.
+const MIN_LATENCY_SAMPLES: u32 = 16;
 
 /// How many requests of one bucket may be in flight at once (from admission until the
 /// response body ends or is dropped).
@@ -57,7 +59,7 @@ impl InFlight {
 
     /// AIMD: start at `initial`, halve on a rate-limit verdict, cut to 3/4 on an overload
     /// one (overload answers sit at the edge of what the server runs), cut by a tenth
-    /// when latency rises past twice its baseline, grow by one per cap's worth of
+    /// when the recent latency rises past twice its long-run average, grow by one per cap's worth of
     /// successes while the cap is in use (by one per success until the first cut: slow
     /// start); always within `min..=max` (at least 1). A concurrency limit the server
     /// states (`qu=concurrent-requests`) lowers the maximum, and a fixed cap, to it.
@@ -102,8 +104,13 @@ struct Aimd {
     /// Until the first cut, grow by one per success (doubling per round trip): nothing
     /// says yet that the server minds more.
     slow_start: bool,
+    /// Latency of the recent successes (weight 1/5 each).
     ewma_ns: f64,
+    /// Latency of the long run: the mean of the first successes, then an average with
+    /// weight 1/256, so a lasting change of the server is eventually accepted.
     baseline_ns: f64,
+    /// Successes measured (saturating).
+    samples: u32,
     last_decrease: Option<Instant>,
 }
 
@@ -210,6 +217,7 @@ impl Limiter {
                     slow_start: false,
                     ewma_ns: 0.0,
                     baseline_ns: 0.0,
+                    samples: 0,
                     last_decrease: None,
                 })),
             ),
@@ -226,6 +234,7 @@ impl Limiter {
                     slow_start: true,
                     ewma_ns: 0.0,
                     baseline_ns: 0.0,
+                    samples: 0,
                     last_decrease: None,
                 })),
             ),
@@ -352,20 +361,19 @@ impl Limiter {
             return;
         }
         let x = latency.as_nanos() as f64;
-        if a.ewma_ns == 0.0 {
+        a.samples = a.samples.saturating_add(1);
+        if a.samples == 1 {
             a.ewma_ns = x;
             a.baseline_ns = x;
         } else {
             a.ewma_ns = 0.8 * a.ewma_ns + 0.2 * x;
-            // The baseline follows the lowest latency seen, drifting up slowly so a
-            // permanent change of the server is eventually accepted.
-            a.baseline_ns = if x < a.baseline_ns {
-                x
-            } else {
-                a.baseline_ns + (x - a.baseline_ns) / 256.0
-            };
+            // The long-run average, not the fastest answer seen: latency that varies by
+            // itself (a reordering proxy, LLM answers of every length) is not a queue
+            // building up; only the recent latency doubling against the long run is.
+            let weight = 1.0 / f64::from(a.samples.min(256));
+            a.baseline_ns += (x - a.baseline_ns) * weight;
         }
-        if a.baseline_ns > 0.0 && a.ewma_ns > 2.0 * a.baseline_ns {
+        if a.samples >= MIN_LATENCY_SAMPLES && a.ewma_ns > 2.0 * a.baseline_ns {
             a.decrease(sem, 0.9, now);
             return;
         }
