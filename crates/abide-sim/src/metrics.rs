@@ -441,7 +441,11 @@ mod tests {
             .map(Duration::as_secs_f64)
             .sum();
         assert!(upstream > 10.0, "{upstream}");
-        assert!((v - (100.0 + upstream)).abs() < 1e-6, "{v} vs {}", 100.0 + upstream);
+        assert!(
+            (v - (100.0 + upstream)).abs() < 1e-6,
+            "{v} vs {}",
+            100.0 + upstream
+        );
         // A window's bound applies where the request meets the limiter: 10 per 10 s, 20
         // requests, the 11th admitted at 10 s at the earliest, so sent at 10 s less its
         // own way there: every one of them ends at 10.1 s.

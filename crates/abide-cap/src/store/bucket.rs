@@ -361,7 +361,12 @@ impl BucketState {
                 if current {
                     self.exhausted = None;
                 }
-                if class.is_throttle() {
+                // An overload answer with a stated wait is about concurrency (too many
+                // at once; the wait is until a slot frees): the in-flight cap answers
+                // it, and the refused request waits its own time in the retry layer.
+                // Pausing the whole bucket would stop the requests the server has room
+                // for (a wait rounded to a whole second paused it every second).
+                if class.is_throttle() && class != Class::Overloaded {
                     let wait = stated
                         .unwrap_or(o.policy.default_pause)
                         .min(o.policy.max_pause);
