@@ -205,3 +205,104 @@ async fn a_sliding_window_behind_openai_header_names_is_used_at_its_rate() {
         last - start
     );
 }
+
+/// A continuously refilling bucket of 600 requests a minute behind OpenAI's header names
+/// (`reset` = until full again), 5 left at the start, whose 429 states no `Retry-After`.
+fn refilling_bucket_without_retry_after() -> Api {
+    let mut requests = Bucket {
+        capacity: 600.0,
+        per_s: 10.0,
+        level: 5.0,
+        at: Instant::now(),
+    };
+    Api::new(50 * MS, move |now, _, _| {
+        requests.refill(now);
+        let refused = requests.level < 1.0;
+        if !refused {
+            requests.level -= 1.0;
+        }
+        let reply = if refused {
+            Reply::status(429)
+        } else {
+            Reply::ok()
+        };
+        reply
+            .header("x-ratelimit-limit-requests", "600")
+            .header(
+                "x-ratelimit-remaining-requests",
+                format!("{}", requests.level.floor()),
+            )
+            .header("x-ratelimit-reset-requests", requests.until_full())
+    })
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_429_from_a_refilling_bucket_waits_for_one_request_not_for_a_full_bucket() {
+    let api = refilling_bucket_without_retry_after();
+    let c = crate::support::abide_client(
+        &api,
+        abide::AbideLayer::openai().with_retry(BackoffRetryLayer::new().with_seed(21)),
+    );
+    let start = Instant::now();
+    // 50 requests at 10 a second after the first 5: about 4.5 s. Waiting for the reset
+    // the headers state (the bucket full again, a minute) would take a minute.
+    let all = call_all(&c, (0..50).map(|i| request(i, None)).collect()).await;
+    assert!(all.iter().all(|d| d.ok()), "{all:?}");
+    let last = all.iter().map(|d| d.at).max().unwrap();
+    assert!(
+        last - start < 7 * S,
+        "took {:?}: a 429 paused the bucket until it was full",
+        last - start
+    );
+}
+
+/// A refilling token bucket of 60 000 a minute behind OpenAI's names, 3 000 left at the
+/// start, whose 429 states no `Retry-After`.
+fn refilling_tokens_without_retry_after() -> Api {
+    let mut tokens = Bucket {
+        capacity: 60_000.0,
+        per_s: 1_000.0,
+        level: 3_000.0,
+        at: Instant::now(),
+    };
+    Api::new(50 * MS, move |now, _, cost| {
+        tokens.refill(now);
+        let cost = f64::from(cost);
+        let refused = tokens.level < cost;
+        if !refused {
+            tokens.level -= cost;
+        }
+        let reply = if refused {
+            Reply::status(429)
+        } else {
+            Reply::ok()
+        };
+        reply
+            .header("x-ratelimit-limit-tokens", "60000")
+            .header(
+                "x-ratelimit-remaining-tokens",
+                format!("{}", tokens.level.floor()),
+            )
+            .header("x-ratelimit-reset-tokens", tokens.until_full())
+    })
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_429_from_a_refilling_token_bucket_paces_the_cost_not_a_full_bucket() {
+    let api = refilling_tokens_without_retry_after();
+    let c = crate::support::abide_client(
+        &api,
+        abide::AbideLayer::openai().with_retry(BackoffRetryLayer::new().with_seed(22)),
+    );
+    let start = Instant::now();
+    // 30 requests of 1 000 tokens at 1 000 tokens a second after the first 3: about 27 s.
+    // Waiting for the bucket to be full again (a minute) after each 429 takes minutes.
+    let all = call_all(&c, (0..30).map(|i| request(i, Some(1000))).collect()).await;
+    assert!(all.iter().all(|d| d.ok()), "{all:?}");
+    let last = all.iter().map(|d| d.at).max().unwrap();
+    assert!(
+        last - start < 32 * S,
+        "took {:?}: a 429 paused the bucket until it was full",
+        last - start
+    );
+}

@@ -54,7 +54,7 @@ pub(crate) struct Config {
 /// Defaults: bucket = request authority, cost = [`Cost`](crate::Cost) extension else 1,
 /// [`InFlight::default`] (adaptive 10, 1..=256), no declared quota, limits learned from
 /// responses, queue of 1024 per bucket, max wait 1 hour ([`DEFAULT_MAX_WAIT`]), [`ExhaustionPolicy::FailFast`]
-/// with a 60 s cool-off, 1 s pause for a throttle verdict without a stated wait, server
+/// with a 15 minute cool-off, 1 s pause for a throttle verdict without a stated wait, server
 /// waits capped at 1 hour, a fresh [`LocalStore`].
 #[derive(Clone)]
 pub struct ConcurrencyCapLayer {
@@ -194,9 +194,15 @@ impl ConcurrencyCapLayer {
     }
 
     /// How long an exhausted bucket waits before its probe when the server states no
-    /// reset (default 60 s), doubled for each probe the server refuses again (up to the
-    /// max pause), so a quota gone for good costs a handful of probes; also how long an
-    /// unanswered probe blocks the next one.
+    /// reset (default 15 minutes), doubled for each probe the server refuses again (up to
+    /// the max pause); also how long an unanswered probe blocks the next one (at most a
+    /// minute).
+    ///
+    /// Why 15 minutes: an exhaustion without a stated time is an account's (credits,
+    /// billing, a plan's cap), which comes back when a person acts, not in seconds; a
+    /// probe a minute would spend an attempt per minute on an account that is gone, and a
+    /// quarter of an hour is still soon after someone tops it up. A server that states
+    /// when the quota returns is probed then instead.
     pub fn with_cool_off(mut self, cool_off: Duration) -> Self {
         self.config.policy.cool_off = cool_off;
         self

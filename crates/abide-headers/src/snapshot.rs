@@ -347,6 +347,16 @@ impl Limit {
         })
     }
 
+    /// How long until one more request can be spent: [`next_unit_in`](Self::next_unit_in)
+    /// for a request limit, the reset for any other.
+    fn request_wait(&self) -> Option<Duration> {
+        if self.scope == Scope::Requests {
+            self.next_unit_in()
+        } else {
+            self.reset
+        }
+    }
+
     /// True when the server says nothing is left (`remaining == 0`).
     pub fn is_exhausted(&self) -> bool {
         self.remaining == Some(0)
@@ -453,9 +463,11 @@ impl RateLimitSnapshot {
     }
 
     /// The wait before the next request can succeed: the explicit retry wait when the
-    /// server sent one; else the latest [`Limit::next_unit_in`] among exhausted limits
-    /// (their reset, or for a continuously refilling bucket the time one unit takes to
-    /// come back); else `None`.
+    /// server sent one; else the latest wait among exhausted limits: their reset, but for
+    /// a continuously refilling *request* limit ([`Dialect::refills_continuously`]) the
+    /// time one request takes to come back ([`Limit::next_unit_in`]). A token limit keeps
+    /// its reset (the bucket full again), the one wait that covers a request of any cost;
+    /// a client that knows the cost paces it from [`Limit::next_unit_in`].
     ///
     /// ```
     /// use std::time::Duration;
@@ -468,6 +480,13 @@ impl RateLimitSnapshot {
     /// assert_eq!(snapshot.wait(), Some(Duration::from_secs(6)));
     /// ```
     pub fn wait(&self) -> Option<Duration> {
+        self.retry_after
+            .or_else(|| self.exhausted().filter_map(Limit::request_wait).max())
+    }
+
+    /// Like [`wait`](Self::wait), but every exhausted limit counts one unit
+    /// ([`Limit::next_unit_in`]): the shortest wait after which anything can succeed.
+    pub fn next_unit_wait(&self) -> Option<Duration> {
         self.retry_after
             .or_else(|| self.exhausted().filter_map(Limit::next_unit_in).max())
     }

@@ -175,9 +175,13 @@ fn openai_requests_and_tokens_with_go_duration_resets() {
         (t.limit, t.remaining, t.reset),
         (Some(150_000), Some(0), secs(360))
     );
-    // OpenAI's reset is when the bucket is full again; one token is back after
-    // 6 min / 150,000 tokens.
-    assert_eq!(s.wait(), Some(std::time::Duration::from_micros(2400)));
+    // OpenAI's reset is when the bucket is full again: what a request of any cost needs
+    // at most; one token is back after 6 min / 150,000 tokens.
+    assert_eq!(s.wait(), secs(360));
+    assert_eq!(
+        s.next_unit_wait(),
+        Some(std::time::Duration::from_micros(2400))
+    );
     assert_eq!(s.most_constrained().unwrap().scope, Scope::Tokens);
 }
 

@@ -20,6 +20,10 @@ use tokio::time::Instant;
 /// covers a probe sent by another process sharing the store, or one that was dropped).
 pub(super) const PROBE_POLL: Duration = Duration::from_secs(1);
 
+/// How long an exhausted bucket's probe is awaited, at most, before the next request may
+/// probe (it may have been dropped, or its process died).
+pub(super) const EXHAUSTED_PROBE_LEASE: Duration = Duration::from_secs(60);
+
 #[derive(Clone, Copy, Debug)]
 pub(super) struct Exhausted {
     pub(super) until: Instant,
@@ -146,7 +150,8 @@ impl BucketState {
             Some(lease) if now < lease => lease,
             _ => {
                 // This request is the probe; the others wait for its answer.
-                ex.probe_lease = Some(later(now, a.policy.cool_off.max(PROBE_POLL)));
+                let lease = a.policy.cool_off.min(EXHAUSTED_PROBE_LEASE).max(PROBE_POLL);
+                ex.probe_lease = Some(later(now, lease));
                 return Some(self.probe(u64::from(a.cost)));
             }
         };
@@ -302,7 +307,7 @@ impl BucketState {
         // its stated wait is not the bucket's. The request fails alone; as the answer to
         // an exhausted bucket's probe it still shows the quota is back.
         let c = o.classification;
-        let stated = c.retry_after.or_else(|| o.snapshot.wait());
+        let stated = c.retry_after.or_else(|| o.snapshot.next_unit_wait());
         let down =
             c.class == Class::ServerError || (c.class == Class::Overloaded && stated.is_none());
         if down {

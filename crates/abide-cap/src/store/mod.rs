@@ -255,7 +255,7 @@ impl Default for BucketPolicy {
             cost_quota: None,
             learn: true,
             exhaustion: ExhaustionPolicy::FailFast,
-            cool_off: Duration::from_secs(60),
+            cool_off: Duration::from_secs(900),
             default_pause: Duration::from_secs(1),
             max_pause: Duration::from_secs(3600),
             max_server_wait: crate::DEFAULT_MAX_SERVER_WAIT,

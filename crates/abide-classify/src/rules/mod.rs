@@ -228,8 +228,11 @@ fn finish(
         return c;
     }
     if !success {
-        // The header wait is authoritative; a longer body wait is a floor too.
-        c.retry_after = match (c.retry_after, snapshot.wait()) {
+        // The header wait is authoritative; a longer body wait is a floor too. For a
+        // continuously refilling limit, the headers' wait is until one unit is back (its
+        // reset is when it is full again): the retry is not sure to fit then, but it may,
+        // and the cap paces its cost from the learned refill.
+        c.retry_after = match (c.retry_after, snapshot.next_unit_wait()) {
             (Some(a), Some(b)) => Some(a.max(b)),
             (a, b) => a.or(b),
         };
