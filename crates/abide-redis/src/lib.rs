@@ -48,8 +48,8 @@
 //!
 //! Why not a script that runs the rules: the bucket's rules (learned windows and token
 //! buckets, trust in what headers say, the outage circuit, probes) are far larger than a
-//! GCRA, are tuned as servers are studied, and must decide exactly as [`LocalStore`]
-//! does; a second copy in Lua would drift from the first. The price is a state of about
+//! GCRA, are tuned as servers are studied, and must decide exactly as
+//! [`LocalStore`] does; a second copy in Lua would drift from the first. The price is a state of about
 //! a hundred bytes per write instead of a few numbers, and a retry on contention.
 //!
 //! # Time
@@ -98,13 +98,20 @@
 //! No request is lost or doubled: each call gets exactly one answer, from Redis or from
 //! the policy. A compare-and-set that timed out may still have been applied in Redis; it
 //! then holds a slot nobody uses, which wastes a little of the quota and never exceeds it.
+//!
+//! [`LocalStore`]: abide_cap::LocalStore
 
 #![forbid(unsafe_code)]
-#![warn(missing_docs, missing_debug_implementations, unreachable_pub, rust_2018_idioms)]
+#![warn(
+    missing_docs,
+    missing_debug_implementations,
+    unreachable_pub,
+    rust_2018_idioms
+)]
 
 use abide_cap::store::{
-    Admission, Anchor, BucketPolicy, Decision, Observation, QuotaStore, Reservation,
-    SharedBucket, StoreFuture, Ticket,
+    Admission, Anchor, BucketPolicy, Decision, Observation, QuotaStore, Reservation, SharedBucket,
+    StoreFuture, Ticket,
 };
 use abide_cap::{BucketKey, Quota, StoreError};
 use abide_classify::Classification;
@@ -278,7 +285,7 @@ impl RedisStoreBuilder {
     }
 
     /// How long after its last pending instant a bucket is kept (default 10 minutes,
-    /// as [`LocalStore`]).
+    /// as [`LocalStore`](abide_cap::LocalStore)).
     pub fn with_idle_timeout(mut self, idle: Duration) -> Self {
         self.idle = idle;
         self
@@ -491,7 +498,7 @@ enum Op {
         now: Instant,
         ticket: Option<Ticket>,
         classification: Classification,
-        snapshot: RateLimitSnapshot,
+        snapshot: Box<RateLimitSnapshot>,
         policy: BucketPolicy,
     },
     Pause(BucketKey, Instant),
@@ -572,8 +579,8 @@ impl Op {
                 policy,
             } => {
                 let p = scaled(policy);
-                let o = Observation::new(key, *now, classification, snapshot, &p)
-                    .with_ticket(*ticket);
+                let o =
+                    Observation::new(key, *now, classification, snapshot, &p).with_ticket(*ticket);
                 bucket.observe(&o);
                 None
             }
@@ -644,7 +651,10 @@ impl Inner {
         }
         let result = match self.waiting_to_retry() {
             Some(reason) => Err(Failure::Redis(reason)),
-            None => self.shared(&op, &redis_key, &mut cached, now, admission).await,
+            None => {
+                self.shared(&op, &redis_key, &mut cached, now, admission)
+                    .await
+            }
         };
         match result {
             Ok(decision) => {
@@ -732,10 +742,7 @@ impl Inner {
         let reply = match self.query(&cmd, admission).await {
             Err(e) if e.kind() == ErrorKind::Server(ServerErrorKind::NoScript) => {
                 // Redis restarted (or flushed its scripts): load it again, once.
-                let load = redis::cmd("SCRIPT")
-                    .arg("LOAD")
-                    .arg(CAS_SCRIPT)
-                    .to_owned();
+                let load = redis::cmd("SCRIPT").arg("LOAD").arg(CAS_SCRIPT).to_owned();
                 self.query(&load, admission).await.map_err(redis_failure)?;
                 self.query(&cmd, admission).await
             }
@@ -763,7 +770,10 @@ impl Inner {
     }
 
     fn waiting_to_retry(&self) -> Option<String> {
-        let mut down = self.down_until.lock().unwrap_or_else(PoisonError::into_inner);
+        let mut down = self
+            .down_until
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
         match *down {
             Some(until) if Instant::now() < until => {
                 Some("Redis failed recently; waiting to try again".to_owned())
@@ -777,7 +787,10 @@ impl Inner {
     }
 
     fn fail(&self) {
-        let mut down = self.down_until.lock().unwrap_or_else(PoisonError::into_inner);
+        let mut down = self
+            .down_until
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
         *down = Some(Instant::now() + self.retry_interval);
     }
 
@@ -871,7 +884,7 @@ impl QuotaStore for RedisStore {
             now: o.now,
             ticket: o.ticket,
             classification: o.classification.clone(),
-            snapshot: o.snapshot.clone(),
+            snapshot: Box::new(o.snapshot.clone()),
             policy: o.policy.clone(),
         };
         let future = self.run(op, false);
@@ -918,16 +931,16 @@ mod tests {
     #[test]
     fn script_replies_parse_and_garbage_does_not() {
         assert!(matches!(parse_cas(Value::Int(1)), Some(Cas::Written)));
-        let absent = Value::Array(vec![
-            Value::BulkString(vec![]),
-            Value::BulkString(vec![]),
-        ]);
+        let absent = Value::Array(vec![Value::BulkString(vec![]), Value::BulkString(vec![])]);
         assert!(matches!(parse_cas(absent), Some(Cas::Conflict(None))));
         let there = Value::Array(vec![
             Value::BulkString(b"42".to_vec()),
             Value::BulkString(b"state".to_vec()),
         ]);
-        assert!(matches!(parse_cas(there), Some(Cas::Conflict(Some((42, _))))));
+        assert!(matches!(
+            parse_cas(there),
+            Some(Cas::Conflict(Some((42, _))))
+        ));
         let bad = Value::Array(vec![
             Value::BulkString(b"x".to_vec()),
             Value::BulkString(vec![]),

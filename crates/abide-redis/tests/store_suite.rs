@@ -3,9 +3,7 @@
 
 mod support;
 
-abide_cap::quota_store_suite!(
-    match support::ServedStore::start(module_path!()).await {
-        Some(store) => store,
-        None => return,
-    }
-);
+abide_cap::quota_store_suite!(match support::ServedStore::start(module_path!()).await {
+    Some(store) => store,
+    None => return,
+});
