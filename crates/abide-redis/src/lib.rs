@@ -64,8 +64,10 @@
 //!
 //! A bucket is the key `{prefix}{<bucket>}` ([`RedisStore::redis_key`]): one key, its
 //! name as the hash tag, so it maps to one slot and the same store works on one
-//! `redis-server`, on Valkey and on a Redis Cluster, where buckets spread over the
-//! shards. `{`, `}` and `%` in the prefix or the bucket are percent-escaped, so a bucket
+//! `redis-server`, on Valkey and on a Redis Cluster ([`RedisStore::cluster_builder`],
+//! feature `cluster`), where buckets spread over the shards (tested on a 3-node cluster).
+//! On a cluster the `TIME` anchor is read from one node: its nodes' clocks must agree
+//! (NTP) to well under the shortest wait that matters. `{`, `}` and `%` in the prefix or the bucket are percent-escaped, so a bucket
 //! name can neither change the slot nor collide with another. Each write sets a TTL:
 //! the idle timeout after the last instant the state holds (a pause, a reserved slot, a
 //! learned reset, a hold), so idle buckets disappear by themselves.
@@ -250,7 +252,7 @@ struct Counters {
 /// Configures and connects a [`RedisStore`]; from [`RedisStore::builder`].
 #[derive(Clone)]
 pub struct RedisStoreBuilder {
-    url: String,
+    target: Target,
     prefix: String,
     timeout: Duration,
     idle: Duration,
@@ -311,26 +313,45 @@ impl RedisStoreBuilder {
     /// A [`StoreError`] when the URL is invalid or Redis does not answer within the
     /// timeout: a fleet must agree on one state, so a store is not built without it.
     pub async fn connect(self) -> Result<RedisStore, StoreError> {
-        let client = redis::Client::open(self.url.as_str()).map_err(|e| {
-            // redis-rs's message does not repeat the URL; a password stays out of it.
-            StoreError::new(format!("invalid Redis URL: {e}"))
-        })?;
-        let config = ConnectionManagerConfig::new()
-            .set_connection_timeout(Some(self.timeout))
-            .set_response_timeout(Some(self.timeout))
-            .set_number_of_retries(1)
-            .set_min_delay(Duration::from_millis(10))
-            .set_max_delay(self.timeout);
         let within = |what: &'static str| {
             move |e: tokio::time::error::Elapsed| StoreError::new(format!("{what}: {e}"))
         };
-        let mut conn = tokio::time::timeout(
-            self.timeout,
-            ConnectionManager::new_with_config(client, config),
-        )
-        .await
-        .map_err(within("connecting to Redis"))?
-        .map_err(StoreError::new)?;
+        // redis-rs's messages do not repeat the URL; a password stays out of them.
+        let invalid = |e: RedisError| StoreError::new(format!("invalid Redis URL: {e}"));
+        let mut conn = match &self.target {
+            Target::Single(url) => {
+                let client = redis::Client::open(url.as_str()).map_err(invalid)?;
+                let config = ConnectionManagerConfig::new()
+                    .set_connection_timeout(Some(self.timeout))
+                    .set_response_timeout(Some(self.timeout))
+                    .set_number_of_retries(1)
+                    .set_min_delay(Duration::from_millis(10))
+                    .set_max_delay(self.timeout);
+                let manager = tokio::time::timeout(
+                    self.timeout,
+                    ConnectionManager::new_with_config(client, config),
+                )
+                .await
+                .map_err(within("connecting to Redis"))?
+                .map_err(StoreError::new)?;
+                Conn::Single(manager)
+            }
+            #[cfg(feature = "cluster")]
+            Target::Cluster(nodes) => {
+                let client =
+                    redis::cluster::ClusterClient::builder(nodes.iter().map(String::as_str))
+                        .connection_timeout(self.timeout)
+                        .response_timeout(self.timeout)
+                        .retries(1)
+                        .build()
+                        .map_err(invalid)?;
+                let conn = tokio::time::timeout(self.timeout, client.get_async_connection())
+                    .await
+                    .map_err(within("connecting to the Redis Cluster"))?
+                    .map_err(StoreError::new)?;
+                Conn::Cluster(conn)
+            }
+        };
         let script = redis::Script::new(CAS_SCRIPT);
         let _: String = tokio::time::timeout(self.timeout, script.load_async(&mut conn))
             .await
@@ -377,8 +398,56 @@ pub struct RedisStore {
     inner: Arc<Inner>,
 }
 
+/// Where the store connects.
+#[derive(Clone)]
+enum Target {
+    Single(String),
+    #[cfg(feature = "cluster")]
+    Cluster(Vec<String>),
+}
+
+/// A connection to one Redis (reconnecting by itself) or to a cluster (routing each
+/// bucket's script call to the node holding its slot).
+#[derive(Clone)]
+enum Conn {
+    Single(ConnectionManager),
+    #[cfg(feature = "cluster")]
+    Cluster(redis::cluster_async::ClusterConnection),
+}
+
+impl redis::aio::ConnectionLike for Conn {
+    fn req_packed_command<'a>(&'a mut self, cmd: &'a redis::Cmd) -> redis::RedisFuture<'a, Value> {
+        match self {
+            Conn::Single(c) => c.req_packed_command(cmd),
+            #[cfg(feature = "cluster")]
+            Conn::Cluster(c) => c.req_packed_command(cmd),
+        }
+    }
+
+    fn req_packed_commands<'a>(
+        &'a mut self,
+        cmd: &'a redis::Pipeline,
+        offset: usize,
+        count: usize,
+    ) -> redis::RedisFuture<'a, Vec<Value>> {
+        match self {
+            Conn::Single(c) => c.req_packed_commands(cmd, offset, count),
+            #[cfg(feature = "cluster")]
+            Conn::Cluster(c) => c.req_packed_commands(cmd, offset, count),
+        }
+    }
+
+    fn get_db(&self) -> i64 {
+        match self {
+            Conn::Single(c) => c.get_db(),
+            #[cfg(feature = "cluster")]
+            Conn::Cluster(c) => c.get_db(),
+        }
+    }
+}
+
 struct Inner {
-    conn: ConnectionManager,
+    conn: Conn,
     sha: String,
     anchor: Anchor,
     prefix: String,
@@ -422,8 +491,31 @@ impl fmt::Debug for RedisStore {
 impl RedisStore {
     /// A builder for a store on the Redis at `url` (`redis://[:password@]host:port/db`).
     pub fn builder(url: &str) -> RedisStoreBuilder {
+        Self::builder_for(Target::Single(url.to_owned()))
+    }
+
+    /// A builder for a store on the Redis Cluster reached through `nodes` (some of its
+    /// nodes' URLs; the rest is discovered). Feature `cluster`.
+    ///
+    /// ```no_run
+    /// # async fn run() -> Result<(), abide_cap::StoreError> {
+    /// let store = abide_redis::RedisStore::cluster_builder(["redis://10.0.0.1:7000/", "redis://10.0.0.2:7000/"])
+    ///     .connect()
+    ///     .await?;
+    /// # let _ = store;
+    /// # Ok(())
+    /// # }
+    /// ```
+    #[cfg(feature = "cluster")]
+    pub fn cluster_builder<'a>(nodes: impl IntoIterator<Item = &'a str>) -> RedisStoreBuilder {
+        Self::builder_for(Target::Cluster(
+            nodes.into_iter().map(str::to_owned).collect(),
+        ))
+    }
+
+    fn builder_for(target: Target) -> RedisStoreBuilder {
         RedisStoreBuilder {
-            url: url.to_owned(),
+            target,
             prefix: "abide:".to_owned(),
             timeout: Duration::from_millis(250),
             idle: Duration::from_secs(600),
