@@ -3,6 +3,7 @@
 #![forbid(unsafe_code)]
 
 mod demo;
+mod fleet;
 mod inspect;
 mod random_board;
 mod raw;
@@ -23,6 +24,8 @@ commands:
                                                   compare retry strategies on the simulated API
   serve [--scenario NAME|FILE] [--addr 127.0.0.1:PORT] [--time-scale X]
                                                   the simulated API over HTTP, in real time
+  fleet [--processes N] [--scenario NAME|FILE] [--redis URL] [--store redis|local] [--seconds S] [--json]
+                                                  N client processes on one key, sharing one quota through Redis
   spool ls DIR [--json] | spool replay DIR [--base-url URL]
                                                   list or send a deferred-delivery spool
 ";
@@ -56,6 +59,9 @@ fn main() -> ExitCode {
     let rest: Vec<_> = args.collect();
     match command.to_str() {
         Some("demo") => demo::run(rest),
+        Some("fleet") => fleet::run(rest),
+        // Internal: one process of `abide fleet`.
+        Some("fleet-worker") => fleet::worker(rest),
         Some("inspect") => inspect::run(rest),
         Some("scoreboard") => scoreboard::run(rest),
         Some("serve") => serve::run(rest),

@@ -77,4 +77,7 @@ pub mod plot;
 pub mod random;
 pub mod strategy;
 pub use metrics::{best_first, deliverable, ideal_makespan, rank_cmp, Row};
-pub use run::{run, run_over_http, RunResult, Timeline, REQUEST_ID_HEADER};
+pub use run::{
+    fleet_row, run, run_over_http, run_part_over_http, FleetPart, RunResult, Tally, Timeline,
+    REQUEST_ID_HEADER,
+};

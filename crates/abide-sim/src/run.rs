@@ -7,10 +7,12 @@ use crate::scenario::{Arrival, Scenario};
 use crate::service::{ConnectionRefused, RequestTokens, SimServer, TOKENS_HEADER};
 use crate::strategy::{is_success, ClientContext, SimBody, Strategy};
 use crate::SimDialect;
+use abide_cap::{LocalStore, QuotaStore};
 use bytes::Bytes;
 use http::header::{HeaderValue, CONTENT_TYPE};
 use http::{HeaderName, Method, Request, Response};
 use pin_project_lite::pin_project;
+use serde::{Deserialize, Serialize};
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::{Arc, Mutex};
@@ -25,7 +27,7 @@ use tower::{BoxError, Service, ServiceExt};
 pub const REQUEST_ID_HEADER: HeaderName = HeaderName::from_static("x-sim-request-id");
 
 /// When each attempt's answer arrived, by kind, for plots.
-#[derive(Clone, Debug, Default, PartialEq)]
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 pub struct Timeline {
     /// Seconds from the start at which a served answer arrived.
     pub successes: Vec<f64>,
@@ -40,6 +42,75 @@ pub struct RunResult {
     pub row: Row,
     /// Answers over time.
     pub timeline: Timeline,
+}
+
+/// One process's share of a fleet run ([`run_part_over_http`]): the logical requests of
+/// the clients `c` with `c % processes == process`, through `store`.
+#[derive(Clone, Debug)]
+pub struct FleetPart {
+    /// This process's index, from 0.
+    pub process: u32,
+    /// How many processes share the run.
+    pub processes: u32,
+    /// The quota store every client of this process uses (a store shared by the fleet, or
+    /// this process's own); `None`: as the scenario says.
+    pub store: Option<Arc<dyn QuotaStore>>,
+}
+
+/// What one process of a fleet run measured: counts, latencies and the end of its last
+/// request. Serializable, so a worker process can hand it to the parent, which
+/// [`merge`](Tally::merge)s the parts and makes the row with [`fleet_row`].
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct Tally {
+    /// Latencies of the succeeded requests, in seconds.
+    pub latencies: Vec<f64>,
+    /// Requests ended on a permanent quota error.
+    pub failed_permanent: u64,
+    /// Oversized requests ended without success.
+    pub failed_client: u64,
+    /// Requests ended by their deadline.
+    pub timed_out: u64,
+    /// Lost requests that gave up alone on an outage.
+    pub gave_up_alone: u64,
+    /// Attempts sent.
+    pub attempts: u64,
+    /// Rejections received.
+    pub rejected: u64,
+    /// Attempts sent after a permanent quota error.
+    pub after_exhaustion: u64,
+    /// Seconds from the start until the last request ended.
+    pub makespan_s: f64,
+    /// Every request ended within the time limit.
+    pub finished: bool,
+    /// Answers over time.
+    pub timeline: Timeline,
+}
+
+impl Tally {
+    /// The fleet's tally: counts added, latencies and timelines pooled, the latest end.
+    pub fn merge(parts: impl IntoIterator<Item = Tally>) -> Tally {
+        let mut all = Tally {
+            finished: true,
+            ..Tally::default()
+        };
+        for p in parts {
+            all.latencies.extend(p.latencies);
+            all.failed_permanent += p.failed_permanent;
+            all.failed_client += p.failed_client;
+            all.timed_out += p.timed_out;
+            all.gave_up_alone += p.gave_up_alone;
+            all.attempts += p.attempts;
+            all.rejected += p.rejected;
+            all.after_exhaustion += p.after_exhaustion;
+            all.makespan_s = all.makespan_s.max(p.makespan_s);
+            all.finished &= p.finished;
+            all.timeline.successes.extend(p.timeline.successes);
+            all.timeline.rejections.extend(p.timeline.rejections);
+        }
+        all.timeline.successes.sort_by(f64::total_cmp);
+        all.timeline.rejections.sort_by(f64::total_cmp);
+        all
+    }
 }
 
 #[derive(Debug, Default)]
@@ -226,15 +297,17 @@ pub fn run(scenario: &Scenario, strategy: Strategy) -> std::io::Result<RunResult
         let start = server.start();
         let epoch = server.now_wall() - server.elapsed();
         let connection = Connection::InProcess(server);
-        drive(
+        let tally = drive(
             scenario,
             strategy,
             connection,
             start,
             epoch,
             Arc::new(|_| {}),
+            None,
         )
-        .await
+        .await;
+        result(scenario, strategy, tally)
     }))
 }
 
@@ -252,15 +325,46 @@ pub async fn run_over_http(
     on_end: Arc<dyn Fn(bool) + Send + Sync>,
 ) -> RunResult {
     let connection = Connection::Http(Box::new(HttpConnection::new(base)));
-    drive(
+    let tally = drive(
         scenario,
         strategy,
         connection,
         Instant::now(),
         std::time::SystemTime::now(),
         on_end,
+        None,
+    )
+    .await;
+    result(scenario, strategy, tally)
+}
+
+/// Runs one process's [`FleetPart`] of `scenario` in real time against the simulated API
+/// at `base`, from `start` (the same moment in every process of the fleet: arrivals and
+/// the makespan count from it). [`Tally::merge`] the parts, then [`fleet_row`].
+pub async fn run_part_over_http(
+    scenario: &Scenario,
+    strategy: Strategy,
+    base: http::Uri,
+    part: FleetPart,
+    start: Instant,
+) -> Tally {
+    let connection = Connection::Http(Box::new(HttpConnection::new(base)));
+    let epoch = std::time::SystemTime::now() - start.elapsed();
+    drive(
+        scenario,
+        strategy,
+        connection,
+        start,
+        epoch,
+        Arc::new(|_| {}),
+        Some(part),
     )
     .await
+}
+
+/// The scoreboard row of a whole fleet run from its merged [`Tally`].
+pub fn fleet_row(scenario: &Scenario, strategy: Strategy, tally: Tally) -> Row {
+    result(scenario, strategy, tally).row
 }
 
 async fn drive(
@@ -270,7 +374,8 @@ async fn drive(
     start: Instant,
     epoch: std::time::SystemTime,
     on_end: Arc<dyn Fn(bool) + Send + Sync>,
-) -> RunResult {
+    part: Option<FleetPart>,
+) -> Tally {
     let plan = scenario.plan();
     let w = &scenario.workload;
     let clients = w.clients as usize;
@@ -280,7 +385,18 @@ async fn drive(
         last: vec![None; plan.len()],
         ..Stats::default()
     }));
-    let shared_store = w.shared_state.then(abide_cap::LocalStore::new);
+    let shared_store = match part.as_ref() {
+        Some(FleetPart {
+            store: Some(store), ..
+        }) => Some(store.clone()),
+        _ => w
+            .shared_state
+            .then(|| Arc::new(LocalStore::new()) as Arc<dyn QuotaStore>),
+    };
+    let mine = |client: u32| {
+        part.as_ref()
+            .is_none_or(|p| client % p.processes.max(1) == p.process)
+    };
     let shared = w.shared_state && strategy.shares_state();
     let services: Vec<_> = (0..clients)
         .map(|c| {
@@ -309,6 +425,9 @@ async fn drive(
 
     let mut tasks = JoinSet::new();
     for (id, p) in plan.iter().enumerate() {
+        if !mine(p.client) {
+            continue;
+        }
         let svc = services[p.client as usize].clone();
         let callers = callers[p.client as usize].clone();
         let ends = ends.clone();
@@ -379,27 +498,48 @@ async fn drive(
 
     let ends = ends.lock().unwrap_or_else(|e| e.into_inner()).clone();
     let stats = std::mem::take(&mut *lock(&stats));
-    let (mut succeeded, mut failed_permanent, mut failed_client, mut timed_out) =
-        (0u64, 0u64, 0u64, 0u64);
-    let mut gave_up_alone = 0u64;
-    let mut latencies = Vec::new();
-    let mut makespan: f64 = 0.0;
+    let mut tally = Tally {
+        attempts: stats.attempts,
+        rejected: stats.rejected,
+        after_exhaustion: stats.after_exhaustion,
+        finished,
+        timeline: stats.timeline,
+        ..Tally::default()
+    };
     for (end, done) in ends.iter().flatten() {
-        makespan = makespan.max(*done);
+        tally.makespan_s = tally.makespan_s.max(*done);
         match end {
-            End::Succeeded(lat) => {
-                succeeded += 1;
-                latencies.push(*lat);
-            }
-            End::FailedPermanent => failed_permanent += 1,
-            End::FailedClient => failed_client += 1,
-            End::TimedOut => timed_out += 1,
-            End::GaveUpAlone => gave_up_alone += 1,
+            End::Succeeded(lat) => tally.latencies.push(*lat),
+            End::FailedPermanent => tally.failed_permanent += 1,
+            End::FailedClient => tally.failed_client += 1,
+            End::TimedOut => tally.timed_out += 1,
+            End::GaveUpAlone => tally.gave_up_alone += 1,
             End::Lost => {}
         }
     }
+    tally
+}
+
+/// The row of a run from its tally.
+fn result(scenario: &Scenario, strategy: Strategy, tally: Tally) -> RunResult {
+    let w = &scenario.workload;
+    let plan = scenario.plan();
+    let Tally {
+        mut latencies,
+        failed_permanent,
+        failed_client,
+        timed_out,
+        gave_up_alone,
+        attempts,
+        rejected,
+        after_exhaustion,
+        mut makespan_s,
+        finished,
+        timeline,
+    } = tally;
+    let succeeded = latencies.len() as u64;
     if !finished {
-        makespan = scenario.time_limit.as_secs_f64();
+        makespan_s = scenario.time_limit.as_secs_f64();
     }
     latencies.sort_by(f64::total_cmp);
     let requests = w.requests;
@@ -413,22 +553,18 @@ async fn drive(
         failed_permanent,
         failed_client,
         timed_out,
-        lost: requests - succeeded - failed_permanent - failed_client - timed_out,
+        lost: requests.saturating_sub(succeeded + failed_permanent + failed_client + timed_out),
         gave_up_alone,
-        attempts: stats.attempts,
-        rejected: stats.rejected,
-        rejected_per_success: (succeeded > 0)
-            .then(|| round(stats.rejected as f64 / succeeded as f64)),
-        amplification: round(stats.attempts as f64 / requests as f64),
-        attempts_after_exhaustion: stats.after_exhaustion,
-        makespan_s: round(makespan),
+        attempts,
+        rejected,
+        rejected_per_success: (succeeded > 0).then(|| round(rejected as f64 / succeeded as f64)),
+        amplification: round(attempts as f64 / requests as f64),
+        attempts_after_exhaustion: after_exhaustion,
+        makespan_s: round(makespan_s),
         ideal_makespan_s: round(ideal),
-        makespan_ratio: (ideal > 0.0).then(|| round(makespan / ideal)),
+        makespan_ratio: (ideal > 0.0).then(|| round(makespan_s / ideal)),
         p50_latency_s: percentile(&latencies, 0.5).map(round),
         p99_latency_s: percentile(&latencies, 0.99).map(round),
     };
-    RunResult {
-        row,
-        timeline: stats.timeline,
-    }
+    RunResult { row, timeline }
 }

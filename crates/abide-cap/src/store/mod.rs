@@ -39,6 +39,13 @@
 //!
 //! With the `testing` feature, [`crate::testing`] holds the behaviour suite every store
 //! must pass; `LocalStore` runs it in this crate's tests.
+//!
+//! # A store shared by processes
+//!
+//! [`SharedBucket`] is one bucket's state with the same rules `LocalStore` applies, and
+//! a compact versioned encoding whose instants lie on a timeline shared by the processes
+//! ([`Anchor`]). A shared store (`abide-redis`) keeps the bytes and serializes writers;
+//! the rules stay here, so every store decides alike.
 
 mod bucket;
 mod gcra;
@@ -46,11 +53,13 @@ mod learned;
 mod local;
 mod outage;
 mod refill;
+mod shared;
 mod throttle;
 mod time;
 mod window;
 
 pub use local::LocalStore;
+pub use shared::{Anchor, DecodeError, SharedBucket, FORMAT_VERSION};
 
 use crate::key::BucketKey;
 use crate::ExhaustionPolicy;

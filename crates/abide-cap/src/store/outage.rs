@@ -38,14 +38,14 @@ pub(super) const PROBE_LEASE: Duration = Duration::from_secs(10);
 #[derive(Clone, Copy, Debug)]
 pub(super) struct Outage {
     /// Failed answers counted: the first, then one per failed probe.
-    failures: u32,
+    pub(super) failures: u32,
     /// No probe before this.
     pub(super) until: Instant,
     /// A probe is out: the next may go at this instant if it has not answered.
     pub(super) probe_lease: Option<Instant>,
     /// The bucket's era when the outage began: answers to requests admitted earlier
     /// are the same signal again, not a failed probe.
-    epoch: u64,
+    pub(super) epoch: u64,
 }
 
 impl Outage {

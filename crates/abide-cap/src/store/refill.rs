@@ -98,6 +98,8 @@ pub(super) fn learn_refill(
         // Refused while saying some remained: the server grants less than it says.
         phantom = phantom.max(remaining).min(advertised - 1);
     }
+    // A limit lowered below what was phantom: keep at least one unit of capacity.
+    let phantom = phantom.min(advertised - 1);
     let capacity = advertised - phantom;
     let left = remaining.saturating_sub(phantom).min(capacity);
     // The refill rate: what is missing refills by the reset (exact, and it holds even

@@ -50,7 +50,7 @@ where
     let classify = layer.classifier().clone();
     if with_cap {
         let cap = match &ctx.shared_store {
-            Some(store) => layer.cap().clone().with_store(store.clone()),
+            Some(store) => layer.cap().clone().with_shared_store(store.clone()),
             None => layer.cap().clone(),
         };
         BoxCloneService::new(

@@ -198,9 +198,9 @@ pub struct ClientContext {
     pub start: Instant,
     /// The wall-clock reading at `start`.
     pub epoch: SystemTime,
-    /// The quota store all clients of the run share (`shared_state = true`), for the
-    /// strategies that keep one.
-    pub shared_store: Option<abide_cap::LocalStore>,
+    /// The quota store all clients of the run share (`shared_state = true`, or a fleet's
+    /// store), for the strategies that keep one.
+    pub shared_store: Option<std::sync::Arc<dyn abide_cap::QuotaStore>>,
     /// The scenario's server, for the baselines whose users declare its limits to a static
     /// client-side limiter (they declare the true, enforced limits: their best case).
     pub server: ServerConfig,
