@@ -126,7 +126,8 @@ pub use abide_cap::{
 
 #[cfg(feature = "retry")]
 pub use abide_retry::{
-    AttemptTimedOut, Attempts, BudgetExhausted, DeadlineExceeded, ReplayBody, Stop, WaitTooLong,
+    AttemptTimedOut, Attempts, BudgetExhausted, DeadlineExceeded, ReplayBody, ReplaySafe, Stop,
+    WaitTooLong,
 };
 
 /// The service [`AbideLayer`] makes around `S`.

@@ -6,6 +6,24 @@ use http::{HeaderMap, Method};
 /// The header OpenAI, Stripe and the IETF draft use to let a server deduplicate a request.
 pub const IDEMPOTENCY_KEY: HeaderName = HeaderName::from_static("idempotency-key");
 
+/// A request extension saying this one request has no side effects (an LLM completion, a
+/// search, a read sent as POST): after an ambiguous failure (a 502, a 504, a cut attempt)
+/// it is sent again whatever its method, as
+/// [`with_replay_safe`](crate::BackoffRetryLayer::with_replay_safe) does for every request
+/// of a layer.
+///
+/// ```
+/// use abide_retry::ReplaySafe;
+///
+/// let mut request = http::Request::post("https://search.example.com/v1/query")
+///     .body(String::from(r#"{"q":"rust"}"#))
+///     .unwrap();
+/// request.extensions_mut().insert(ReplaySafe);
+/// # let _ = request;
+/// ```
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+pub struct ReplaySafe;
+
 /// True for the methods RFC 9110 calls idempotent: GET, HEAD, OPTIONS, TRACE, PUT, DELETE.
 pub(crate) fn is_idempotent_method(method: &Method) -> bool {
     matches!(

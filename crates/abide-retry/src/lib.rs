@@ -68,8 +68,8 @@
 //!   ([`Processing::NotProcessed`](abide_classify::Processing::NotProcessed): 429, 503,
 //!   529, `RESOURCE_EXHAUSTED`, a refused connection, a cap's full queue) is retried whatever its
 //!   method. After an ambiguous failure (timeout, reset, 500/502/504) only idempotent
-//!   methods and requests carrying an `Idempotency-Key` are; the layer can add one
-//!   ([`with_idempotency_key`]).
+//!   methods, requests carrying an `Idempotency-Key` (the layer can add one:
+//!   [`with_idempotency_key`]) and requests marked [`ReplaySafe`] (no side effects) are.
 //! - **Body replay.** The inner service receives a [`ReplayBody`], recorded lazily up to
 //!   [`with_replay_limit`]: streams work, a server answering before the body was sent in
 //!   full is handled byte-exact, and a larger body simply makes the request
@@ -120,7 +120,7 @@ pub use budget::RetryBudget;
 pub use deadline::{parse_grpc_timeout, Deadline};
 pub use error::{AttemptTimedOut, BudgetExhausted, DeadlineExceeded, ReplayError, WaitTooLong};
 pub use future::ResponseFuture;
-pub use idempotency::IDEMPOTENCY_KEY;
+pub use idempotency::{ReplaySafe, IDEMPOTENCY_KEY};
 pub use layer::{
     BackoffRetryLayer, DEFAULT_DRAIN_LIMIT, DEFAULT_MAX_ATTEMPTS, DEFAULT_MAX_PACED_ATTEMPTS,
     DEFAULT_MAX_SERVER_WAIT, DEFAULT_REPLAY_LIMIT, MAX_ATTEMPTS_LIMIT, MAX_SERVER_WAIT_LIMIT,

@@ -2,7 +2,9 @@
 
 use crate::deadline::{parse_grpc_timeout, Deadline, GRPC_TIMEOUT, MAX_DEADLINE};
 use crate::future::{ResponseFuture, Template};
-use crate::idempotency::{is_idempotent, is_idempotent_method, new_key, IDEMPOTENCY_KEY};
+use crate::idempotency::{
+    is_idempotent, is_idempotent_method, new_key, ReplaySafe, IDEMPOTENCY_KEY,
+};
 use crate::layer::{BackoffRetryLayer, Config};
 use crate::replay::ReplayBody;
 use crate::BoxError;
@@ -119,7 +121,9 @@ where
             _ => Duration::ZERO,
         };
 
-        let idempotent_method = is_idempotent_method(request.method());
+        // An idempotent method, or a request its caller marked as having no side effects.
+        let idempotent_method = is_idempotent_method(request.method())
+            || request.extensions().get::<ReplaySafe>().is_some();
         let mut keyed = false;
         if config.idempotency_key
             && !idempotent_method

@@ -249,6 +249,23 @@ async fn a_get_after_an_ambiguous_502_is_retried() {
 }
 
 #[tokio::test(start_paused = true)]
+async fn a_post_marked_replay_safe_is_retried_after_a_502_without_a_key() {
+    let mut req = request("POST");
+    req.extensions_mut().insert(abide_retry::ReplaySafe);
+    let (call, mut handle) = start(&layer(), req);
+    let (_, send) = handle.next_request().await.unwrap();
+    send.send_response(response(502));
+    let (req, send) = handle.next_request().await.unwrap();
+    assert_eq!(req.method(), "POST");
+    assert!(
+        !req.headers().contains_key(IDEMPOTENCY_KEY),
+        "no side effects: nothing to deduplicate"
+    );
+    send.send_response(response(200));
+    assert_eq!(call.await.unwrap().unwrap().status(), 200);
+}
+
+#[tokio::test(start_paused = true)]
 async fn a_post_carrying_an_idempotency_key_is_retried_after_a_502() {
     let mut req = request("POST");
     req.headers_mut()

@@ -6,7 +6,7 @@ use crate::dialect::SimDialect;
 use crate::service::RequestTokens;
 use abide::AbideLayer;
 use abide_cap::Cost;
-use abide_retry::ReplayBody;
+use abide_retry::{ReplayBody, ReplaySafe};
 use http::{Request, Response};
 use tower::util::BoxCloneService;
 use tower::{BoxError, Service, ServiceBuilder};
@@ -23,12 +23,17 @@ pub(super) fn preset(dialect: SimDialect) -> (AbideLayer, &'static str) {
     }
 }
 
-/// Declares a request's token cost to the cap, as a user does with the `Cost` extension.
+/// Declares what a user knows of each request: its token cost (the `Cost` extension), and
+/// that it has no side effects (`ReplaySafe`): every simulated API serves completions
+/// (`POST /v1/chat/completions`), whatever headers it speaks, so a 502 or a 504 may be
+/// answered by sending it again, as the LLM presets do for every request. Without the
+/// mark, the generic preset does not send a POST twice after an ambiguous failure.
 fn declare_cost(mut req: Request<SimBody>) -> Request<SimBody> {
     if let Some(t) = req.extensions().get::<RequestTokens>().copied() {
         req.extensions_mut()
             .insert(Cost(u32::try_from(t.0).unwrap_or(u32::MAX)));
     }
+    req.extensions_mut().insert(ReplaySafe);
     req
 }
 
