@@ -41,7 +41,16 @@ impl fmt::Display for ValueError {
 
 /// Trims optional whitespace (SP and HTAB, RFC 9110 §5.6.3) from both ends.
 pub(crate) fn trim_ows(s: &str) -> &str {
-    s.trim_matches(|c| c == ' ' || c == '\t')
+    // Byte by byte: both are ASCII, so every cut is at a char boundary.
+    let b = s.as_bytes();
+    let (mut start, mut end) = (0, b.len());
+    while start < end && matches!(b[start], b' ' | b'\t') {
+        start += 1;
+    }
+    while end > start && matches!(b[end - 1], b' ' | b'\t') {
+        end -= 1;
+    }
+    &s[start..end]
 }
 
 /// A non-negative integer count, capped at [`MAX_COUNT`]. Leading zeros are fine; a sign,

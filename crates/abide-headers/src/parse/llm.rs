@@ -86,7 +86,7 @@ pub(super) fn anthropic(cx: &mut Cx<'_>) {
             &AN_OUTPUT_RESET,
         ),
     ];
-    let now = cx.now;
+    let now = cx.now();
     for (scope, limit, remaining, reset) in table {
         let mut l = Limit::new(scope, Dialect::Anthropic);
         l.limit = cx.count(limit);

@@ -35,6 +35,7 @@ mod xrl;
 use crate::value::{self, ValueError};
 use crate::{Limit, RateLimitSnapshot, Scope};
 use http::header::{HeaderMap, HeaderName};
+use std::cell::Cell;
 use std::time::SystemTime;
 
 /// Which groups of fields are present, found in one pass over the header names so that
@@ -140,12 +141,9 @@ pub(crate) fn extract(headers: &HeaderMap, now: Option<SystemTime>) -> RateLimit
     if seen == Seen::default() {
         return snap;
     }
-    let now = now
-        .or_else(|| text(headers, &http::header::DATE).and_then(|d| value::http_date(d).ok()))
-        .unwrap_or_else(SystemTime::now);
     let mut cx = Cx {
         headers,
-        now,
+        now: Cell::new(now),
         seen,
         snap: &mut snap,
     };
@@ -174,12 +172,26 @@ pub(crate) fn extract(headers: &HeaderMap, now: Option<SystemTime>) -> RateLimit
 /// What every reader needs: the headers, the reference instant, and the snapshot to fill.
 pub(crate) struct Cx<'a> {
     pub(crate) headers: &'a HeaderMap,
-    pub(crate) now: SystemTime,
+    /// The reference instant, found on first use ([`Cx::now`]): the dialects that state
+    /// only counts and relative resets (OpenAI's) never read the clock or `Date`.
+    now: Cell<Option<SystemTime>>,
     pub(crate) seen: Seen,
     pub(crate) snap: &'a mut RateLimitSnapshot,
 }
 
 impl Cx<'_> {
+    /// The reference instant: the one given, else the response's `Date`, else the clock.
+    pub(crate) fn now(&self) -> SystemTime {
+        if let Some(now) = self.now.get() {
+            return now;
+        }
+        let now = text(self.headers, &http::header::DATE)
+            .and_then(|d| value::http_date(d).ok())
+            .unwrap_or_else(SystemTime::now);
+        self.now.set(Some(now));
+        now
+    }
+
     /// Adds a limit, merging a generic duplicate into the counter already kept (see the
     /// module docs).
     pub(crate) fn push(&mut self, limit: Limit) {
