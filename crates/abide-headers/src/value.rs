@@ -40,6 +40,7 @@ impl fmt::Display for ValueError {
 }
 
 /// Trims optional whitespace (SP and HTAB, RFC 9110 §5.6.3) from both ends.
+#[inline]
 pub(crate) fn trim_ows(s: &str) -> &str {
     // Byte by byte: both are ASCII, so every cut is at a char boundary.
     let b = s.as_bytes();
