@@ -1,28 +1,33 @@
 //! Heap allocations on the success path of the whole stack, counted by a global allocator.
 //!
 //! After warm-up, a successful request through `AbideLayer::generic()` allocates only what
-//! the contracts of the stack require, and the test pins the exact count so that any new
-//! allocation fails it:
+//! the contracts of the stack require, and the test pins the exact count, so any new
+//! allocation on the success path fails it:
 //!
 //! - **the retry copy of the request head** (`Template`): the inner service consumes the
 //!   request, so a retry needs its own copy of the headers, made before the first attempt
-//!   (tower's `retry::Policy::clone_request` makes the same copy). Its cost is what
-//!   `HeaderMap::clone` costs for this request, measured here on an identical request:
-//!   the map's two tables, plus one shared handle per header value still owned by a single
+//!   (tower's `retry::Policy::clone_request` makes the same copy). It costs what
+//!   `HeaderMap::clone` costs for this request, measured here on an identical request: the
+//!   map's two tables, plus one shared handle per header value still owned by a single
 //!   buffer (`bytes` makes such a value shareable on its first clone).
+//! - **the replay record of the body** ([`ReplayBody`](abide::retry::ReplayBody)): one
+//!   record shared by the attempt that sends the body and the copy kept for a retry (an
+//!   `Arc`), holding the original body pinned on the heap (a `Box`: the body type need not
+//!   be `Unpin`, and the crate has no `unsafe`), plus the data's shared handle when the
+//!   recorded frame was owned by one buffer (measured like the header values). A body of
+//!   one frame is recorded inline, without a list.
 //! - **the response's extensions**: [`Classification`](abide::Classification),
 //!   [`RateLimitSnapshot`](abide::headers::RateLimitSnapshot) and
 //!   [`Attempts`](abide::retry::Attempts), the documented outputs of the stack. `http`
-//!   boxes each value and allocates its map (and the map's table) on the first insert:
-//!   [`EXTENSION_ALLOCATIONS`] in all.
+//!   boxes each value and allocates its map (and the map's table) on the first insert.
 //!
-//! Everything else (the request body's replay record, bucket lookups, admission, the
-//! permit, header parsing, classification, counters) allocates nothing. Requests and
-//! responses are built before the counted region: they are the caller's and the inner
-//! service's allocations, not the stack's.
+//! Everything else (bucket lookups, admission, the permit, header parsing, classification,
+//! counters, the budget) allocates nothing. Requests and responses are built before the
+//! counted region: they are the caller's and the API's allocations, not the stack's.
 //!
-//! The counter (`stats_alloc`) is process-wide, so this binary holds this one test and the
-//! runtime is current-thread: nothing else allocates while it counts.
+//! The counter (`stats_alloc`, a `GlobalAlloc` wrapper over the system allocator, so this
+//! crate keeps `forbid(unsafe_code)`) is process-wide: this binary holds this one test and
+//! the runtime is current-thread, so nothing else allocates while it counts.
 
 use abide::AbideLayer;
 use bytes::Bytes;
@@ -44,8 +49,16 @@ const COUNTED: usize = 500;
 /// `Classification`, `RateLimitSnapshot`, `Attempts`: one box each, plus the map's box and
 /// its hash table on the first insert (the table's first capacity holds three entries).
 const EXTENSION_ALLOCATIONS: usize = 5;
+/// The replay record: the `Arc` shared by the sent body and the retry copy, and the `Box`
+/// pinning the original body.
+const REPLAY_ALLOCATIONS: usize = 2;
 
 const PROMPT: &str = r#"{"model":"gpt-4o-mini","messages":[{"role":"user","content":"Hello"}]}"#;
+
+/// A body as a client builds one: a JSON document serialized into a fresh buffer.
+fn body() -> Bytes {
+    Bytes::from(PROMPT.as_bytes().to_vec())
+}
 
 /// A request as a client builds one: URI and credential from runtime strings, a static
 /// content type, a body that is already in memory.
@@ -53,7 +66,7 @@ fn request(key: &str) -> Request<Full<Bytes>> {
     let uri: Uri = String::from("https://api.openai.com/v1/chat/completions")
         .parse()
         .expect("a URI");
-    let mut request = Request::new(Full::new(Bytes::from(PROMPT.as_bytes().to_vec())));
+    let mut request = Request::new(Full::new(body()));
     *request.method_mut() = http::Method::POST;
     *request.uri_mut() = uri;
     let headers = request.headers_mut();
@@ -98,8 +111,18 @@ fn header_copy_allocations() -> usize {
     allocations
 }
 
+/// What sharing a fresh body buffer costs (the replay record keeps a handle on it).
+fn body_share_allocations() -> usize {
+    let fresh = body();
+    let region = Region::new(GLOBAL);
+    let shared = fresh.clone();
+    let allocations = region.change().allocations;
+    drop(shared);
+    allocations
+}
+
 #[test]
-fn a_successful_request_allocates_only_the_retry_copy_of_its_head_and_its_extensions() {
+fn a_successful_request_allocates_only_its_retry_copy_and_its_extensions() {
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_time()
         .build()
@@ -133,6 +156,7 @@ fn a_successful_request_allocates_only_the_retry_copy_of_its_head_and_its_extens
     };
     let service = AbideLayer::generic().layer(api);
     let per_copy = header_copy_allocations();
+    let per_body = body_share_allocations();
 
     let counted = rt.block_on(async {
         let mut send = |n: usize| {
@@ -163,14 +187,15 @@ fn a_successful_request_allocates_only_the_retry_copy_of_its_head_and_its_extens
         send(COUNTED).await.expect("counted requests")
     });
 
-    let expected = per_copy + EXTENSION_ALLOCATIONS;
+    let expected = per_copy + per_body + REPLAY_ALLOCATIONS + EXTENSION_ALLOCATIONS;
     let per_request = counted.allocations as f64 / COUNTED as f64;
     assert_eq!(
         counted.allocations,
         COUNTED * expected,
-        "{per_request:.2} allocations per request, expected {expected} \
-         ({per_copy} for the retry copy of the headers + {EXTENSION_ALLOCATIONS} for the \
-         response extensions); {} reallocations, {} bytes",
+        "{per_request:.2} allocations per request, expected {expected}: {per_copy} for the \
+         retry copy of the headers, {REPLAY_ALLOCATIONS} + {per_body} for the body's replay \
+         record, {EXTENSION_ALLOCATIONS} for the response extensions \
+         ({} reallocations, {} bytes)",
         counted.reallocations,
         counted.bytes_allocated,
     );
