@@ -537,7 +537,7 @@ impl Limiters {
             shard.sweep_at = (shard.map.len() * 2).max(MIN_SWEEP);
         }
         let limiter = Arc::new(Limiter::new(self.config));
-        shard.map.insert(key.clone(), limiter.clone());
+        shard.map.insert(key.detached(), limiter.clone());
         limiter
     }
 
