@@ -17,7 +17,12 @@ use tokio::time::Instant;
 pub const MAX_IN_FLIGHT: usize = 1 << 16;
 
 const SHARDS: usize = 16;
-const MIN_SWEEP: usize = 256;
+/// A shard is swept for limiters nobody holds once it holds this many (then twice what the
+/// last sweep left). High enough that thousands of active buckets keep their limiters
+/// between requests instead of making a new one each time (an allocation, and the
+/// adaptive cap's history lost); low enough that idle ones cost little: at most 16 × 1024
+/// limiters of a few hundred bytes each.
+const MIN_SWEEP: usize = 1024;
 
 /// How many requests of one bucket may be in flight at once (from admission until the
 /// response body ends or is dropped).
@@ -537,7 +542,7 @@ impl Limiters {
             shard.sweep_at = (shard.map.len() * 2).max(MIN_SWEEP);
         }
         let limiter = Arc::new(Limiter::new(self.config));
-        shard.map.insert(key.detached(), limiter.clone());
+        shard.map.insert(key.clone(), limiter.clone());
         limiter
     }
 
