@@ -137,22 +137,24 @@ fn a_successful_request_allocates_only_its_retry_copy_and_its_extensions() {
     requests.reverse();
     let api = {
         let responses = responses.clone();
-        tower::service_fn(move |request: Request<abide::AbideRequestBody<Full<Bytes>>>| {
-            let responses = responses.clone();
-            async move {
-                // Send the body, as a client does (the replay record keeps it).
-                let mut body = request.into_body();
-                while let Some(frame) = body.frame().await {
-                    frame.expect("a request body frame");
+        tower::service_fn(
+            move |request: Request<abide::AbideRequestBody<Full<Bytes>>>| {
+                let responses = responses.clone();
+                async move {
+                    // Send the body, as a client does (the replay record keeps it).
+                    let mut body = request.into_body();
+                    while let Some(frame) = body.frame().await {
+                        frame.expect("a request body frame");
+                    }
+                    let response = responses
+                        .lock()
+                        .expect("the response pool")
+                        .pop()
+                        .expect("a prepared response");
+                    Ok::<_, Infallible>(response)
                 }
-                let response = responses
-                    .lock()
-                    .expect("the response pool")
-                    .pop()
-                    .expect("a prepared response");
-                Ok::<_, Infallible>(response)
-            }
-        })
+            },
+        )
     };
     let service = AbideLayer::generic().layer(api);
     let per_copy = header_copy_allocations();
@@ -168,11 +170,7 @@ fn a_successful_request_allocates_only_its_retry_copy_and_its_extensions() {
                     if i == 0 {
                         region = Some(Region::new(GLOBAL));
                     }
-                    let response = service
-                        .clone()
-                        .oneshot(request)
-                        .await
-                        .expect("a success");
+                    let response = service.clone().oneshot(request).await.expect("a success");
                     assert!(response.status().is_success());
                     // Read to the end, as a caller does: that releases the permit.
                     let mut body = response.into_body();
@@ -199,5 +197,8 @@ fn a_successful_request_allocates_only_its_retry_copy_and_its_extensions() {
         counted.reallocations,
         counted.bytes_allocated,
     );
-    assert_eq!(counted.reallocations, 0, "reallocations on the success path");
+    assert_eq!(
+        counted.reallocations, 0,
+        "reallocations on the success path"
+    );
 }

@@ -121,6 +121,9 @@ pin_project! {
 }
 
 /// What a state's step leads to: the next state, or the future's output.
+// A step lives on the stack for one transition; boxing the state would allocate on every
+// request.
+#[allow(clippy::large_enum_variant)]
 enum Step<F, R, O> {
     Next(State<F, R>),
     Finish(O),

@@ -42,7 +42,9 @@ async fn grow(store: &LocalStore, keys: usize, len: usize) -> usize {
     }
     let change = region.change();
     // A reallocation's growth is in `bytes_allocated` already.
-    change.bytes_allocated.saturating_sub(change.bytes_deallocated)
+    change
+        .bytes_allocated
+        .saturating_sub(change.bytes_deallocated)
 }
 
 fn runtime() -> tokio::runtime::Runtime {
@@ -70,7 +72,9 @@ fn bytes_per_bucket(keys: usize, len: usize) -> f64 {
 #[test]
 fn an_idle_bucket_costs_no_more_than_the_documented_bytes() {
     let per_bucket = bytes_per_bucket(16 * 3_800, abide_cap::MAX_KEY_LEN);
-    println!("60,800 buckets, 256-byte keys: {per_bucket:.0} bytes each (bound {BYTES_PER_BUCKET})");
+    println!(
+        "60,800 buckets, 256-byte keys: {per_bucket:.0} bytes each (bound {BYTES_PER_BUCKET})"
+    );
     assert!(
         per_bucket <= BYTES_PER_BUCKET as f64,
         "{per_bucket:.0} bytes per bucket, documented bound {BYTES_PER_BUCKET}"
@@ -84,7 +88,9 @@ fn an_idle_bucket_costs_no_more_than_the_documented_bytes() {
 #[ignore = "a million keys: run with --ignored"]
 fn a_million_distinct_keys_cost_no_more_than_the_documented_bytes_each() {
     let per_bucket = bytes_per_bucket(1_000_000, 30);
-    println!("1,000,000 buckets, 30-byte keys: {per_bucket:.0} bytes each (bound {BYTES_PER_BUCKET})");
+    println!(
+        "1,000,000 buckets, 30-byte keys: {per_bucket:.0} bytes each (bound {BYTES_PER_BUCKET})"
+    );
     assert!(
         per_bucket <= BYTES_PER_BUCKET as f64,
         "{per_bucket:.0} bytes per bucket, documented bound {BYTES_PER_BUCKET}"
@@ -100,8 +106,15 @@ fn a_flood_of_distinct_keys_stays_within_max_buckets_and_their_bytes() {
     runtime().block_on(async {
         let store = LocalStore::new().with_max_buckets(max);
         let grown = grow(&store, 20 * max, 30).await;
-        assert!(store.len() <= max, "{} buckets held, at most {max}", store.len());
+        assert!(
+            store.len() <= max,
+            "{} buckets held, at most {max}",
+            store.len()
+        );
         let bound = max * BYTES_PER_BUCKET;
-        assert!(grown <= bound, "{grown} bytes held for {max} buckets, bound {bound}");
+        assert!(
+            grown <= bound,
+            "{grown} bytes held for {max} buckets, bound {bound}"
+        );
     });
 }

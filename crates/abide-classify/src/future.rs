@@ -181,7 +181,9 @@ where
     // The snapshot is parsed where it will stay, in the extensions: it holds its limits
     // inline (about 1.5 KB), and every move of it would be a copy.
     // (One the inner service put there is replaced: `extract_into` empties it first.)
-    let snapshot = parts.extensions.get_or_insert_default::<RateLimitSnapshot>();
+    let snapshot = parts
+        .extensions
+        .get_or_insert_default::<RateLimitSnapshot>();
     config.headers.extract_into(&parts.headers, snapshot);
     let snapshot = &*snapshot;
     let decision = classifier

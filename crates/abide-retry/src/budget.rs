@@ -1,7 +1,7 @@
 //! A retry budget shared by every clone of a service.
 
-use std::fmt;
 use crate::striped::Striped;
+use std::fmt;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tokio::time::Instant;

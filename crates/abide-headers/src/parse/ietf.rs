@@ -582,7 +582,9 @@ fn reset_value(cx: &Cx<'_>, name: &HeaderName, s: &str) -> Option<Duration> {
         // An integer part over 15 digits breaks the sf-integer grammar: dropped.
         Ok(_) if whole.len() > 15 => Err(value::ValueError::TooLong),
         Ok(x) => Ok(value::reset_by_magnitude(x, cx.now())),
-        Err(value::ValueError::NotANumber) => value::http_date(s).map(|t| value::until(t, cx.now())),
+        Err(value::ValueError::NotANumber) => {
+            value::http_date(s).map(|t| value::until(t, cx.now()))
+        }
         Err(e) => Err(e),
     };
     parsed.map_err(|why| malformed(name, s, why)).ok()

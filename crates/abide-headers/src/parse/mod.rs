@@ -142,7 +142,11 @@ pub(crate) fn extract(headers: &HeaderMap, now: Option<SystemTime>) -> RateLimit
 }
 
 /// [`extract`] into `snap`, which is emptied first.
-pub(crate) fn extract_into(headers: &HeaderMap, now: Option<SystemTime>, snap: &mut RateLimitSnapshot) {
+pub(crate) fn extract_into(
+    headers: &HeaderMap,
+    now: Option<SystemTime>,
+    snap: &mut RateLimitSnapshot,
+) {
     snap.clear();
     let seen = Seen::scan(headers);
     if seen == Seen::default() {
