@@ -15,11 +15,21 @@
 //! callers over 10,000 distinct hosts).
 //!
 //! Run: `cargo bench --bench stack -- --quick`.
+//!
+//! Instructions per request, under callgrind: with `STACK_PROFILE=abide` (or `tower`) and
+//! `STACK_REQUESTS=N` the binary sends N requests through that stack (one caller) and
+//! exits without criterion; the difference of two runs' instruction counts divided by
+//! the difference of their N is the cost of one request, setup excluded:
+//!
+//! ```text
+//! cargo bench --bench stack --no-run
+//! STACK_PROFILE=abide STACK_REQUESTS=1000 valgrind --tool=callgrind target/release/deps/stack-*
+//! ```
 
 use abide::cap::ConcurrencyCapLayer;
 use abide::{AbideLayer, InFlight};
 use bytes::Bytes;
-use criterion::{criterion_group, criterion_main, Criterion};
+use criterion::{criterion_group, Criterion};
 use http::{Request, Response, Uri};
 use http_body_util::Full;
 use std::convert::Infallible;
@@ -262,4 +272,38 @@ fn stack(c: &mut Criterion) {
 }
 
 criterion_group!(benches, stack);
-criterion_main!(benches);
+
+/// `STACK_PROFILE=abide|tower STACK_REQUESTS=N`: N one-caller requests through that stack,
+/// for callgrind (see the module docs); otherwise the criterion benches.
+fn main() {
+    let Ok(which) = std::env::var("STACK_PROFILE") else {
+        benches();
+        Criterion::default().configure_from_args().final_summary();
+        return;
+    };
+    let n: u64 = std::env::var("STACK_REQUESTS")
+        .ok()
+        .and_then(|n| n.parse().ok())
+        .unwrap_or(1000);
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_time()
+        .build()
+        .expect("runtime");
+    rt.block_on(async {
+        match which.as_str() {
+            "abide" => {
+                let svc = abide_stack();
+                for _ in 0..n {
+                    one(svc.clone(), openai_uri()).await;
+                }
+            }
+            "tower" => {
+                let svc = tower_stack();
+                for _ in 0..n {
+                    one(svc.clone(), openai_uri()).await;
+                }
+            }
+            other => panic!("STACK_PROFILE is abide or tower, not {other:?}"),
+        }
+    });
+}

@@ -41,17 +41,7 @@ pin_project! {
     {
         #[pin]
         state: State<S::Future, S::Response>,
-        shared: Arc<Shared>,
-        key: BucketKey,
-        cost: u32,
-        started: Option<Instant>,
-        max_wait: Duration,
-        limiter: Arc<Limiter>,
-        queue: Option<QueueSlot>,
-        permit: Option<Permit>,
-        ticket: Option<Ticket>,
-        svc: S,
-        request: Option<Request<B>>,
+        ctx: Ctx<S, B>,
     }
 
     impl<S, B> PinnedDrop for ResponseFuture<S, B>
@@ -67,17 +57,29 @@ pin_project! {
                 ..
             } = this.state.project()
             {
-                let admission = Admission::new(
-                    this.key,
-                    *this.cost,
-                    Instant::now(),
-                    &this.shared.config.policy,
-                )
-                .with_reservation(Some(*reservation));
-                drop(this.shared.store.cancel(&admission));
+                let ctx = &*this.ctx;
+                let admission =
+                    Admission::new(&ctx.key, ctx.cost, Instant::now(), &ctx.shared.config.policy)
+                        .with_reservation(Some(*reservation));
+                drop(ctx.shared.store.cancel(&admission));
             }
         }
     }
+}
+
+/// Everything but the state: what the request is, and what it holds.
+struct Ctx<S, B> {
+    shared: Arc<Shared>,
+    key: BucketKey,
+    cost: u32,
+    started: Option<Instant>,
+    max_wait: Duration,
+    limiter: Arc<Limiter>,
+    queue: Option<QueueSlot>,
+    permit: Option<Permit>,
+    ticket: Option<Ticket>,
+    svc: S,
+    request: Option<Request<B>>,
 }
 
 pin_project! {
@@ -118,6 +120,15 @@ pin_project! {
     }
 }
 
+/// What a state's step leads to: the next state, or the future's output.
+// A step lives on the stack for one transition; boxing the state would allocate on every
+// request.
+#[allow(clippy::large_enum_variant)]
+enum Step<F, R, O> {
+    Next(State<F, R>),
+    Finish(O),
+}
+
 impl<S, B> ResponseFuture<S, B>
 where
     S: Service<Request<B>>,
@@ -134,17 +145,19 @@ where
         let limiter = shared.limiters.get(&key);
         ResponseFuture {
             state: State::Start,
-            shared,
-            key,
-            cost,
-            started,
-            max_wait,
-            limiter,
-            queue: None,
-            permit: None,
-            ticket: None,
-            svc,
-            request: Some(request),
+            ctx: Ctx {
+                shared,
+                key,
+                cost,
+                started,
+                max_wait,
+                limiter,
+                queue: None,
+                permit: None,
+                ticket: None,
+                svc,
+                request: Some(request),
+            },
         }
     }
 }
@@ -165,8 +178,8 @@ where
             State::Done => "done",
         };
         f.debug_struct("ResponseFuture")
-            .field("bucket", &self.key)
-            .field("cost", &self.cost)
+            .field("bucket", &self.ctx.key)
+            .field("cost", &self.ctx.cost)
             .field("state", &state)
             .finish()
     }
@@ -347,6 +360,209 @@ fn report<R, E: Into<BoxError>>(
     }
 }
 
+fn polled_after_completion() -> BoxError {
+    "abide-cap: response future polled after completion".into()
+}
+
+type CapStep<S, B, ResB> = Step<
+    <S as Service<Request<B>>>::Future,
+    <S as Service<Request<B>>>::Response,
+    Result<Response<ResponseBody<ResB>>, BoxError>,
+>;
+
+impl<S, B, ResB> Ctx<S, B>
+where
+    S: Service<Request<B>, Response = Response<ResB>>,
+    S::Error: Into<BoxError>,
+    ResB: http_body::Body,
+{
+    /// Ends the request with an error, freeing its permit and queue place at once.
+    fn fail(&mut self, error: BoxError) -> CapStep<S, B, ResB> {
+        self.permit = None;
+        self.queue = None;
+        Step::Finish(Err(error))
+    }
+
+    fn admit(&self, now: Instant, reservation: Option<Reservation>) -> CapStep<S, B, ResB> {
+        let left = left(self.max_wait, self.started, now);
+        let admit = admit(&self.shared, &self.key, self.cost, now, left, reservation);
+        Step::Next(State::Admit { admit })
+    }
+
+    /// First poll: a free permit goes straight to admission; otherwise wait in the
+    /// bucket's FIFO queue for one, until the max wait.
+    fn start(&mut self) -> CapStep<S, B, ResB> {
+        let now = Instant::now();
+        // Starting now, unless a deadline started the clock in `call`.
+        let started = *self.started.get_or_insert(now);
+        if let Some(permit) = self.limiter.try_acquire() {
+            self.permit = Some(permit);
+            return self.admit(now, None);
+        }
+        let bound = self.shared.config.max_queue;
+        let Some(slot) = self.limiter.enqueue(bound) else {
+            return self.fail(Box::new(QueueFull::new(self.key.clone(), bound)));
+        };
+        self.queue = Some(slot);
+        let Some(acquire) = self.limiter.acquire() else {
+            // Unlimited buckets always have a permit; unreachable in practice.
+            return self.fail("abide-cap: no permit source".into());
+        };
+        let left = left(self.max_wait, Some(started), now);
+        let deadline = now.checked_add(left.min(NEVER)).unwrap_or(now);
+        Step::Next(State::Acquire {
+            acquire,
+            timeout: sleep_until(deadline),
+            progress: self.limiter.progress(),
+        })
+    }
+
+    fn poll_acquire(
+        &mut self,
+        cx: &mut Context<'_>,
+        acquire: &mut AcquireFuture,
+        timeout: Pin<&mut Sleep>,
+        progress: u64,
+    ) -> Poll<CapStep<S, B, ResB>> {
+        match acquire.as_mut().poll(cx) {
+            Poll::Ready(Ok(permit)) => {
+                self.permit = Some(self.limiter.wrap(permit));
+                Poll::Ready(self.admit(Instant::now(), None))
+            }
+            Poll::Ready(Err(closed)) => Poll::Ready(self.fail(Box::new(closed))),
+            Poll::Pending => {
+                ready!(timeout.poll(cx));
+                let waited = self.started.map_or(Duration::ZERO, |s| s.elapsed());
+                warn_if_bodies_idle(&self.limiter, &self.key, progress, waited);
+                Poll::Ready(self.fail(Box::new(WaitTooLong::new(waited, self.max_wait))))
+            }
+        }
+    }
+
+    fn poll_admit(
+        &mut self,
+        cx: &mut Context<'_>,
+        admit: &mut StoreFuture<Decision>,
+    ) -> Poll<CapStep<S, B, ResB>> {
+        let decision = match ready!(Pin::new(admit).poll(cx)) {
+            Ok(d) => d,
+            Err(e) => return Poll::Ready(self.fail(Box::new(e))),
+        };
+        Poll::Ready(match decision {
+            Decision::Go(ticket) => {
+                self.ticket = Some(ticket);
+                self.queue = None;
+                Step::Next(State::Ready)
+            }
+            Decision::Wait { until, reservation } => self.wait(until, reservation),
+            Decision::Reject(r) => {
+                let waited = self.started.map_or(Duration::ZERO, |s| s.elapsed());
+                let policy = &self.shared.config.policy;
+                let error = rejection(&self.key, r, waited, self.max_wait, policy.max_server_wait);
+                self.fail(error)
+            }
+        })
+    }
+
+    /// The store says wait: hold a queue place and sleep until `until` (or, without a
+    /// reservation, until a probe's answer is in).
+    fn wait(&mut self, until: Instant, reservation: Option<Reservation>) -> CapStep<S, B, ResB> {
+        tracing::debug!(
+            target: "abide_cap",
+            bucket = %self.key,
+            cost = self.cost,
+            wait_ms = until.saturating_duration_since(Instant::now()).as_millis() as u64,
+            reserved = reservation.is_some(),
+            "admission waits"
+        );
+        if let Err(full) = queue_place(&mut self.queue, &self.limiter, &self.shared, &self.key) {
+            return self.fail(full);
+        }
+        let probe_answered = reservation.is_none().then(|| self.limiter.probe_answered());
+        Step::Next(State::Sleep {
+            sleep: sleep_until(until),
+            reservation,
+            probe_answered,
+        })
+    }
+
+    fn poll_sleep(
+        &mut self,
+        cx: &mut Context<'_>,
+        sleep: Pin<&mut Sleep>,
+        reservation: Option<Reservation>,
+        probe_answered: Pin<&mut Option<OwnedNotified>>,
+    ) -> Poll<CapStep<S, B, ResB>> {
+        let woken = probe_answered
+            .as_pin_mut()
+            .is_some_and(|n| n.poll(cx).is_ready());
+        if !woken {
+            ready!(sleep.poll(cx));
+        }
+        Poll::Ready(self.admit(Instant::now(), reservation))
+    }
+
+    /// Admitted: drive the clone of the inner service to readiness and send.
+    fn poll_ready_and_call(&mut self, cx: &mut Context<'_>) -> Poll<CapStep<S, B, ResB>> {
+        if let Err(e) = ready!(self.svc.poll_ready(cx)) {
+            return Poll::Ready(self.fail(e.into()));
+        }
+        let Some(request) = self.request.take() else {
+            return Poll::Ready(self.fail(polled_after_completion()));
+        };
+        let future = self.svc.call(request);
+        Poll::Ready(Step::Next(State::Called {
+            future,
+            sent_at: self.limiter.is_adaptive().then(Instant::now),
+        }))
+    }
+
+    fn poll_called(
+        &mut self,
+        cx: &mut Context<'_>,
+        future: Pin<&mut S::Future>,
+        sent_at: Option<Instant>,
+    ) -> Poll<CapStep<S, B, ResB>> {
+        let result = ready!(future.poll(cx));
+        let (observe, outcome) = report(
+            &self.shared,
+            &self.key,
+            self.ticket,
+            &self.limiter,
+            sent_at,
+            result,
+        );
+        Poll::Ready(Step::Next(State::Observe {
+            observe,
+            outcome: Some(outcome),
+        }))
+    }
+
+    /// The store has learned from the outcome (or failed to): hand the outcome on, the
+    /// permit riding with the response body.
+    fn poll_observe(
+        &mut self,
+        cx: &mut Context<'_>,
+        observe: &mut StoreFuture<()>,
+        outcome: &mut Option<Result<Response<ResB>, BoxError>>,
+    ) -> Poll<CapStep<S, B, ResB>> {
+        if let Err(e) = ready!(Pin::new(observe).poll(cx)) {
+            // The answer is worth more than the bookkeeping: pass it on.
+            tracing::debug!(bucket = %self.key, error = %e, "abide-cap: observation not recorded");
+        }
+        if self.ticket.is_some_and(|t| t.probe) {
+            // The store knows the probe's answer: the held requests ask again.
+            self.limiter.answer_probe();
+        }
+        let permit = self.permit.take();
+        Poll::Ready(Step::Finish(match outcome.take() {
+            Some(Ok(response)) => Ok(response.map(|body| ResponseBody::new(body, permit))),
+            Some(Err(e)) => Err(e),
+            None => Err(polled_after_completion()),
+        }))
+    }
+}
+
 impl<S, B, ResB> Future for ResponseFuture<S, B>
 where
     S: Service<Request<B>, Response = Response<ResB>>,
@@ -357,202 +573,35 @@ where
 
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         let mut this = self.project();
+        let ctx = &mut *this.ctx;
         loop {
-            match this.state.as_mut().project() {
-                StateProj::Start => {
-                    let now = Instant::now();
-                    let left = match *this.started {
-                        Some(started) => this
-                            .max_wait
-                            .saturating_sub(now.saturating_duration_since(started)),
-                        // Starting now: nothing has been waited yet.
-                        None => {
-                            *this.started = Some(now);
-                            *this.max_wait
-                        }
-                    };
-                    if let Some(permit) = this.limiter.try_acquire() {
-                        *this.permit = Some(permit);
-                        let fut = admit(this.shared, this.key, *this.cost, now, left, None);
-                        this.state.set(State::Admit { admit: fut });
-                        continue;
-                    }
-                    let bound = this.shared.config.max_queue;
-                    let Some(slot) = this.limiter.enqueue(bound) else {
-                        this.state.set(State::Done);
-                        return Poll::Ready(Err(Box::new(QueueFull::new(this.key.clone(), bound))));
-                    };
-                    *this.queue = Some(slot);
-                    let Some(acquire) = this.limiter.acquire() else {
-                        // Unlimited buckets always have a permit; unreachable in practice.
-                        this.state.set(State::Done);
-                        return Poll::Ready(Err("abide-cap: no permit source".into()));
-                    };
-                    let deadline = now.checked_add(left.min(NEVER)).unwrap_or(now);
-                    this.state.set(State::Acquire {
-                        acquire,
-                        timeout: sleep_until(deadline),
-                        progress: this.limiter.progress(),
-                    });
-                }
+            let step = match this.state.as_mut().project() {
+                StateProj::Start => ctx.start(),
                 StateProj::Acquire {
                     acquire,
                     timeout,
                     progress,
-                } => match acquire.as_mut().poll(cx) {
-                    Poll::Ready(Ok(permit)) => {
-                        *this.permit = Some(this.limiter.wrap(permit));
-                        let now = Instant::now();
-                        let left = left(*this.max_wait, *this.started, now);
-                        let fut = admit(this.shared, this.key, *this.cost, now, left, None);
-                        this.state.set(State::Admit { admit: fut });
-                    }
-                    Poll::Ready(Err(closed)) => {
-                        this.state.set(State::Done);
-                        return Poll::Ready(Err(Box::new(closed)));
-                    }
-                    Poll::Pending => {
-                        ready!(timeout.poll(cx));
-                        let waited = this.started.map_or(Duration::ZERO, |s| s.elapsed());
-                        warn_if_bodies_idle(this.limiter, this.key, *progress, waited);
-                        this.state.set(State::Done);
-                        *this.queue = None;
-                        return Poll::Ready(Err(Box::new(WaitTooLong::new(
-                            waited,
-                            *this.max_wait,
-                        ))));
-                    }
-                },
-                StateProj::Admit { admit: fut } => {
-                    let decision = match ready!(Pin::new(fut).poll(cx)) {
-                        Ok(d) => d,
-                        Err(e) => {
-                            this.state.set(State::Done);
-                            *this.permit = None;
-                            *this.queue = None;
-                            return Poll::Ready(Err(Box::new(e)));
-                        }
-                    };
-                    match decision {
-                        Decision::Go(ticket) => {
-                            *this.ticket = Some(ticket);
-                            *this.queue = None;
-                            this.state.set(State::Ready);
-                        }
-                        Decision::Wait { until, reservation } => {
-                            tracing::debug!(
-                                target: "abide_cap",
-                                bucket = %this.key,
-                                cost = *this.cost,
-                                wait_ms = until.saturating_duration_since(Instant::now()).as_millis() as u64,
-                                reserved = reservation.is_some(),
-                                "admission waits"
-                            );
-                            if let Err(full) =
-                                queue_place(this.queue, this.limiter, this.shared, this.key)
-                            {
-                                this.state.set(State::Done);
-                                *this.permit = None;
-                                return Poll::Ready(Err(full));
-                            }
-                            let probe_answered =
-                                reservation.is_none().then(|| this.limiter.probe_answered());
-                            this.state.set(State::Sleep {
-                                sleep: sleep_until(until),
-                                reservation,
-                                probe_answered,
-                            });
-                        }
-                        Decision::Reject(r) => {
-                            this.state.set(State::Done);
-                            *this.permit = None;
-                            *this.queue = None;
-                            let waited = this.started.map_or(Duration::ZERO, |s| s.elapsed());
-                            return Poll::Ready(Err(rejection(
-                                this.key,
-                                r,
-                                waited,
-                                *this.max_wait,
-                                this.shared.config.policy.max_server_wait,
-                            )));
-                        }
-                    }
-                }
+                } => ready!(ctx.poll_acquire(cx, acquire, timeout, *progress)),
+                StateProj::Admit { admit } => ready!(ctx.poll_admit(cx, admit)),
                 StateProj::Sleep {
                     sleep,
                     reservation,
                     probe_answered,
-                } => {
-                    let woken = probe_answered
-                        .as_pin_mut()
-                        .is_some_and(|n| n.poll(cx).is_ready());
-                    if !woken {
-                        ready!(sleep.poll(cx));
-                    }
-                    let reservation = *reservation;
-                    let now = Instant::now();
-                    let left = left(*this.max_wait, *this.started, now);
-                    let fut = admit(this.shared, this.key, *this.cost, now, left, reservation);
-                    this.state.set(State::Admit { admit: fut });
-                }
-                StateProj::Ready => {
-                    if let Err(e) = ready!(this.svc.poll_ready(cx)) {
-                        this.state.set(State::Done);
-                        *this.permit = None;
-                        return Poll::Ready(Err(e.into()));
-                    }
-                    let Some(request) = this.request.take() else {
-                        this.state.set(State::Done);
-                        return Poll::Ready(Err(
-                            "abide-cap: response future polled after completion".into(),
-                        ));
-                    };
-                    let future = this.svc.call(request);
-                    this.state.set(State::Called {
-                        future,
-                        sent_at: this.limiter.is_adaptive().then(Instant::now),
-                    });
-                }
+                } => ready!(ctx.poll_sleep(cx, sleep, *reservation, probe_answered)),
+                StateProj::Ready => ready!(ctx.poll_ready_and_call(cx)),
                 StateProj::Called { future, sent_at } => {
-                    let result = ready!(future.poll(cx));
-                    let sent_at = *sent_at;
-                    let (observe, outcome) = report(
-                        this.shared,
-                        this.key,
-                        *this.ticket,
-                        this.limiter,
-                        sent_at,
-                        result,
-                    );
-                    this.state.set(State::Observe {
-                        observe,
-                        outcome: Some(outcome),
-                    });
+                    ready!(ctx.poll_called(cx, future, *sent_at))
                 }
                 StateProj::Observe { observe, outcome } => {
-                    if let Err(e) = ready!(Pin::new(observe).poll(cx)) {
-                        // The answer is worth more than the bookkeeping: pass it on.
-                        tracing::debug!(bucket = %this.key, error = %e, "abide-cap: observation not recorded");
-                    }
-                    if this.ticket.is_some_and(|t| t.probe) {
-                        // The store knows the probe's answer: the held requests ask again.
-                        this.limiter.answer_probe();
-                    }
-                    let outcome = outcome.take();
-                    this.state.set(State::Done);
-                    let permit = this.permit.take();
-                    return Poll::Ready(match outcome {
-                        Some(Ok(response)) => {
-                            Ok(response.map(|body| ResponseBody::new(body, permit)))
-                        }
-                        Some(Err(e)) => Err(e),
-                        None => Err("abide-cap: response future polled after completion".into()),
-                    });
+                    ready!(ctx.poll_observe(cx, observe, outcome))
                 }
-                StateProj::Done => {
-                    return Poll::Ready(Err(
-                        "abide-cap: response future polled after completion".into()
-                    ));
+                StateProj::Done => return Poll::Ready(Err(polled_after_completion())),
+            };
+            match step {
+                Step::Next(state) => this.state.set(state),
+                Step::Finish(output) => {
+                    this.state.set(State::Done);
+                    return Poll::Ready(output);
                 }
             }
         }

@@ -108,6 +108,19 @@ impl BucketKey {
     pub(crate) fn prehash(&self) -> u64 {
         self.hash
     }
+
+    /// The key holding only its own bytes, for a map that keeps it: an authority key
+    /// shares the buffer of the URI it came from, which would keep the whole URI (path
+    /// and query included) alive for as long as the bucket lives.
+    pub(crate) fn detached(&self) -> BucketKey {
+        match &self.repr {
+            Repr::Str(_) => self.clone(),
+            Repr::Authority(a) => BucketKey {
+                hash: self.hash,
+                repr: Repr::Str(Arc::from(a.as_str())),
+            },
+        }
+    }
 }
 
 impl fmt::Debug for BucketKey {

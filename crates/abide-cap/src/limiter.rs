@@ -17,7 +17,12 @@ use tokio::time::Instant;
 pub const MAX_IN_FLIGHT: usize = 1 << 16;
 
 const SHARDS: usize = 16;
-const MIN_SWEEP: usize = 256;
+/// A shard is swept for limiters nobody holds once it holds this many (then twice what the
+/// last sweep left). High enough that thousands of active buckets keep their limiters
+/// between requests instead of making a new one each time (an allocation, and the
+/// adaptive cap's history lost); low enough that idle ones cost little: at most 16 × 1024
+/// limiters of a few hundred bytes each.
+const MIN_SWEEP: usize = 1024;
 /// Successes measured before latency may cut the cap: the long-run average needs a few.
 const MIN_LATENCY_SAMPLES: u32 = 16;
 
@@ -264,11 +269,16 @@ impl Limiter {
     /// A permit now if one is free (the semaphore hands freed permits to waiters first,
     /// so this does not jump the queue).
     pub(crate) fn try_acquire(self: &Arc<Self>) -> Option<Permit> {
-        let permit = match &self.sem {
-            None => None,
-            Some(sem) => Some(sem.clone().try_acquire_owned().ok()?),
+        let held = match &self.sem {
+            None => false,
+            Some(sem) => {
+                // The permit is tracked by `Permit` (given back in `release`), which
+                // spares each request a clone of the semaphore's `Arc`.
+                sem.try_acquire().ok()?.forget();
+                true
+            }
         };
-        Some(Permit::new(self.clone(), permit))
+        Some(Permit::new(self.clone(), held))
     }
 
     /// Waits for a permit, in FIFO order. Boxed because tokio's acquire future has no
@@ -279,7 +289,8 @@ impl Limiter {
     }
 
     pub(crate) fn wrap(self: &Arc<Self>, permit: OwnedSemaphorePermit) -> Permit {
-        Permit::new(self.clone(), Some(permit))
+        permit.forget();
+        Permit::new(self.clone(), true)
     }
 
     /// Joins the queue if fewer than `bound` wait.
@@ -388,24 +399,30 @@ impl Limiter {
         }
     }
 
-    fn release(&self, permit: Option<OwnedSemaphorePermit>) {
+    /// Gives back a permit (`held`: one was taken from the semaphore), unless the cap
+    /// was cut meanwhile and the permit pays off the debt.
+    fn release(&self, held: bool) {
         self.in_flight.fetch_sub(1, Ordering::AcqRel);
         self.progress.fetch_add(1, Ordering::Relaxed);
-        let (Some(permit), Some(aimd)) = (permit, &self.aimd) else {
+        let (true, Some(sem)) = (held, &self.sem) else {
             return;
         };
         // Nothing owed (the common case): the permit goes back without the lock. A debt
         // written concurrently is ordered after this release, as if it had taken the lock
         // first.
-        if !self.in_debt.load(Ordering::Acquire) {
-            return;
+        if let (Some(aimd), true) = (&self.aimd, self.in_debt.load(Ordering::Acquire)) {
+            let mut a = lock(aimd);
+            let owed = a.debt > 0;
+            if owed {
+                a.debt -= 1;
+            }
+            self.in_debt.store(a.debt > 0, Ordering::Release);
+            drop(a);
+            if owed {
+                return;
+            }
         }
-        let mut a = lock(aimd);
-        if a.debt > 0 {
-            a.debt -= 1;
-            permit.forget();
-        }
-        self.in_debt.store(a.debt > 0, Ordering::Release);
+        sem.add_permits(1);
     }
 
     pub(crate) fn stats(&self) -> BucketStats {
@@ -439,14 +456,15 @@ pub struct BucketStats {
 /// An in-flight permit: released when dropped.
 pub(crate) struct Permit {
     limiter: Arc<Limiter>,
-    permit: Option<OwnedSemaphorePermit>,
+    /// A permit was taken from the bucket's semaphore (not for unlimited buckets).
+    held: bool,
 }
 
 impl Permit {
-    fn new(limiter: Arc<Limiter>, permit: Option<OwnedSemaphorePermit>) -> Self {
+    fn new(limiter: Arc<Limiter>, held: bool) -> Self {
         limiter.in_flight.fetch_add(1, Ordering::AcqRel);
         limiter.progress.fetch_add(1, Ordering::Relaxed);
-        Permit { limiter, permit }
+        Permit { limiter, held }
     }
 
     /// Its response body moved (a frame was read).
@@ -463,7 +481,7 @@ impl fmt::Debug for Permit {
 
 impl Drop for Permit {
     fn drop(&mut self) {
-        self.limiter.release(self.permit.take());
+        self.limiter.release(self.held);
     }
 }
 

@@ -297,13 +297,19 @@ impl ClassifyResponse for DefaultClassifier {
         {
             return Some(Decision::AwaitTrailers(c));
         }
+        // A success is peeked only when asked to: test the flags before any header, so
+        // the common success reads no more headers here.
+        let success = c.class == Class::Success;
+        if success && !self.success_peek && !self.graphql {
+            return Some(Decision::Ready(c));
+        }
         if self.head_request || !body_readable(head.headers, head.status) {
             return Some(Decision::Ready(c));
         }
-        let peek = if c.class == Class::Success {
-            json(head.headers)
-                && (self.success_peek
-                    || (self.graphql && (self.graphql_request || graphql_response(head.headers))))
+        let peek = if success {
+            (self.success_peek
+                || (self.graphql && (self.graphql_request || graphql_response(head.headers))))
+                && json(head.headers)
         } else {
             true
         };

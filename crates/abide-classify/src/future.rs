@@ -77,7 +77,9 @@ impl<F, C, B: Body> ResponseFuture<F, C, B> {
     }
 }
 
-fn attach(parts: &mut Parts, c: Classification, snapshot: RateLimitSnapshot) {
+/// Puts the verdict, and the snapshot unless it is in the extensions already, on the
+/// response.
+fn attach(parts: &mut Parts, c: Classification, snapshot: Option<RateLimitSnapshot>) {
     // Only failures are worth an event; a success stays free of formatting work.
     if !c.is_success() {
         tracing::debug!(
@@ -92,7 +94,9 @@ fn attach(parts: &mut Parts, c: Classification, snapshot: RateLimitSnapshot) {
         );
     }
     parts.extensions.insert(c);
-    parts.extensions.insert(snapshot);
+    if let Some(snapshot) = snapshot {
+        parts.extensions.insert(snapshot);
+    }
 }
 
 impl<F, C, B, E> Future for ResponseFuture<F, C, B>
@@ -174,15 +178,22 @@ where
     B: Body,
 {
     let (mut parts, body) = response.into_parts();
-    let snapshot = config.headers.extract(&parts.headers);
+    // The snapshot is parsed where it will stay, in the extensions: it holds its limits
+    // inline (about 1.5 KB), and every move of it would be a copy.
+    // (One the inner service put there is replaced: `extract_into` empties it first.)
+    let snapshot = parts
+        .extensions
+        .get_or_insert_default::<RateLimitSnapshot>();
+    config.headers.extract_into(&parts.headers, snapshot);
+    let snapshot = &*snapshot;
     let decision = classifier
-        .classify_head(&ResponseHead::new(parts.status, &parts.headers, &snapshot))
+        .classify_head(&ResponseHead::new(parts.status, &parts.headers, snapshot))
         .unwrap_or_else(|| {
             Decision::Ready(rules::classify(
                 parts.status,
                 &parts.headers,
                 None,
-                &snapshot,
+                snapshot,
                 rules::Options::default(),
             ))
         });
@@ -195,6 +206,11 @@ where
         let (Decision::Ready(provisional)
         | Decision::PeekBody(provisional)
         | Decision::AwaitTrailers(provisional)) = decision;
+        // The peek holds the snapshot until it attaches the final verdict.
+        let snapshot = parts
+            .extensions
+            .remove::<RateLimitSnapshot>()
+            .unwrap_or_default();
         return HeadOutcome::Peek(Box::new(Peek {
             parts,
             snapshot,
@@ -211,14 +227,14 @@ where
     match decision {
         Decision::AwaitTrailers(c) => {
             let watch = eos_watch(&mut parts, classifier);
-            attach(&mut parts, c, snapshot);
+            attach(&mut parts, c, None);
             HeadOutcome::Done(Response::from_parts(
                 parts,
                 ResponseBody::passthrough(body, Some(watch)),
             ))
         }
         Decision::Ready(c) | Decision::PeekBody(c) => {
-            attach(&mut parts, c, snapshot);
+            attach(&mut parts, c, None);
             HeadOutcome::Done(Response::from_parts(
                 parts,
                 ResponseBody::passthrough(body, None),
@@ -275,7 +291,7 @@ where
         };
         let c = verdict.unwrap_or(self.provisional);
         let mut parts = self.parts;
-        attach(&mut parts, c, self.snapshot);
+        attach(&mut parts, c, Some(self.snapshot));
         let rest = (!self.ended && self.error.is_none()).then_some(self.body);
         Response::from_parts(
             parts,
@@ -300,7 +316,7 @@ where
             let watch = eos_watch(&mut parts, self.classifier);
             (self.provisional, Some(watch))
         };
-        attach(&mut parts, c, self.snapshot);
+        attach(&mut parts, c, Some(self.snapshot));
         let rest = (!self.ended && self.error.is_none()).then_some(self.body);
         Response::from_parts(
             parts,

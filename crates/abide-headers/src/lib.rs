@@ -133,6 +133,27 @@ impl RateLimitHeaders {
         parse::extract(headers, self.now)
     }
 
+    /// Reads every rate-limit header in `headers` into `snapshot`, replacing what it held:
+    /// the same result as [`extract`](Self::extract), for a caller that keeps the snapshot
+    /// in place (in a response's extensions, say) and would rather not move its
+    /// inline limits around.
+    ///
+    /// ```
+    /// use abide_headers::{RateLimitHeaders, RateLimitSnapshot};
+    /// use http::HeaderMap;
+    ///
+    /// let mut headers = HeaderMap::new();
+    /// headers.insert("x-ratelimit-limit-requests", "500".parse().unwrap());
+    /// headers.insert("x-ratelimit-remaining-requests", "499".parse().unwrap());
+    /// let mut snapshot = RateLimitSnapshot::new();
+    /// RateLimitHeaders::new().extract_into(&headers, &mut snapshot);
+    /// assert_eq!(snapshot, RateLimitHeaders::new().extract(&headers));
+    /// assert_eq!(snapshot.limits()[0].remaining, Some(499));
+    /// ```
+    pub fn extract_into(&self, headers: &HeaderMap, snapshot: &mut RateLimitSnapshot) {
+        parse::extract_into(headers, self.now, snapshot);
+    }
+
     /// Reads the headers of a response.
     pub fn extract_response<B>(&self, response: &http::Response<B>) -> RateLimitSnapshot {
         self.extract(response.headers())

@@ -423,6 +423,14 @@ impl RateLimitSnapshot {
         self.truncated
     }
 
+    /// Empties the snapshot. Slots past `len` always hold the default limit (`len`
+    /// never shrinks otherwise), so a snapshot that is already empty is left untouched.
+    pub(crate) fn clear(&mut self) {
+        if self.len != 0 || self.truncated || self.retry_after.is_some() {
+            *self = Self::default();
+        }
+    }
+
     /// Adds a limit. Returns `false` (and marks the snapshot truncated) when it is full.
     pub fn push(&mut self, limit: Limit) -> bool {
         let len = usize::from(self.len);

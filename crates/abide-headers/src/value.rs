@@ -40,8 +40,18 @@ impl fmt::Display for ValueError {
 }
 
 /// Trims optional whitespace (SP and HTAB, RFC 9110 §5.6.3) from both ends.
+#[inline]
 pub(crate) fn trim_ows(s: &str) -> &str {
-    s.trim_matches(|c| c == ' ' || c == '\t')
+    // Byte by byte: both are ASCII, so every cut is at a char boundary.
+    let b = s.as_bytes();
+    let (mut start, mut end) = (0, b.len());
+    while start < end && matches!(b[start], b' ' | b'\t') {
+        start += 1;
+    }
+    while end > start && matches!(b[end - 1], b' ' | b'\t') {
+        end -= 1;
+    }
+    &s[start..end]
 }
 
 /// A non-negative integer count, capped at [`MAX_COUNT`]. Leading zeros are fine; a sign,
@@ -181,7 +191,10 @@ pub(crate) fn go_duration(s: &str) -> Result<Duration, ValueError> {
         return Ok(secs.secs());
     }
     let mut rest = s.strip_prefix('+').unwrap_or(s);
-    let mut total_nanos: f64 = 0.0;
+    // Whole numbers of a unit (what OpenAI sends: `6m0s`, `12ms`) add up exactly in
+    // integers; only a fraction (`1.5s`) goes through floating point.
+    let mut whole_nanos: u128 = 0;
+    let mut fraction_nanos: f64 = 0.0;
     while !rest.is_empty() {
         let num_end = rest
             .find(|c: char| !(c.is_ascii_digit() || c == '.'))
@@ -189,26 +202,42 @@ pub(crate) fn go_duration(s: &str) -> Result<Duration, ValueError> {
         if num_end == 0 {
             return Err(ValueError::NotADuration);
         }
-        let value = decimal(&rest[..num_end]).map_err(|_| ValueError::NotADuration)?;
+        let number = &rest[..num_end];
         rest = &rest[num_end..];
         let unit_end = rest
             .find(|c: char| c.is_ascii_digit() || c == '.')
             .unwrap_or(rest.len());
-        let nanos_per_unit = match &rest[..unit_end] {
-            "h" => 3_600e9,
-            "m" => 60e9,
-            "s" => 1e9,
-            "ms" => 1e6,
-            "us" | "µs" | "μs" => 1e3,
-            "ns" => 1.0,
+        let nanos_per_unit: u64 = match &rest[..unit_end] {
+            "h" => 3_600_000_000_000,
+            "m" => 60_000_000_000,
+            "s" => 1_000_000_000,
+            "ms" => 1_000_000,
+            "us" | "µs" | "μs" => 1_000,
+            "ns" => 1,
             _ => return Err(ValueError::NotADuration),
         };
         rest = &rest[unit_end..];
-        total_nanos += value * nanos_per_unit;
+        if number.bytes().all(|b| b.is_ascii_digit()) {
+            let n = number.bytes().fold(0u64, |n, b| {
+                n.saturating_mul(10).saturating_add(u64::from(b - b'0'))
+            });
+            whole_nanos = whole_nanos.saturating_add(u128::from(n) * u128::from(nanos_per_unit));
+        } else {
+            let value = decimal(number).map_err(|_| ValueError::NotADuration)?;
+            fraction_nanos += value * nanos_per_unit as f64;
+        }
     }
-    let max_nanos = MAX_SECS as f64 * 1e9;
+    let max_nanos = u128::from(MAX_SECS) * 1_000_000_000;
+    let nanos = if fraction_nanos == 0.0 {
+        whole_nanos.min(max_nanos)
+    } else {
+        (whole_nanos as f64 + fraction_nanos)
+            .round()
+            .min(max_nanos as f64) as u128
+    };
+    // At most MAX_SECS × 10^9, far below u64::MAX.
     Ok(Duration::from_nanos(
-        total_nanos.round().min(max_nanos) as u64
+        u64::try_from(nanos).unwrap_or(u64::MAX),
     ))
 }
 

@@ -1,7 +1,7 @@
 //! A retry budget shared by every clone of a service.
 
+use crate::striped::Striped;
 use std::fmt;
-use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tokio::time::Instant;
@@ -49,8 +49,9 @@ struct Inner {
     deposit: u64,
     floor_per_sec: u64,
     max: i64,
-    /// Deposits not yet folded into the balance: successes only touch this atomic.
-    pending: AtomicU64,
+    /// Deposits not yet folded into the balance: successes only add to this, striped by
+    /// thread so concurrent successes do not share a cache line.
+    pending: Striped<1>,
     state: Mutex<State>,
 }
 
@@ -84,7 +85,7 @@ impl RetryBudget {
                 deposit: (ratio * MILLI as f64).round() as u64,
                 floor_per_sec: u64::from(floor_per_sec) * MILLI,
                 max,
-                pending: AtomicU64::new(0),
+                pending: Striped::default(),
                 state: Mutex::new(State {
                     balance: max,
                     refilled: None,
@@ -103,7 +104,7 @@ impl RetryBudget {
     /// Credits one successful request.
     pub(crate) fn deposit(&self) {
         if self.inner.deposit > 0 {
-            self.inner.pending.fetch_add(self.inner.deposit, Relaxed);
+            self.inner.pending.add(0, self.inner.deposit);
         }
     }
 
@@ -153,7 +154,7 @@ impl RetryBudget {
 
     fn refill(&self, state: &mut State) {
         let now = Instant::now();
-        let deposits = self.inner.pending.swap(0, Relaxed);
+        let deposits = self.inner.pending.take(0);
         let mut floor = 0;
         if let Some(last) = state.refilled {
             let micros =

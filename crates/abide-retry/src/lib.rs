@@ -114,6 +114,7 @@ mod record;
 mod replay;
 mod service;
 mod stats;
+mod striped;
 
 pub use backoff::{Backoff, Jitter, MAX_BACKOFF};
 pub use budget::RetryBudget;

@@ -77,7 +77,7 @@ struct Shared<B> {
 
 struct State<B> {
     original: Option<Pin<Box<B>>>,
-    chunks: Vec<Bytes>,
+    chunks: Chunks,
     recorded: u64,
     /// Data bytes read from the original so far (recorded or not).
     pulled: u64,
@@ -92,6 +92,35 @@ struct State<B> {
     /// original keeps only the newest waker, so the older copy would never learn it was
     /// superseded and its connection would hang.
     parked: Option<(u64, Waker)>,
+}
+
+/// The recorded data frames. Most request bodies are one frame (a JSON document in
+/// memory): that one is kept inline, so recording it allocates nothing.
+#[derive(Default)]
+struct Chunks {
+    first: Option<Bytes>,
+    rest: Vec<Bytes>,
+}
+
+impl Chunks {
+    fn push(&mut self, chunk: Bytes) {
+        if self.first.is_none() {
+            self.first = Some(chunk);
+        } else {
+            self.rest.push(chunk);
+        }
+    }
+
+    fn get(&self, i: usize) -> Option<&Bytes> {
+        match i {
+            0 => self.first.as_ref(),
+            _ => self.rest.get(i - 1),
+        }
+    }
+
+    fn len(&self) -> usize {
+        usize::from(self.first.is_some()) + self.rest.len()
+    }
 }
 
 impl<B> State<B> {
@@ -129,7 +158,7 @@ impl<B: Body> ReplayBody<B> {
         let shared = Shared {
             state: Mutex::new(State {
                 original: Some(Box::pin(body)),
-                chunks: Vec::new(),
+                chunks: Chunks::default(),
                 recorded: 0,
                 pulled: 0,
                 trailers: None,
@@ -240,27 +269,36 @@ where
     B::Error: Into<BoxError>,
 {
     fn poll_frame(&mut self, cx: &mut Context<'_>) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
-        let shared = self.shared.clone();
+        // Borrowed field by field: the state stays locked while the handle's counters move.
+        let Handle {
+            shared,
+            generation,
+            claimed,
+            yielded,
+            chunk: next_chunk,
+            trailers_sent,
+        } = self;
+        let shared = &**shared;
         let mut st = shared.lock();
-        if !self.claimed {
+        if !*claimed {
             // The newest copy to start takes over reading the original.
-            self.claimed = true;
-            st.claim(self.generation);
+            *claimed = true;
+            st.claim(*generation);
         }
-        if self.yielded < st.pulled {
+        if *yielded < st.pulled {
             if st.capped {
                 return Poll::Ready(Some(Err(replay_error(ReplayErrorKind::NotRecorded))));
             }
-            let Some(chunk) = st.chunks.get(self.chunk).cloned() else {
+            let Some(chunk) = st.chunks.get(*next_chunk).cloned() else {
                 return Poll::Ready(Some(Err(replay_error(ReplayErrorKind::NotRecorded))));
             };
-            self.chunk += 1;
-            self.yielded += chunk.len() as u64;
+            *next_chunk += 1;
+            *yielded += chunk.len() as u64;
             return Poll::Ready(Some(Ok(Frame::data(chunk))));
         }
-        if !self.trailers_sent {
+        if !*trailers_sent {
             if let Some(trailers) = &st.trailers {
-                self.trailers_sent = true;
+                *trailers_sent = true;
                 return Poll::Ready(Some(Ok(Frame::trailers(trailers.clone()))));
             }
         }
@@ -270,7 +308,7 @@ where
         if st.failed {
             return Poll::Ready(Some(Err(replay_error(ReplayErrorKind::OriginalFailed))));
         }
-        if self.generation != st.newest {
+        if *generation != st.newest {
             return Poll::Ready(Some(Err(replay_error(ReplayErrorKind::Superseded))));
         }
         let Some(original) = st.original.as_mut() else {
@@ -279,7 +317,7 @@ where
         };
         match original.as_mut().poll_frame(cx) {
             Poll::Pending => {
-                st.parked = Some((self.generation, cx.waker().clone()));
+                st.parked = Some((*generation, cx.waker().clone()));
                 Poll::Pending
             }
             Poll::Ready(None) => {
@@ -290,7 +328,7 @@ where
             Poll::Ready(Some(Err(e))) => {
                 st.failed = true;
                 st.original = None;
-                st.chunks = Vec::new();
+                st.chunks = Chunks::default();
                 Poll::Ready(Some(Err(e.into())))
             }
             Poll::Ready(Some(Ok(frame))) => {
@@ -298,12 +336,12 @@ where
                 if let Some(data) = frame.data_ref() {
                     let len = data.len() as u64;
                     st.pulled += len;
-                    self.yielded += len;
+                    *yielded += len;
                     if !st.capped && len > 0 {
                         if st.recorded + len <= shared.limit {
                             st.chunks.push(data.clone());
                             st.recorded += len;
-                            self.chunk = st.chunks.len();
+                            *next_chunk = st.chunks.len();
                         } else {
                             tracing::debug!(
                                 target: "abide_retry",
@@ -312,14 +350,14 @@ where
                                 "request body passed the replay limit: no longer retryable"
                             );
                             st.capped = true;
-                            st.chunks = Vec::new();
+                            st.chunks = Chunks::default();
                         }
                     }
                 } else if let Some(trailers) = frame.trailers_ref() {
                     if !st.capped {
                         st.trailers = Some(trailers.clone());
                     }
-                    self.trailers_sent = true;
+                    *trailers_sent = true;
                 }
                 Poll::Ready(Some(Ok(frame)))
             }

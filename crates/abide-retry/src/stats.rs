@@ -6,6 +6,12 @@ use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::sync::Arc;
 use std::time::Duration;
 
+use crate::striped::Striped;
+
+const REQUESTS: usize = 0;
+const ATTEMPTS: usize = 1;
+const SUCCEEDED: usize = 2;
+
 /// A handle on the counters of one [`BackoffRetryLayer`](crate::BackoffRetryLayer) and
 /// every service made from it. Cheap to clone; clones see the same counters.
 ///
@@ -25,11 +31,11 @@ pub struct RetryStats {
 
 #[derive(Default)]
 struct Counters {
-    requests: AtomicU64,
-    attempts: AtomicU64,
+    /// `requests`, `attempts` and `succeeded`: written by every request, so striped (a
+    /// shared counter would be one cache line bouncing between every caller's core).
+    hot: Striped<3>,
     retries: AtomicU64,
     wait_micros: AtomicU64,
-    succeeded: AtomicU64,
     not_retryable: AtomicU64,
     not_idempotent: AtomicU64,
     max_attempts: AtomicU64,
@@ -82,11 +88,11 @@ impl RetryStats {
     pub fn snapshot(&self) -> RetryStatsSnapshot {
         let c = &self.inner;
         RetryStatsSnapshot {
-            requests: c.requests.load(Relaxed),
-            attempts: c.attempts.load(Relaxed),
+            requests: c.hot.sum(REQUESTS),
+            attempts: c.hot.sum(ATTEMPTS),
             retries: c.retries.load(Relaxed),
             total_wait: Duration::from_micros(c.wait_micros.load(Relaxed)),
-            succeeded: c.succeeded.load(Relaxed),
+            succeeded: c.hot.sum(SUCCEEDED),
             not_retryable: c.not_retryable.load(Relaxed),
             not_idempotent: c.not_idempotent.load(Relaxed),
             max_attempts: c.max_attempts.load(Relaxed),
@@ -99,11 +105,11 @@ impl RetryStats {
     }
 
     pub(crate) fn request(&self) {
-        self.inner.requests.fetch_add(1, Relaxed);
+        self.inner.hot.add(REQUESTS, 1);
     }
 
     pub(crate) fn attempt(&self) {
-        self.inner.attempts.fetch_add(1, Relaxed);
+        self.inner.hot.add(ATTEMPTS, 1);
     }
 
     pub(crate) fn retry(&self, wait: Duration) {
@@ -115,7 +121,7 @@ impl RetryStats {
     pub(crate) fn stopped(&self, stop: Stop) {
         let c = &self.inner;
         let counter = match stop {
-            Stop::Succeeded => &c.succeeded,
+            Stop::Succeeded => return c.hot.add(SUCCEEDED, 1),
             Stop::NotRetryable => &c.not_retryable,
             Stop::NotIdempotent => &c.not_idempotent,
             Stop::MaxAttempts => &c.max_attempts,

@@ -581,8 +581,10 @@ fn reset_value(cx: &Cx<'_>, name: &HeaderName, s: &str) -> Option<Duration> {
     let parsed = match value::fixed(s) {
         // An integer part over 15 digits breaks the sf-integer grammar: dropped.
         Ok(_) if whole.len() > 15 => Err(value::ValueError::TooLong),
-        Ok(x) => Ok(value::reset_by_magnitude(x, cx.now)),
-        Err(value::ValueError::NotANumber) => value::http_date(s).map(|t| value::until(t, cx.now)),
+        Ok(x) => Ok(value::reset_by_magnitude(x, cx.now())),
+        Err(value::ValueError::NotANumber) => {
+            value::http_date(s).map(|t| value::until(t, cx.now()))
+        }
         Err(e) => Err(e),
     };
     parsed.map_err(|why| malformed(name, s, why)).ok()
@@ -591,7 +593,7 @@ fn reset_value(cx: &Cx<'_>, name: &HeaderName, s: &str) -> Option<Duration> {
 /// A reset that servers send as delta seconds (the drafts) or epoch seconds (GitLab and
 /// others reusing the name): decided by magnitude; an HTTP-date is tolerated too.
 fn reset(cx: &Cx<'_>, name: &HeaderName) -> Option<Duration> {
-    let now = cx.now;
+    let now = cx.now();
     cx.field(name, |s| match value::fixed(s) {
         Ok(x) => Ok(value::reset_by_magnitude(x, now)),
         Err(value::ValueError::NotANumber) => value::http_date(s).map(|t| value::until(t, now)),
@@ -667,7 +669,7 @@ fn gitlab(cx: &mut Cx<'_>) {
             l.remaining = Some(limit.saturating_sub(observed));
         }
     }
-    let now = cx.now;
+    let now = cx.now();
     l.reset = reset(cx, &RATELIMIT_RESET).or_else(|| {
         cx.field(&GITLAB_RESET_TIME, |s| {
             value::http_date(s).map(|t| value::until(t, now))

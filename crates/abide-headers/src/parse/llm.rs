@@ -1,6 +1,6 @@
 //! OpenAI / Azure OpenAI / Groq and Anthropic.
 
-use super::{names, Cx};
+use super::{names, texts, Cx};
 use crate::value;
 use crate::{Dialect, Limit, Scope};
 use http::HeaderName;
@@ -32,24 +32,20 @@ names! {
 /// `x-ratelimit-{limit,remaining,reset}-{requests,tokens}`, resets as Go durations
 /// (`6m0s`, `1.5s`, `12ms`), Azure's `-1` meaning unknown.
 pub(super) fn openai(cx: &mut Cx<'_>) {
-    for (scope, limit, remaining, reset) in [
-        (
-            Scope::Requests,
-            &OAI_LIMIT_REQUESTS,
-            &OAI_REMAINING_REQUESTS,
-            &OAI_RESET_REQUESTS,
-        ),
-        (
-            Scope::Tokens,
-            &OAI_LIMIT_TOKENS,
-            &OAI_REMAINING_TOKENS,
-            &OAI_RESET_TOKENS,
-        ),
-    ] {
+    let names = [
+        &OAI_LIMIT_REQUESTS,
+        &OAI_REMAINING_REQUESTS,
+        &OAI_RESET_REQUESTS,
+        &OAI_LIMIT_TOKENS,
+        &OAI_REMAINING_TOKENS,
+        &OAI_RESET_TOKENS,
+    ];
+    let values = texts(cx.headers, "x-ratelimit-", names);
+    for (scope, at) in [(Scope::Requests, 0), (Scope::Tokens, 3)] {
         let mut l = Limit::new(scope, Dialect::OpenAi);
-        l.limit = cx.count(limit);
-        l.remaining = cx.count(remaining);
-        l.reset = cx.field(reset, value::go_duration);
+        l.limit = cx.count_of(names[at], values[at]);
+        l.remaining = cx.count_of(names[at + 1], values[at + 1]);
+        l.reset = cx.field_of(names[at + 2], values[at + 2], value::go_duration);
         if l.limit.is_some() || l.remaining.is_some() || l.reset.is_some() {
             cx.push(l);
         }
@@ -60,38 +56,40 @@ pub(super) fn openai(cx: &mut Cx<'_>) {
 /// `anthropic-ratelimit-{requests,tokens,input-tokens,output-tokens}-{limit,remaining,reset}`,
 /// resets as RFC 3339 instants.
 pub(super) fn anthropic(cx: &mut Cx<'_>) {
-    let table: [(Scope, &HeaderName, &HeaderName, &HeaderName); 4] = [
-        (
-            Scope::Requests,
-            &AN_REQUESTS_LIMIT,
-            &AN_REQUESTS_REMAINING,
-            &AN_REQUESTS_RESET,
-        ),
-        (
-            Scope::Tokens,
-            &AN_TOKENS_LIMIT,
-            &AN_TOKENS_REMAINING,
-            &AN_TOKENS_RESET,
-        ),
-        (
-            Scope::InputTokens,
-            &AN_INPUT_LIMIT,
-            &AN_INPUT_REMAINING,
-            &AN_INPUT_RESET,
-        ),
-        (
-            Scope::OutputTokens,
-            &AN_OUTPUT_LIMIT,
-            &AN_OUTPUT_REMAINING,
-            &AN_OUTPUT_RESET,
-        ),
+    let names: [&HeaderName; 12] = [
+        &AN_REQUESTS_LIMIT,
+        &AN_REQUESTS_REMAINING,
+        &AN_REQUESTS_RESET,
+        &AN_TOKENS_LIMIT,
+        &AN_TOKENS_REMAINING,
+        &AN_TOKENS_RESET,
+        &AN_INPUT_LIMIT,
+        &AN_INPUT_REMAINING,
+        &AN_INPUT_RESET,
+        &AN_OUTPUT_LIMIT,
+        &AN_OUTPUT_REMAINING,
+        &AN_OUTPUT_RESET,
     ];
-    let now = cx.now;
-    for (scope, limit, remaining, reset) in table {
+    let values = texts(cx.headers, "anthropic-ratelimit-", names);
+    for (scope, at) in [
+        (Scope::Requests, 0),
+        (Scope::Tokens, 3),
+        (Scope::InputTokens, 6),
+        (Scope::OutputTokens, 9),
+    ] {
         let mut l = Limit::new(scope, Dialect::Anthropic);
-        l.limit = cx.count(limit);
-        l.remaining = cx.count(remaining);
-        l.reset = cx.field(reset, |s| value::rfc3339(s).map(|t| value::until(t, now)));
+        l.limit = cx.count_of(names[at], values[at]);
+        l.remaining = cx.count_of(names[at + 1], values[at + 1]);
+        l.reset = match values[at + 2] {
+            // The clock (or `Date`) is read only when a reset instant is there.
+            Some(_) => {
+                let now = cx.now();
+                cx.field_of(names[at + 2], values[at + 2], |s| {
+                    value::rfc3339(s).map(|t| value::until(t, now))
+                })
+            }
+            None => None,
+        };
         if l.limit.is_some() || l.remaining.is_some() || l.reset.is_some() {
             cx.push(l);
         }

@@ -35,6 +35,7 @@ mod xrl;
 use crate::value::{self, ValueError};
 use crate::{Limit, RateLimitSnapshot, Scope};
 use http::header::{HeaderMap, HeaderName};
+use std::cell::Cell;
 use std::time::SystemTime;
 
 /// Which groups of fields are present, found in one pass over the header names so that
@@ -136,18 +137,26 @@ impl Seen {
 
 pub(crate) fn extract(headers: &HeaderMap, now: Option<SystemTime>) -> RateLimitSnapshot {
     let mut snap = RateLimitSnapshot::new();
+    extract_into(headers, now, &mut snap);
+    snap
+}
+
+/// [`extract`] into `snap`, which is emptied first.
+pub(crate) fn extract_into(
+    headers: &HeaderMap,
+    now: Option<SystemTime>,
+    snap: &mut RateLimitSnapshot,
+) {
+    snap.clear();
     let seen = Seen::scan(headers);
     if seen == Seen::default() {
-        return snap;
+        return;
     }
-    let now = now
-        .or_else(|| text(headers, &http::header::DATE).and_then(|d| value::http_date(d).ok()))
-        .unwrap_or_else(SystemTime::now);
     let mut cx = Cx {
         headers,
-        now,
+        now: Cell::new(now),
         seen,
-        snap: &mut snap,
+        snap,
     };
     if seen.has(Seen::RETRY) {
         retry::read(&mut cx);
@@ -168,18 +177,31 @@ pub(crate) fn extract(headers: &HeaderMap, now: Option<SystemTime>) -> RateLimit
     if seen.has(Seen::VENDOR) {
         vendor::read(&mut cx);
     }
-    snap
 }
 
 /// What every reader needs: the headers, the reference instant, and the snapshot to fill.
 pub(crate) struct Cx<'a> {
     pub(crate) headers: &'a HeaderMap,
-    pub(crate) now: SystemTime,
+    /// The reference instant, found on first use ([`Cx::now`]): the dialects that state
+    /// only counts and relative resets (OpenAI's) never read the clock or `Date`.
+    now: Cell<Option<SystemTime>>,
     pub(crate) seen: Seen,
     pub(crate) snap: &'a mut RateLimitSnapshot,
 }
 
 impl Cx<'_> {
+    /// The reference instant: the one given, else the response's `Date`, else the clock.
+    pub(crate) fn now(&self) -> SystemTime {
+        if let Some(now) = self.now.get() {
+            return now;
+        }
+        let now = text(self.headers, &http::header::DATE)
+            .and_then(|d| value::http_date(d).ok())
+            .unwrap_or_else(SystemTime::now);
+        self.now.set(Some(now));
+        now
+    }
+
     /// Adds a limit, merging a generic duplicate into the counter already kept (see the
     /// module docs).
     pub(crate) fn push(&mut self, limit: Limit) {
@@ -222,7 +244,17 @@ impl Cx<'_> {
         name: &HeaderName,
         parse: impl FnOnce(&str) -> Result<T, ValueError>,
     ) -> Option<T> {
-        let s = self.text(name)?;
+        self.field_of(name, self.text(name), parse)
+    }
+
+    /// [`field`](Self::field) of a value already looked up (by [`texts`]).
+    pub(crate) fn field_of<T>(
+        &self,
+        name: &HeaderName,
+        value: Option<&str>,
+        parse: impl FnOnce(&str) -> Result<T, ValueError>,
+    ) -> Option<T> {
+        let s = value?;
         match parse(s) {
             Ok(v) => Some(v),
             Err(why) => {
@@ -235,8 +267,13 @@ impl Cx<'_> {
     /// A count field. Azure OpenAI sends `-1` when it does not know; that is unknown, not
     /// an error worth reporting.
     pub(crate) fn count(&self, name: &HeaderName) -> Option<u64> {
-        let s = self.text(name)?;
-        if value::trim_ows(s) == "-1" {
+        self.count_of(name, self.text(name))
+    }
+
+    /// [`count`](Self::count) of a value already looked up (by [`texts`]).
+    pub(crate) fn count_of(&self, name: &HeaderName, value: Option<&str>) -> Option<u64> {
+        let s = value?;
+        if s == "-1" {
             tracing::debug!(field = %name, "-1 sentinel: value unknown");
             return None;
         }
@@ -278,6 +315,50 @@ pub(crate) fn text<'h>(headers: &'h HeaderMap, name: &HeaderName) -> Option<&'h 
         }
     }
     Some(first)
+}
+
+/// [`text`] of each of `names`, all starting with `prefix`, found in one pass over the
+/// fields rather than one lookup (a hash of the name) each: a dialect's family of fields
+/// comes at the cost of a walk over the response's fields.
+pub(crate) fn texts<'h, const N: usize>(
+    headers: &'h HeaderMap,
+    prefix: &str,
+    names: [&HeaderName; N],
+) -> [Option<&'h str>; N] {
+    #[derive(Clone, Copy)]
+    enum Slot<'h> {
+        Absent,
+        Value(&'h str),
+        Malformed,
+    }
+    let mut slots = [Slot::Absent; N];
+    for (name, line) in headers {
+        let n = name.as_str();
+        if !n.starts_with(prefix) {
+            continue;
+        }
+        let Some(i) = names.iter().position(|candidate| candidate.as_str() == n) else {
+            continue;
+        };
+        let line = line.to_str().map(value::trim_ows);
+        slots[i] = match (slots[i], line) {
+            (Slot::Absent, Ok(first)) => Slot::Value(first),
+            (Slot::Absent, Err(_)) => {
+                tracing::debug!(field = %name, "ignoring rate-limit field that is not visible ASCII");
+                Slot::Malformed
+            }
+            (Slot::Value(first), Ok(again)) if again == first => Slot::Value(first),
+            (Slot::Value(_), _) => {
+                tracing::debug!(field = %name, "ignoring rate-limit field with conflicting repeated lines");
+                Slot::Malformed
+            }
+            (Slot::Malformed, _) => Slot::Malformed,
+        };
+    }
+    slots.map(|slot| match slot {
+        Slot::Value(s) => Some(s),
+        Slot::Absent | Slot::Malformed => None,
+    })
 }
 
 /// Every element of a list field (RFC 9110 §5.6.1 `#element`), across repeated lines,

@@ -20,7 +20,7 @@ names! {
 /// - `Retry-After` (RFC 9110 §10.2.3): delta-seconds or an HTTP-date; fractional
 ///   seconds tolerated. A date already past is a zero wait.
 pub(super) fn read(cx: &mut Cx<'_>) {
-    let now = cx.now;
+    let now = cx.now();
     let wait = cx
         .field(&RETRY_AFTER_MS, value::millis)
         .or_else(|| cx.field(&X_MS_RETRY_AFTER_MS, value::millis))

@@ -41,7 +41,7 @@ names! {
 /// A reset stated as delta seconds, epoch seconds or epoch milliseconds (decided by
 /// magnitude against now), or as an HTTP-date or ISO 8601 instant.
 fn reset(cx: &Cx<'_>, name: &HeaderName) -> Option<Duration> {
-    let now = cx.now;
+    let now = cx.now();
     cx.field(name, |s| match value::fixed(s) {
         Ok(x) => Ok(value::reset_by_magnitude(x, now)),
         Err(ValueError::NotANumber) => value::http_date(s)
@@ -54,7 +54,7 @@ fn reset(cx: &Cx<'_>, name: &HeaderName) -> Option<Duration> {
 /// `X-RateLimit-Reset-Ms`: the reset in milliseconds, as the servers that send it say
 /// (delta milliseconds, or an epoch in milliseconds: decided by magnitude against now).
 fn reset_ms(cx: &Cx<'_>, name: &HeaderName) -> Option<Duration> {
-    let now = cx.now;
+    let now = cx.now();
     cx.field(name, |s| {
         value::fixed(s).map(|x| {
             // Below 10^11 ms (about 3 years) it is a delta; above, an epoch in milliseconds.
