@@ -315,7 +315,7 @@ fn report<R, E: Into<BoxError>>(
             let now = (sent_at.is_some() || report).then(Instant::now);
             if let (Some(sent_at), Some(now)) = (sent_at, now) {
                 let latency = now.saturating_duration_since(sent_at);
-                limiter.on_outcome(class.class, latency, now);
+                limiter.on_outcome(class, latency, now);
             }
             if shared.config.policy.learn {
                 // A limit counted in concurrent requests is an in-flight
@@ -352,7 +352,7 @@ fn report<R, E: Into<BoxError>>(
             let now = Instant::now();
             if let Some(sent_at) = sent_at {
                 let latency = now.saturating_duration_since(sent_at);
-                limiter.on_outcome(class.class, latency, now);
+                limiter.on_outcome(&class, latency, now);
             }
             let fut = observe(shared, key, ticket, now, &class, &EMPTY);
             (fut, Err(e))

@@ -2,7 +2,7 @@
 //! count. Not in the store on purpose: permits belong to this process's live bodies.
 
 use crate::key::{BucketKey, KeyMap};
-use abide_classify::Class;
+use abide_classify::{Class, Classification};
 use std::fmt;
 use std::future::Future;
 use std::pin::Pin;
@@ -63,7 +63,8 @@ impl InFlight {
     }
 
     /// AIMD: start at `initial`, halve on a rate-limit verdict, cut to 3/4 on an overload
-    /// one (overload answers sit at the edge of what the server runs), cut by a tenth
+    /// one (overload answers sit at the edge of what the server runs), and then to fewer
+    /// than the requests in flight when it came (the server ran fewer), cut by a tenth
     /// when the recent latency rises past twice its long-run average, grow by one per cap's worth of
     /// successes while the cap is in use (by one per success until the first cut: slow
     /// start); always within `min..=max` (at least 1). A concurrency limit the server
@@ -109,6 +110,10 @@ struct Aimd {
     /// Until the first cut, grow by one per success (doubling per round trip): nothing
     /// says yet that the server minds more.
     slow_start: bool,
+    /// The most requests at once the server ran without an overload answer, learned from
+    /// the last one: the cap grows past it 8 times slower (the server's room may have
+    /// grown, but each probe past it costs a refusal).
+    ran: Option<usize>,
     /// Latency of the recent successes (weight 1/5 each).
     ewma_ns: f64,
     /// Latency of the long run: the mean of the first successes, then an average with
@@ -151,7 +156,8 @@ impl Aimd {
         }
     }
 
-    fn decrease(&mut self, sem: &Semaphore, factor: f64, now: Instant) {
+    /// Cuts the cap by `factor`, and to `ceiling` when given, at most once per round trip.
+    fn decrease(&mut self, sem: &Semaphore, factor: f64, ceiling: Option<usize>, now: Instant) {
         // At most once per round trip: one burst of 429s is one signal.
         let rtt = Duration::from_nanos(self.ewma_ns as u64);
         if self
@@ -162,7 +168,10 @@ impl Aimd {
         }
         self.last_decrease = Some(now);
         self.slow_start = false;
-        self.limit = (self.limit * factor).max(self.min as f64);
+        let cut = self.limit * factor;
+        self.limit = ceiling
+            .map_or(cut, |c| cut.min(c as f64))
+            .max(self.min as f64);
         let new = (self.limit as usize).clamp(self.min, self.max);
         self.apply(sem, new);
     }
@@ -220,6 +229,7 @@ impl Limiter {
                     max: n,
                     configured: n,
                     slow_start: false,
+                    ran: None,
                     ewma_ns: 0.0,
                     baseline_ns: 0.0,
                     samples: 0,
@@ -237,6 +247,7 @@ impl Limiter {
                     max,
                     configured: max,
                     slow_start: true,
+                    ran: None,
                     ewma_ns: 0.0,
                     baseline_ns: 0.0,
                     samples: 0,
@@ -344,28 +355,46 @@ impl Limiter {
     }
 
     /// Feeds one outcome to the adaptive cap.
-    pub(crate) fn on_outcome(&self, class: Class, latency: Duration, now: Instant) {
+    pub(crate) fn on_outcome(&self, verdict: &Classification, latency: Duration, now: Instant) {
         if !self.adaptive {
             return;
         }
         let (Some(sem), Some(aimd)) = (&self.sem, &self.aimd) else {
             return;
         };
+        // This response's request still holds its permit: the server refused the
+        // `in_flight`-th request running at once, so it ran fewer. That is what an
+        // overload answer stating when a slot frees says; one without a wait (or refusing
+        // a lone request) is the whole server's, and says nothing of how many it runs.
+        let in_flight = self.in_flight.load(Ordering::Acquire);
         let mut a = lock(aimd);
-        Self::adjust(&mut a, sem, class, latency, now);
+        let ran =
+            (verdict.class == Class::Overloaded && verdict.retry_after.is_some() && in_flight > 1)
+                .then(|| in_flight - 1);
+        Self::adjust(&mut a, sem, verdict.class, latency, ran, now);
         self.in_debt.store(a.debt > 0, Ordering::Release);
     }
 
-    fn adjust(a: &mut Aimd, sem: &Semaphore, class: Class, latency: Duration, now: Instant) {
+    fn adjust(
+        a: &mut Aimd,
+        sem: &Semaphore,
+        class: Class,
+        latency: Duration,
+        ran: Option<usize>,
+        now: Instant,
+    ) {
         if class.is_throttle() {
             // Overload (too many at once) is answered near the edge: a gentler cut keeps
-            // the cap close to what the server runs; a rate limit halves it.
-            let factor = if class == Class::Overloaded {
-                0.75
+            // the cap close to what the server runs, and never above what it just refused
+            // (it ran fewer than the requests in flight now); a rate limit halves it.
+            if class == Class::Overloaded {
+                if ran.is_some() {
+                    a.ran = ran;
+                }
+                a.decrease(sem, 0.75, ran, now);
             } else {
-                0.5
-            };
-            a.decrease(sem, factor, now);
+                a.decrease(sem, 0.5, None, now);
+            }
             return;
         }
         if class != Class::Success {
@@ -385,14 +414,17 @@ impl Limiter {
             a.baseline_ns += (x - a.baseline_ns) * weight;
         }
         if a.samples >= MIN_LATENCY_SAMPLES && a.ewma_ns > 2.0 * a.baseline_ns {
-            a.decrease(sem, 0.9, now);
+            a.decrease(sem, 0.9, None, now);
             return;
         }
         // Grow only while the cap is what limits: an unused cap proves nothing.
         // Every permit is held (in flight, or handed to a waiter that has not run yet).
         let busy = sem.available_permits() == 0;
         if busy && a.permits < a.max {
-            let step = if a.slow_start { 1.0 } else { 1.0 / a.limit };
+            let mut step = if a.slow_start { 1.0 } else { 1.0 / a.limit };
+            if a.ran.is_some_and(|ran| a.limit + step > ran as f64) {
+                step /= 8.0;
+            }
             a.limit = (a.limit + step).min(a.max as f64);
             let new = (a.limit as usize).clamp(a.min, a.max);
             a.apply(sem, new);

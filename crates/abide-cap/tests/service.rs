@@ -662,6 +662,44 @@ async fn an_overload_verdict_cuts_the_adaptive_cap_to_three_quarters() {
 }
 
 #[tokio::test(start_paused = true)]
+async fn an_overload_verdict_cuts_the_adaptive_cap_below_the_requests_it_refused_among() {
+    // The server runs one request at a time and refuses a second with 529, saying when a
+    // slot frees: two callers, a cap of 10. One refusal is enough to learn that fewer than
+    // two run at once.
+    let busy = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let server = tower::service_fn(move |_req: http::Request<String>| {
+        let busy = busy.clone();
+        async move {
+            let status = if busy.fetch_add(1, std::sync::atomic::Ordering::SeqCst) == 0 {
+                200
+            } else {
+                529
+            };
+            tokio::time::sleep(20 * MS).await;
+            busy.fetch_sub(1, std::sync::atomic::Ordering::SeqCst);
+            Ok::<_, std::convert::Infallible>(
+                http::Response::builder()
+                    .status(status)
+                    .header("retry-after", "1")
+                    .body(String::new())
+                    .unwrap(),
+            )
+        }
+    });
+    let svc = ConcurrencyCapLayer::new()
+        .with_in_flight(InFlight::adaptive(10, 1, 100))
+        .layer(server);
+    let (a, b) = tokio::join!(
+        svc.clone().oneshot(request(None)),
+        svc.clone().oneshot(request(None))
+    );
+    let mut statuses = [a.unwrap().status(), b.unwrap().status()];
+    statuses.sort();
+    assert_eq!(statuses, [200, 529]);
+    assert_eq!(svc.stats(&bucket()).unwrap().limit, Some(1));
+}
+
+#[tokio::test(start_paused = true)]
 async fn requests_held_behind_a_probe_go_as_soon_as_its_answer_is_in() {
     let server = Server::new(
         Script::ExhaustAt {
