@@ -67,12 +67,14 @@ async fn an_oversized_request_with_a_quota_exhaustion_shaped_answer_still_fails_
                     headers,
                     verdict,
                     body,
+                    extra,
                     ..
                 } => Reply::Answer {
                     status: 400,
                     headers,
                     verdict,
                     body,
+                    extra,
                 },
                 other => other,
             }

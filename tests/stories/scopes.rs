@@ -306,3 +306,49 @@ async fn a_429_from_a_refilling_token_bucket_paces_the_cost_not_a_full_bucket() 
         last - start
     );
 }
+
+/// A token bucket of 20 requests a second (burst 20) that states no limits: a 429 with
+/// `retry-after-ms: 1` and nothing else, as gRPC pushback gives. Its answers take 20 ms
+/// plus up to 9 ms of jitter, so the refusals of one burst arrive a few ms apart.
+fn silent_bucket() -> Api {
+    let mut requests = Bucket {
+        capacity: 20.0,
+        per_s: 20.0,
+        level: 20.0,
+        at: Instant::now(),
+    };
+    let mut n = 0u64;
+    Api::new(20 * MS, move |now, _, _| {
+        requests.refill(now);
+        n += 1;
+        let jitter = MS * (n * 7 % 10) as u32;
+        if requests.level < 1.0 {
+            return Reply::status(429)
+                .header("retry-after-ms", "1")
+                .later_by(jitter);
+        }
+        requests.level -= 1.0;
+        Reply::ok().later_by(jitter)
+    })
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_burst_of_429s_cuts_the_learned_send_rate_once() {
+    let api = silent_bucket();
+    let c = crate::support::abide_client(
+        &api,
+        abide::AbideLayer::generic().with_retry(BackoffRetryLayer::new().with_seed(23)),
+    );
+    let start = Instant::now();
+    // 200 requests at once: 20 in the burst, then 20 a second, about 9 s. The burst's
+    // refusals arrive a few milliseconds apart, after the 1 ms pause of the first: each
+    // one cut the learned rate again, down to one request in 100 s.
+    let all = call_all(&c, (0..200).map(|i| request(i, None)).collect()).await;
+    assert!(all.iter().all(|d| d.ok()), "{all:?}");
+    let last = all.iter().map(|d| d.at).max().unwrap();
+    assert!(
+        last - start < 30 * S,
+        "took {:?}: the send rate collapsed",
+        last - start
+    );
+}

@@ -25,6 +25,8 @@ pub(crate) enum Reply {
         headers: Vec<(&'static str, String)>,
         verdict: Option<Classification>,
         body: &'static str,
+        /// Served this much later than the server's latency.
+        extra: Duration,
     },
     /// The connection fails with this error kind.
     Fail(io::ErrorKind),
@@ -43,7 +45,15 @@ impl Reply {
             headers: Vec::new(),
             verdict: None,
             body: "{}",
+            extra: Duration::ZERO,
         }
+    }
+
+    pub(crate) fn later_by(mut self, by: Duration) -> Self {
+        if let Reply::Answer { extra, .. } = &mut self {
+            *extra = by;
+        }
+        self
     }
 
     pub(crate) fn body(mut self, text: &'static str) -> Self {
@@ -122,13 +132,18 @@ impl Api {
             id,
             status,
         });
-        tokio::time::sleep(self.latency).await;
+        let extra = match &reply {
+            Reply::Answer { extra, .. } => *extra,
+            _ => Duration::ZERO,
+        };
+        tokio::time::sleep(self.latency + extra).await;
         match reply {
             Reply::Answer {
                 status,
                 headers,
                 verdict,
                 body,
+                ..
             } => {
                 let mut res = Response::builder().status(status);
                 for (name, value) in headers {

@@ -386,7 +386,7 @@ impl BucketState {
                         });
                     }
                     if class == Class::RateLimited && o.policy.learn {
-                        self.cut_rate(now, o.snapshot, promised);
+                        self.cut_rate(now, o.snapshot, promised, o.ticket);
                     }
                     if !wait.is_zero() {
                         self.pause(later(now, wait));

@@ -3,6 +3,7 @@
 
 use super::bucket::BucketState;
 use super::time::{since, MAX_SPAN};
+use super::Ticket;
 use std::time::Duration;
 use tokio::time::Instant;
 
@@ -46,7 +47,8 @@ impl Throttled {
 impl BucketState {
     /// A 429 with no limit known from headers: cut the send rate to a share of what was
     /// sent since the last cut. One burst of 429s is one signal: those arriving while
-    /// the bucket is already paused do not cut again.
+    /// the bucket is already paused, and those answering requests sent before the last
+    /// cut (`ticket`), do not cut again.
     ///
     /// Also when the headers promised quota the server then refused (a window scope
     /// blamed for the 429 said some remained): they overstate what is granted, so the
@@ -57,11 +59,18 @@ impl BucketState {
         now: Instant,
         snapshot: &abide_headers::RateLimitSnapshot,
         promised: bool,
+        ticket: Option<Ticket>,
     ) {
         let headers_know =
             !self.learned.is_empty() || snapshot.limits().iter().any(|l| l.remaining.is_some());
         if (headers_know && !promised) || self.paused_until.is_some_and(|p| p > now) {
             return;
+        }
+        if let (Some(t), Some(cut)) = (ticket, &self.throttled) {
+            if t.requests <= cut.cut_requests {
+                // Sent before the last cut: its refusal is the signal already taken.
+                return;
+            }
         }
         let (from, sent_before) = self
             .throttled
