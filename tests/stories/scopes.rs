@@ -352,3 +352,75 @@ async fn a_burst_of_429s_cuts_the_learned_send_rate_once() {
         last - start
     );
 }
+
+/// A sliding window of 3 580 tokens per 10 s behind OpenAI's header names (`reset` is
+/// when the newest spend ages out, not a refill time), answering in 1.3 s; its 429
+/// states the wait until enough has aged out.
+fn sliding_token_window_in_openai_names() -> Api {
+    let mut spent: std::collections::VecDeque<(Instant, u32)> = Default::default();
+    Api::new(1300 * MS, move |now, _, cost| {
+        while spent.front().is_some_and(|(t, _)| now - *t >= 10 * S) {
+            spent.pop_front();
+        }
+        let used: u32 = spent.iter().map(|(_, c)| c).sum();
+        let refused = used + cost > 3580;
+        if !refused {
+            spent.push_back((now, cost));
+        }
+        let used: u32 = spent.iter().map(|(_, c)| c).sum();
+        let reset = spent
+            .back()
+            .map_or(Duration::ZERO, |(t, _)| (*t + 10 * S) - now);
+        let reply = if refused {
+            let mut freed = 0;
+            let mut wait = Duration::ZERO;
+            for (t, c) in &spent {
+                freed += c;
+                wait = (*t + 10 * S) - now;
+                if used - freed + cost <= 3580 {
+                    break;
+                }
+            }
+            Reply::status(429).header("retry-after-ms", wait.as_millis().to_string())
+        } else {
+            Reply::ok()
+        };
+        reply
+            .header("x-ratelimit-limit-tokens", "3580")
+            .header("x-ratelimit-remaining-tokens", (3580 - used).to_string())
+            .header(
+                "x-ratelimit-reset-tokens",
+                format!("{}ms", reset.as_millis()),
+            )
+    })
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_sliding_token_window_behind_openai_header_names_is_paced_as_a_window() {
+    let api = sliding_token_window_in_openai_names();
+    let c = crate::support::abide_client(
+        &api,
+        abide::AbideLayer::openai().with_retry(BackoffRetryLayer::new().with_seed(24)),
+    );
+    let start = Instant::now();
+    // 160 requests of 182 to 740 tokens (461 on average): 73 800 tokens, 21 windows of
+    // 3 580, about 206 s at best. Paced as a refilling bucket, the window drew a 429 for
+    // every nine successes and took almost twice as long.
+    let costs = (0..160u32).map(|i| 182 + (i * 97) % 559);
+    let all = call_all(
+        &c,
+        costs
+            .enumerate()
+            .map(|(i, c)| request(i, Some(c)))
+            .collect(),
+    )
+    .await;
+    assert!(all.iter().all(|d| d.ok()), "{all:?}");
+    let refused = api.arrivals().iter().filter(|a| a.status == 429).count();
+    let last = all.iter().map(|d| d.at).max().unwrap();
+    assert!(
+        refused <= 8 && last - start < 260 * S,
+        "{refused} refusals, {:?}: the window was paced as a refilling bucket",
+        last - start
+    );
+}

@@ -28,6 +28,35 @@ pub(super) struct Learned {
     /// Set when the limit is a continuously refilling token bucket; then it paces
     /// instead of `pace`.
     pub(super) refill: Option<Refill>,
+    /// Answers, in a row, whose reset did not fit a refilling bucket (see
+    /// [`window_like`]); at [`WINDOW_EVIDENCE`] the scope is paced as a window.
+    pub(super) window_evidence: u8,
+}
+
+/// Answers in a row that read as a window, not a refilling bucket, before a scope of a
+/// continuously refilling dialect is paced as a window.
+pub(super) const WINDOW_EVIDENCE: u8 = 3;
+
+/// Whether an answer of a dialect whose reset means "full again" reads as a window
+/// instead (a sliding or fixed window behind OpenAI's header names): a refilling bucket
+/// is full again in `missing x unit` (the time per unit measured when much was missing),
+/// so a reset far longer than that with little missing cannot come from it. A sliding
+/// window's reset is when its newest spend ages out, about a window whatever is missing;
+/// a fixed window's is its end. `slack` covers the rounding of the dialect's resets.
+fn window_like(
+    missing: u64,
+    capacity: u64,
+    reset: Duration,
+    refill: Option<&Refill>,
+    slack: Duration,
+) -> bool {
+    let Some(r) = refill else { return false };
+    // Only against a rate measured when at least half the bucket was missing.
+    if r.basis.saturating_mul(2) < capacity || missing.saturating_mul(2) > capacity {
+        return false;
+    }
+    let full_in = Duration::from_nanos(r.unit_ns.saturating_mul(missing).saturating_mul(2));
+    reset > full_in.saturating_add(slack)
 }
 
 /// A learned scope's schedule after one more reservation (both kinds are `Copy`, so
@@ -197,12 +226,34 @@ impl BucketState {
                         opens: now,
                     },
                     refill: None,
+                    window_evidence: 0,
                 });
                 self.learned.len() - 1
             }
         };
         let l = &mut self.learned[index];
-        if refills_continuously(limit.dialect) {
+        let refilling = refills_continuously(limit.dialect) && {
+            if let Some(capacity) = limit.limit {
+                let missing = capacity.saturating_sub(remaining);
+                // Anthropic states its resets as RFC 3339 instants, often in whole
+                // seconds; OpenAI as durations in milliseconds.
+                let slack = if limit.dialect == Dialect::Anthropic {
+                    Duration::from_secs(1)
+                } else {
+                    Duration::from_millis(10)
+                };
+                let window = window_like(missing, capacity, reset, l.refill.as_ref(), slack);
+                l.window_evidence = if window {
+                    l.window_evidence.saturating_add(1)
+                } else if l.window_evidence < WINDOW_EVIDENCE {
+                    0
+                } else {
+                    l.window_evidence
+                };
+            }
+            l.window_evidence < WINDOW_EVIDENCE
+        };
+        if refilling {
             if let Some(r) = learn_refill(
                 l.refill,
                 limit,

@@ -33,7 +33,7 @@ use tokio::time::Instant;
 
 /// The version of the encoding [`SharedBucket::encode`] writes. A store seeing another
 /// version (a fleet mid-upgrade) gets a [`DecodeError`] and applies its failure policy.
-pub const FORMAT_VERSION: u8 = 1;
+pub const FORMAT_VERSION: u8 = 2;
 
 const MAGIC: [u8; 2] = *b"AB";
 
@@ -413,12 +413,14 @@ impl Writer<'_> {
             applied,
             pace,
             refill,
+            window_evidence,
         } = l;
         self.scope(scope);
         self.bool(*counts_cost);
         self.u64(*applied);
         self.pace(pace);
         self.option(refill, |w, r| w.refill(r));
+        self.u8(*window_evidence);
     }
 
     fn pace(&mut self, p: &Pace) {
@@ -647,6 +649,7 @@ impl<'a> Reader<'a> {
             applied: self.u64()?,
             pace: self.pace()?,
             refill: self.option(Self::refill)?,
+            window_evidence: self.u8()?,
         })
     }
 
