@@ -106,8 +106,17 @@ impl SpoolConfig {
         self
     }
 
-    /// The most bytes of live entries the spool holds, framing included. Segment files can
-    /// hold more until their oldest live entry leaves (a segment is deleted whole).
+    /// The most bytes the spool holds (at least 1).
+    ///
+    /// A new entry is *full* (see [`WhenFull`]) when the live entries, framing included,
+    /// would pass `max`. The files on disk hold the live entries plus the records of
+    /// entries already delivered, dropped or dead-lettered; when they pass `max`, the
+    /// oldest segments holding such records are compacted (their live entries copied
+    /// forward, the file deleted), so the segment files stay within `max` plus about one
+    /// segment ([`with_segment_bytes`](SpoolConfig::with_segment_bytes)), and one more
+    /// while a compaction runs, whatever the order in which entries leave. The dead-letter
+    /// file is outside the cap: it grows only with permanent failures, and is the
+    /// operator's to read and clear.
     pub fn with_max_bytes(mut self, max: u64) -> Self {
         self.max_bytes = max.max(1);
         self
