@@ -40,7 +40,7 @@ pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
 pub use body::SpoolBody;
 pub use layer::{Deferrable, SpoolLayer, DEFAULT_MAX_BODY};
 pub use not_now::{error_not_now, not_now};
-pub use replay::{ReplayReport, Replayer};
+pub use replay::{ReplayReport, Replayer, DEFAULT_CONCURRENT_BUCKETS};
 pub use service::{ResponseFuture, Spooled};
 
 pub use config::{
