@@ -2,8 +2,8 @@
 
 use crate::{not_now, BoxError, Entry, Spool, SpoolBody, SpoolError};
 use abide_classify::{Class, Classification};
-use http::{Request, Response, StatusCode};
 use futures_util::stream::{self, StreamExt};
+use http::{Request, Response, StatusCode};
 use std::collections::{HashMap, VecDeque};
 use std::marker::PhantomData;
 use std::num::NonZeroUsize;

@@ -263,8 +263,8 @@ fn two_buckets(name: &str, n: u32) -> (TempDir, SpoolLayer) {
 /// would) and answers the others at once; records (bucket, body, when) of each delivery.
 fn paced_api(
     log: Arc<Mutex<Vec<(String, Bytes, Duration)>>>,
-) -> impl Service<Request<SpoolBody<Full<Bytes>>>, Response = Response<()>, Error = BoxError>
-       + Clone {
+) -> impl Service<Request<SpoolBody<Full<Bytes>>>, Response = Response<()>, Error = BoxError> + Clone
+{
     let start = tokio::time::Instant::now();
     tower::service_fn(move |req: Request<SpoolBody<Full<Bytes>>>| {
         let log = log.clone();

@@ -255,7 +255,10 @@ fn a_directory_open_in_one_spool_is_refused_to_a_second_until_the_first_is_dropp
     let dir = TempDir::new("lock");
     let spool = open(dir.path());
     let err = Spool::open(dir.path(), SpoolConfig::new()).unwrap_err();
-    assert!(matches!(&err, SpoolError::Locked { path } if path == dir.path()), "{err}");
+    assert!(
+        matches!(&err, SpoolError::Locked { path } if path == dir.path()),
+        "{err}"
+    );
     assert!(err.to_string().contains("in use"), "{err}");
     // A clone shares the one lock and writes as usual.
     spool.clone().push(request(0)).unwrap();
@@ -375,7 +378,10 @@ fn a_stuck_bucket_does_not_let_the_files_grow_past_the_byte_cap() {
     // Entries of about 200 bytes, 4 KiB segments: at most 2 segments' worth of
     // slack past the cap (a record's worth of rounding each).
     assert!(peak <= max + 2 * segment + 512, "peak {peak} bytes");
-    assert_eq!(spool.entries().iter().map(|e| e.id).collect::<Vec<_>>(), stuck);
+    assert_eq!(
+        spool.entries().iter().map(|e| e.id).collect::<Vec<_>>(),
+        stuck
+    );
     drop(spool);
     let (spool, report) = Spool::open(dir.path(), config).unwrap();
     assert!(report.torn.is_empty());
@@ -392,11 +398,10 @@ fn a_crash_between_a_compactions_copy_and_its_delete_doubles_no_entry() {
         .with_segment_bytes(4096)
         .with_fsync(Fsync::Batched(NonZeroU32::new(64).unwrap()));
     let (spool, _) = Spool::open(dir.path(), config.clone()).unwrap();
-    let mut restored = 0;
     let mut n = 0;
     // Until a compaction has run: before each push, keep a copy of every segment; a
     // segment the push deleted is put back, as if the process died right before the delete.
-    while restored == 0 {
+    loop {
         let before: Vec<(std::path::PathBuf, Vec<u8>)> = std::fs::read_dir(dir.path())
             .unwrap()
             .map(|e| e.unwrap().path())
@@ -414,12 +419,14 @@ fn a_crash_between_a_compactions_copy_and_its_delete_doubles_no_entry() {
         if spool.stats().compacted > compacted {
             let live: Vec<_> = spool.entries();
             drop(spool);
+            let mut restored = 0;
             for (path, bytes) in &before {
                 if !path.exists() {
                     std::fs::write(path, bytes).unwrap();
                     restored += 1;
                 }
             }
+            assert!(restored > 0, "a compaction deletes a segment");
             let (reopened, report) = Spool::open(dir.path(), config.clone()).unwrap();
             assert!(report.torn.is_empty());
             assert_eq!(reopened.entries(), live);

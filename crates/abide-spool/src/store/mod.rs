@@ -288,7 +288,6 @@ impl Spool {
     }
 }
 
-
 fn segment_name(first: u64) -> String {
     format!("{first:020}.{SEGMENT_EXT}")
 }
