@@ -41,7 +41,7 @@ pub const DEFAULT_REDACTED: [&str; 5] = [
 
 /// The default entry cap.
 pub const DEFAULT_MAX_ENTRIES: usize = 100_000;
-/// The default byte cap (of live entries, framing included): 256 MiB.
+/// The default byte cap: 256 MiB (see [`SpoolConfig::with_max_bytes`]).
 pub const DEFAULT_MAX_BYTES: u64 = 256 * 1024 * 1024;
 /// The default size at which a segment file is closed and a new one begun: 8 MiB.
 pub const DEFAULT_SEGMENT_BYTES: u64 = 8 * 1024 * 1024;
@@ -106,8 +106,18 @@ impl SpoolConfig {
         self
     }
 
-    /// The most bytes of live entries the spool holds, framing included. Segment files can
-    /// hold more until their oldest live entry leaves (a segment is deleted whole).
+    /// The most bytes the spool holds (at least 1).
+    ///
+    /// A new entry is *full* (see [`WhenFull`]) when the live entries, framing included,
+    /// would pass `max`. The files on disk hold the live entries plus the records of
+    /// entries already delivered, dropped or dead-lettered; when they pass `max`, the
+    /// oldest segments holding such records are compacted (their live entries copied
+    /// forward, the file deleted), so the segment files stay within `max` plus about one
+    /// segment ([`with_segment_bytes`](SpoolConfig::with_segment_bytes)), and one more
+    /// while a compaction runs, whatever the order in which entries leave. Two things are
+    /// outside the cap: a damaged segment reported by [`Spool::open`](crate::Spool::open)
+    /// (kept as it is, for inspection; compaction stops at it), and the dead-letter file,
+    /// which grows only with permanent failures and is the operator's to read and clear.
     pub fn with_max_bytes(mut self, max: u64) -> Self {
         self.max_bytes = max.max(1);
         self

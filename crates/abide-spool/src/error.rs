@@ -32,6 +32,14 @@ pub enum SpoolError {
         /// What is wrong with it.
         why: &'static str,
     },
+    /// Another [`Spool`](crate::Spool) holds the directory: another process, or another
+    /// `Spool::open` of the same directory in this one (clone the `Spool` instead). Two
+    /// writers would interleave segments; the lock is released when the holder is dropped
+    /// or its process exits, `kill -9` included.
+    Locked {
+        /// The directory.
+        path: PathBuf,
+    },
     /// No live entry has this id (already delivered, dropped or dead-lettered).
     UnknownEntry(EntryId),
     /// The file system refused.
@@ -74,6 +82,11 @@ impl fmt::Display for SpoolError {
             SpoolError::UnsafeDirectory { path, why } => {
                 write!(f, "refusing spool directory {}: {why}", path.display())
             }
+            SpoolError::Locked { path } => write!(
+                f,
+                "spool directory {} is in use by another process or another open Spool",
+                path.display()
+            ),
             SpoolError::UnknownEntry(id) => write!(f, "no live spool entry {id}"),
             SpoolError::Io {
                 action,

@@ -13,6 +13,27 @@
 //! [`Spool::open`] detects, reports in [`OpenReport::torn`] and cuts off; a damaged frame is
 //! never read as a record.
 //!
+//! The directory is the user's: files are created 0600 in a directory created 0700, and
+//! [`Spool::open`] refuses a world-writable directory or one owned by another user
+//! ([`SpoolError::UnsafeDirectory`]). One [`Spool`] holds it at a time: an exclusive
+//! advisory lock on its `lock` file, released when the `Spool` is dropped or its process
+//! dies, makes a second open fail with [`SpoolError::Locked`] instead of interleaving
+//! segments (clone the `Spool` to share it within a process).
+//!
+//! The spool is bounded by an entry cap and a byte cap ([`SpoolConfig::with_max_entries`],
+//! [`SpoolConfig::with_max_bytes`]); a full spool refuses new entries or drops the oldest
+//! ([`WhenFull`]). The byte cap bounds the disk too: when the segment files pass it, the
+//! oldest segments that hold delivered entries are compacted, so one bucket that never
+//! drains cannot pin every file it has an entry in.
+//!
+//! # Replay
+//!
+//! [`Replayer`] (from [`SpoolLayer::replayer`]) sends the entries through the stack, in
+//! order per bucket and the buckets side by side, so each bucket goes at the pace the
+//! stack learned for it and a bucket held back delays only its own entries.
+//!
+//! # Why not an embedded database
+//!
 //! Why not an embedded database such as `redb`: the spool's access pattern is a queue
 //! (append, read in order, remove from the front), which append-only segments serve with
 //! one sequential write per entry and deletion of whole files, while a B-tree store brings
@@ -40,7 +61,7 @@ pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
 pub use body::SpoolBody;
 pub use layer::{Deferrable, SpoolLayer, DEFAULT_MAX_BODY};
 pub use not_now::{error_not_now, not_now};
-pub use replay::{ReplayReport, Replayer};
+pub use replay::{ReplayReport, Replayer, DEFAULT_CONCURRENT_BUCKETS};
 pub use service::{ResponseFuture, Spooled};
 
 pub use config::{

@@ -7,13 +7,61 @@ use bytes::{Bytes, BytesMut};
 use http::{Request, Response};
 use http_body::Body;
 use http_body_util::BodyExt;
+use pin_project_lite::pin_project;
+use std::fmt;
 use std::future::Future;
 use std::pin::Pin;
 use std::task::{Context, Poll};
 use tower_service::Service;
 
-/// The future of [`Spooled`].
-pub type ResponseFuture<R> = Pin<Box<dyn Future<Output = Result<R, BoxError>> + Send>>;
+pin_project! {
+    /// The future of [`Spooled`].
+    ///
+    /// A request that is not deferrable (most of a client's traffic passes the layer this
+    /// way) is the inner future itself, unboxed. A deferrable one buffers its body, may
+    /// write to the spool (a blocking task and an `fsync`) and is one boxed future: next to
+    /// that work one allocation does not show, and a hand-written state machine across the
+    /// body, the call and the spool write would add code without a measurable gain.
+    pub struct ResponseFuture<F, R> {
+        #[pin]
+        state: State<F, R>,
+    }
+}
+
+pin_project! {
+    #[project = StateProj]
+    enum State<F, R> {
+        Passthrough { #[pin] future: F },
+        Deferrable { future: Pin<Box<dyn Future<Output = Result<R, BoxError>> + Send>> },
+    }
+}
+
+impl<F, R> fmt::Debug for ResponseFuture<F, R> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let state = match self.state {
+            State::Passthrough { .. } => "passthrough",
+            State::Deferrable { .. } => "deferrable",
+        };
+        f.debug_struct("ResponseFuture")
+            .field("state", &state)
+            .finish()
+    }
+}
+
+impl<F, R, E> Future for ResponseFuture<F, R>
+where
+    F: Future<Output = Result<R, E>>,
+    E: Into<BoxError>,
+{
+    type Output = Result<R, BoxError>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        match self.project().state.project() {
+            StateProj::Passthrough { future } => future.poll(cx).map_err(Into::into),
+            StateProj::Deferrable { future } => future.as_mut().poll(cx),
+        }
+    }
+}
 
 /// Spools deferrable requests that cannot go now; see [`SpoolLayer`].
 #[derive(Clone, Debug)]
@@ -48,7 +96,7 @@ where
 {
     type Response = Response<RB>;
     type Error = BoxError;
-    type Future = ResponseFuture<Response<RB>>;
+    type Future = ResponseFuture<S::Future, Response<RB>>;
 
     fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), BoxError>> {
         self.inner.poll_ready(cx).map_err(Into::into)
@@ -62,10 +110,13 @@ where
         let (mut parts, body) = request.into_parts();
         if !(layer.predicate)(&parts) {
             let request = Request::from_parts(parts, SpoolBody::original(body));
-            let future = inner.call(request);
-            return Box::pin(async move { future.await.map_err(Into::into) });
+            return ResponseFuture {
+                state: State::Passthrough {
+                    future: inner.call(request),
+                },
+            };
         }
-        Box::pin(async move {
+        let future = Box::pin(async move {
             // The key goes out on the first attempt already: if that attempt reached the
             // server after all, the replay is recognised as the same request.
             if !parts.headers.contains_key(abide_retry::IDEMPOTENCY_KEY) {
@@ -112,7 +163,10 @@ where
                 idempotency_key: key,
                 reason,
             }) as BoxError)
-        })
+        });
+        ResponseFuture {
+            state: State::Deferrable { future },
+        }
     }
 }
 

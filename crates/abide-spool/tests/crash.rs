@@ -3,6 +3,11 @@
 //! still in the spool or was delivered; at the end every one is delivered, none twice at a
 //! server that de-duplicates by `Idempotency-Key`.
 //!
+//! Every tenth entry goes to a second bucket the server refuses (429) until the final
+//! drain, so those entries stay live while the rest are delivered around them: the child's
+//! small byte cap then makes the spool compact its segments, and the kills land inside
+//! compactions and concurrent per-bucket replays too.
+//!
 //! The child is this test binary run again with `ABIDE_SPOOL_CRASH_CHILD` set (the ignored
 //! `child_process` test is its entry point). Everything stays on 127.0.0.1.
 
@@ -25,6 +30,9 @@ use support::TempDir;
 
 const CHILD_ENV: &str = "ABIDE_SPOOL_CRASH_CHILD";
 const KILLS: usize = 50;
+/// The child's byte cap and segment size.
+const MAX_BYTES: u64 = 32 * 1024;
+const SEGMENT_BYTES: u64 = 4096;
 
 /// The server: the first request with a key is processed, later ones are answered 200 and
 /// counted as repeats.
@@ -33,6 +41,8 @@ struct Ledger {
     by_key: HashMap<String, u64>,
     processed: HashMap<u64, u32>,
     repeats: u64,
+    /// Whether `/later` is accepted yet.
+    open: bool,
 }
 
 async fn serve(ledger: Arc<Mutex<Ledger>>) -> SocketAddr {
@@ -48,6 +58,7 @@ async fn serve(ledger: Arc<Mutex<Ledger>>) -> SocketAddr {
                 let service = hyper::service::service_fn(move |req: Request<Incoming>| {
                     let ledger = ledger.clone();
                     async move {
+                        let later = req.uri().path() == "/later";
                         let key = req
                             .headers()
                             .get("idempotency-key")
@@ -55,6 +66,11 @@ async fn serve(ledger: Arc<Mutex<Ledger>>) -> SocketAddr {
                         let body = req.into_body().collect().await?.to_bytes();
                         let n: u64 = std::str::from_utf8(&body).unwrap().parse().unwrap();
                         let mut l = ledger.lock().unwrap();
+                        if later && !l.open {
+                            let mut refused = Response::new(Full::new(Bytes::new()));
+                            *refused.status_mut() = http::StatusCode::TOO_MANY_REQUESTS;
+                            return Ok(refused);
+                        }
                         let key = key.expect("every replayed request carries a key");
                         if l.by_key.insert(key, n).is_some() {
                             l.repeats += 1;
@@ -114,13 +130,15 @@ fn killed_at_fifty_points_no_reported_entry_is_lost_and_none_is_delivered_twice(
     let mut rng = fastrand::Rng::with_seed(16);
     let mut reported: HashSet<u64> = HashSet::new();
     let mut next = 0u64;
+    let mut compactions = 0;
     for round in 0..KILLS {
         let mut process = child(dir.path(), addr, next, false);
         let mut lines = BufReader::new(process.stdout.take().unwrap()).lines();
+        let mut compacted = 0;
         let wait_for = rng.usize(1..25);
         for _ in 0..wait_for {
             match lines.next() {
-                Some(Ok(line)) => record(&line, &mut reported),
+                Some(Ok(line)) => record(&line, &mut reported, &mut compacted),
                 _ => break,
             }
         }
@@ -129,8 +147,14 @@ fn killed_at_fifty_points_no_reported_entry_is_lost_and_none_is_delivered_twice(
         process.wait().unwrap();
         // Lines written before the kill were reported: read them to the end of the pipe.
         for line in lines.map_while(Result::ok) {
-            record(&line, &mut reported);
+            record(&line, &mut reported, &mut compacted);
         }
+        compactions += compacted;
+        let disk = segment_bytes(dir.path());
+        assert!(
+            disk <= MAX_BYTES + 2 * SEGMENT_BYTES + 1024,
+            "round {round}: {disk} bytes of segments"
+        );
         let spooled = spooled_numbers(dir.path());
         let l = ledger.lock().unwrap();
         for n in &reported {
@@ -151,6 +175,7 @@ fn killed_at_fifty_points_no_reported_entry_is_lost_and_none_is_delivered_twice(
             .max()
             .map_or(0, |m| m + 1);
     }
+    ledger.lock().unwrap().open = true;
     let status = child(dir.path(), addr, next, true).wait().unwrap();
     assert!(status.success());
     assert!(spooled_numbers(dir.path()).is_empty());
@@ -158,22 +183,36 @@ fn killed_at_fifty_points_no_reported_entry_is_lost_and_none_is_delivered_twice(
     for n in &reported {
         assert_eq!(l.processed.get(n), Some(&1), "entry {n}");
     }
+    assert!(compactions > 0, "the children never compacted");
     assert!(
         reported.len() >= KILLS,
         "only {} entries reported",
         reported.len()
     );
     eprintln!(
-        "crash test: {} entries reported, {} processed, {} repeats answered by key",
+        "crash test: {} entries reported, {} processed, {} repeats answered by key, {} segments compacted",
         reported.len(),
         l.processed.len(),
-        l.repeats
+        l.repeats,
+        compactions
     );
 }
 
-fn record(line: &str, reported: &mut HashSet<u64>) {
+fn segment_bytes(dir: &Path) -> u64 {
+    std::fs::read_dir(dir)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|x| x == "seg"))
+        .map(|p| std::fs::metadata(p).unwrap().len())
+        .sum()
+}
+
+/// Reads one line of the child: an entry reported spooled, or its compaction count.
+fn record(line: &str, reported: &mut HashSet<u64>, compacted: &mut u64) {
     if let Some(n) = line.strip_prefix("pushed ") {
         reported.insert(n.trim().parse().unwrap());
+    } else if let Some(n) = line.strip_prefix("compacted ") {
+        *compacted = (*compacted).max(n.trim().parse().unwrap());
     }
 }
 
@@ -194,7 +233,8 @@ fn child_process() {
         .unwrap();
     let config = SpoolConfig::new()
         .with_fsync(Fsync::PerEntry)
-        .with_segment_bytes(4096);
+        .with_segment_bytes(SEGMENT_BYTES)
+        .with_max_bytes(MAX_BYTES);
     let (spool, _report) = Spool::open(&dir, config).unwrap();
     let layer = SpoolLayer::new(spool.clone());
     let client = hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
@@ -210,9 +250,15 @@ fn child_process() {
         }
         let mut stdout = std::io::stdout();
         for n in start.. {
-            let request = Request::post(format!("http://{addr}/ingest"))
+            let path = if n % 10 == 0 { "later" } else { "ingest" };
+            let mut request = Request::post(format!("http://{addr}/{path}"))
                 .body(())
                 .unwrap();
+            if n % 10 == 0 {
+                request
+                    .extensions_mut()
+                    .insert(abide_cap::BucketKey::new("later"));
+            }
             let (parts, ()) = request.into_parts();
             spool
                 .push(NewEntry::from_parts(&parts, Bytes::from(n.to_string())))
@@ -221,6 +267,7 @@ fn child_process() {
             stdout.flush().unwrap();
             if n % 3 == 2 {
                 replayer.run_once().await.unwrap();
+                writeln!(stdout, "compacted {}", spool.stats().compacted).unwrap();
             }
         }
     });

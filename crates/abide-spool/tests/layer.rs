@@ -246,3 +246,147 @@ async fn the_replayer_delivers_in_order_removes_after_success_and_dead_letters_p
         dead[0].verdict
     );
 }
+
+/// A spool of `n` entries alternating between the buckets "slow" and "fast".
+fn two_buckets(name: &str, n: u32) -> (TempDir, SpoolLayer) {
+    let dir = TempDir::new(name);
+    let (spool, _) = Spool::open(dir.path(), SpoolConfig::new()).unwrap();
+    for i in 0..n {
+        let mut entry = support::request(i);
+        entry.bucket = if i % 2 == 0 { "slow" } else { "fast" }.into();
+        spool.push(entry).unwrap();
+    }
+    (dir, SpoolLayer::new(spool))
+}
+
+/// An API that holds every request of bucket "slow" for 10 s (as a cap pacing that bucket
+/// would) and answers the others at once; records (bucket, body, when) of each delivery.
+fn paced_api(
+    log: Arc<Mutex<Vec<(String, Bytes, Duration)>>>,
+) -> impl Service<Request<SpoolBody<Full<Bytes>>>, Response = Response<()>, Error = BoxError> + Clone
+{
+    let start = tokio::time::Instant::now();
+    tower::service_fn(move |req: Request<SpoolBody<Full<Bytes>>>| {
+        let log = log.clone();
+        async move {
+            let bucket = req
+                .extensions()
+                .get::<abide_cap::BucketKey>()
+                .unwrap()
+                .as_str()
+                .to_owned();
+            if bucket == "slow" {
+                tokio::time::sleep(Duration::from_secs(10)).await;
+            }
+            let body = req
+                .into_body()
+                .collect()
+                .await
+                .map_err(|e| Box::new(e) as BoxError)?
+                .to_bytes();
+            log.lock().unwrap().push((bucket, body, start.elapsed()));
+            Ok::<_, BoxError>(Response::new(()))
+        }
+    })
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_slow_bucket_delays_only_its_own_entries_and_each_bucket_keeps_its_order() {
+    let (_dir, layer) = two_buckets("lanes", 10);
+    let log = Arc::new(Mutex::new(Vec::new()));
+    let mut replayer = layer.replayer(paced_api(log.clone()));
+    let report = replayer.run_once().await.unwrap();
+    assert_eq!((report.delivered, report.left), (10, 0));
+    let log = log.lock().unwrap().clone();
+    let of = |bucket: &str| -> Vec<(Bytes, Duration)> {
+        log.iter()
+            .filter(|l| l.0 == bucket)
+            .map(|l| (l.1.clone(), l.2))
+            .collect()
+    };
+    let fast = of("fast");
+    let slow = of("slow");
+    // The fast bucket did not wait behind the slow one...
+    assert!(
+        fast.iter().all(|(_, at)| *at < Duration::from_secs(1)),
+        "{fast:?}"
+    );
+    // ...and the slow one went at its own pace, one at a time.
+    let slow_times: Vec<u64> = slow.iter().map(|(_, at)| at.as_secs()).collect();
+    assert_eq!(slow_times, vec![10, 20, 30, 40, 50]);
+    // Oldest first within each bucket.
+    let bodies = |l: &[(Bytes, Duration)]| l.iter().map(|x| x.0.clone()).collect::<Vec<_>>();
+    let expect = |from: u32| {
+        (0..5)
+            .map(|k| Bytes::from(format!("{{\"n\":{}}}", from + 2 * k)))
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(bodies(&fast), expect(1));
+    assert_eq!(bodies(&slow), expect(0));
+}
+
+#[tokio::test(start_paused = true)]
+async fn one_lane_at_a_time_sends_the_buckets_one_after_the_other() {
+    let (_dir, layer) = two_buckets("onelane", 4);
+    let log = Arc::new(Mutex::new(Vec::new()));
+    let mut replayer = layer
+        .replayer(paced_api(log.clone()))
+        .with_concurrent_buckets(std::num::NonZeroUsize::new(1).unwrap());
+    replayer.run_once().await.unwrap();
+    let order: Vec<(String, u64)> = log
+        .lock()
+        .unwrap()
+        .iter()
+        .map(|l| (l.0.clone(), l.2.as_secs()))
+        .collect();
+    // The slow bucket's oldest entry is the oldest of all: its lane goes first, whole.
+    let expect = [("slow", 10), ("slow", 20), ("fast", 20), ("fast", 20)];
+    assert_eq!(
+        order,
+        expect
+            .iter()
+            .map(|(b, t)| (b.to_string(), *t))
+            .collect::<Vec<_>>()
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn an_exhausted_bucket_is_left_after_one_try_and_the_others_drain() {
+    let dir = TempDir::new("exhausted-lane");
+    let (spool, _) = Spool::open(dir.path(), SpoolConfig::new()).unwrap();
+    for i in 0..6 {
+        let mut entry = support::request(i);
+        entry.bucket = if i % 2 == 0 { "empty" } else { "open" }.into();
+        spool.push(entry).unwrap();
+    }
+    let tries = Arc::new(Mutex::new(Vec::new()));
+    let api = {
+        let tries = tries.clone();
+        tower::service_fn(move |req: Request<SpoolBody<Full<Bytes>>>| {
+            let tries = tries.clone();
+            async move {
+                let bucket = req.extensions().get::<abide_cap::BucketKey>().unwrap();
+                let class = if bucket.as_str() == "empty" {
+                    Class::QuotaExhausted
+                } else {
+                    Class::Success
+                };
+                tries.lock().unwrap().push(bucket.as_str().to_owned());
+                let mut response = Response::new(());
+                response
+                    .extensions_mut()
+                    .insert(Classification::new(class, "fake api"));
+                Ok::<_, BoxError>(response)
+            }
+        })
+    };
+    let report = SpoolLayer::new(spool.clone())
+        .replayer(api)
+        .run_once()
+        .await
+        .unwrap();
+    assert_eq!((report.delivered, report.left), (3, 3));
+    let tries = tries.lock().unwrap().clone();
+    assert_eq!(tries.iter().filter(|b| *b == "empty").count(), 1);
+    assert!(spool.entries().iter().all(|e| e.bucket == "empty"));
+}

@@ -1,17 +1,21 @@
-//! The spool directory: owner-only files in a directory the user owns.
+//! The spool directory: owner-only files in a directory the user owns, held by one
+//! [`Spool`](crate::Spool) at a time.
 
 use crate::SpoolError;
-use std::fs::{self, DirBuilder, File, OpenOptions};
+use std::fs::{self, DirBuilder, File, OpenOptions, TryLockError};
 use std::os::unix::fs::{DirBuilderExt, MetadataExt, OpenOptionsExt, PermissionsExt};
 use std::path::Path;
 
-/// The file whose owner proves who we are (no `unsafe` `getuid` needed): created by this
-/// process, so its owner is our effective user.
-const OWNER_PROBE: &str = ".owner";
+/// The lock file. Holding an exclusive advisory lock (`flock`) on it is what owns the
+/// directory; the kernel releases it when the holder exits, `kill -9` included. Being
+/// created by this process, its owner is also our effective user (no `unsafe` `getuid`
+/// needed), which the ownership check compares with the directory's.
+pub(crate) const LOCK_FILE: &str = "lock";
 
-/// Creates `dir` (0700) if missing, then refuses it unless it is a directory owned by this
-/// user and not writable by others.
-pub(crate) fn prepare(dir: &Path) -> Result<(), SpoolError> {
+/// Creates `dir` (0700) if missing, refuses it unless it is a directory owned by this user
+/// and not writable by others, and takes its lock. The returned file holds the lock until
+/// it is dropped.
+pub(crate) fn prepare(dir: &Path) -> Result<File, SpoolError> {
     if !dir.exists() {
         DirBuilder::new()
             .recursive(true)
@@ -30,22 +34,33 @@ pub(crate) fn prepare(dir: &Path) -> Result<(), SpoolError> {
     if meta.permissions().mode() & 0o002 != 0 {
         return Err(unsafe_dir("world-writable"));
     }
-    let probe = dir.join(OWNER_PROBE);
-    let probe_file = OpenOptions::new()
+    let path = dir.join(LOCK_FILE);
+    let lock = OpenOptions::new()
+        .read(true)
         .write(true)
         .create(true)
         .truncate(false)
         .mode(0o600)
-        .open(&probe)
-        .map_err(SpoolError::io("create owner probe", &probe))?;
-    let me = probe_file
+        .open(&path)
+        .map_err(SpoolError::io("create lock file", &path))?;
+    let me = lock
         .metadata()
-        .map_err(SpoolError::io("inspect owner probe", &probe))?
+        .map_err(SpoolError::io("inspect lock file", &path))?
         .uid();
     if me != meta.uid() {
         return Err(unsafe_dir("owned by another user"));
     }
-    Ok(())
+    match lock.try_lock() {
+        Ok(()) => Ok(lock),
+        Err(TryLockError::WouldBlock) => Err(SpoolError::Locked {
+            path: dir.to_path_buf(),
+        }),
+        Err(TryLockError::Error(source)) => Err(SpoolError::Io {
+            action: "lock",
+            path,
+            source,
+        }),
+    }
 }
 
 /// Creates a new owner-only file (fails if it exists) and makes its name durable.

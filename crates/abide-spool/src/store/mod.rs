@@ -1,13 +1,18 @@
 //! The spool store: append-only segment files of framed records in one directory.
 //!
-//! A segment `NNNNNNNNNNNNNNNNNNNN.seg` (the first entry id it may hold, zero-padded) is a
-//! sequence of [frames](crate::frame), each holding a *put* (a new entry) or a *remove*
-//! (an entry delivered, dropped or dead-lettered). Opening the spool reads every segment in
-//! order and keeps the entries put and not removed. Segments are deleted from the oldest
-//! on, once they hold no live entry: a remove is always in the same or a later segment than
-//! its put, so deleting a prefix never brings an entry back. Dead letters go to
-//! `dead-letter.log`, written (and synced) before the remove that takes the entry out of
-//! the live spool; an entry found in both is dead.
+//! A segment `NNNNNNNNNNNNNNNNNNNN.seg` (zero-padded; greater than every older segment's
+//! number and at least the id of every entry spooled after it was begun) is a sequence of
+//! [frames](crate::frame), each holding a *put* (a new entry, or a copy made by compaction)
+//! or a *remove* (an entry delivered, dropped or dead-lettered). Opening the spool reads
+//! every segment in order and keeps the entries put and not removed. Segments are deleted
+//! from the oldest on, once they hold no live entry: a remove is always in the same or a
+//! later segment than its put, so deleting a prefix never brings an entry back. When the
+//! files pass the byte cap, the oldest segment holding removed entries is *compacted*: its
+//! live entries are copied to the active segment and synced, then the file is deleted (see
+//! `Inner::compact` for why that is safe). Dead letters go to `dead-letter.log`, written
+//! (and synced) before the remove that takes the entry out of the live spool; an entry
+//! found in both is dead. The file `lock` holds an exclusive `flock` while a [`Spool`] has
+//! the directory open.
 
 mod dir;
 mod scan;
@@ -44,8 +49,12 @@ pub struct OpenReport {
 pub struct SpoolStats {
     /// Live entries.
     pub entries: usize,
-    /// Bytes of live entries, framing included.
+    /// Bytes of live entries, framing included: what the byte cap counts.
     pub bytes: u64,
+    /// Bytes of the segment files: the live entries, and the records of entries removed
+    /// that compaction has not reclaimed yet (see [`SpoolConfig::with_max_bytes`]). The
+    /// dead-letter file is not counted.
+    pub disk_bytes: u64,
     /// Entries spooled.
     pub pushed: u64,
     /// Entries removed after delivery.
@@ -56,11 +65,15 @@ pub struct SpoolStats {
     pub dead_lettered: u64,
     /// `fsync` calls made on segment and dead-letter files.
     pub fsyncs: u64,
+    /// Segment files compacted: their live entries copied forward, the file deleted.
+    pub compacted: u64,
 }
 
 /// A durable local spool of requests in a directory. Cheap to clone; clones share it.
 ///
-/// One process at a time may have a directory open.
+/// One [`Spool`] at a time may have a directory open: [`Spool::open`] takes an exclusive
+/// advisory lock on the directory's `lock` file and fails with [`SpoolError::Locked`] while
+/// another process, or another `Spool` of this one, holds it. Clone the `Spool` to share it.
 ///
 /// # Examples
 ///
@@ -125,9 +138,18 @@ impl NewEntry {
 
 #[derive(Debug)]
 struct Segment {
+    /// The number in the file name: greater than every older segment's, and at least the
+    /// id of every entry spooled after the segment was begun.
     first: u64,
     path: PathBuf,
+    /// The file's length.
+    len: u64,
+    /// Live entries put in this file, and their framed bytes.
     live: usize,
+    live_bytes: u64,
+    /// Unreadable past some point: never compacted (what it holds past the damage is
+    /// unknown), and compaction stops at it.
+    damaged: bool,
 }
 
 #[derive(Debug)]
@@ -142,8 +164,10 @@ struct Inner {
     dir: PathBuf,
     config: SpoolConfig,
     segments: Vec<Segment>,
+    /// The last segment's file, open for appending.
     active: File,
-    active_len: u64,
+    /// The length of every segment file together.
+    disk: u64,
     live: BTreeMap<EntryId, Live>,
     dead: Vec<DeadLetter>,
     dead_file: Option<File>,
@@ -151,6 +175,8 @@ struct Inner {
     unsynced: u32,
     stats: SpoolStats,
     buf: Vec<u8>,
+    /// Holds the directory's lock while open; dropped last.
+    _lock: File,
 }
 
 impl Spool {
@@ -159,14 +185,15 @@ impl Spool {
     /// # Errors
     ///
     /// [`SpoolError::UnsafeDirectory`] when `dir` is world-writable, owned by another user
-    /// or not a directory; [`SpoolError::Io`] when it cannot be read or written.
+    /// or not a directory; [`SpoolError::Locked`] when another `Spool` has it open;
+    /// [`SpoolError::Io`] when it cannot be read or written.
     pub fn open(
         dir: impl AsRef<Path>,
         config: SpoolConfig,
     ) -> Result<(Spool, OpenReport), SpoolError> {
         let dir = dir.as_ref().to_path_buf();
-        dir::prepare(&dir)?;
-        let (inner, report) = Inner::load(dir, config)?;
+        let lock = dir::prepare(&dir)?;
+        let (inner, report) = Inner::load(dir, config, lock)?;
         Ok((
             Spool {
                 inner: Arc::new(Mutex::new(inner)),
@@ -241,6 +268,7 @@ impl Spool {
         let inner = self.lock();
         SpoolStats {
             entries: inner.live.len(),
+            disk_bytes: inner.disk,
             ..inner.stats
         }
     }
@@ -269,7 +297,11 @@ fn read_file(path: &Path) -> Result<Vec<u8>, SpoolError> {
 }
 
 impl Inner {
-    fn load(dir: PathBuf, config: SpoolConfig) -> Result<(Inner, OpenReport), SpoolError> {
+    fn load(
+        dir: PathBuf,
+        config: SpoolConfig,
+        lock: File,
+    ) -> Result<(Inner, OpenReport), SpoolError> {
         let mut report = OpenReport::default();
         let mut firsts = Vec::new();
         for item in fs::read_dir(&dir).map_err(SpoolError::io("list", &dir))? {
@@ -288,26 +320,27 @@ impl Inner {
         firsts.sort();
         let mut live: BTreeMap<EntryId, Live> = BTreeMap::new();
         let mut next_id = firsts.last().map_or(1, |(first, _)| *first).max(1);
-        let mut last_len = 0;
+        let mut segments = Vec::with_capacity(firsts.len());
         let mut damaged_tail = false;
         let count = firsts.len();
-        for (i, (first, path)) in firsts.iter().enumerate() {
-            let bytes = read_file(path)?;
+        for (i, (first, path)) in firsts.into_iter().enumerate() {
+            let bytes = read_file(&path)?;
             let scanned = scan::scan(path.clone(), &bytes);
-            last_len = scanned.good_len;
+            let mut len = bytes.len() as u64;
+            let mut damaged = false;
             if let Some(torn) = scanned.torn {
-                if i + 1 == count {
-                    if torn.truncated {
-                        // An interrupted append: cut it off so new frames follow good ones.
-                        let file = dir::open_append(path)?;
-                        file.set_len(scanned.good_len)
-                            .and_then(|()| file.sync_all())
-                            .map_err(SpoolError::io("truncate torn tail of", path))?;
-                    } else {
-                        // Damage, not a cut write: keep the file as it is and append to a
-                        // new segment, so new frames never sit behind unreadable bytes.
-                        damaged_tail = true;
-                    }
+                if i + 1 == count && torn.truncated {
+                    // An interrupted append: cut it off so new frames follow good ones.
+                    let file = dir::open_append(&path)?;
+                    file.set_len(scanned.good_len)
+                        .and_then(|()| file.sync_all())
+                        .map_err(SpoolError::io("truncate torn tail of", &path))?;
+                    len = scanned.good_len;
+                } else {
+                    // Damage, not a cut write: keep the file as it is (and append to a new
+                    // segment, so new frames never sit behind unreadable bytes).
+                    damaged = true;
+                    damaged_tail = i + 1 == count;
                 }
                 tracing::warn!(file = %torn.file.display(), offset = torn.offset, bytes = torn.bytes, truncated = torn.truncated, "spool: unreadable tail");
                 report.torn.push(torn);
@@ -317,12 +350,13 @@ impl Inner {
                     Record::Put(entry) => {
                         next_id = next_id.max(entry.id.0 + 1);
                         let size = encoded_len(&Record::Put(entry.clone()));
+                        // A later put of the same id is a copy made by compaction.
                         live.insert(
                             entry.id,
                             Live {
                                 entry,
                                 size,
-                                segment: *first,
+                                segment: first,
                             },
                         );
                     }
@@ -332,6 +366,14 @@ impl Inner {
                     Record::Dead(_) => {}
                 }
             }
+            segments.push(Segment {
+                first,
+                path,
+                len,
+                live: 0,
+                live_bytes: 0,
+                damaged,
+            });
         }
         let dead_path = dir.join(DEAD_LETTER_FILE);
         let mut dead = Vec::new();
@@ -355,45 +397,38 @@ impl Inner {
                 rewrite_dead_letters(&dir, &dead)?;
             }
         }
-        let mut segments: Vec<Segment> = firsts
-            .into_iter()
-            .map(|(first, path)| Segment {
-                first,
-                path,
-                live: 0,
-            })
-            .collect();
         for l in live.values() {
             if let Some(s) = segments.iter_mut().find(|s| s.first == l.segment) {
                 s.live += 1;
+                s.live_bytes += l.size;
             }
         }
-        let (active, active_len) = match segments.last() {
-            Some(s) if !damaged_tail && last_len < config.segment_bytes => {
-                (dir::open_append(&s.path)?, last_len)
-            }
+        let active = match segments.last() {
+            Some(s) if !damaged_tail && s.len < config.segment_bytes => dir::open_append(&s.path)?,
             last => {
-                if last.is_some_and(|s| s.first >= next_id) {
-                    next_id = last.map_or(next_id, |s| s.first + 1);
-                }
-                let file = dir::create_file(&dir, &segment_name(next_id))?;
+                let first = next_id.max(last.map_or(0, |s| s.first + 1));
+                let file = dir::create_file(&dir, &segment_name(first))?;
                 segments.push(Segment {
-                    first: next_id,
-                    path: dir.join(segment_name(next_id)),
+                    first,
+                    path: dir.join(segment_name(first)),
+                    len: 0,
                     live: 0,
+                    live_bytes: 0,
+                    damaged: false,
                 });
-                (file, 0)
+                file
             }
         };
         report.entries = live.len();
         report.dead_letters = dead.len();
         let bytes = live.values().map(|l| l.size).sum();
+        let disk = segments.iter().map(|s| s.len).sum();
         let mut inner = Inner {
             dir,
             config,
             segments,
             active,
-            active_len,
+            disk,
             live,
             dead,
             dead_file: None,
@@ -404,9 +439,15 @@ impl Inner {
                 ..SpoolStats::default()
             },
             buf: Vec::new(),
+            _lock: lock,
         };
         inner.collect()?;
+        inner.compact()?;
         Ok((inner, report))
+    }
+
+    fn active(&mut self) -> &mut Segment {
+        self.segments.last_mut().expect("an active segment")
     }
 
     fn push(&mut self, new: NewEntry) -> Result<EntryId, SpoolError> {
@@ -447,8 +488,10 @@ impl Inner {
             unreachable!("built as a put above")
         };
         self.next_id += 1;
-        let segment = self.segments.last().expect("an active segment").first;
-        self.segments.last_mut().expect("an active segment").live += 1;
+        let active = self.active();
+        active.live += 1;
+        active.live_bytes += size;
+        let segment = active.first;
         self.live.insert(
             id,
             Live {
@@ -459,9 +502,8 @@ impl Inner {
         );
         self.stats.bytes += size;
         self.stats.pushed += 1;
-        if self.active_len >= self.config.segment_bytes {
-            self.roll()?;
-        }
+        self.roll_if_due()?;
+        self.compact()?;
         Ok(id)
     }
 
@@ -505,8 +547,11 @@ impl Inner {
         }
         if let Some(s) = self.segments.iter_mut().find(|s| s.first == gone.segment) {
             s.live -= 1;
+            s.live_bytes -= gone.size;
         }
-        self.collect()
+        self.roll_if_due()?;
+        self.collect()?;
+        self.compact()
     }
 
     fn dead_letter(&mut self, id: EntryId, verdict: &str) -> Result<(), SpoolError> {
@@ -540,17 +585,33 @@ impl Inner {
         Ok(())
     }
 
+    /// Writes a record and syncs it as [`Fsync`] says.
+    fn append(&mut self, record: &Record) -> Result<(), SpoolError> {
+        self.write(record)?;
+        let due = match self.config.fsync {
+            Fsync::PerEntry => true,
+            Fsync::Batched(n) => self.unsynced >= n.get(),
+        };
+        if due {
+            self.sync()?;
+        }
+        Ok(())
+    }
+
     /// One `write` per record, so a killed process leaves either the whole frame in the
     /// page cache or a torn tail the next open cuts off.
-    fn append(&mut self, record: &Record) -> Result<(), SpoolError> {
+    fn write(&mut self, record: &Record) -> Result<(), SpoolError> {
         self.buf.clear();
         frame_record(record, &mut self.buf);
+        let len = self.active().len;
         let path = &self.segments.last().expect("an active segment").path;
         if let Err(e) = self.active.write_all(&self.buf) {
             // Leave no partial frame for later frames to follow (they would be unreadable).
-            if self.active.set_len(self.active_len).is_err() {
+            if self.active.set_len(len).is_err() {
                 tracing::warn!(file = %path.display(), "spool: could not cut a failed write; starting a new segment");
                 let path = path.clone();
+                // The file's length is unknown now: count it as damaged.
+                self.active().damaged = true;
                 self.roll().map_err(|_| SpoolError::io("write", &path)(e))?;
                 return Err(SpoolError::Io {
                     action: "write",
@@ -560,15 +621,10 @@ impl Inner {
             }
             return Err(SpoolError::io("write", path)(e));
         }
-        self.active_len += self.buf.len() as u64;
+        let written = self.buf.len() as u64;
+        self.active().len += written;
+        self.disk += written;
         self.unsynced += 1;
-        let due = match self.config.fsync {
-            Fsync::PerEntry => true,
-            Fsync::Batched(n) => self.unsynced >= n.get(),
-        };
-        if due {
-            self.sync()?;
-        }
         Ok(())
     }
 
@@ -585,21 +641,27 @@ impl Inner {
         Ok(())
     }
 
+    fn roll_if_due(&mut self) -> Result<(), SpoolError> {
+        if self.active().len >= self.config.segment_bytes {
+            self.roll()?;
+        }
+        Ok(())
+    }
+
+    /// Closes the active segment and begins a new one.
     fn roll(&mut self) -> Result<(), SpoolError> {
         self.sync()?;
-        let first = self.next_id;
-        if self.segments.last().is_some_and(|s| s.first == first) {
-            // Nothing was put since this segment began (only removes): keep appending.
-            return Ok(());
-        }
+        let first = self.next_id.max(self.active().first + 1);
         self.active = dir::create_file(&self.dir, &segment_name(first))?;
-        self.active_len = 0;
         self.segments.push(Segment {
             first,
             path: self.dir.join(segment_name(first)),
+            len: 0,
             live: 0,
+            live_bytes: 0,
+            damaged: false,
         });
-        self.collect()
+        Ok(())
     }
 
     /// Deletes the oldest segments while they hold no live entry (never the active one).
@@ -608,10 +670,71 @@ impl Inner {
         while self.segments.len() > 1 && self.segments[0].live == 0 {
             let old = self.segments.remove(0);
             fs::remove_file(&old.path).map_err(SpoolError::io("delete", &old.path))?;
+            self.disk -= old.len;
             deleted = true;
         }
         if deleted {
             dir::sync_dir(&self.dir)?;
+        }
+        Ok(())
+    }
+
+    /// Keeps the files within about one segment of the byte cap. While they are over it,
+    /// the oldest closed segment that holds anything but live entries (delivered entries,
+    /// removes) has its live entries copied to the active segment, synced, and is deleted.
+    ///
+    /// Why deleting it cannot bring a removed entry back: every older segment holds only
+    /// live entries and no removes, so no remove in the deleted file is about an entry of a
+    /// file that stays. A crash between the copy and the delete leaves an entry in two
+    /// files; opening keeps the later copy (same id, same key), so nothing is doubled.
+    fn compact(&mut self) -> Result<(), SpoolError> {
+        // Each pass deletes a segment that exists now; this many passes rewrite them all.
+        let mut passes = self.segments.len();
+        while passes > 0 && self.disk > self.config.max_bytes {
+            passes -= 1;
+            let closed = self.segments.len() - 1;
+            let Some(at) = self.segments[..closed]
+                .iter()
+                .position(|s| s.damaged || s.len > s.live_bytes)
+            else {
+                return Ok(());
+            };
+            if self.segments[at].damaged {
+                // What it holds past the damage is unknown; keep it and all after it.
+                return Ok(());
+            }
+            let first = self.segments[at].first;
+            let moving: Vec<EntryId> = self
+                .live
+                .iter()
+                .filter(|(_, l)| l.segment == first)
+                .map(|(id, _)| *id)
+                .collect();
+            for id in moving {
+                let record = Record::Put(self.live[&id].entry.clone());
+                self.write(&record)?;
+                let active = self.active();
+                active.live += 1;
+                let to = active.first;
+                let l = self.live.get_mut(&id).expect("live");
+                l.segment = to;
+                let size = l.size;
+                self.active().live_bytes += size;
+                let old = &mut self.segments[at];
+                old.live -= 1;
+                old.live_bytes -= size;
+                if self.active().len >= self.config.segment_bytes {
+                    // The new segment goes at the end; `at` stays where it is.
+                    self.roll()?;
+                }
+            }
+            // The copies are on disk before the original goes.
+            self.sync()?;
+            let old = self.segments.remove(at);
+            fs::remove_file(&old.path).map_err(SpoolError::io("delete", &old.path))?;
+            self.disk -= old.len;
+            dir::sync_dir(&self.dir)?;
+            self.stats.compacted += 1;
         }
         Ok(())
     }
