@@ -424,3 +424,47 @@ async fn a_sliding_token_window_behind_openai_header_names_is_paced_as_a_window(
         last - start
     );
 }
+
+/// An hourly window of 5 000 requests (IETF draft 07 headers, as Honeycomb sends them),
+/// 50 minutes from its reset with 1 200 left.
+fn hourly_window() -> Api {
+    let start = Instant::now();
+    let mut used = 3800u64;
+    Api::new(50 * MS, move |now, _, _| {
+        let reset = 3000u64.saturating_sub((now - start).as_secs()).max(1);
+        let refused = used >= 5000;
+        if !refused {
+            used += 1;
+        }
+        let reply = if refused {
+            Reply::status(429).header("retry-after", reset.to_string())
+        } else {
+            Reply::ok()
+        };
+        reply.header(
+            "ratelimit",
+            format!("limit=5000, remaining={}, reset={reset}", 5000 - used),
+        )
+    })
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_job_that_fits_an_hourly_quota_is_not_stretched_over_the_hour() {
+    let api = hourly_window();
+    let c = crate::support::abide_client(
+        &api,
+        abide::AbideLayer::generic().with_retry(BackoffRetryLayer::new().with_seed(25)),
+    );
+    let start = Instant::now();
+    // 1 000 requests of the 1 200 left this hour: as fast as the in-flight cap allows, a
+    // few seconds. Spread over the 50 minutes beyond half an hour ahead, the last 280
+    // went one every 2.5 s.
+    let all = call_all(&c, (0..1000).map(|i| request(i, None)).collect()).await;
+    assert!(all.iter().all(|d| d.ok()));
+    let last = all.iter().map(|d| d.at).max().unwrap();
+    assert!(
+        last - start < 60 * S,
+        "took {:?}: the quota was spread over the hour",
+        last - start
+    );
+}

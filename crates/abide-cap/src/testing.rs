@@ -481,7 +481,8 @@ pub async fn learned_limit_spreads_remaining_over_the_reset(store: &dyn QuotaSto
     let now = Instant::now();
     let snap = RateLimitSnapshot::new().with_limit(limit(Scope::Requests, 100, 10, 10 * S));
     teach(store, &k, now, &snap, &p).await;
-    let bounded = || Admission::new(&k, 1, now, &p).with_max_wait(10 * S);
+    // A 5 s max wait lets the schedule run 5 s ahead of the even spread (1 s a request).
+    let bounded = || Admission::new(&k, 1, now, &p).with_max_wait(5 * S);
     for i in 0..6 {
         go(
             admit(store, bounded()).await,
@@ -765,14 +766,14 @@ pub async fn most_constrained_scope_governs(store: &dyn QuotaStore) {
         &p,
     )
     .await;
-    // A 4 s max wait lets the schedule run 2 s ahead of the even spread.
-    let bounded = || Admission::new(&k, 500, now, &p).with_max_wait(4 * S);
+    // A 3 s max wait lets the schedule run 3 s ahead of the even spread.
+    let bounded = || Admission::new(&k, 500, now, &p).with_max_wait(3 * S);
     go(admit(store, bounded()).await, "first 500 tokens");
     let (until, _) = wait(admit(store, bounded()).await, "next 500 tokens");
     assert_eq!(
         until,
-        now + 3 * S,
-        "1000 tokens over 10 s: 500 tokens take 5 s, less 2 s ahead"
+        now + 2 * S,
+        "1000 tokens over 10 s: 500 tokens take 5 s, less 3 s ahead"
     );
 }
 

@@ -249,7 +249,7 @@ impl BucketState {
             if learn {
                 for l in &self.learned {
                     let units = if l.counts_cost { cost } else { 1 };
-                    start = start.max(l.plan(start, units, a.max_wait / 2).0);
+                    start = start.max(l.plan(start, units, a.max_wait).0);
                 }
             }
             if let Some(t) = &self.throttled {
@@ -274,7 +274,7 @@ impl BucketState {
         if learn {
             for l in &mut self.learned {
                 let units = if l.counts_cost { cost } else { 1 };
-                let planned = l.plan(start, units, a.max_wait / 2).1;
+                let planned = l.plan(start, units, a.max_wait).1;
                 l.apply(planned);
             }
         }

@@ -53,9 +53,9 @@ impl Pace {
     /// What remains is spread evenly over the time to reset, but the schedule may run
     /// ahead of the even spread by `ahead` (GCRA's tolerance): requests go at once while
     /// running dry early would make nobody wait past `ahead` for the reset. With `ahead`
-    /// half the request's max wait, a window shorter than that is used as fast as callers
-    /// ask, and a longer one (hourly, daily) still keeps every wait, queueing included,
-    /// within bounds.
+    /// the request's max wait (an hour by default), a window shorter than that is used as
+    /// fast as callers ask (a job that fits in an hourly quota is not stretched over the
+    /// hour), and a longer one (daily) is spread so that no admission waits past it.
     pub(super) fn plan(mut self, at: Instant, units: u64, ahead: Duration) -> (Instant, Pace) {
         if self.limit.is_some_and(|l| units > l) {
             // Can never fit a window: a request about itself (the server will say it is
