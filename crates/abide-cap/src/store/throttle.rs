@@ -33,9 +33,32 @@ pub(super) struct Throttled {
     pub(super) tat: Instant,
 }
 
+/// Near the rate that drew the last 429 (from this share of it to the share beyond), the
+/// send rate grows [`THROTTLE_PLATEAU_GROWTH`] of that rate per second instead: the
+/// server's limit is most likely there, and each probe past it costs a refusal.
+const THROTTLE_PLATEAU: (f64, f64) = (0.95, 1.05);
+/// Growth per second near the last 429's rate, as a share of it.
+const THROTTLE_PLATEAU_GROWTH: f64 = 0.01;
+
 impl Throttled {
+    /// The send rate `now`: fast growth back towards the rate that drew the last 429,
+    /// slow growth around it, fast again once past it (the limit may have gone): the
+    /// concave, flat, convex shape of TCP CUBIC, in rate instead of window.
     pub(super) fn rate_at(&self, now: Instant) -> f64 {
-        self.rate * (1.0 + THROTTLE_GROWTH * since(now, self.cut_at).as_secs_f64())
+        let t = since(now, self.cut_at).as_secs_f64();
+        let drew = self.rate / THROTTLE_BETA;
+        let (low, high) = (drew * THROTTLE_PLATEAU.0, drew * THROTTLE_PLATEAU.1);
+        let fast = |from: f64, t: f64| from * (1.0 + THROTTLE_GROWTH * t);
+        let reach_low = (low / self.rate - 1.0).max(0.0) / THROTTLE_GROWTH;
+        if t <= reach_low {
+            return fast(self.rate, t);
+        }
+        let plateau = (high - low) / (drew * THROTTLE_PLATEAU_GROWTH);
+        let t = t - reach_low;
+        if t <= plateau {
+            return low + drew * THROTTLE_PLATEAU_GROWTH * t;
+        }
+        fast(high, t - plateau)
     }
 
     pub(super) fn interval(&self, at: Instant) -> Duration {
@@ -87,5 +110,47 @@ impl BucketState {
             cut_requests: self.requests,
             tat: self.throttled.map_or(now, |t| t.tat),
         });
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_rate_grows_fast_back_to_the_last_429s_flat_around_it_and_fast_past_it() {
+        let cut_at = Instant::now();
+        let t = Throttled {
+            rate: 70.0,
+            cut_at,
+            cut_requests: 0,
+            tat: cut_at,
+        };
+        let at = |s: f64| t.rate_at(cut_at + Duration::from_secs_f64(s));
+        assert_eq!(at(0.0), 70.0);
+        // 5 % of 70 a second: 95 (95 % of the 100 that drew the 429) after about 7 s.
+        assert!((at(3.0) - 80.5).abs() < 1e-9, "{}", at(3.0));
+        let reach = (95.0 / 70.0 - 1.0) / THROTTLE_GROWTH;
+        assert!((at(reach) - 95.0).abs() < 1e-9);
+        // Then 1 a second for 10 s, through 100, to 105.
+        assert!(
+            (at(reach + 5.0) - 100.0).abs() < 1e-9,
+            "{}",
+            at(reach + 5.0)
+        );
+        assert!((at(reach + 10.0) - 105.0).abs() < 1e-9);
+        // Then 5 % of 105 a second again.
+        assert!(
+            (at(reach + 12.0) - 115.5).abs() < 1e-9,
+            "{}",
+            at(reach + 12.0)
+        );
+        // Never decreasing.
+        let mut last = 0.0;
+        for i in 0..400 {
+            let r = at(f64::from(i) * 0.1);
+            assert!(r >= last, "{i}: {r} < {last}");
+            last = r;
+        }
     }
 }
