@@ -468,3 +468,52 @@ async fn a_job_that_fits_an_hourly_quota_is_not_stretched_over_the_hour() {
         last - start
     );
 }
+
+/// A fixed window of 10 000 tokens per 10 s in IETF headers whose policy names tokens but
+/// states no unit (`"tokens";q=10000;w=10`, no `qu`).
+fn ietf_token_window_without_unit() -> Api {
+    let start = Instant::now();
+    let (mut window, mut used) = (0u64, 0u32);
+    Api::new(50 * MS, move |now, _, cost| {
+        let elapsed = (now - start).as_secs();
+        if elapsed / 10 != window {
+            window = elapsed / 10;
+            used = 0;
+        }
+        let reset = 10 - elapsed % 10;
+        let refused = used + cost > 10_000;
+        if !refused {
+            used += cost;
+        }
+        let reply = if refused {
+            Reply::status(429).header("retry-after", reset.to_string())
+        } else {
+            Reply::ok()
+        };
+        reply
+            .header("ratelimit-policy", "\"tokens\";q=10000;w=10")
+            .header(
+                "ratelimit",
+                format!("\"tokens\";r={};t={reset}", 10_000 - used),
+            )
+    })
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_policy_named_tokens_without_a_unit_paces_the_cost() {
+    let api = ietf_token_window_without_unit();
+    let c = crate::support::abide_client(
+        &api,
+        abide::AbideLayer::generic().with_retry(BackoffRetryLayer::new().with_seed(26)),
+    );
+    // 60 requests of 2 000 tokens: 5 a window, 12 windows. The first 10 go before any
+    // answer says anything (5 of them refused); after that, none should be. Counted as
+    // requests, the policy's 10 000 never ran out and every window ended in refusals.
+    let all = call_all(&c, (0..60).map(|i| request(i, Some(2000))).collect()).await;
+    assert!(all.iter().all(|d| d.ok()), "{all:?}");
+    let refused = api.arrivals().iter().filter(|a| a.status == 429).count();
+    assert!(
+        refused <= 6,
+        "{refused} refusals: the token policy was read as requests"
+    );
+}

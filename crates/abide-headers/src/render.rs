@@ -312,7 +312,16 @@ fn ietf(snapshot: &RateLimitSnapshot, w: &mut Writer<'_>) {
                 if let Some(win) = l.window {
                     write!(b, ";w={}", ceil_secs(win))?;
                 }
-                if let Some(u) = &l.unit {
+                // A token limit says what it counts (`qu`), or a reader takes the
+                // policy for a request count.
+                let unit = l.unit.clone().or_else(|| {
+                    matches!(
+                        l.scope,
+                        Scope::Tokens | Scope::InputTokens | Scope::OutputTokens
+                    )
+                    .then_some(QuotaUnit::Tokens)
+                });
+                if let Some(u) = &unit {
                     b.write_str(";qu=")?;
                     sf_string(b, unit_wire(u))?;
                 }
@@ -442,6 +451,29 @@ mod tests {
         assert_eq!(s(Duration::from_millis(179_560)), "2m59.56s");
         assert_eq!(s(Duration::from_secs(3723)), "1h2m3s");
         assert_eq!(s(Duration::ZERO), "0s");
+    }
+
+    #[test]
+    fn an_ietf_token_policy_says_it_counts_tokens() {
+        let mut tokens = Limit::new(Scope::Tokens, Dialect::Ietf);
+        tokens.limit = Some(10_000);
+        tokens.remaining = Some(4_000);
+        tokens.window = Some(Duration::from_secs(60));
+        let snapshot = RateLimitSnapshot::new().with_limit(tokens);
+        let mut headers = HeaderMap::new();
+        render(
+            &snapshot,
+            Dialect::Ietf,
+            SystemTime::UNIX_EPOCH,
+            &mut headers,
+        )
+        .unwrap();
+        assert_eq!(
+            headers["ratelimit-policy"],
+            "\"tokens\";q=10000;w=60;qu=\"tokens\""
+        );
+        let read = crate::RateLimitHeaders::new().extract(&headers);
+        assert_eq!(read.limits()[0].unit, Some(QuotaUnit::Tokens));
     }
 
     #[test]

@@ -155,9 +155,12 @@ pub(super) fn counts_cost(limit: &Limit) -> Option<bool> {
     match &limit.scope {
         Scope::Requests => Some(false),
         Scope::Tokens | Scope::InputTokens | Scope::OutputTokens => Some(true),
-        _ => match &limit.unit {
+        scope => match &limit.unit {
             Some(QuotaUnit::ConcurrentRequests) => None,
             Some(QuotaUnit::Tokens) | Some(QuotaUnit::ContentBytes) => Some(true),
+            // A policy that names tokens but states no unit (`"tokens";q=100000;w=60`)
+            // counts them.
+            None => Some(scope.as_str().to_ascii_lowercase().contains("token")),
             _ => Some(false),
         },
     }
