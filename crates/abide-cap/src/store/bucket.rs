@@ -329,8 +329,9 @@ impl BucketState {
             let blamed = (o.classification.class == Class::RateLimited)
                 .then(|| blamed(o.classification, limits))
                 .flatten();
+            let refused = o.classification.class.is_throttle();
             for (i, limit) in limits.iter().enumerate() {
-                self.learn(limit, now, o.ticket, blamed == Some(i));
+                self.learn(limit, now, o.ticket, blamed == Some(i), refused);
             }
             promised = blamed.is_some_and(|i| {
                 limits[i].remaining.is_some_and(|r| r > 0)

@@ -173,6 +173,7 @@ impl BucketState {
         now: Instant,
         ticket: Option<Ticket>,
         throttled: bool,
+        refused: bool,
     ) {
         let Some(counts_cost) = counts_cost(limit) else {
             return;
@@ -267,6 +268,7 @@ impl BucketState {
                 counts_cost,
                 uncounted,
                 throttled,
+                refused,
             ) {
                 l.applied = applied;
                 l.counts_cost = counts_cost;

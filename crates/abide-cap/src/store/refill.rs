@@ -14,6 +14,9 @@ pub(super) const SHARE_SAMPLE: Duration = Duration::from_secs(2);
 /// others seem to take: measurement noise must not starve it.
 pub(super) const MIN_SHARE: f64 = 0.1;
 
+/// The share of a token bucket's refill left unclaimed when others draw from it too.
+pub(super) const SHARED_MARGIN: f64 = 0.05;
+
 /// A token bucket that refills continuously (OpenAI's and Anthropic's documented model:
 /// `reset` is the time until the bucket is full again). Paced by GCRA at this client's
 /// share of the refill rate with the bucket's capacity as burst; the level is taken from
@@ -31,8 +34,12 @@ pub(super) struct Refill {
     pub(super) basis: u64,
     /// Other consumers of the same quota (other processes on the key), units per second.
     pub(super) others_per_s: f64,
-    /// Where the last share measurement started: (instant, server remaining, own count).
+    /// Where the last share measurement started: (instant, server remaining, own count
+    /// of units the server took: admitted less `refused`).
     pub(super) sample: Option<(Instant, u64, u64)>,
+    /// Units of this client's requests the server refused (they took nothing from the
+    /// bucket, so they are not this client's consumption).
+    pub(super) refused: u64,
     /// GCRA theoretical arrival time.
     pub(super) tat: Instant,
 }
@@ -41,7 +48,14 @@ impl Refill {
     /// This client's nanoseconds per unit: the refill less what others take.
     pub(super) fn share_ns(&self) -> u64 {
         let rate = 1e9 / self.unit_ns.max(1) as f64;
-        let mine = (rate - self.others_per_s).max(rate * MIN_SHARE);
+        // Sharing with others: leave a little of the refill unclaimed, so that the
+        // bucket keeps a unit or two for the moments several of us ask at once.
+        let margin = if self.others_per_s > rate * 0.02 {
+            SHARED_MARGIN
+        } else {
+            0.0
+        };
+        let mine = (rate * (1.0 - margin) - self.others_per_s).max(rate * MIN_SHARE);
         let ns = 1e9 / mine;
         if ns.is_finite() && ns < MAX_SPAN.as_nanos() as f64 {
             ns as u64
@@ -91,6 +105,7 @@ pub(super) fn learn_refill(
     counts_cost: bool,
     uncounted: u64,
     throttled: bool,
+    refused: bool,
 ) -> Option<Refill> {
     let advertised = limit.limit.filter(|&c| c > 0)?;
     let mut phantom = old.map_or(0, |r| r.phantom);
@@ -143,12 +158,24 @@ pub(super) fn learn_refill(
         basis,
         others_per_s: old.map_or(0.0, |r| r.others_per_s),
         sample: old.and_then(|r| r.sample),
+        refused: old.map_or(0, |r| r.refused),
         tat: now,
     };
+    if let (true, Some(t)) = (refused, ticket) {
+        // A request counts 1; a refused request's cost is not in its ticket, so the
+        // average cost of the bucket's admissions stands in.
+        let units = if counts_cost {
+            t.units / t.requests.max(1)
+        } else {
+            1
+        };
+        refill.refused = refill.refused.saturating_add(units);
+    }
     // Measure what others on the same quota take: the server's level moved by the refill,
     // our own admissions and theirs.
     if let Some(t) = ticket {
-        let mine = if counts_cost { t.units } else { t.requests };
+        let admitted = if counts_cost { t.units } else { t.requests };
+        let mine = admitted.saturating_sub(refill.refused);
         match refill.sample {
             Some((at, was, mine_then)) if since(now, at) >= SHARE_SAMPLE => {
                 let dt = since(now, at).as_secs_f64();

@@ -454,6 +454,7 @@ impl Writer<'_> {
             basis,
             others_per_s,
             sample,
+            refused,
             tat,
         } = r;
         self.u64(*capacity);
@@ -466,6 +467,7 @@ impl Writer<'_> {
             w.u64(*level);
             w.u64(*mine);
         });
+        self.u64(*refused);
         self.instant(*tat);
     }
 
@@ -675,6 +677,7 @@ impl<'a> Reader<'a> {
             basis: self.u64()?,
             others_per_s: self.f64()?,
             sample: self.option(|r| Ok((r.instant()?, r.u64()?, r.u64()?)))?,
+            refused: self.u64()?,
             tat: self.instant()?,
         })
     }
