@@ -228,6 +228,16 @@ pub(crate) async fn call_all(client: &Client, reqs: Vec<Request<Body>>) -> Vec<D
     out
 }
 
+/// Sends every request at once, checks that every one succeeded, and says how long the
+/// last one took to end.
+pub(crate) async fn all_succeed(client: &Client, reqs: Vec<Request<Body>>) -> Duration {
+    let start = Instant::now();
+    let all = call_all(client, reqs).await;
+    let failed: Vec<_> = all.iter().filter(|d| !d.ok()).collect();
+    assert!(failed.is_empty(), "{} failed: {failed:?}", failed.len());
+    all.iter().map(|d| d.at - start).max().unwrap_or_default()
+}
+
 pub(crate) const MS: Duration = Duration::from_millis(1);
 pub(crate) const S: Duration = Duration::from_secs(1);
 
