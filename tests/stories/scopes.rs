@@ -199,20 +199,38 @@ async fn a_sliding_window_behind_openai_header_names_is_used_at_its_rate() {
     assert!(took < 48 * S, "took {:?} for 40 s of quota", took);
 }
 
-/// A continuously refilling bucket of 600 requests a minute behind OpenAI's header names
-/// (`reset` = until full again), 5 left at the start, whose 429 states no `Retry-After`.
-fn refilling_bucket_without_retry_after() -> Api {
-    let mut requests = Bucket {
-        capacity: 600.0,
-        per_s: 10.0,
-        level: 5.0,
+/// A continuously refilling bucket behind OpenAI's header names (`reset` = until full
+/// again) counting `scope` (`requests`: 1 a request; `tokens`: the declared cost), with
+/// `level` of `capacity` left at the start, whose 429 states no `Retry-After`.
+fn refilling_without_retry_after(scope: &'static str, capacity: f64, level: f64) -> Api {
+    let mut bucket = Bucket {
+        capacity,
+        per_s: capacity / 60.0,
+        level,
         at: Instant::now(),
     };
-    Api::new(50 * MS, move |now, _, _| {
-        requests.refill(now);
-        let refused = requests.level < 1.0;
+    let (limit, remaining, reset) = match scope {
+        "requests" => (
+            "x-ratelimit-limit-requests",
+            "x-ratelimit-remaining-requests",
+            "x-ratelimit-reset-requests",
+        ),
+        _ => (
+            "x-ratelimit-limit-tokens",
+            "x-ratelimit-remaining-tokens",
+            "x-ratelimit-reset-tokens",
+        ),
+    };
+    Api::new(50 * MS, move |now, _, cost| {
+        bucket.refill(now);
+        let units = if scope == "requests" {
+            1.0
+        } else {
+            f64::from(cost)
+        };
+        let refused = bucket.level < units;
         if !refused {
-            requests.level -= 1.0;
+            bucket.level -= units;
         }
         let reply = if refused {
             Reply::status(429)
@@ -220,18 +238,16 @@ fn refilling_bucket_without_retry_after() -> Api {
             Reply::ok()
         };
         reply
-            .header("x-ratelimit-limit-requests", "600")
-            .header(
-                "x-ratelimit-remaining-requests",
-                format!("{}", requests.level.floor()),
-            )
-            .header("x-ratelimit-reset-requests", requests.until_full())
+            .header(limit, format!("{capacity}"))
+            .header(remaining, format!("{}", bucket.level.floor()))
+            .header(reset, bucket.until_full())
     })
 }
 
 #[tokio::test(start_paused = true)]
 async fn a_429_from_a_refilling_bucket_waits_for_one_request_not_for_a_full_bucket() {
-    let api = refilling_bucket_without_retry_after();
+    // 600 requests a minute, 5 left.
+    let api = refilling_without_retry_after("requests", 600.0, 5.0);
     let c = crate::support::abide_client(
         &api,
         abide::AbideLayer::openai().with_retry(BackoffRetryLayer::new().with_seed(21)),
@@ -246,40 +262,10 @@ async fn a_429_from_a_refilling_bucket_waits_for_one_request_not_for_a_full_buck
     );
 }
 
-/// A refilling token bucket of 60 000 a minute behind OpenAI's names, 3 000 left at the
-/// start, whose 429 states no `Retry-After`.
-fn refilling_tokens_without_retry_after() -> Api {
-    let mut tokens = Bucket {
-        capacity: 60_000.0,
-        per_s: 1_000.0,
-        level: 3_000.0,
-        at: Instant::now(),
-    };
-    Api::new(50 * MS, move |now, _, cost| {
-        tokens.refill(now);
-        let cost = f64::from(cost);
-        let refused = tokens.level < cost;
-        if !refused {
-            tokens.level -= cost;
-        }
-        let reply = if refused {
-            Reply::status(429)
-        } else {
-            Reply::ok()
-        };
-        reply
-            .header("x-ratelimit-limit-tokens", "60000")
-            .header(
-                "x-ratelimit-remaining-tokens",
-                format!("{}", tokens.level.floor()),
-            )
-            .header("x-ratelimit-reset-tokens", tokens.until_full())
-    })
-}
-
 #[tokio::test(start_paused = true)]
 async fn a_429_from_a_refilling_token_bucket_paces_the_cost_not_a_full_bucket() {
-    let api = refilling_tokens_without_retry_after();
+    // 60 000 tokens a minute, 3 000 left.
+    let api = refilling_without_retry_after("tokens", 60_000.0, 3_000.0);
     let c = crate::support::abide_client(
         &api,
         abide::AbideLayer::openai().with_retry(BackoffRetryLayer::new().with_seed(22)),

@@ -314,14 +314,11 @@ fn ietf(snapshot: &RateLimitSnapshot, w: &mut Writer<'_>) {
                 }
                 // A token limit says what it counts (`qu`), or a reader takes the
                 // policy for a request count.
-                let unit = l.unit.clone().or_else(|| {
-                    matches!(
-                        l.scope,
-                        Scope::Tokens | Scope::InputTokens | Scope::OutputTokens
-                    )
-                    .then_some(QuotaUnit::Tokens)
-                });
-                if let Some(u) = &unit {
+                let tokens = matches!(
+                    l.scope,
+                    Scope::Tokens | Scope::InputTokens | Scope::OutputTokens
+                );
+                if let Some(u) = l.unit.as_ref().or(tokens.then_some(&QuotaUnit::Tokens)) {
                     b.write_str(";qu=")?;
                     sf_string(b, unit_wire(u))?;
                 }

@@ -17,6 +17,9 @@ pub(super) const MIN_SHARE: f64 = 0.1;
 /// The share of a token bucket's refill left unclaimed when others draw from it too.
 pub(super) const SHARED_MARGIN: f64 = 0.05;
 
+/// Others taking less than this share of the refill is measurement noise, not sharing.
+pub(super) const SHARED_BELOW: f64 = 0.02;
+
 /// A token bucket that refills continuously (OpenAI's and Anthropic's documented model:
 /// `reset` is the time until the bucket is full again). Paced by GCRA at this client's
 /// share of the refill rate with the bucket's capacity as burst; the level is taken from
@@ -50,7 +53,7 @@ impl Refill {
         let rate = 1e9 / self.unit_ns.max(1) as f64;
         // Sharing with others: leave a little of the refill unclaimed, so that the
         // bucket keeps a unit or two for the moments several of us ask at once.
-        let margin = if self.others_per_s > rate * 0.02 {
+        let margin = if self.others_per_s > rate * SHARED_BELOW {
             SHARED_MARGIN
         } else {
             0.0

@@ -28,7 +28,7 @@ pub(super) fn preset(dialect: SimDialect) -> (AbideLayer, &'static str) {
 /// (`POST /v1/chat/completions`), whatever headers it speaks, so a 502 or a 504 may be
 /// answered by sending it again, as the LLM presets do for every request. Without the
 /// mark, the generic preset does not send a POST twice after an ambiguous failure.
-fn declare_cost(mut req: Request<SimBody>) -> Request<SimBody> {
+fn declare_request(mut req: Request<SimBody>) -> Request<SimBody> {
     if let Some(t) = req.extensions().get::<RequestTokens>().copied() {
         req.extensions_mut()
             .insert(Cost(u32::try_from(t.0).unwrap_or(u32::MAX)));
@@ -60,7 +60,7 @@ where
         };
         BoxCloneService::new(
             ServiceBuilder::new()
-                .map_request(declare_cost)
+                .map_request(declare_request)
                 .map_response(drop_body)
                 .layer(retry)
                 .layer(cap)
@@ -70,7 +70,7 @@ where
     } else {
         BoxCloneService::new(
             ServiceBuilder::new()
-                .map_request(declare_cost)
+                .map_request(declare_request)
                 .map_response(drop_body)
                 .layer(retry)
                 .layer(classify)
