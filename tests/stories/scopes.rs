@@ -480,3 +480,34 @@ async fn a_policy_named_tokens_without_a_unit_paces_the_cost() {
         "{refused} refusals: the token policy was read as requests"
     );
 }
+
+/// A key whose whole window other processes take: for its first ten minutes every
+/// request gets a bare 429 (no header, no wait), then the window opens.
+fn window_taken_by_others() -> Api {
+    let opens = Instant::now() + 600 * S;
+    Api::new(50 * MS, move |now, _, _| {
+        if now < opens {
+            Reply::status(429).body("Too Many Requests")
+        } else {
+            Reply::ok()
+        }
+    })
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_persistent_429_backs_off_so_held_requests_outlast_a_long_closed_window() {
+    let api = window_taken_by_others();
+    let c = crate::support::abide_client(
+        &api,
+        abide::AbideLayer::generic().with_retry(BackoffRetryLayer::new().with_seed(5)),
+    );
+    // Ten requests, six attempts each: sixty sends at most. A send rate that stopped
+    // shrinking at a request every 9 s (a growth per second that balanced the cuts)
+    // spent them in nine minutes and lost requests; backing off while nothing succeeds
+    // spends a few dozen over the ten minutes, and the window's opening is still found
+    // within the longest interval (100 s).
+    let took = all_succeed(&c, (0..10).map(|i| request(i, None)).collect()).await;
+    assert!(took < 720 * S, "took {took:?}");
+    let sent = api.arrivals().len();
+    assert!(sent <= 45, "{sent} attempts for ten requests");
+}

@@ -307,10 +307,12 @@ fn report<R, E: Into<BoxError>>(
                     &computed_class
                 }
             };
-            let probe = ticket.is_some_and(|t| t.probe);
+            // A probe's answer, and the success that lets a learned send rate grow,
+            // are always told.
+            let told = ticket.is_some_and(|t| t.probe || t.paced);
             // Nothing to learn: the store is skipped (a round trip, for a
             // shared one).
-            let report = !(class.is_success() && snapshot.is_empty() && !probe);
+            let report = !(class.is_success() && snapshot.is_empty() && !told);
             // The clock is read only when the instant is used.
             let now = (sent_at.is_some() || report).then(Instant::now);
             if let (Some(sent_at), Some(now)) = (sent_at, now) {

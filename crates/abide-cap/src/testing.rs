@@ -711,6 +711,38 @@ pub async fn a_429_without_limit_headers_paces_the_requests_after_the_pause(
     }
 }
 
+/// A slot of the learned send rate given back (its admission dropped while waiting)
+/// goes to the next admission: dropped requests do not push the pace further out.
+pub async fn a_cancelled_reservation_gives_its_send_rate_slot_back(store: &dyn QuotaStore) {
+    let p = BucketPolicy::default();
+    let k = key("throttle-cancel");
+    let now = Instant::now();
+    let mut tickets = Vec::new();
+    for i in 0..10 {
+        tickets.push(go(
+            admit_at(store, &k, 1, now, &p).await,
+            &format!("request {i}"),
+        ));
+    }
+    let throttled = Classification::new(Class::RateLimited, "suite").with_retry_after(Some(S));
+    let empty = RateLimitSnapshot::new();
+    observe(store, &k, now + S, Some(tickets[0]), &throttled, &empty, &p).await;
+    let at = now + S;
+    let admission = || Admission::new(&k, 1, at, &p).with_max_wait(10 * S);
+    let mut slots = Vec::new();
+    for _ in 0..3 {
+        slots.push(wait(admit(store, admission()).await, "paced"));
+    }
+    let (last, reservation) = slots[2];
+    assert!(reservation.is_some() && last > slots[1].0, "{slots:?}");
+    store
+        .cancel(&admission().with_reservation(reservation))
+        .await
+        .expect("store failed to cancel");
+    let (until, _) = wait(admit(store, admission()).await, "after the cancel");
+    assert_eq!(until, last, "the next admission takes the slot given back");
+}
+
 /// A limit with nothing remaining holds every admission until its reset.
 pub async fn remaining_zero_waits_until_the_reset(store: &dyn QuotaStore) {
     let p = BucketPolicy::default();
@@ -924,6 +956,7 @@ macro_rules! quota_store_suite {
             a_rounded_refill_estimate_does_not_speed_the_pace_up,
             a_cancelled_reservation_gives_its_slot_back,
             a_429_without_limit_headers_paces_the_requests_after_the_pause,
+            a_cancelled_reservation_gives_its_send_rate_slot_back,
             remaining_zero_waits_until_the_reset,
             later_admissions_are_subtracted_from_remaining,
             most_constrained_scope_governs,

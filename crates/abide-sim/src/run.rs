@@ -118,8 +118,13 @@ struct Stats {
     attempts: u64,
     rejected: u64,
     after_exhaustion: u64,
-    exhausted: Vec<bool>,
-    last: Vec<Option<Outcome>>,
+    /// Answers counted so far, in the order they arrived.
+    answers: u64,
+    /// Per client (or the one shared state): the number of the first answer that told it
+    /// the quota is gone for good.
+    exhausted: Vec<Option<u64>>,
+    /// Per request: its latest answer, and that answer's number.
+    last: Vec<Option<(Outcome, u64)>>,
     /// Logical requests of each client picked up by a caller and not yet ended.
     active: Vec<u32>,
     timeline: Timeline,
@@ -174,7 +179,7 @@ where
         {
             let mut s = lock(&self.stats);
             s.attempts += 1;
-            if s.exhausted.get(self.knows).copied().unwrap_or(false) {
+            if s.exhausted.get(self.knows).copied().flatten().is_some() {
                 s.after_exhaustion += 1;
             }
         }
@@ -221,6 +226,8 @@ impl Future for ProbeFuture {
         if let Some(outcome) = outcome {
             let t = this.start.elapsed().as_secs_f64();
             let mut s = lock(this.stats);
+            s.answers += 1;
+            let seq = s.answers;
             if outcome.is_rejection() {
                 s.rejected += 1;
                 s.timeline.rejections.push(t);
@@ -229,11 +236,11 @@ impl Future for ProbeFuture {
             }
             if outcome.is_permanent() {
                 if let Some(e) = s.exhausted.get_mut(*this.knows) {
-                    *e = true;
+                    e.get_or_insert(seq);
                 }
             }
             if let Some(slot) = this.id.and_then(|id| s.last.get_mut(id)) {
-                *slot = Some(outcome);
+                *slot = Some((outcome, seq));
             }
         }
         Poll::Ready(result)
@@ -380,7 +387,7 @@ async fn drive(
     let w = &scenario.workload;
     let clients = w.clients as usize;
     let stats = Arc::new(Mutex::new(Stats {
-        exhausted: vec![false; clients],
+        exhausted: vec![None; clients],
         active: vec![0; clients],
         last: vec![None; plan.len()],
         ..Stats::default()
@@ -459,14 +466,16 @@ async fn drive(
                 Some(_) => {
                     let s = lock(&stats);
                     let alone = s.active.get(client) == Some(&1);
-                    let last = s.last.get(id).copied().flatten();
-                    let client_exhausted = s.exhausted.get(knows).copied().unwrap_or(false);
+                    let answered = s.last.get(id).copied().flatten();
+                    let last = answered.map(|(o, _)| o);
+                    let exhausted_at = s.exhausted.get(knows).copied().flatten();
                     // Ended by the server's permanent quota error: its own last answer, or
-                    // (no answer at all) refused locally by a client that had already
-                    // received one.
-                    if last.is_some_and(Outcome::is_permanent)
-                        || (last.is_none() && client_exhausted)
-                    {
+                    // refused locally by a client that received one after this request's
+                    // last answer (none at all, or a 429 it was waiting out): the quota
+                    // was gone for good, so no later attempt could have been served.
+                    let refused_after_exhaustion =
+                        exhausted_at.is_some_and(|at| answered.is_none_or(|(_, seq)| seq < at));
+                    if last.is_some_and(Outcome::is_permanent) || refused_after_exhaustion {
                         End::FailedPermanent
                     } else if oversized || last.is_some_and(Outcome::is_client_error) {
                         // A request too large for the whole limit can never succeed: any

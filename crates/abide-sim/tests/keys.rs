@@ -394,3 +394,23 @@ async fn an_idempotent_server_answers_a_repeated_key_without_processing_it() {
         Some(&Outcome::Served)
     );
 }
+
+#[test]
+fn a_request_waiting_out_a_429_when_its_client_learns_the_quota_is_gone_ends_correctly() {
+    // Two processes without shared state, each with 20 requests, 10 at a time, on a key
+    // of 4 requests per 10 s and 12 in all: both draw 429s. A request waiting out its
+    // 429 when its client receives the permanent error is refused locally: no later
+    // attempt could have been served, so that ending is correct, not a loss.
+    let s = Scenario::from_toml(
+        "waiting.toml",
+        "name = 'waiting'\n[server]\ndialect = 'openai'\nquota_requests = 12\nrequests_per_window = 4\nwindow_s = 10.0\nretry_after = false\n[workload]\nclients = 2\nrequests = 40\nconcurrency = 10\n",
+    )
+    .unwrap();
+    let row = run(&s, Strategy::Abide).unwrap().row;
+    assert!(row.rejected > 0, "the clients must draw 429s: {row:?}");
+    assert_eq!(
+        (row.succeeded, row.failed_permanent, row.lost),
+        (12, 28, 0),
+        "{row:?}"
+    );
+}

@@ -95,6 +95,7 @@ impl BucketState {
             requests: self.requests,
             units: self.units,
             probe: false,
+            paced: false,
         }
     }
 
@@ -288,7 +289,10 @@ impl BucketState {
         if !(learn && self.learned.iter().any(|l| l.never_fits(cost))) {
             self.units += cost;
         }
-        let ticket = self.ticket();
+        let ticket = Ticket {
+            paced: self.throttled.is_some(),
+            ..self.ticket()
+        };
         if start <= now {
             Decision::Go(ticket)
         } else {
@@ -367,6 +371,9 @@ impl BucketState {
                 if current {
                     self.exhausted = None;
                 }
+                if class == Class::Success {
+                    self.throttled_success(o.ticket);
+                }
                 // An overload answer with a stated wait is about concurrency (too many
                 // at once; the wait is until a slot frees): the in-flight cap answers
                 // it, and the refused request waits its own time in the retry layer.
@@ -414,6 +421,9 @@ impl BucketState {
         if let (Some(q), Some(tat)) = (&a.policy.cost_quota, self.cost_tat) {
             let by = scale(nanos(q.replenish_interval()), cost, 1);
             self.cost_tat = Some(back(tat, by));
+        }
+        if let Some(t) = &mut self.throttled {
+            t.tat = back(t.tat, t.interval(r.at));
         }
         if a.policy.learn {
             for l in &mut self.learned {

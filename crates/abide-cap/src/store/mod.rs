@@ -174,6 +174,9 @@ pub struct Ticket {
     pub units: u64,
     /// This admission is the probe of an exhausted bucket: its outcome must be observed.
     pub probe: bool,
+    /// This admission was paced by a send rate learned from 429s: its outcome must be
+    /// observed, because that rate grows only as successes come back.
+    pub paced: bool,
 }
 
 /// A slot reserved for later: the admission waits until `at`, then asks again with the

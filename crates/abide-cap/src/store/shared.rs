@@ -33,7 +33,7 @@ use tokio::time::Instant;
 
 /// The version of the encoding [`SharedBucket::encode`] writes. A store seeing another
 /// version (a fleet mid-upgrade) gets a [`DecodeError`] and applies its failure policy.
-pub const FORMAT_VERSION: u8 = 2;
+pub const FORMAT_VERSION: u8 = 3;
 
 const MAGIC: [u8; 2] = *b"AB";
 
@@ -476,11 +476,13 @@ impl Writer<'_> {
             rate,
             cut_at,
             cut_requests,
+            served,
             tat,
         } = t;
         self.f64(*rate);
         self.instant(*cut_at);
         self.u64(*cut_requests);
+        self.u64(*served);
         self.instant(*tat);
     }
 }
@@ -687,6 +689,7 @@ impl<'a> Reader<'a> {
             rate: self.f64()?,
             cut_at: self.instant()?,
             cut_requests: self.u64()?,
+            served: self.u64()?,
             tat: self.instant()?,
         })
     }

@@ -20,8 +20,16 @@ pub(super) const THROTTLE_MIN_RATE: f64 = 0.01;
 
 /// A send rate learned from 429 verdicts when the server states no limit (only 429s and
 /// perhaps `Retry-After`): cut to a share of the rate that drew the 429, then grown
-/// linearly with time, so that after a pause the queue is let out at a rate near what
-/// the server accepts instead of all at once.
+/// with time, so that after a pause the queue is let out at a rate near what the server
+/// accepts instead of all at once.
+///
+/// Growth is granted only once shown: a 429 to a request sent at the grown rate cuts
+/// from that rate if a success since the cut showed it was served, and from the cut rate
+/// if nothing succeeded (TCP's retransmission timer backs off the same way while no
+/// acknowledgement comes). So while nothing succeeds (a closed window, other processes
+/// taking the whole quota), each refused request cuts again and the interval backs off
+/// exponentially, down to [`THROTTLE_MIN_RATE`], instead of settling where a growth per
+/// second balances the cuts (a request about every 9 s, whatever the server allows).
 #[derive(Clone, Copy, Debug)]
 pub(super) struct Throttled {
     /// Requests per second right after the last cut.
@@ -29,6 +37,8 @@ pub(super) struct Throttled {
     pub(super) cut_at: Instant,
     /// The bucket's request count at the cut.
     pub(super) cut_requests: u64,
+    /// Successes of requests sent after the cut.
+    pub(super) served: u64,
     /// GCRA theoretical arrival time (burst 1).
     pub(super) tat: Instant,
 }
@@ -68,6 +78,16 @@ impl Throttled {
 }
 
 impl BucketState {
+    /// A success of a request admitted under the learned send rate: if it was sent after
+    /// the last cut, the rate may grow by one more interval.
+    pub(super) fn throttled_success(&mut self, ticket: Option<Ticket>) {
+        if let (Some(t), Some(th)) = (ticket, &mut self.throttled) {
+            if t.requests > th.cut_requests {
+                th.served = th.served.saturating_add(1);
+            }
+        }
+    }
+
     /// A 429 with no limit known from headers: cut the send rate to a share of what was
     /// sent since the last cut. One burst of 429s is one signal: those arriving while
     /// the bucket is already paused, and those answering requests sent before the last
@@ -102,12 +122,19 @@ impl BucketState {
         let sent = self.requests.saturating_sub(sent_before) as f64;
         let mut rate = (sent / dt * THROTTLE_BETA).max(THROTTLE_MIN_RATE);
         if let Some(t) = &self.throttled {
-            rate = rate.min(t.rate_at(now) * THROTTLE_BETA);
+            // Grown since the cut only if a success showed the growth was granted.
+            let grown = if t.served == 0 {
+                t.rate
+            } else {
+                t.rate_at(now)
+            };
+            rate = rate.min(grown * THROTTLE_BETA);
         }
         self.throttled = Some(Throttled {
             rate,
             cut_at: now,
             cut_requests: self.requests,
+            served: 0,
             tat: self.throttled.map_or(now, |t| t.tat),
         });
     }
@@ -124,6 +151,7 @@ mod tests {
             rate: 70.0,
             cut_at,
             cut_requests: 0,
+            served: 0,
             tat: cut_at,
         };
         let at = |s: f64| t.rate_at(cut_at + Duration::from_secs_f64(s));
@@ -152,5 +180,77 @@ mod tests {
             assert!(r >= last, "{i}: {r} < {last}");
             last = r;
         }
+    }
+
+    /// A bucket cut to 1 request a second at `at`, that has sent 100 more since (more
+    /// than the rate allows, so the rate, not what was sent, decides the next cut), and
+    /// the ticket of the last of them.
+    fn cut_bucket(at: Instant) -> (BucketState, Ticket) {
+        let mut b = BucketState::new(at);
+        b.throttled = Some(Throttled {
+            rate: 1.0,
+            cut_at: at,
+            cut_requests: 10,
+            served: 0,
+            tat: at,
+        });
+        b.requests = 110;
+        let ticket = b.ticket();
+        (b, ticket)
+    }
+
+    #[test]
+    fn a_refusal_with_nothing_served_since_the_cut_cuts_from_the_cut_rate() {
+        let at = Instant::now();
+        let none = abide_headers::RateLimitSnapshot::new();
+        let (mut b, ticket) = cut_bucket(at);
+        // 20 s later the rate has grown, but nothing sent at it succeeded.
+        let later = at + Duration::from_secs(20);
+        let grown = b.throttled.map(|t| t.rate_at(later)).unwrap_or_default();
+        assert!(grown > 1.5, "{grown}");
+        b.cut_rate(later, &none, false, Some(ticket));
+        let rate = b.throttled.map(|t| t.rate);
+        assert_eq!(rate, Some(THROTTLE_BETA));
+
+        let (mut b, ticket) = cut_bucket(at);
+        b.throttled_success(Some(ticket));
+        b.cut_rate(later, &none, false, Some(ticket));
+        let rate = b.throttled.map(|t| t.rate).unwrap_or_default();
+        assert!((rate - grown * THROTTLE_BETA).abs() < 1e-9, "{rate}");
+    }
+
+    #[test]
+    fn refusals_of_a_bucket_that_serves_nothing_back_off_to_the_slowest_rate() {
+        let at = Instant::now();
+        let none = abide_headers::RateLimitSnapshot::new();
+        let (mut b, _) = cut_bucket(at);
+        let mut now = at;
+        let mut intervals = Vec::new();
+        for _ in 0..40 {
+            let Some(t) = b.throttled else { break };
+            let interval = t.interval(now);
+            intervals.push(interval);
+            now += interval;
+            b.requests += 1;
+            b.cut_rate(now, &none, false, Some(b.ticket()));
+        }
+        assert!(intervals.windows(2).all(|w| w[1] >= w[0]), "{intervals:?}");
+        let slowest = Duration::from_secs_f64(1.0 / THROTTLE_MIN_RATE);
+        assert_eq!(intervals.last(), Some(&slowest));
+    }
+
+    #[test]
+    fn only_successes_of_requests_sent_after_the_cut_count() {
+        let at = Instant::now();
+        let (mut b, ticket) = cut_bucket(at);
+        let before = Ticket {
+            requests: 10,
+            ..ticket
+        };
+        b.throttled_success(Some(before));
+        b.throttled_success(None);
+        assert_eq!(b.throttled.map(|t| t.served), Some(0));
+        b.throttled_success(Some(ticket));
+        assert_eq!(b.throttled.map(|t| t.served), Some(1));
     }
 }
