@@ -18,7 +18,7 @@ use crate::store::{
     Admission, BucketPolicy, Decision, Observation, QuotaStore, Rejection, Reservation, Ticket,
 };
 use crate::{BucketKey, ExhaustionPolicy, Quota};
-use abide_classify::{Class, Classification};
+use abide_classify::{Class, Classification, QuotaScope};
 use abide_headers::{Dialect, Limit, RateLimitSnapshot, Scope};
 use std::num::NonZeroU32;
 use std::time::Duration;
@@ -413,6 +413,30 @@ pub async fn exhaustion_fails_fast_then_probes_once(store: &dyn QuotaStore) {
         admit_at(store, &k, 1, later + S, &p).await,
         "after the probe succeeded",
     );
+}
+
+/// A spent credit or billing quota is not back when a rate limit in the same answer
+/// resets: the bucket stays exhausted for the cool-off; an exhaustion of another kind
+/// (a daily limit) ends at its limit's reset.
+pub async fn a_billing_exhaustion_outlasts_the_rate_limit_reset(store: &dyn QuotaStore) {
+    let p = BucketPolicy {
+        cool_off: 60 * S,
+        ..BucketPolicy::default()
+    };
+    let now = Instant::now();
+    let spent = RateLimitSnapshot::new().with_limit(limit(Scope::Requests, 500, 0, 10 * S));
+    let billing = Classification::new(Class::QuotaExhausted, "test: credit spent")
+        .with_scope(QuotaScope::Billing);
+    let daily =
+        Classification::new(Class::QuotaExhausted, "test: day spent").with_scope(QuotaScope::Daily);
+    for (name, verdict, until) in [("billing", billing, 60 * S), ("daily", daily, 10 * S)] {
+        let k = key(name);
+        observe(store, &k, now, None, &verdict, &spent, &p).await;
+        match reject(admit_at(store, &k, 1, now, &p).await, name) {
+            Rejection::Exhausted { retry_in } => assert_eq!(retry_in, Some(until), "{name}"),
+            other => panic!("{name}: expected Exhausted, got {other:?}"),
+        }
+    }
 }
 
 /// Under the hold policy, exhaustion makes requests wait instead of failing.
@@ -947,6 +971,7 @@ macro_rules! quota_store_suite {
             a_client_error_teaches_nothing,
             exhaustion_fails_fast_then_probes_once,
             exhaustion_holds_under_the_hold_policy,
+            a_billing_exhaustion_outlasts_the_rate_limit_reset,
             stale_success_does_not_clear_exhaustion,
             learned_limit_spreads_remaining_over_the_reset,
             a_short_window_is_used_at_once,

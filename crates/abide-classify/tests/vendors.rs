@@ -25,6 +25,21 @@ fn openai_and_azure_openai_errors_are_told_apart() {
             wait_ms: None,
         },
         Case {
+            rule: "OpenAI insufficient_quota with its rate-limit headers: their resets are the rate limits', not the spent credit's",
+            status: 429,
+            headers: &[
+                JSON,
+                ("x-ratelimit-limit-requests", "500"),
+                ("x-ratelimit-remaining-requests", "0"),
+                ("x-ratelimit-reset-requests", "8.64s"),
+            ],
+            body: Some(r#"{"error":{"message":"You exceeded your current quota, please check your plan and billing details.","type":"insufficient_quota","param":null,"code":"insufficient_quota"}}"#),
+            class: Class::QuotaExhausted,
+            retryable: false,
+            scope: "billing",
+            wait_ms: None,
+        },
+        Case {
             rule: "OpenAI insufficient_quota with code null (older API responses)",
             status: 429,
             headers: &[JSON],

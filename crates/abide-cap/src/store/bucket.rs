@@ -11,7 +11,7 @@ use super::throttle::{Throttled, THROTTLE_RECOVERED};
 use super::time::{later, nanos, scale, since};
 use super::{Admission, Decision, Observation, Rejection, Reservation, Ticket};
 use crate::ExhaustionPolicy;
-use abide_classify::Class;
+use abide_classify::{Class, QuotaScope};
 use std::time::Duration;
 use tokio::time::Instant;
 
@@ -355,9 +355,14 @@ impl BucketState {
                     .exhausted
                     .map_or(0, |ex| ex.refused_probes + u32::from(probe));
                 let cool_off = o.policy.cool_off.saturating_mul(1 << refused.min(16));
+                // A limit's reset is when that limit is back, not a spent credit or
+                // billing quota: only a wait stated for the exhaustion itself ends it.
+                let reset = (c.scope != QuotaScope::Billing)
+                    .then(|| o.snapshot.wait())
+                    .flatten();
                 let wait = c
                     .retry_after
-                    .or_else(|| o.snapshot.wait())
+                    .or(reset)
                     .unwrap_or(cool_off)
                     .min(o.policy.max_pause);
                 self.exhaust(later(now, wait));

@@ -227,7 +227,14 @@ fn finish(
         // No wait and no retry header makes a request fit that is larger than the limit.
         return c;
     }
-    if !success {
+    // A credit or billing quota that is gone does not come back when a rate-limit window
+    // resets: the limits' resets on such an answer (OpenAI's `insufficient_quota` 429
+    // carries its `x-ratelimit-reset-*`) are not its wait; only a stated `Retry-After`
+    // is.
+    let billing = c.class == Class::QuotaExhausted && c.scope == QuotaScope::Billing;
+    if !success && billing {
+        c.retry_after = c.retry_after.max(snapshot.retry_after());
+    } else if !success {
         // The header wait is authoritative; a longer body wait is a floor too. For a
         // continuously refilling limit, the headers' wait is until one unit is back (its
         // reset is when it is full again): the retry is not sure to fit then, but it may,
