@@ -86,7 +86,11 @@
 //! Without limit headers, only the cap, the declared quotas and the verdicts drive
 //! admission: a 429 then also cuts a learned **send rate** to 0.7 × what was sent since
 //! the previous cut (growing 5 % a second after, dropped once 4 × the cut), so the queue
-//! leaves a pause paced instead of all at once.
+//! leaves a pause paced instead of all at once. The growth counts only once a success
+//! shows it was granted: while nothing succeeds (a closed window, other processes taking
+//! the whole quota), each refusal cuts from the rate of the last cut, so the sends back
+//! off exponentially (to one per 100 s) and the requests held behind them spend no
+//! attempts; a request dropped while waiting gives its slot back.
 //!
 //! # Verdicts
 //!
@@ -109,7 +113,10 @@
 //! - Client error (a request too large, malformed, over the context length): a verdict
 //!   about **one request**; the bucket learns nothing from it.
 //! - Quota exhausted: the bucket is exhausted until the stated reset or the cool-off;
-//!   then one probe goes ([`ExhaustionPolicy`]).
+//!   then one probe goes ([`ExhaustionPolicy`]). A spent credit or billing quota
+//!   ([`QuotaScope::Billing`](abide_classify::QuotaScope::Billing)) is not back when a
+//!   rate limit in the same answer resets: only a wait stated for it (`Retry-After`)
+//!   shortens its cool-off.
 //!
 //! # Errors
 //!
