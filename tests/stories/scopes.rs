@@ -511,3 +511,77 @@ async fn a_persistent_429_backs_off_so_held_requests_outlast_a_long_closed_windo
     let sent = api.arrivals().len();
     assert!(sent <= 45, "{sent} attempts for ten requests");
 }
+
+/// A window of 40 requests per 10 s in IETF `RateLimit` headers, answering in 500 ms:
+/// sliding (each spend ages out 10 s after it, and `t` is when the newest does), or fixed
+/// (all come back at the window's end, and `t` is that end). A 429 states `Retry-After`.
+fn ietf_window(sliding: bool) -> Api {
+    let start = Instant::now();
+    let mut sent: std::collections::VecDeque<Instant> = Default::default();
+    Api::new(500 * MS, move |now, _, _| {
+        let window_start = start + 10 * S * ((now - start).as_secs() / 10) as u32;
+        while sent.front().is_some_and(|t| {
+            if sliding {
+                now - *t >= 10 * S
+            } else {
+                *t < window_start
+            }
+        }) {
+            sent.pop_front();
+        }
+        let refused = sent.len() >= 40;
+        if !refused {
+            sent.push_back(now);
+        }
+        let back = |t: Instant| {
+            let at = if sliding {
+                t + 10 * S
+            } else {
+                window_start + 10 * S
+            };
+            (at - now).as_secs_f64().ceil() as u64
+        };
+        let reset = sent.back().map_or(0, |t| back(*t));
+        let reply = if refused {
+            let first = sent.front().map_or(0, |t| back(*t));
+            Reply::status(429).header("retry-after", first.max(1).to_string())
+        } else {
+            Reply::ok()
+        };
+        reply
+            .header("ratelimit-policy", "\"default\";q=40;w=10")
+            .header(
+                "ratelimit",
+                format!("\"default\";r={};t={reset}", 40 - sent.len()),
+            )
+    })
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_sliding_window_in_ietf_headers_is_used_as_its_spends_age_out() {
+    let api = ietf_window(true);
+    let cap = ConcurrencyCapLayer::new().with_in_flight(abide::cap::InFlight::fixed(4));
+    let c = client(&api, BackoffRetryLayer::new().with_seed(8), cap);
+    // Four at a time, 500 ms each: the first 40 go in 5 s, and from 10 s on the window
+    // gives a request back each 250 ms as the spends age out: 200 requests in about 45 s.
+    // Waiting each time for the stated reset (the newest spend ageing out) took 65 s.
+    let took = all_succeed(&c, (0..200).map(|i| request(i, None)).collect()).await;
+    assert!(took < 55 * S, "took {took:?}");
+    let refused = api.arrivals().len() - 200;
+    assert!(refused <= 4, "{refused} refusals");
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_fixed_window_in_ietf_headers_is_not_taken_to_give_back_before_its_end() {
+    let api = ietf_window(false);
+    let cap = ConcurrencyCapLayer::new().with_in_flight(abide::cap::InFlight::fixed(4));
+    let c = client(&api, BackoffRetryLayer::new().with_seed(8), cap);
+    // 40 per window, at the window's start: 200 requests in five windows, about 45 s.
+    let took = all_succeed(&c, (0..200).map(|i| request(i, None)).collect()).await;
+    assert!(took < 50 * S, "took {took:?}");
+    let refused = api.arrivals().len() - 200;
+    assert!(
+        refused <= 2,
+        "{refused} refusals: the window was taken to slide"
+    );
+}

@@ -70,7 +70,13 @@
 //!   — takes `u × span / left`), but the schedule may run ahead of the even spread by
 //!   half the request's max wait: a window shorter than that (per second, per minute) is
 //!   used as fast as callers ask, a longer one (hourly, daily) keeps every wait in bounds.
-//!   **Remaining 0** waits for the reset. **After the reset** without news the scope
+//!   **Remaining 0** waits for the reset, unless the window slides: a window whose reset
+//!   moved on with the spends (IETF and `X-RateLimit-*` dialects state when the *newest*
+//!   spend ages out) gives units back from the reset its busy period's first answer
+//!   stated (when the *oldest* spend ages out), at the rate the latest answer implies
+//!   (what is missing, back by its reset); an answer showing the server took more than
+//!   this bucket reserved (units not ours, or others on the key) falls back to the
+//!   reset. **After the reset** without news the scope
 //!   paces at `limit / window` (the stated window, else the longest reset seen) from the
 //!   predicted window's start, never earlier; a late answer about the previous window
 //!   does not overwrite the predicted one.

@@ -444,8 +444,9 @@ impl BucketState {
                     None => {
                         let p = &mut l.pace;
                         if r.at >= p.opens && r.at < p.reset_at {
-                            p.remaining = p.remaining.saturating_add(units);
-                            p.tat = back(p.tat, scale(p.span_ns, units, p.per));
+                            let left = p.give_back(units);
+                            p.remaining = p.remaining.saturating_add(left);
+                            p.tat = back(p.tat, scale(p.span_ns, left, p.per));
                         }
                     }
                 }

@@ -4,7 +4,7 @@
 use super::bucket::BucketState;
 use super::refill::{learn_refill, Refill};
 use super::time::{later, nanos, since};
-use super::window::Pace;
+use super::window::{sliding_slack, Pace, Returns};
 use super::Ticket;
 use abide_classify::{Classification, QuotaScope};
 use abide_headers::{Dialect, Limit, QuotaUnit, Scope, MAX_LIMITS};
@@ -228,6 +228,8 @@ impl BucketState {
                         tat: now,
                         rolled: false,
                         opens: now,
+                        returns: None,
+                        sliding: false,
                     },
                     refill: None,
                     window_evidence: 0,
@@ -289,12 +291,22 @@ impl BucketState {
                 return;
             }
         }
+        let stated = remaining;
         let remaining = remaining.saturating_sub(uncounted);
         let from = now.max(l.pace.tat);
         let window = limit
             .window
             .or_else(|| Some(l.pace.window.unwrap_or(Duration::ZERO).max(reset)))
             .filter(|w| !w.is_zero());
+        let capacity = limit.limit.or(l.pace.limit);
+        // Admissions after the observed request beyond what remained took returns.
+        let over = uncounted.saturating_sub(stated);
+        let (returns, sliding) =
+            busy_period(&l.pace, stated, capacity, window, reset_at, now, over);
+        // The server took more than this bucket reserved since the last answer (its
+        // units are not ours, or others spend on the key): what comes back is not known
+        // in our units, so only the reset is trusted.
+        let sliding = sliding && remaining.saturating_add(1) >= l.pace.remaining;
         l.applied = applied;
         l.counts_cost = counts_cost;
         l.pace = Pace {
@@ -302,11 +314,50 @@ impl BucketState {
             reset_at,
             span_ns: nanos(since(reset_at, from)),
             per: remaining.max(1),
-            limit: limit.limit.or(l.pace.limit),
+            limit: capacity,
             window,
             tat: l.pace.tat,
             rolled: false,
             opens: now,
+            returns,
+            sliding,
         };
     }
+}
+
+/// The busy period a window scope's answer at `now` belongs to, and whether the scope has
+/// shown it slides. A period begins with the first answer short of the limit, and again
+/// after one showing the scope full or a window that rolled (the reset jumped half a
+/// window or more ahead: a fixed window's next one); within it, a reset that moves on with
+/// the spends (each answer's is its newest spend ageing out) shows a sliding window, a
+/// fixed window's stays put.
+fn busy_period(
+    old: &Pace,
+    stated: u64,
+    capacity: Option<u64>,
+    window: Option<Duration>,
+    reset_at: Instant,
+    now: Instant,
+    taken: u64,
+) -> (Option<Returns>, bool) {
+    let (Some(c), Some(w)) = (capacity, window) else {
+        return (None, old.sliding);
+    };
+    if stated >= c || reset_at <= now {
+        return (None, old.sliding);
+    }
+    let rolled = reset_at > later(old.reset_at, w / 2);
+    let first = match old.returns {
+        Some(r) if !rolled => r.first.min(reset_at),
+        _ => reset_at,
+    };
+    let sliding = old.sliding || since(reset_at, first) > sliding_slack(w);
+    let missing = c - stated;
+    let returns = Returns {
+        first,
+        from: now.max(first),
+        unit_ns: nanos(since(reset_at, now)) / missing,
+        taken,
+    };
+    (Some(returns), sliding)
 }

@@ -23,7 +23,7 @@ use super::outage::Outage;
 use super::refill::Refill;
 use super::throttle::Throttled;
 use super::time::later;
-use super::window::Pace;
+use super::window::{Pace, Returns};
 use super::{Admission, Decision, Observation};
 use abide_headers::{Name, Scope, MAX_NAME_LEN};
 use std::error::Error as StdError;
@@ -434,6 +434,8 @@ impl Writer<'_> {
             tat,
             rolled,
             opens,
+            returns,
+            sliding,
         } = p;
         self.u64(*remaining);
         self.instant(*reset_at);
@@ -444,6 +446,19 @@ impl Writer<'_> {
         self.instant(*tat);
         self.bool(*rolled);
         self.instant(*opens);
+        self.option(returns, |w, r| {
+            let Returns {
+                first,
+                from,
+                unit_ns,
+                taken,
+            } = r;
+            w.instant(*first);
+            w.instant(*from);
+            w.u64(*unit_ns);
+            w.u64(*taken);
+        });
+        self.bool(*sliding);
     }
 
     fn refill(&mut self, r: &Refill) {
@@ -668,6 +683,15 @@ impl<'a> Reader<'a> {
             tat: self.instant()?,
             rolled: self.bool()?,
             opens: self.instant()?,
+            returns: self.option(|r| {
+                Ok(Returns {
+                    first: r.instant()?,
+                    from: r.instant()?,
+                    unit_ns: r.u64()?,
+                    taken: r.u64()?,
+                })
+            })?,
+            sliding: self.bool()?,
         })
     }
 

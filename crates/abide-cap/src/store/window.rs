@@ -1,4 +1,5 @@
-//! A learned window: what the server says remains, spread over the time to its reset.
+//! A learned window: what the server says remains, spread over the time to its reset;
+//! and, for a sliding window, the units its oldest spends give back before that reset.
 
 use super::time::{later, nanos, scale, since};
 use std::time::Duration;
@@ -23,6 +24,39 @@ pub(super) struct Pace {
     /// When the current window opens (a rolled window lies in the future): no slot of it
     /// starts earlier, however far ahead the schedule may run.
     pub(super) opens: Instant,
+    /// The spends of the current busy period, as the answers have shown them.
+    pub(super) returns: Option<Returns>,
+    /// The scope's reset moved on while its spends went on: a sliding window (or a
+    /// bucket), whose units come back one window after they were spent, not all at the
+    /// reset the server states (when its newest spend ages out).
+    pub(super) sliding: bool,
+}
+
+/// A busy period of a window scope: from its first answer short of the limit, to the
+/// next answer showing it full or a window that rolled.
+///
+/// A sliding window states as its reset when its *newest* spend ages out; the period's
+/// first answer stated when its *oldest* one does. Between the two the spends come back
+/// in the order they were made. They are taken back from the later of that first reset
+/// and the latest answer, at the rate the latest answer implies: what it says is missing,
+/// back by its reset. Both choices err late: a token bucket's units come back from now
+/// on at that rate; a burst of spends comes back faster.
+#[derive(Clone, Copy, Debug)]
+pub(super) struct Returns {
+    /// The reset the period's first answer stated: its oldest spend ages out then.
+    pub(super) first: Instant,
+    /// Units come back from here.
+    pub(super) from: Instant,
+    /// One unit comes back each this many nanoseconds.
+    pub(super) unit_ns: u64,
+    /// Units come back reserved since `from`.
+    pub(super) taken: u64,
+}
+
+/// How far a window's reset must move on within a busy period to show the window
+/// slides: more than whole-second resets round away, and a tenth of the window.
+pub(super) fn sliding_slack(window: Duration) -> Duration {
+    Duration::from_millis(1500).max(window / 10)
 }
 
 impl Pace {
@@ -45,6 +79,7 @@ impl Pace {
         self.tat = self.tat.max(window_start);
         self.rolled = true;
         self.opens = window_start;
+        self.returns = None;
         true
     }
 
@@ -79,13 +114,96 @@ impl Pace {
                 self.remaining -= units;
                 return (start, self);
             }
+            if let Some(slot) = self.take_returned(start, units) {
+                return (slot, self);
+            }
             at = at.max(self.reset_at);
         }
         (at, self)
     }
 
+    /// A sliding window short of `units`: the slot where its oldest spends have given
+    /// back what is missing, if that comes before the stated reset; what remains is
+    /// taken too.
+    fn take_returned(&mut self, start: Instant, units: u64) -> Option<Instant> {
+        let (true, Some(r)) = (self.sliding, self.returns) else {
+            return None;
+        };
+        let need = units.saturating_sub(self.remaining);
+        let taken = r.taken.saturating_add(need);
+        let slot = later(r.from, scale(r.unit_ns, taken, 1)).max(start);
+        if slot >= self.reset_at {
+            return None;
+        }
+        self.returns = Some(Returns { taken, ..r });
+        self.remaining = 0;
+        self.tat = self.tat.max(slot);
+        Some(slot)
+    }
+
+    /// Gives back `units` of a reservation dropped before its slot: to the returns it
+    /// took (the last taken), else to what remains.
+    pub(super) fn give_back(&mut self, units: u64) -> u64 {
+        if let Some(r) = &mut self.returns {
+            let back = r.taken.min(units);
+            r.taken -= back;
+            return units - back;
+        }
+        units
+    }
+
     /// Whether the limit still says something about instants after `now`.
     pub(super) fn binds_after(&self, now: Instant) -> bool {
         self.tat > now || (self.remaining == 0 && self.reset_at > now)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A spent window of 40 per 10 s: its answer at `now` says none remain, the newest
+    /// spend ages out in 10 s and (for the busy period) the oldest in 5 s.
+    fn spent(now: Instant, sliding: bool) -> Pace {
+        let s = Duration::from_secs(1);
+        Pace {
+            remaining: 0,
+            reset_at: now + 10 * s,
+            span_ns: nanos(10 * s),
+            per: 1,
+            limit: Some(40),
+            window: Some(10 * s),
+            tat: now,
+            rolled: false,
+            opens: now,
+            returns: Some(Returns {
+                first: now + 5 * s,
+                from: now + 5 * s,
+                unit_ns: nanos(s / 4),
+                taken: 0,
+            }),
+            sliding,
+        }
+    }
+
+    #[test]
+    fn a_sliding_window_gives_its_oldest_spends_back_before_its_reset() {
+        let now = Instant::now();
+        let s = Duration::from_secs(1);
+        let (first, p) = spent(now, true).plan(now, 1, Duration::ZERO);
+        assert_eq!(first, now + 5 * s + s / 4);
+        let (second, mut p) = p.plan(now, 2, Duration::ZERO);
+        assert_eq!(second, now + 5 * s + 3 * s / 4);
+        // Dropped before its slot: the returns it took are free again.
+        assert_eq!(p.give_back(2), 0);
+        let (again, _) = p.plan(now, 2, Duration::ZERO);
+        assert_eq!(again, second);
+    }
+
+    #[test]
+    fn a_window_not_shown_to_slide_waits_for_its_reset() {
+        let now = Instant::now();
+        let (at, _) = spent(now, false).plan(now, 1, Duration::ZERO);
+        assert!(at >= now + Duration::from_secs(10), "{at:?}");
     }
 }
