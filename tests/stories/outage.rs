@@ -84,7 +84,17 @@ async fn a_30s_connection_refused_outage_under_load_loses_nothing() {
         .iter()
         .filter(|a| a.at > arrivals[0].at + S)
         .count();
-    assert!(late_failures <= 12, "{late_failures} probes");
+    // With 59 held, the hold between probes backs off to 2 s (120 s shared among them),
+    // not 10 s: about one probe per 2 s of outage, and the recovery noticed within 2 s.
+    assert!(late_failures <= 20, "{late_failures} probes");
+    let back = arrivals
+        .iter()
+        .find(|a| a.status == 200)
+        .map(|a| a.at - arrivals[0].at);
+    assert!(
+        back.is_some_and(|b| b <= 32 * S),
+        "first success {back:?} after the first attempt; the outage ended at 30 s"
+    );
 }
 
 async fn alone_against(during: Reply) {

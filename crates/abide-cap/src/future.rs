@@ -203,12 +203,14 @@ fn observe(
     shared: &Shared,
     key: &BucketKey,
     ticket: Option<Ticket>,
+    limiter: &Limiter,
     now: Instant,
     classification: &Classification,
     snapshot: &RateLimitSnapshot,
 ) -> StoreFuture<()> {
     let observation = Observation::new(key, now, classification, snapshot, &shared.config.policy)
-        .with_ticket(ticket);
+        .with_ticket(ticket)
+        .with_waiting(limiter.queued());
     shared.store.observe(&observation)
 }
 
@@ -343,7 +345,7 @@ fn report<R, E: Into<BoxError>>(
                 );
             }
             let fut = match now {
-                Some(now) if report => observe(shared, key, ticket, now, class, snapshot),
+                Some(now) if report => observe(shared, key, ticket, limiter, now, class, snapshot),
                 _ => StoreFuture::ready(Ok(())),
             };
             (fut, Ok(response))
@@ -356,7 +358,7 @@ fn report<R, E: Into<BoxError>>(
                 let latency = now.saturating_duration_since(sent_at);
                 limiter.on_outcome(&class, latency, now);
             }
-            let fut = observe(shared, key, ticket, now, &class, &EMPTY);
+            let fut = observe(shared, key, ticket, limiter, now, &class, &EMPTY);
             (fut, Err(e))
         }
     }

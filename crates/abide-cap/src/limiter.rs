@@ -457,6 +457,11 @@ impl Limiter {
         sem.add_permits(1);
     }
 
+    /// Admissions of this process waiting for the bucket.
+    pub(crate) fn queued(&self) -> usize {
+        self.queued.load(Ordering::Relaxed)
+    }
+
     pub(crate) fn stats(&self) -> BucketStats {
         let limit = match (&self.aimd, &self.sem) {
             (Some(a), _) => Some(lock(a).permits),

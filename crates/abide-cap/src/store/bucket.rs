@@ -315,7 +315,8 @@ impl BucketState {
         let down =
             c.class == Class::ServerError || (c.class == Class::Overloaded && stated.is_none());
         if down {
-            self.outage_failure(now, o.ticket, stated.map(|w| w.min(o.policy.max_pause)));
+            let stated = stated.map(|w| w.min(o.policy.max_pause));
+            self.outage_failure(now, o.ticket, stated, o.waiting);
         } else {
             // The server answered: it is up.
             self.outage = None;

@@ -335,6 +335,10 @@ pub struct Observation<'a> {
     pub snapshot: &'a RateLimitSnapshot,
     /// The bucket's policy.
     pub policy: &'a BucketPolicy,
+    /// Requests of the observing process waiting for admission to the bucket. During an
+    /// outage each probe is a different one of them, so the more wait, the shorter the
+    /// hold between probes can be without any of them running out of attempts.
+    pub waiting: usize,
 }
 
 impl<'a> Observation<'a> {
@@ -353,12 +357,19 @@ impl<'a> Observation<'a> {
             classification,
             snapshot,
             policy,
+            waiting: 0,
         }
     }
 
     /// Sets the admission ticket.
     pub fn with_ticket(mut self, ticket: Option<Ticket>) -> Self {
         self.ticket = ticket;
+        self
+    }
+
+    /// Sets how many requests of the observing process wait for the bucket.
+    pub fn with_waiting(mut self, waiting: usize) -> Self {
+        self.waiting = waiting;
         self
     }
 }

@@ -10,7 +10,10 @@
 //! is up) opens the bucket, which then drains at its learned pace.
 //!
 //! Held requests are not sent, so they spend no retry attempts: only probes do, one per
-//! hold, each from a different request in a busy bucket.
+//! hold, each from a different request in a busy bucket. The more requests are held, the
+//! shorter the longest hold ([`HOLD_SHARE`] among them, 1 to 10 s): the attempts they
+//! have between them outlast the outage either way, and the server's return is noticed
+//! sooner.
 
 use super::bucket::BucketState;
 use super::time::{later, nanos, since};
@@ -28,6 +31,21 @@ const BASE: Duration = Duration::from_millis(500);
 /// that delay to a small share of any outage long enough to reach it, while an outage
 /// of 5 minutes still costs only about 35 probes.
 const MAX_HOLD: Duration = Duration::from_secs(10);
+
+/// With many requests held, the longest hold is shorter: this span shared among them.
+/// Each probe is a different held request's attempt, so `waiting` requests with five
+/// retries each ride out `5 × HOLD_SHARE` of outage at the shortened hold, far beyond the
+/// outages a deadline allows, while a recovered server is noticed sooner.
+const HOLD_SHARE: Duration = Duration::from_secs(120);
+
+/// The shortest the longest hold gets, however many wait.
+const MIN_MAX_HOLD: Duration = Duration::from_secs(1);
+
+/// The longest hold when `waiting` requests are held.
+fn max_hold(waiting: usize) -> Duration {
+    let share = HOLD_SHARE / u32::try_from(waiting.max(1)).unwrap_or(u32::MAX);
+    share.clamp(MIN_MAX_HOLD, MAX_HOLD)
+}
 
 /// How long a probe's answer is awaited before another held request may probe: the
 /// probe may have been dropped, or sent by a process that died. Held requests of this
@@ -53,7 +71,7 @@ impl Outage {
     pub(super) fn begin(now: Instant, epoch: u64, seed: u64) -> Self {
         Outage {
             failures: 1,
-            until: later(now, hold(1, seed)),
+            until: later(now, hold(1, seed, MAX_HOLD)),
             probe_lease: None,
             epoch,
         }
@@ -61,7 +79,13 @@ impl Outage {
 
     /// Another failure at `now`, of a request admitted in era `admitted` (a probe or
     /// not). A failed probe doubles the hold and frees the probe role.
-    pub(super) fn failed(&mut self, now: Instant, admitted: Option<(u64, bool)>, seed: u64) {
+    pub(super) fn failed(
+        &mut self,
+        now: Instant,
+        admitted: Option<(u64, bool)>,
+        seed: u64,
+        max: Duration,
+    ) {
         let Some((epoch, true)) = admitted else {
             return;
         };
@@ -69,7 +93,7 @@ impl Outage {
             return;
         }
         self.failures = self.failures.saturating_add(1);
-        self.until = self.until.max(later(now, hold(self.failures, seed)));
+        self.until = self.until.max(later(now, hold(self.failures, seed, max)));
         self.probe_lease = None;
     }
 
@@ -83,9 +107,9 @@ impl Outage {
 /// capped at `MAX_HOLD`, with "equal jitter" (half fixed, half random: AWS Architecture
 /// Blog, "Exponential Backoff And Jitter", 2015), so the processes sharing a key do not
 /// probe in step. `seed` is any value that differs between buckets and moments.
-fn hold(failures: u32, seed: u64) -> Duration {
+fn hold(failures: u32, seed: u64, max: Duration) -> Duration {
     let doublings = failures.saturating_sub(1).min(16);
-    let step = BASE.saturating_mul(1 << doublings).min(MAX_HOLD);
+    let step = BASE.saturating_mul(1 << doublings).min(max);
     let half = nanos(step) / 2;
     Duration::from_nanos(half + mix(seed) % (half + 1))
 }
@@ -107,13 +131,15 @@ impl BucketState {
         now: Instant,
         ticket: Option<Ticket>,
         stated: Option<Duration>,
+        waiting: usize,
     ) {
         // Differs between buckets (born) and moments (requests), without an RNG.
         let seed =
             self.requests ^ (u64::from(self.epoch as u32) << 32) ^ nanos(since(now, self.born));
         let o = match &mut self.outage {
             Some(o) => {
-                o.failed(now, ticket.map(|t| (t.epoch, t.probe)), seed);
+                let admitted = ticket.map(|t| (t.epoch, t.probe));
+                o.failed(now, admitted, seed, max_hold(waiting));
                 o
             }
             None => {
@@ -140,7 +166,7 @@ mod tests {
                 .min(MAX_HOLD);
             let mut seen = std::collections::HashSet::new();
             for seed in 0..200 {
-                let h = hold(failures, seed);
+                let h = hold(failures, seed, MAX_HOLD);
                 assert!(h >= step / 2 && h <= step, "{failures}: {h:?}");
                 seen.insert(h);
             }
@@ -149,16 +175,30 @@ mod tests {
     }
 
     #[test]
+    fn the_longest_hold_shrinks_as_more_requests_are_held() {
+        let s = Duration::from_secs(1);
+        assert_eq!(max_hold(0), MAX_HOLD);
+        assert_eq!(max_hold(12), MAX_HOLD);
+        assert_eq!(max_hold(24), 5 * s);
+        assert_eq!(max_hold(60), 2 * s);
+        assert_eq!(max_hold(usize::MAX), MIN_MAX_HOLD);
+        for seed in 0..50 {
+            let h = hold(20, seed, max_hold(60));
+            assert!(h >= s && h <= 2 * s, "{h:?}");
+        }
+    }
+
+    #[test]
     fn only_a_probe_admitted_in_the_outage_doubles_the_hold() {
         let now = Instant::now();
         let mut o = Outage::begin(now, 5, 1);
         let first = o.until;
-        o.failed(now, Some((4, true)), 2);
-        o.failed(now, Some((5, false)), 3);
-        o.failed(now, None, 4);
+        o.failed(now, Some((4, true)), 2, MAX_HOLD);
+        o.failed(now, Some((5, false)), 3, MAX_HOLD);
+        o.failed(now, None, 4, MAX_HOLD);
         assert_eq!((o.failures, o.until), (1, first));
         o.probe_lease = Some(now);
-        o.failed(now, Some((5, true)), 5);
+        o.failed(now, Some((5, true)), 5, MAX_HOLD);
         assert_eq!(o.failures, 2);
         assert!(o.until >= now + BASE / 2 && o.probe_lease.is_none());
     }
