@@ -60,3 +60,45 @@ async fn an_attempt_timeout_is_an_ambiguous_failure_so_a_post_is_not_sent_twice(
     assert!(verdict.retryable);
     assert_eq!(api.arrivals().len(), 1);
 }
+
+/// The first attempt draws a 429 stating a 30 s wait; every later one is answered.
+fn paused_30s() -> Api {
+    let mut first = true;
+    Api::new(S / 10, move |_, _, _| {
+        if std::mem::take(&mut first) {
+            Reply::status(429).header("retry-after", "30")
+        } else {
+            Reply::ok()
+        }
+    })
+}
+
+#[tokio::test(start_paused = true)]
+async fn the_attempt_timeout_times_the_server_not_the_wait_in_the_cap() {
+    let api = paused_30s();
+    let c = client(
+        &api,
+        BackoffRetryLayer::new()
+            .with_seed(12)
+            .with_attempt_timeout(10 * S),
+        ConcurrencyCapLayer::new(),
+    );
+    // The first request's 429 pauses the bucket for 30 s; the four sent just after it
+    // wait there, three times the attempt timeout, and then go: held, not timed out, so a
+    // POST is not failed as ambiguous, and each is sent once.
+    let first = call(c.clone(), request("first", None));
+    let first = tokio::spawn(first);
+    tokio::time::sleep(S).await;
+    let mut rest = Vec::new();
+    for i in 0..4 {
+        rest.push(tokio::spawn(call(c.clone(), request(i, None))));
+    }
+    let start = Instant::now();
+    for t in rest {
+        let done = t.await.unwrap();
+        assert_eq!(done.result.as_ref().ok(), Some(&(200, 1)), "{done:?}");
+        assert!(done.at - start >= 28 * S, "{:?}", done.at - start);
+    }
+    assert!(first.await.unwrap().ok());
+    assert_eq!(api.arrivals().len(), 1 + 1 + 4);
+}

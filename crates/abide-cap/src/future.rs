@@ -7,7 +7,7 @@ use crate::limiter::{AcquireFuture, Limiter, Permit, QueueSlot};
 use crate::service::Shared;
 use crate::store::{Admission, Decision, Observation, Rejection, Reservation, StoreFuture, Ticket};
 use crate::BoxError;
-use abide_classify::{classify_error, classify_head, Classification};
+use abide_classify::{classify_error, classify_head, AttemptStart, Classification};
 use abide_headers::{QuotaUnit, RateLimitHeaders, RateLimitSnapshot};
 use http::{Request, Response};
 use pin_project_lite::pin_project;
@@ -514,6 +514,9 @@ where
         let Some(request) = self.request.take() else {
             return Poll::Ready(self.fail(polled_after_completion()));
         };
+        if let Some(start) = request.extensions().get::<AttemptStart>() {
+            start.sent();
+        }
         let future = self.svc.call(request);
         Poll::Ready(Step::Next(State::Called {
             future,

@@ -7,7 +7,7 @@ use crate::layer::Config;
 use crate::limiter::{BucketStats, Limiters};
 use crate::store::QuotaStore;
 use crate::BoxError;
-use abide_classify::Deadline;
+use abide_classify::{AttemptStart, Deadline};
 use http::{Request, Response};
 use std::fmt;
 use std::sync::Arc;
@@ -124,6 +124,10 @@ where
             };
             (Request::from_parts(parts, body), key, cost)
         };
+        // The retry layer's attempt timeout counts from the send, not from this wait.
+        if let Some(start) = request.extensions().get::<AttemptStart>() {
+            start.hold();
+        }
         let mut max_wait = config.max_wait;
         // The wait is measured from the first poll, or from now when a deadline says
         // how long is left.

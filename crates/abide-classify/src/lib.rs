@@ -88,6 +88,7 @@ pub mod future;
 pub mod grpc;
 mod layer;
 mod rules;
+mod sent;
 mod service;
 mod verdict;
 
@@ -99,6 +100,7 @@ pub use classify::{
 };
 pub use deadline::Deadline;
 pub use layer::{QuotaClassifierLayer, DEFAULT_PEEK_LIMIT, DEFAULT_PEEK_TIMEOUT};
+pub use sent::AttemptStart;
 pub use service::QuotaClassifier;
 pub use verdict::Verdict;
 

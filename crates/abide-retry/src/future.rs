@@ -11,7 +11,9 @@ use crate::layer::Config;
 use crate::record::{Attempts, Stop};
 use crate::replay::ReplayBody;
 use crate::BoxError;
-use abide_classify::{classify_error, classify_head, Class, Classification, Processing};
+use abide_classify::{
+    classify_error, classify_head, AttemptStart, Class, Classification, Processing,
+};
 use abide_headers::{RateLimitHeaders, RateLimitSnapshot};
 use bytes::Buf;
 use http::{Extensions, HeaderMap, Method, Request, Response, StatusCode, Uri, Version};
@@ -79,6 +81,9 @@ struct Ctx<S, B> {
     timer: Option<Pin<Box<Sleep>>>,
     /// Cuts the attempt in flight (with an attempt timeout only).
     attempt_timer: Option<Pin<Box<Sleep>>>,
+    /// The attempt in flight's mark of when it was sent, and when it was called (with
+    /// an attempt timeout only).
+    attempt_start: Option<(AttemptStart, Instant)>,
     deadline: Option<Instant>,
     timeout: Duration,
     /// Whether the request may be sent twice; `None`: it may when the template's headers
@@ -134,6 +139,7 @@ where
         deadline: Option<Instant>,
         timeout: Duration,
         idempotent: Option<bool>,
+        attempt_start: Option<AttemptStart>,
     ) -> Self {
         let mut ctx = Ctx {
             service,
@@ -142,6 +148,7 @@ where
             config,
             timer: None,
             attempt_timer: None,
+            attempt_start: attempt_start.map(|s| (s, Instant::now())),
             deadline,
             timeout,
             idempotent,
@@ -229,15 +236,30 @@ impl<S, B> Ctx<S, B> {
         }
     }
 
-    /// The attempt in flight ran out of time (registering for a wake-up otherwise).
+    /// The attempt in flight ran out of time (registering for a wake-up otherwise). The
+    /// time counts from when the attempt was sent: while a layer below holds it (the cap,
+    /// for a pause or a paced slot), the timer is pushed on.
     fn attempt_timed_out(&mut self, cx: &mut Context<'_>) -> Option<AttemptTimedOut> {
         let timeout = self.config.attempt_timeout?;
         let timer = self.attempt_timer.as_mut()?;
-        timer
-            .as_mut()
-            .poll(cx)
-            .is_ready()
-            .then(|| AttemptTimedOut::new(timeout))
+        loop {
+            if timer.as_mut().poll(cx).is_pending() {
+                return None;
+            }
+            let now = Instant::now();
+            let due = match &self.attempt_start {
+                None => now,
+                Some((start, called)) => match start.started(*called) {
+                    Some(sent) => sent.checked_add(timeout).unwrap_or(now),
+                    // Not sent yet: it cannot time out before a whole timeout from now.
+                    None => now.checked_add(timeout).unwrap_or(now),
+                },
+            };
+            if due <= now {
+                return Some(AttemptTimedOut::new(timeout));
+            }
+            timer.as_mut().reset(due);
+        }
     }
 
     /// True when the deadline has passed (registering for a wake-up otherwise).
@@ -406,6 +428,11 @@ impl<S, B> Ctx<S, B> {
         *request.version_mut() = template.version;
         *request.headers_mut() = template.headers.clone();
         *request.extensions_mut() = template.extensions.clone();
+        if self.attempt_start.is_some() {
+            let start = AttemptStart::new();
+            request.extensions_mut().insert(start.clone());
+            self.attempt_start = Some((start, Instant::now()));
+        }
         if let Some(deadline) = self.deadline {
             if self.config.grpc_timeout && request.headers().contains_key(GRPC_TIMEOUT) {
                 // The server should give up when we do: tell it the time left.

@@ -197,6 +197,11 @@ impl BackoffRetryLayer {
     /// with that error. Off by default: an LLM answer can legitimately take minutes, and
     /// only the caller knows its endpoint's worst case. The whole-request
     /// [`with_deadline`](Self::with_deadline) still applies; a zero timeout is taken as 1 ms.
+    ///
+    /// The timeout times the server, not a wait before it: each attempt carries an
+    /// [`AttemptStart`](abide_classify::AttemptStart) that a layer below holding the
+    /// attempt (the cap, for a pause, a paced slot or an outage) marks when it sends it,
+    /// and the timeout counts from that mark.
     pub fn with_attempt_timeout(self, timeout: Duration) -> Self {
         let timeout = timeout.clamp(Duration::from_millis(1), MAX_SERVER_WAIT_LIMIT);
         self.edit(|c| c.attempt_timeout = Some(timeout))

@@ -8,6 +8,7 @@ use crate::idempotency::{
 use crate::layer::{BackoffRetryLayer, Config};
 use crate::replay::ReplayBody;
 use crate::BoxError;
+use abide_classify::AttemptStart;
 use http::{Request, Response};
 use http_body::Body;
 use std::mem;
@@ -134,6 +135,13 @@ where
         }
 
         let (mut parts, body) = request.into_parts();
+        // With an attempt timeout, each attempt carries a mark the layer that may hold it
+        // (the cap) sets when it sends it: the timeout counts from there.
+        let attempt_start = config.attempt_timeout.map(|_| {
+            let start = AttemptStart::new();
+            parts.extensions.insert(start.clone());
+            start
+        });
         if let Some(deadline) = deadline {
             // Every attempt carries the absolute deadline, so the cap below can refuse an
             // admission wait that would end after it.
@@ -168,7 +176,15 @@ where
         config.stats.attempt();
         let future = service.call(request);
         ResponseFuture::new(
-            future, service, template, config, start, deadline, timeout, idempotent,
+            future,
+            service,
+            template,
+            config,
+            start,
+            deadline,
+            timeout,
+            idempotent,
+            attempt_start,
         )
     }
 }
