@@ -80,6 +80,22 @@ fn go(d: Decision, what: &str) -> Ticket {
     }
 }
 
+/// Admits `n` requests of cost 1 at `now`, each expected to go at once.
+async fn admit_all(
+    store: &dyn QuotaStore,
+    key: &BucketKey,
+    n: usize,
+    now: Instant,
+    policy: &BucketPolicy,
+) -> Vec<Ticket> {
+    let mut tickets = Vec::with_capacity(n);
+    for i in 0..n {
+        let d = admit_at(store, key, 1, now, policy).await;
+        tickets.push(go(d, &format!("request {i}")));
+    }
+    tickets
+}
+
 fn wait(d: Decision, what: &str) -> (Instant, Option<Reservation>) {
     match d {
         Decision::Wait { until, reservation } => (until, reservation),
@@ -706,13 +722,7 @@ pub async fn a_429_without_limit_headers_paces_the_requests_after_the_pause(
     let p = BucketPolicy::default();
     let k = key("throttle-rate");
     let now = Instant::now();
-    let mut tickets = Vec::new();
-    for i in 0..10 {
-        tickets.push(go(
-            admit_at(store, &k, 1, now, &p).await,
-            &format!("request {i}"),
-        ));
-    }
+    let tickets = admit_all(store, &k, 10, now, &p).await;
     let throttled = Classification::new(Class::RateLimited, "suite").with_retry_after(Some(S));
     let empty = RateLimitSnapshot::new();
     for t in &tickets[..3] {
@@ -741,13 +751,7 @@ pub async fn a_cancelled_reservation_gives_its_send_rate_slot_back(store: &dyn Q
     let p = BucketPolicy::default();
     let k = key("throttle-cancel");
     let now = Instant::now();
-    let mut tickets = Vec::new();
-    for i in 0..10 {
-        tickets.push(go(
-            admit_at(store, &k, 1, now, &p).await,
-            &format!("request {i}"),
-        ));
-    }
+    let tickets = admit_all(store, &k, 10, now, &p).await;
     let throttled = Classification::new(Class::RateLimited, "suite").with_retry_after(Some(S));
     let empty = RateLimitSnapshot::new();
     observe(store, &k, now + S, Some(tickets[0]), &throttled, &empty, &p).await;
