@@ -62,7 +62,9 @@ impl fmt::Display for Model {
 /// The longest one attempt at an LLM completion may take: the 600 s default request
 /// timeout of the vendors' SDKs (openai/openai-python `src/openai/_constants.py` and
 /// anthropics/anthropic-sdk-python `src/anthropic/_constants.py`: `DEFAULT_TIMEOUT`).
-/// Its expiry is an ambiguous failure, retried because completions are replay safe.
+/// Its expiry is an ambiguous failure, retried because completions are replay safe. It
+/// times the server only: a request the cap holds (a pause, a paced slot, an outage) has
+/// not started its attempt yet.
 pub const LLM_ATTEMPT_TIMEOUT: Duration = Duration::from_secs(600);
 
 /// The most requests GitHub allows in flight at once ("No more than 100 concurrent
