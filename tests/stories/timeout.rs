@@ -6,16 +6,17 @@ use abide::classify::{classify_error, Class, Processing};
 use abide::retry::{AttemptTimedOut, BackoffRetryLayer};
 use tokio::time::Instant;
 
+/// Gives the first attempt `first`; answers the next ones.
+fn first_then_ok(first: Reply) -> Api {
+    let mut first = Some(first);
+    Api::new(S / 10, move |_, _, _| {
+        first.take().unwrap_or_else(Reply::ok)
+    })
+}
+
 /// Never answers the first attempt; answers the next ones.
 fn silent_once() -> Api {
-    let mut first = true;
-    Api::new(S / 10, move |_, _, _| {
-        if std::mem::take(&mut first) {
-            Reply::Hang
-        } else {
-            Reply::ok()
-        }
-    })
+    first_then_ok(Reply::Hang)
 }
 
 #[tokio::test(start_paused = true)]
@@ -61,21 +62,10 @@ async fn an_attempt_timeout_is_an_ambiguous_failure_so_a_post_is_not_sent_twice(
     assert_eq!(api.arrivals().len(), 1);
 }
 
-/// The first attempt draws a 429 stating a 30 s wait; every later one is answered.
-fn paused_30s() -> Api {
-    let mut first = true;
-    Api::new(S / 10, move |_, _, _| {
-        if std::mem::take(&mut first) {
-            Reply::status(429).header("retry-after", "30")
-        } else {
-            Reply::ok()
-        }
-    })
-}
-
 #[tokio::test(start_paused = true)]
 async fn the_attempt_timeout_times_the_server_not_the_wait_in_the_cap() {
-    let api = paused_30s();
+    // The first attempt draws a 429 stating a 30 s wait; every later one is answered.
+    let api = first_then_ok(Reply::status(429).header("retry-after", "30"));
     let c = client(
         &api,
         BackoffRetryLayer::new()

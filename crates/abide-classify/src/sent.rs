@@ -11,8 +11,8 @@ use tokio::time::Instant;
 /// a fresh `AttemptStart` on each attempt when it has an attempt timeout; a layer below
 /// that may hold the attempt (the cap) calls [`hold`](Self::hold) when it takes it and
 /// [`sent`](Self::sent) when it sends it on; the retry layer's timeout counts from
-/// [`started`](Self::started). With no such layer below, the attempt started when the
-/// retry layer called.
+/// [`started`](Self::started). With no such layer below, the attempt started when its
+/// mark was made, as the retry layer called.
 ///
 /// It lives here, in the crate every abide layer depends on, as [`Deadline`](crate::Deadline)
 /// does.
@@ -23,20 +23,19 @@ use tokio::time::Instant;
 ///
 /// let called = Instant::now();
 /// let start = AttemptStart::new();
-/// assert_eq!(start.started(called), Some(called), "nobody held it");
+/// assert!(start.started().is_some_and(|at| at >= called), "nobody held it");
 /// start.hold();
-/// assert_eq!(start.started(called), None, "held: not sent yet");
+/// assert_eq!(start.started(), None, "held: not sent yet");
 /// start.sent();
-/// assert!(start.started(called).is_some_and(|at| at >= called));
+/// assert!(start.started().is_some_and(|at| at >= called));
 /// ```
-#[derive(Clone, Debug, Default)]
+#[derive(Clone, Debug)]
 pub struct AttemptStart(Arc<Mutex<Mark>>);
 
-#[derive(Clone, Copy, Debug, Default)]
+#[derive(Clone, Copy, Debug)]
 enum Mark {
-    /// Nobody holds the attempt: it started when it was called.
-    #[default]
-    Called,
+    /// Nobody holds the attempt: it started when it was called, then.
+    Called(Instant),
     /// A layer holds it before sending.
     Held,
     /// Sent at this instant.
@@ -44,15 +43,15 @@ enum Mark {
 }
 
 impl AttemptStart {
-    /// A mark for an attempt about to be called.
+    /// A mark for an attempt called now.
     pub fn new() -> Self {
-        Self::default()
+        AttemptStart(Arc::new(Mutex::new(Mark::Called(Instant::now()))))
     }
 
     /// The attempt is held before it is sent: its time does not count yet.
     pub fn hold(&self) {
         let mut mark = self.0.lock().unwrap_or_else(PoisonError::into_inner);
-        if matches!(*mark, Mark::Called) {
+        if matches!(*mark, Mark::Called(_)) {
             *mark = Mark::Held;
         }
     }
@@ -65,13 +64,19 @@ impl AttemptStart {
         }
     }
 
-    /// When the attempt started, for one called at `called`: then, if nobody held it;
-    /// when it was sent; `None` while it is held.
-    pub fn started(&self, called: Instant) -> Option<Instant> {
+    /// When the attempt started: when it was called, if nobody held it; when it was
+    /// sent; `None` while it is held.
+    pub fn started(&self) -> Option<Instant> {
         match *self.0.lock().unwrap_or_else(PoisonError::into_inner) {
-            Mark::Called => Some(called),
+            Mark::Called(at) => Some(at),
             Mark::Held => None,
             Mark::Sent(at) => Some(at),
         }
+    }
+}
+
+impl Default for AttemptStart {
+    fn default() -> Self {
+        Self::new()
     }
 }

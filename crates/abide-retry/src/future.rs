@@ -81,9 +81,8 @@ struct Ctx<S, B> {
     timer: Option<Pin<Box<Sleep>>>,
     /// Cuts the attempt in flight (with an attempt timeout only).
     attempt_timer: Option<Pin<Box<Sleep>>>,
-    /// The attempt in flight's mark of when it was sent, and when it was called (with
-    /// an attempt timeout only).
-    attempt_start: Option<(AttemptStart, Instant)>,
+    /// The attempt in flight's mark of when it was sent (with an attempt timeout only).
+    attempt_start: Option<AttemptStart>,
     deadline: Option<Instant>,
     timeout: Duration,
     /// Whether the request may be sent twice; `None`: it may when the template's headers
@@ -148,7 +147,7 @@ where
             config,
             timer: None,
             attempt_timer: None,
-            attempt_start: attempt_start.map(|s| (s, Instant::now())),
+            attempt_start,
             deadline,
             timeout,
             idempotent,
@@ -249,7 +248,7 @@ impl<S, B> Ctx<S, B> {
             let now = Instant::now();
             let due = match &self.attempt_start {
                 None => now,
-                Some((start, called)) => match start.started(*called) {
+                Some(start) => match start.started() {
                     Some(sent) => sent.checked_add(timeout).unwrap_or(now),
                     // Not sent yet: it cannot time out before a whole timeout from now.
                     None => now.checked_add(timeout).unwrap_or(now),
@@ -431,7 +430,7 @@ impl<S, B> Ctx<S, B> {
         if self.attempt_start.is_some() {
             let start = AttemptStart::new();
             request.extensions_mut().insert(start.clone());
-            self.attempt_start = Some((start, Instant::now()));
+            self.attempt_start = Some(start);
         }
         if let Some(deadline) = self.deadline {
             if self.config.grpc_timeout && request.headers().contains_key(GRPC_TIMEOUT) {

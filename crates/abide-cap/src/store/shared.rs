@@ -497,7 +497,7 @@ impl Writer<'_> {
         self.f64(*rate);
         self.instant(*cut_at);
         self.u64(*cut_requests);
-        self.u64(*served);
+        self.bool(*served);
         self.instant(*tat);
     }
 }
@@ -713,7 +713,7 @@ impl<'a> Reader<'a> {
             rate: self.f64()?,
             cut_at: self.instant()?,
             cut_requests: self.u64()?,
-            served: self.u64()?,
+            served: self.bool()?,
             tat: self.instant()?,
         })
     }

@@ -37,8 +37,8 @@ pub(super) struct Throttled {
     pub(super) cut_at: Instant,
     /// The bucket's request count at the cut.
     pub(super) cut_requests: u64,
-    /// Successes of requests sent after the cut.
-    pub(super) served: u64,
+    /// A request sent after the cut succeeded: the growth since is granted.
+    pub(super) served: bool,
     /// GCRA theoretical arrival time (burst 1).
     pub(super) tat: Instant,
 }
@@ -79,12 +79,10 @@ impl Throttled {
 
 impl BucketState {
     /// A success of a request admitted under the learned send rate: if it was sent after
-    /// the last cut, the rate may grow by one more interval.
+    /// the last cut, the growth since the cut is granted.
     pub(super) fn throttled_success(&mut self, ticket: Option<Ticket>) {
         if let (Some(t), Some(th)) = (ticket, &mut self.throttled) {
-            if t.requests > th.cut_requests {
-                th.served = th.served.saturating_add(1);
-            }
+            th.served |= t.requests > th.cut_requests;
         }
     }
 
@@ -123,18 +121,14 @@ impl BucketState {
         let mut rate = (sent / dt * THROTTLE_BETA).max(THROTTLE_MIN_RATE);
         if let Some(t) = &self.throttled {
             // Grown since the cut only if a success showed the growth was granted.
-            let grown = if t.served == 0 {
-                t.rate
-            } else {
-                t.rate_at(now)
-            };
+            let grown = if t.served { t.rate_at(now) } else { t.rate };
             rate = rate.min(grown * THROTTLE_BETA);
         }
         self.throttled = Some(Throttled {
             rate,
             cut_at: now,
             cut_requests: self.requests,
-            served: 0,
+            served: false,
             tat: self.throttled.map_or(now, |t| t.tat),
         });
     }
@@ -151,7 +145,7 @@ mod tests {
             rate: 70.0,
             cut_at,
             cut_requests: 0,
-            served: 0,
+            served: false,
             tat: cut_at,
         };
         let at = |s: f64| t.rate_at(cut_at + Duration::from_secs_f64(s));
@@ -191,7 +185,7 @@ mod tests {
             rate: 1.0,
             cut_at: at,
             cut_requests: 10,
-            served: 0,
+            served: false,
             tat: at,
         });
         b.requests = 110;
@@ -249,8 +243,8 @@ mod tests {
         };
         b.throttled_success(Some(before));
         b.throttled_success(None);
-        assert_eq!(b.throttled.map(|t| t.served), Some(0));
+        assert_eq!(b.throttled.map(|t| t.served), Some(false));
         b.throttled_success(Some(ticket));
-        assert_eq!(b.throttled.map(|t| t.served), Some(1));
+        assert_eq!(b.throttled.map(|t| t.served), Some(true));
     }
 }
