@@ -9,11 +9,21 @@ use common::Buf;
 use http::{Request, Response};
 use http_body_util::Full;
 use std::sync::atomic::{AtomicU32, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, MutexGuard};
 use tower::{ServiceBuilder, ServiceExt};
+
+/// The tests of this file capture with different level filters, one at a time: `tracing`
+/// caches each callsite's interest process-wide, and a callsite first reached on one
+/// test's thread while another installs its subscriber can be cached as "never" for both
+/// (the registration race in `tracing-core`).
+fn one_capture_at_a_time() -> MutexGuard<'static, ()> {
+    static LOCK: Mutex<()> = Mutex::new(());
+    LOCK.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+}
 
 #[test]
 fn a_429_is_explained_by_every_layer_in_the_trace() {
+    let _serial = one_capture_at_a_time();
     let buf = Buf::default();
     let writer = buf.clone();
     let subscriber = tracing_subscriber::fmt()
@@ -106,6 +116,7 @@ impl http_body::Body for Stalled {
 
 #[test]
 fn a_queue_waiting_on_permits_held_by_unread_bodies_is_named_in_a_warning() {
+    let _serial = one_capture_at_a_time();
     use abide::cap::{ConcurrencyCapLayer, InFlight};
     use std::time::Duration;
 

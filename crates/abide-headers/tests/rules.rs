@@ -1,15 +1,10 @@
 //! The rules every dialect follows: the wait, inventing nothing, malformed input, field
-//! syntax (RFC 9110), and the debug events that report what was ignored.
+//! syntax (RFC 9110). The debug events for ignored fields are in `trace_events.rs`.
 
 mod common;
 
 use abide_headers::{Dialect, RateLimitHeaders, Scope};
 use common::{headers, parse, secs};
-use std::fmt::Write as _;
-use std::sync::{Arc, Mutex};
-use tracing::field::{Field, Visit};
-use tracing::span::{Attributes, Id, Record};
-use tracing::{Event, Metadata, Subscriber};
 
 #[test]
 fn wait_is_the_latest_reset_among_exhausted_limits() {
@@ -173,61 +168,4 @@ fn an_empty_header_map_is_an_empty_snapshot() {
     let s = RateLimitHeaders::new().extract(&http::HeaderMap::new());
     assert!(s.is_empty());
     assert!(s.most_constrained().is_none());
-}
-
-/// A subscriber that writes every event's fields into a shared string.
-struct Capture(Arc<Mutex<String>>);
-
-struct Fields<'a>(&'a mut String);
-
-impl Visit for Fields<'_> {
-    fn record_debug(&mut self, field: &Field, value: &dyn std::fmt::Debug) {
-        let _ = write!(self.0, "{}={:?} ", field.name(), value);
-    }
-}
-
-impl Subscriber for Capture {
-    fn enabled(&self, _: &Metadata<'_>) -> bool {
-        true
-    }
-    fn new_span(&self, _: &Attributes<'_>) -> Id {
-        Id::from_u64(1)
-    }
-    fn record(&self, _: &Id, _: &Record<'_>) {}
-    fn record_follows_from(&self, _: &Id, _: &Id) {}
-    fn event(&self, event: &Event<'_>) {
-        let mut out = self.0.lock().unwrap();
-        let _ = write!(out, "[{}] ", event.metadata().level());
-        event.record(&mut Fields(&mut out));
-        out.push('\n');
-    }
-    fn enter(&self, _: &Id) {}
-    fn exit(&self, _: &Id) {}
-}
-
-#[test]
-fn each_ignored_field_is_reported_as_a_debug_event_saying_what_and_why() {
-    let log = Arc::new(Mutex::new(String::new()));
-    let s = tracing::subscriber::with_default(Capture(log.clone()), || {
-        parse(&[
-            ("retry-after", "tomorrow-ish"),
-            ("x-ratelimit-remaining-tokens", "-1.5"),
-            ("x-ratelimit-limit-tokens", "100"),
-        ])
-    });
-    assert_eq!(s.tokens().unwrap().limit, Some(100));
-    let log = log.lock().unwrap();
-    assert!(log.contains("[DEBUG]"), "{log}");
-    assert!(
-        log.contains("field=retry-after") && log.contains("not a date"),
-        "{log}"
-    );
-    assert!(
-        log.contains("field=x-ratelimit-remaining-tokens") && log.contains("negative value"),
-        "{log}"
-    );
-    assert!(
-        !log.contains("x-ratelimit-limit-tokens"),
-        "valid fields are not reported: {log}"
-    );
 }
