@@ -807,6 +807,60 @@ pub async fn later_admissions_are_subtracted_from_remaining(store: &dyn QuotaSto
     assert_eq!(until, now + 6 * S);
 }
 
+/// A sliding window (its reset moves on with the spends) gives its oldest spends back
+/// before its stated reset, even when one answer counts two more spends than this bucket
+/// made: a server's count can be off by one each way (a spend ageing out just before
+/// the answer, a concurrent one landing just before it), which is not others spending.
+pub async fn a_sliding_count_off_by_two_still_gives_spends_back(store: &dyn QuotaStore) {
+    let p = BucketPolicy::default();
+    let k = key("sliding-off-by-two");
+    let t0 = Instant::now();
+    let success = Classification::success();
+    let answer = |remaining| {
+        RateLimitSnapshot::new().with_limit(limit(Scope::Requests, 40, remaining, 10 * S))
+    };
+    // Twenty at once; the last one's answer says 20 remain and the newest spend ages
+    // out in 10 s.
+    let first = admit_all(store, &k, 20, t0, &p).await;
+    let at = t0 + 500 * MS;
+    observe(
+        store,
+        &k,
+        at,
+        first.last().copied(),
+        &success,
+        &answer(20),
+        &p,
+    )
+    .await;
+    // Ten more at 4 s; the last one's answer says 8 remain (ten were spent, the count
+    // says twelve) and the reset moved on by 4 s: the window slides.
+    let second = admit_all(store, &k, 10, t0 + 4 * S, &p).await;
+    let at = t0 + 4500 * MS;
+    observe(
+        store,
+        &k,
+        at,
+        second.last().copied(),
+        &success,
+        &answer(8),
+        &p,
+    )
+    .await;
+    admit_all(store, &k, 8, at, &p).await;
+    let (until, _) = wait(admit_at(store, &k, 1, at, &p).await, "window spent");
+    // The first twenty age out from 10.5 s on; the stated reset is 14.5 s.
+    assert!(
+        until >= t0 + 10 * S,
+        "before the oldest spend aged out: {until:?}"
+    );
+    assert!(
+        until < t0 + 12 * S,
+        "waited for the reset, not the oldest spends: {:?} after the start",
+        until - t0
+    );
+}
+
 /// With several scopes, each admission waits for the most constrained one.
 pub async fn most_constrained_scope_governs(store: &dyn QuotaStore) {
     let p = BucketPolicy::default();
@@ -988,6 +1042,7 @@ macro_rules! quota_store_suite {
             a_cancelled_reservation_gives_its_send_rate_slot_back,
             remaining_zero_waits_until_the_reset,
             later_admissions_are_subtracted_from_remaining,
+            a_sliding_count_off_by_two_still_gives_spends_back,
             most_constrained_scope_governs,
             rejected_wait_reserves_nothing,
             reservation_before_a_pause_moves_after_it,

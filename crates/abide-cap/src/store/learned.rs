@@ -305,8 +305,11 @@ impl BucketState {
             busy_period(&l.pace, stated, capacity, window, reset_at, now, over);
         // The server took more than this bucket reserved since the last answer (its
         // units are not ours, or others spend on the key): what comes back is not known
-        // in our units, so only the reset is trusted.
-        let sliding = sliding && remaining.saturating_add(1) >= l.pace.remaining;
+        // in our units, so only the reset is trusted. One answer's count may be off by
+        // one each way (a spend ageing out just before it, a concurrent one landing just
+        // before it): that is not others spending, and dropping the returns for it stalls
+        // everyone until the newest spend ages out, with no answer left to learn from.
+        let sliding = sliding && remaining.saturating_add(2) >= l.pace.remaining;
         l.applied = applied;
         l.counts_cost = counts_cost;
         l.pace = Pace {
