@@ -819,34 +819,19 @@ pub async fn a_sliding_count_off_by_two_still_gives_spends_back(store: &dyn Quot
     let answer = |remaining| {
         RateLimitSnapshot::new().with_limit(limit(Scope::Requests, 40, remaining, 10 * S))
     };
-    // Twenty at once; the last one's answer says 20 remain and the newest spend ages
-    // out in 10 s.
-    let first = admit_all(store, &k, 20, t0, &p).await;
-    let at = t0 + 500 * MS;
-    observe(
-        store,
-        &k,
-        at,
-        first.last().copied(),
-        &success,
-        &answer(20),
-        &p,
-    )
-    .await;
-    // Ten more at 4 s; the last one's answer says 8 remain (ten were spent, the count
-    // says twelve) and the reset moved on by 4 s: the window slides.
-    let second = admit_all(store, &k, 10, t0 + 4 * S, &p).await;
+    // Admits `n` at `sent`; the last one's answer at `answered` says `remaining` are left.
+    let (kr, pr, ok) = (&k, &p, &success);
+    let spend = |n, sent, answered, remaining| async move {
+        let tickets = admit_all(store, kr, n, sent, pr).await;
+        let last = tickets.last().copied();
+        observe(store, kr, answered, last, ok, &answer(remaining), pr).await;
+    };
+    // Twenty at once, answered at 0.5 s: 20 remain and the newest spend ages out in 10 s.
+    spend(20, t0, t0 + 500 * MS, 20).await;
+    // Ten more at 4 s, answered at 4.5 s: 8 remain (ten were spent, the count says
+    // twelve) and the reset moved on by 4 s: the window slides.
     let at = t0 + 4500 * MS;
-    observe(
-        store,
-        &k,
-        at,
-        second.last().copied(),
-        &success,
-        &answer(8),
-        &p,
-    )
-    .await;
+    spend(10, t0 + 4 * S, at, 8).await;
     admit_all(store, &k, 8, at, &p).await;
     let (until, _) = wait(admit_at(store, &k, 1, at, &p).await, "window spent");
     // The first twenty age out from 10.5 s on; the stated reset is 14.5 s.
