@@ -8,6 +8,7 @@
 
 mod support;
 
+mod concurrency;
 mod outage;
 mod per_request;
 mod scopes;

@@ -199,18 +199,33 @@ fn admit(
     shared.store.admit(&admission)
 }
 
+/// What one attempt's answer tells the store.
+struct Answer<'a> {
+    now: Instant,
+    classification: &'a Classification,
+    snapshot: &'a RateLimitSnapshot,
+    /// The adaptive cap took it for a refusal past the server's concurrency.
+    over_capacity: bool,
+}
+
 fn observe(
     shared: &Shared,
     key: &BucketKey,
     ticket: Option<Ticket>,
     limiter: &Limiter,
-    now: Instant,
-    classification: &Classification,
-    snapshot: &RateLimitSnapshot,
+    answer: Answer<'_>,
 ) -> StoreFuture<()> {
-    let observation = Observation::new(key, now, classification, snapshot, &shared.config.policy)
-        .with_ticket(ticket)
-        .with_waiting(limiter.queued());
+    let policy = &shared.config.policy;
+    let observation = Observation::new(
+        key,
+        answer.now,
+        answer.classification,
+        answer.snapshot,
+        policy,
+    )
+    .with_ticket(ticket)
+    .with_waiting(limiter.queued())
+    .with_over_capacity(answer.over_capacity);
     shared.store.observe(&observation)
 }
 
@@ -317,9 +332,10 @@ fn report<R, E: Into<BoxError>>(
             let report = !(class.is_success() && snapshot.is_empty() && !told);
             // The clock is read only when the instant is used.
             let now = (sent_at.is_some() || report).then(Instant::now);
+            let mut over_capacity = false;
             if let (Some(sent_at), Some(now)) = (sent_at, now) {
                 let latency = now.saturating_duration_since(sent_at);
-                limiter.on_outcome(class, latency, now);
+                over_capacity = limiter.on_outcome(class, latency, now);
             }
             if shared.config.policy.learn {
                 // A limit counted in concurrent requests is an in-flight
@@ -345,7 +361,15 @@ fn report<R, E: Into<BoxError>>(
                 );
             }
             let fut = match now {
-                Some(now) if report => observe(shared, key, ticket, limiter, now, class, snapshot),
+                Some(now) if report => {
+                    let answer = Answer {
+                        now,
+                        classification: class,
+                        snapshot,
+                        over_capacity,
+                    };
+                    observe(shared, key, ticket, limiter, answer)
+                }
                 _ => StoreFuture::ready(Ok(())),
             };
             (fut, Ok(response))
@@ -354,11 +378,17 @@ fn report<R, E: Into<BoxError>>(
             let e: BoxError = e.into();
             let class = classify_error(&*e);
             let now = Instant::now();
-            if let Some(sent_at) = sent_at {
+            let over_capacity = sent_at.is_some_and(|sent_at| {
                 let latency = now.saturating_duration_since(sent_at);
-                limiter.on_outcome(&class, latency, now);
-            }
-            let fut = observe(shared, key, ticket, limiter, now, &class, &EMPTY);
+                limiter.on_outcome(&class, latency, now)
+            });
+            let answer = Answer {
+                now,
+                classification: &class,
+                snapshot: &EMPTY,
+                over_capacity,
+            };
+            let fut = observe(shared, key, ticket, limiter, answer);
             (fut, Err(e))
         }
     }
@@ -516,6 +546,9 @@ where
         };
         if let Some(start) = request.extensions().get::<AttemptStart>() {
             start.sent();
+        }
+        if let Some(permit) = &mut self.permit {
+            permit.mark_sent();
         }
         let future = self.svc.call(request);
         Poll::Ready(Step::Next(State::Called {

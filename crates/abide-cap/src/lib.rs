@@ -148,6 +148,7 @@ mod future;
 mod key;
 mod layer;
 mod limiter;
+mod ran;
 mod service;
 pub mod store;
 #[cfg(feature = "testing")]

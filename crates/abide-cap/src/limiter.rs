@@ -2,6 +2,7 @@
 //! count. Not in the store on purpose: permits belong to this process's live bodies.
 
 use crate::key::{BucketKey, KeyMap};
+use crate::ran::Ran;
 use abide_classify::{Class, Classification};
 use std::fmt;
 use std::future::Future;
@@ -63,12 +64,22 @@ impl InFlight {
     }
 
     /// AIMD: start at `initial`, halve on a rate-limit verdict, cut to 3/4 on an overload
-    /// one (overload answers sit at the edge of what the server runs), and then to fewer
-    /// than the requests in flight when it came (the server ran fewer), cut by a tenth
-    /// when the recent latency rises past twice its long-run average, grow by one per cap's worth of
-    /// successes while the cap is in use (by one per success until the first cut: slow
-    /// start); always within `min..=max` (at least 1). A concurrency limit the server
-    /// states (`qu=concurrent-requests`) lowers the maximum, and a fixed cap, to it.
+    /// one stating a wait (overload answers sit at the edge of what the server runs), and
+    /// then to fewer than the requests sent when it came (the server ran fewer), cut by a
+    /// tenth when the recent latency rises past twice its long-run average, grow by one
+    /// per cap's worth of successes while the cap is in use (by one per success until the
+    /// first cut: slow start); always within `min..=max` (at least 1).
+    ///
+    /// An overload answer without a wait may mean the server is down for everyone: the
+    /// bucket's outage circuit answers it, and the cap waits until the server serves
+    /// both a request in flight when it came and one sent after it (a concurrency limit)
+    /// before cutting the same way. Past what the server was seen to run, the cap grows
+    /// 8 times slower, and twice slower again each time the server refuses it at the same
+    /// level (up to 64 times): a server that runs one at a time is asked for a second
+    /// now and then, not every few successes.
+    ///
+    /// A concurrency limit the server states (`qu=concurrent-requests`) lowers the
+    /// maximum, and a fixed cap, to it.
     pub fn adaptive(initial: usize, min: usize, max: usize) -> Self {
         let min = min.clamp(1, MAX_IN_FLIGHT);
         let max = max.clamp(min, MAX_IN_FLIGHT);
@@ -110,10 +121,9 @@ struct Aimd {
     /// Until the first cut, grow by one per success (doubling per round trip): nothing
     /// says yet that the server minds more.
     slow_start: bool,
-    /// The most requests at once the server ran without an overload answer, learned from
-    /// the last one: the cap grows past it 8 times slower (the server's room may have
-    /// grown, but each probe past it costs a refusal).
-    ran: Option<usize>,
+    /// What the server was seen to run at once: the cap grows past it slower (the
+    /// server's room may have grown, but each probe past it costs a refusal).
+    ran: Ran,
     /// Latency of the recent successes (weight 1/5 each).
     ewma_ns: f64,
     /// Latency of the long run: the mean of the first successes, then an average with
@@ -189,6 +199,9 @@ pub(crate) struct Limiter {
     in_debt: AtomicBool,
     queued: AtomicUsize,
     in_flight: AtomicUsize,
+    /// Of those, the requests sent (the others wait for their slot): what runs on the
+    /// server. Kept for an adaptive cap only.
+    sent: AtomicUsize,
     /// Counts every sign of life of the bucket's in-flight requests (a permit taken or
     /// released, a response-body frame read): a waiter that sees it unchanged for its whole
     /// wait knows the permits it waits on are held by bodies nobody reads. A counter, not a
@@ -229,7 +242,7 @@ impl Limiter {
                     max: n,
                     configured: n,
                     slow_start: false,
-                    ran: None,
+                    ran: Ran::default(),
                     ewma_ns: 0.0,
                     baseline_ns: 0.0,
                     samples: 0,
@@ -247,7 +260,7 @@ impl Limiter {
                     max,
                     configured: max,
                     slow_start: true,
-                    ran: None,
+                    ran: Ran::default(),
                     ewma_ns: 0.0,
                     baseline_ns: 0.0,
                     samples: 0,
@@ -262,6 +275,7 @@ impl Limiter {
             in_debt: AtomicBool::new(false),
             queued: AtomicUsize::new(0),
             in_flight: AtomicUsize::new(0),
+            sent: AtomicUsize::new(0),
             progress: AtomicU64::new(0),
             probe: Arc::new(Notify::new()),
         }
@@ -354,47 +368,58 @@ impl Limiter {
         self.adaptive
     }
 
-    /// Feeds one outcome to the adaptive cap.
-    pub(crate) fn on_outcome(&self, verdict: &Classification, latency: Duration, now: Instant) {
+    /// Feeds one outcome to the adaptive cap. True when it is an overload answer to a
+    /// request past what the server was seen to run at once: about concurrency, which
+    /// the cap answers, not the server going down.
+    pub(crate) fn on_outcome(
+        &self,
+        verdict: &Classification,
+        latency: Duration,
+        now: Instant,
+    ) -> bool {
         if !self.adaptive {
-            return;
+            return false;
         }
         let (Some(sem), Some(aimd)) = (&self.sem, &self.aimd) else {
-            return;
+            return false;
         };
-        // This response's request still holds its permit: the server refused the
-        // `in_flight`-th request running at once, so it ran fewer. That is what an
-        // overload answer stating when a slot frees says; one without a wait (or refusing
-        // a lone request) is the whole server's, and says nothing of how many it runs.
-        let in_flight = self.in_flight.load(Ordering::Acquire);
+        // Sent and running on the server; this response's request still holds its
+        // permit, so it is counted.
+        let in_flight = self.sent.load(Ordering::Acquire);
         let mut a = lock(aimd);
-        let ran =
-            (verdict.class == Class::Overloaded && verdict.retry_after.is_some() && in_flight > 1)
-                .then(|| in_flight - 1);
-        Self::adjust(&mut a, sem, verdict.class, latency, ran, now);
+        let seen = a.ran.observe(verdict, in_flight, latency, now);
+        Self::adjust(&mut a, sem, verdict, latency, seen.ran, now);
         self.in_debt.store(a.debt > 0, Ordering::Release);
+        seen.over_capacity
     }
 
     fn adjust(
         a: &mut Aimd,
         sem: &Semaphore,
-        class: Class,
+        verdict: &Classification,
         latency: Duration,
         ran: Option<usize>,
         now: Instant,
     ) {
-        if class.is_throttle() {
+        let class = verdict.class;
+        if let Some(n) = ran {
             // Overload (too many at once) is answered near the edge: a gentler cut keeps
-            // the cap close to what the server runs, and never above what it just refused
-            // (it ran fewer than the requests in flight now); a rate limit halves it.
-            if class == Class::Overloaded {
-                if ran.is_some() {
-                    a.ran = ran;
-                }
-                a.decrease(sem, 0.75, ran, now);
-            } else {
-                a.decrease(sem, 0.5, None, now);
+            // the cap close to what the server runs, and never above what it ran.
+            a.decrease(sem, 0.75, Some(n), now);
+            if class != Class::Success {
+                return;
             }
+        } else if class == Class::Overloaded {
+            // Without a wait, and not yet shown to be about concurrency: the bucket's
+            // outage circuit holds everyone behind one probe; cutting the cap too would
+            // only slow the recovery once the server is back.
+            if verdict.retry_after.is_some() {
+                a.decrease(sem, 0.75, None, now);
+            }
+            return;
+        } else if class.is_throttle() {
+            // A rate limit halves it.
+            a.decrease(sem, 0.5, None, now);
             return;
         }
         if class != Class::Success {
@@ -422,8 +447,8 @@ impl Limiter {
         let busy = sem.available_permits() == 0;
         if busy && a.permits < a.max {
             let mut step = if a.slow_start { 1.0 } else { 1.0 / a.limit };
-            if a.ran.is_some_and(|ran| a.limit + step > ran as f64) {
-                step /= 8.0;
+            if a.ran.get().is_some_and(|ran| a.limit + step > ran as f64) {
+                step /= a.ran.slowdown();
             }
             a.limit = (a.limit + step).min(a.max as f64);
             let new = (a.limit as usize).clamp(a.min, a.max);
@@ -495,13 +520,28 @@ pub(crate) struct Permit {
     limiter: Arc<Limiter>,
     /// A permit was taken from the bucket's semaphore (not for unlimited buckets).
     held: bool,
+    /// Counted in the limiter's `sent`.
+    sent: bool,
 }
 
 impl Permit {
     fn new(limiter: Arc<Limiter>, held: bool) -> Self {
         limiter.in_flight.fetch_add(1, Ordering::AcqRel);
         limiter.progress.fetch_add(1, Ordering::Relaxed);
-        Permit { limiter, held }
+        Permit {
+            limiter,
+            held,
+            sent: false,
+        }
+    }
+
+    /// Its request was sent: it runs on the server until its response ends. Counted only
+    /// for an adaptive cap, the one reader.
+    pub(crate) fn mark_sent(&mut self) {
+        if self.limiter.adaptive && !self.sent {
+            self.sent = true;
+            self.limiter.sent.fetch_add(1, Ordering::AcqRel);
+        }
     }
 
     /// Its response body moved (a frame was read).
@@ -518,6 +558,9 @@ impl fmt::Debug for Permit {
 
 impl Drop for Permit {
     fn drop(&mut self) {
+        if self.sent {
+            self.limiter.sent.fetch_sub(1, Ordering::AcqRel);
+        }
         self.limiter.release(self.held);
     }
 }

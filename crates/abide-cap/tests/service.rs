@@ -644,7 +644,28 @@ async fn before_any_cut_the_adaptive_cap_doubles_each_round_trip_to_meet_demand(
 }
 
 #[tokio::test(start_paused = true)]
-async fn an_overload_verdict_cuts_the_adaptive_cap_to_three_quarters() {
+async fn an_overload_verdict_stating_a_wait_cuts_the_adaptive_cap_to_three_quarters() {
+    let server = tower::service_fn(|_req: http::Request<String>| async {
+        Ok::<_, std::convert::Infallible>(
+            http::Response::builder()
+                .status(529)
+                .header("retry-after", "1")
+                .body(String::new())
+                .unwrap(),
+        )
+    });
+    let mut svc = ConcurrencyCapLayer::new()
+        .with_in_flight(InFlight::adaptive(12, 1, 100))
+        .layer(server);
+    let response = ready(&mut svc).await.call(request(None)).await.unwrap();
+    assert_eq!(response.status(), 529);
+    assert_eq!(svc.stats(&bucket()).unwrap().limit, Some(9));
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_lone_overload_without_a_wait_holds_the_bucket_and_leaves_the_cap_alone() {
+    // Refusing a lone request, saying nothing: the server is down for everyone. The
+    // outage circuit holds the bucket; a smaller cap would only slow the recovery.
     let server = tower::service_fn(|_req: http::Request<String>| async {
         Ok::<_, std::convert::Infallible>(
             http::Response::builder()
@@ -658,7 +679,10 @@ async fn an_overload_verdict_cuts_the_adaptive_cap_to_three_quarters() {
         .layer(server);
     let response = ready(&mut svc).await.call(request(None)).await.unwrap();
     assert_eq!(response.status(), 529);
-    assert_eq!(svc.stats(&bucket()).unwrap().limit, Some(9));
+    assert_eq!(svc.stats(&bucket()).unwrap().limit, Some(12));
+    let start = Instant::now();
+    ready(&mut svc).await.call(request(None)).await.unwrap();
+    assert!(Instant::now() - start >= 250 * MS, "held behind the outage");
 }
 
 #[tokio::test(start_paused = true)]
@@ -696,6 +720,53 @@ async fn an_overload_verdict_cuts_the_adaptive_cap_below_the_requests_it_refused
     let mut statuses = [a.unwrap().status(), b.unwrap().status()];
     statuses.sort();
     assert_eq!(statuses, [200, 529]);
+    assert_eq!(svc.stats(&bucket()).unwrap().limit, Some(1));
+}
+
+#[tokio::test(start_paused = true)]
+async fn an_overload_without_a_wait_among_requests_served_meanwhile_cuts_the_cap_below_them() {
+    // The same server, saying nothing but 529: that may be the server going down, until
+    // it serves both a request in flight when the 529 came and one sent after it.
+    let busy = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let server = tower::service_fn(move |_req: http::Request<String>| {
+        let busy = busy.clone();
+        async move {
+            // Refused at once; served in 20 ms.
+            let status = if busy.fetch_add(1, std::sync::atomic::Ordering::SeqCst) == 0 {
+                tokio::time::sleep(20 * MS).await;
+                200
+            } else {
+                529
+            };
+            busy.fetch_sub(1, std::sync::atomic::Ordering::SeqCst);
+            Ok::<_, std::convert::Infallible>(
+                http::Response::builder()
+                    .status(status)
+                    .body(String::new())
+                    .unwrap(),
+            )
+        }
+    });
+    let svc = ConcurrencyCapLayer::new()
+        .with_in_flight(InFlight::adaptive(10, 1, 100))
+        .layer(server);
+    let first = svc.clone().oneshot(request(None));
+    let second = async {
+        tokio::time::sleep(5 * MS).await;
+        svc.clone().oneshot(request(None)).await
+    };
+    let (a, b) = tokio::join!(first, second);
+    assert_eq!(
+        (a.unwrap().status().as_u16(), b.unwrap().status().as_u16()),
+        (200, 529)
+    );
+    assert_eq!(
+        svc.stats(&bucket()).unwrap().limit,
+        Some(10),
+        "not yet told apart from an outage"
+    );
+    let later = svc.clone().oneshot(request(None)).await.unwrap();
+    assert_eq!(later.status(), 200);
     assert_eq!(svc.stats(&bucket()).unwrap().limit, Some(1));
 }
 

@@ -312,8 +312,10 @@ impl BucketState {
         // an exhausted bucket's probe it still shows the quota is back.
         let c = o.classification;
         let stated = c.retry_after.or_else(|| o.snapshot.next_unit_wait());
-        let down =
-            c.class == Class::ServerError || (c.class == Class::Overloaded && stated.is_none());
+        // An overload without a wait is the server's own, unless it refused a request past
+        // what the server was seen to run at once (the in-flight cap answers that).
+        let down = c.class == Class::ServerError
+            || (c.class == Class::Overloaded && stated.is_none() && !o.over_capacity);
         if down {
             let stated = stated.map(|w| w.min(o.policy.max_pause));
             self.outage_failure(now, o.ticket, stated, o.waiting);

@@ -339,6 +339,10 @@ pub struct Observation<'a> {
     /// outage each probe is a different one of them, so the more wait, the shorter the
     /// hold between probes can be without any of them running out of attempts.
     pub waiting: usize,
+    /// The answer refused a request past what the server was seen to run at once (the
+    /// in-flight cap learned it): an overload without a stated wait is then about
+    /// concurrency, which the cap answers, not the server going down for everyone.
+    pub over_capacity: bool,
 }
 
 impl<'a> Observation<'a> {
@@ -358,6 +362,7 @@ impl<'a> Observation<'a> {
             snapshot,
             policy,
             waiting: 0,
+            over_capacity: false,
         }
     }
 
@@ -370,6 +375,13 @@ impl<'a> Observation<'a> {
     /// Sets how many requests of the observing process wait for the bucket.
     pub fn with_waiting(mut self, waiting: usize) -> Self {
         self.waiting = waiting;
+        self
+    }
+
+    /// Sets whether the answer refused a request past what the server was seen to run
+    /// at once.
+    pub fn with_over_capacity(mut self, over_capacity: bool) -> Self {
+        self.over_capacity = over_capacity;
         self
     }
 }
