@@ -120,3 +120,34 @@ async fn by_default_a_stated_wait_within_the_hour_is_waited_by_every_caller() {
         assert!(took >= 120 * S && took < 125 * S, "{took:?}");
     }
 }
+
+#[tokio::test(start_paused = true)]
+async fn a_request_meeting_a_spent_hourly_window_waits_for_it_to_turn() {
+    // Two per hour, the reset stated in whole seconds, rounded up and counting the
+    // current second (as servers with a whole-second clock do): right after the window
+    // opens it reads 3601 s, past an hour. The third request waits for the turn.
+    let opened = Instant::now();
+    let mut served = 0;
+    let api = Api::new(10 * MS, move |now, _, _| {
+        let window = (now - opened).as_secs() / 3600;
+        let ends = opened + Duration::from_secs((window + 1) * 3600);
+        if window == 0 && served == 2 {
+            return Reply::status(429);
+        }
+        served += 1;
+        let remaining = if window == 0 { 2 - served } else { 1 };
+        let reset = (ends - now).as_secs_f64().ceil() as u64 + 1;
+        Reply::ok()
+            .header("ratelimit-limit", "2")
+            .header("ratelimit-remaining", remaining.to_string())
+            .header("ratelimit-reset", reset.to_string())
+    });
+    let c = client(&api, BackoffRetryLayer::new(), ConcurrencyCapLayer::new());
+    for i in 0..3 {
+        let d = call(c.clone(), request(i, None)).await;
+        assert!(d.ok(), "request {i}: {d:?}");
+    }
+    let arrivals = api.arrivals();
+    assert_eq!(arrivals.len(), 3, "no 429: the third waited, then went");
+    assert!(arrivals[2].at - opened >= 3600 * S);
+}

@@ -24,13 +24,17 @@ pub enum ExhaustionPolicy {
     HoldAndProbe,
 }
 
-/// The longest a request waits for admission by default: an hour. Queueing behind the
-/// other callers of a slow quota is the cap's job (a batch of thousands behind a few
-/// requests a minute waits long, and loses nothing by it); a caller that needs an answer
-/// sooner says so with a [`Deadline`](crate::Deadline) or
-/// [`with_max_wait`](ConcurrencyCapLayer::with_max_wait). Server-stated waits have their
-/// own, shorter bound ([`with_max_server_wait`](ConcurrencyCapLayer::with_max_server_wait)).
-pub const DEFAULT_MAX_WAIT: Duration = Duration::from_secs(3600);
+/// The longest a request waits for admission by default: an hour and a minute. Queueing
+/// behind the other callers of a slow quota is the cap's job (a batch of thousands behind
+/// a few requests a minute waits long, and loses nothing by it), and an hourly window is
+/// the longest APIs state: a request that meets one spent waits for it to turn. The extra
+/// minute is for how that turn is stated: a reset in whole seconds (rounded up), read a
+/// round trip after the server counted, puts an hourly window's turn a little past the
+/// hour. A caller that needs an answer sooner says so with a
+/// [`Deadline`](crate::Deadline) or [`with_max_wait`](ConcurrencyCapLayer::with_max_wait).
+/// Server-stated waits have their own bound
+/// ([`with_max_server_wait`](ConcurrencyCapLayer::with_max_server_wait)).
+pub const DEFAULT_MAX_WAIT: Duration = Duration::from_secs(3660);
 
 pub(crate) type KeyFn = Arc<dyn Fn(&http::request::Parts) -> BucketKey + Send + Sync>;
 pub(crate) type CostFn = Arc<dyn Fn(&http::request::Parts) -> u32 + Send + Sync>;
@@ -53,7 +57,7 @@ pub(crate) struct Config {
 ///
 /// Defaults: bucket = request authority, cost = [`Cost`](crate::Cost) extension else 1,
 /// [`InFlight::default`] (adaptive 10, 1..=256), no declared quota, limits learned from
-/// responses, queue of 1024 per bucket, max wait 1 hour ([`DEFAULT_MAX_WAIT`]), [`ExhaustionPolicy::FailFast`]
+/// responses, queue of 1024 per bucket, max wait an hour and a minute ([`DEFAULT_MAX_WAIT`]), [`ExhaustionPolicy::FailFast`]
 /// with a 15 minute cool-off, 1 s pause for a throttle verdict without a stated wait, server
 /// waits capped at 1 hour, a fresh [`LocalStore`].
 #[derive(Clone)]
@@ -179,7 +183,7 @@ impl ConcurrencyCapLayer {
     }
 
     /// The longest a request may wait for admission (default
-    /// [`DEFAULT_MAX_WAIT`], an hour); a longer wait fails at once with
+    /// [`DEFAULT_MAX_WAIT`], an hour and a minute); a longer wait fails at once with
     /// [`WaitTooLong`](crate::error::WaitTooLong). A [`Deadline`](crate::Deadline)
     /// extension can make it shorter per request.
     pub fn with_max_wait(mut self, max: Duration) -> Self {
