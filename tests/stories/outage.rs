@@ -97,6 +97,28 @@ async fn a_30s_connection_refused_outage_under_load_loses_nothing() {
     );
 }
 
+#[tokio::test(start_paused = true)]
+async fn three_callers_ride_out_a_two_minute_outage_without_running_out_of_attempts() {
+    // Few held requests: the hold between probes backs off to 10 s, and each probe is one
+    // of three requests' attempts. A probe with others held behind it spends its attempt
+    // for them all, on the cap's schedule: it counts as a paced attempt, as a retry after
+    // a server-stated wait does, so none of the three runs out before the server is back.
+    let api = outage(120 * S, Reply::status(503));
+    let c = stack(&api, 11);
+    let start = Instant::now();
+    let all = call_all(&c, (0..3).map(get).collect()).await;
+    for d in &all {
+        assert!(d.ok(), "{d:?}");
+        // Back within a hold (10 s) and a backoff of its own after the outage ends.
+        assert!(d.at - start <= 140 * S, "{:?}", d.at - start);
+    }
+    let failures = failed(&api.arrivals()).len();
+    assert!(
+        failures <= 24,
+        "{failures} failed attempts in a 2 minute outage"
+    );
+}
+
 async fn alone_against(during: Reply) {
     let api = outage(3600 * S, during);
     let c = stack(&api, 9);

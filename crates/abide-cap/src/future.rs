@@ -7,7 +7,7 @@ use crate::limiter::{AcquireFuture, Limiter, Permit, QueueSlot};
 use crate::service::Shared;
 use crate::store::{Admission, Decision, Observation, Rejection, Reservation, StoreFuture, Ticket};
 use crate::BoxError;
-use abide_classify::{classify_error, classify_head, AttemptStart, Classification};
+use abide_classify::{classify_error, classify_head, AttemptStart, Classification, HeldProbe};
 use abide_headers::{QuotaUnit, RateLimitHeaders, RateLimitSnapshot};
 use http::{Request, Response};
 use pin_project_lite::pin_project;
@@ -546,6 +546,16 @@ where
         };
         if let Some(start) = request.extensions().get::<AttemptStart>() {
             start.sent();
+        }
+        if self.ticket.is_some_and(|t| t.probe) {
+            // The bucket's probe, for others too: it spends its attempt for them all (the
+            // retry layer counts it as paced).
+            let prober = request.extensions().get::<HeldProbe>();
+            if self.limiter.probes_for_others(prober) {
+                if let Some(probe) = prober {
+                    probe.mark();
+                }
+            }
         }
         if let Some(permit) = &mut self.permit {
             permit.mark_sent();

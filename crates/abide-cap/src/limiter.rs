@@ -3,7 +3,7 @@
 
 use crate::key::{BucketKey, KeyMap};
 use crate::ran::Ran;
-use abide_classify::{Class, Classification};
+use abide_classify::{Class, Classification, HeldProbe};
 use std::fmt;
 use std::future::Future;
 use std::pin::Pin;
@@ -209,6 +209,9 @@ pub(crate) struct Limiter {
     progress: AtomicU64,
     /// Signalled when the answer to an exhausted bucket's probe has been observed.
     probe: Arc<Notify>,
+    /// The request that sent the bucket's last probe (a fresh flag for one that carried
+    /// none): the probe role passing between requests shows they share the bucket.
+    last_prober: Mutex<Option<HeldProbe>>,
 }
 
 impl fmt::Debug for Limiter {
@@ -278,6 +281,7 @@ impl Limiter {
             sent: AtomicUsize::new(0),
             progress: AtomicU64::new(0),
             probe: Arc::new(Notify::new()),
+            last_prober: Mutex::new(None),
         }
     }
 
@@ -355,6 +359,16 @@ impl Limiter {
     /// now, polled or not).
     pub(crate) fn probe_answered(&self) -> OwnedNotified {
         self.probe.clone().notified_owned()
+    }
+
+    /// A probe is sent by the request carrying `prober` (`None`: one without the flag).
+    /// True when it probes for others too: requests wait for the bucket here, or the
+    /// last probe was another request's (the others may be between their attempts, out
+    /// of sight of the cap).
+    pub(crate) fn probes_for_others(&self, prober: Option<&HeldProbe>) -> bool {
+        let current = prober.cloned().unwrap_or_default();
+        let previous = lock(&self.last_prober).replace(current.clone());
+        self.queued() > 0 || previous.is_some_and(|p| !p.same_request(&current))
     }
 
     /// Wakes every request held while the probe was out.

@@ -803,3 +803,33 @@ async fn requests_held_behind_a_probe_go_as_soon_as_its_answer_is_in() {
             .collect::<Vec<_>>()
     );
 }
+
+#[tokio::test(start_paused = true)]
+async fn a_probe_is_marked_as_for_others_only_when_the_role_passes_between_requests() {
+    let server = tower::service_fn(|_req: http::Request<String>| async {
+        Ok::<_, std::convert::Infallible>(
+            http::Response::builder()
+                .status(503)
+                .body(String::new())
+                .unwrap(),
+        )
+    });
+    let svc = ConcurrencyCapLayer::new().layer(server);
+    let with = |probe: &abide_classify::HeldProbe| {
+        let mut r = request(None);
+        r.extensions_mut().insert(probe.clone());
+        r
+    };
+    let (a, b) = (
+        abide_classify::HeldProbe::new(),
+        abide_classify::HeldProbe::new(),
+    );
+    // The first failure opens the outage; the same request's next attempt is the probe,
+    // alone: it spends its own attempt.
+    svc.clone().oneshot(with(&a)).await.unwrap();
+    svc.clone().oneshot(with(&a)).await.unwrap();
+    assert!(!a.take(), "a lone request probing for itself");
+    // Another request takes the probe role: the bucket has more than one.
+    svc.clone().oneshot(with(&b)).await.unwrap();
+    assert!(b.take(), "a probe for others too");
+}

@@ -100,7 +100,7 @@ pub use classify::{
 };
 pub use deadline::Deadline;
 pub use layer::{QuotaClassifierLayer, DEFAULT_PEEK_LIMIT, DEFAULT_PEEK_TIMEOUT};
-pub use sent::AttemptStart;
+pub use sent::{AttemptStart, HeldProbe};
 pub use service::QuotaClassifier;
 pub use verdict::Verdict;
 

@@ -1,5 +1,6 @@
 //! When an attempt left for the server, shared by the layers.
 
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 use tokio::time::Instant;
 
@@ -78,5 +79,51 @@ impl AttemptStart {
 impl Default for AttemptStart {
     fn default() -> Self {
         Self::new()
+    }
+}
+
+/// Whether an attempt went as its bucket's probe on behalf of other requests, as a request
+/// extension shared by the layers.
+///
+/// When a server stops answering, the cap holds a bucket's requests behind one probe at a
+/// time, and after each failed probe passes the role to the next held request. A probe
+/// with others held behind it spends its attempt for them all, on a schedule the cap paces
+/// (its holds double, as a server-stated wait would pace retries): the retry layer counts
+/// such a failure against its paced attempts, not the ones that bound a lone request. The
+/// retry layer puts one on a request once it retries it (the success path carries none); the
+/// cap [`mark`](Self::mark)s it when it sends the attempt as such a probe; the retry layer
+/// [`take`](Self::take)s the mark when it decides about the failure.
+///
+/// ```
+/// use abide_classify::HeldProbe;
+///
+/// let probe = HeldProbe::new();
+/// let seen_by_the_cap = probe.clone();
+/// seen_by_the_cap.mark();
+/// assert!(probe.take(), "this attempt probed for others");
+/// assert!(!probe.take(), "taken: the next attempt starts unmarked");
+/// ```
+#[derive(Clone, Debug, Default)]
+pub struct HeldProbe(Arc<AtomicBool>);
+
+impl HeldProbe {
+    /// An unmarked probe flag.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// The attempt is sent as its bucket's probe, with other requests held behind it.
+    pub fn mark(&self) {
+        self.0.store(true, Ordering::Release);
+    }
+
+    /// Whether the last attempt was marked, clearing the mark.
+    pub fn take(&self) -> bool {
+        self.0.swap(false, Ordering::AcqRel)
+    }
+
+    /// Whether both are the same request's flag (its attempts share one).
+    pub fn same_request(&self, other: &HeldProbe) -> bool {
+        Arc::ptr_eq(&self.0, &other.0)
     }
 }

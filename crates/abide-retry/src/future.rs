@@ -12,7 +12,7 @@ use crate::record::{Attempts, Stop};
 use crate::replay::ReplayBody;
 use crate::BoxError;
 use abide_classify::{
-    classify_error, classify_head, AttemptStart, Class, Classification, Processing,
+    classify_error, classify_head, AttemptStart, Class, Classification, HeldProbe, Processing,
 };
 use abide_headers::{RateLimitHeaders, RateLimitSnapshot};
 use bytes::Buf;
@@ -83,6 +83,9 @@ struct Ctx<S, B> {
     attempt_timer: Option<Pin<Box<Sleep>>>,
     /// The attempt in flight's mark of when it was sent (with an attempt timeout only).
     attempt_start: Option<AttemptStart>,
+    /// Marked by the cap when an attempt goes as its bucket's probe for others held
+    /// behind it (put on the request at its first retry).
+    held_probe: Option<HeldProbe>,
     deadline: Option<Instant>,
     timeout: Duration,
     /// Whether the request may be sent twice; `None`: it may when the template's headers
@@ -148,6 +151,7 @@ where
             timer: None,
             attempt_timer: None,
             attempt_start,
+            held_probe: None,
             deadline,
             timeout,
             idempotent,
@@ -337,7 +341,10 @@ impl<S, B> Ctx<S, B> {
             return Decision::Return(Stop::NotIdempotent);
         }
         let server = verdict.retry_after;
-        let paced = server.is_some() && verdict.processing == Processing::NotProcessed;
+        // Paced by the server (a stated wait), or by the cap: a probe for others held
+        // behind it spends its attempt for them all.
+        let probed = self.held_probe.as_ref().is_some_and(HeldProbe::take);
+        let paced = probed || (server.is_some() && verdict.processing == Processing::NotProcessed);
         let max_attempts = if paced {
             config.max_paced_attempts
         } else {
@@ -358,11 +365,19 @@ impl<S, B> Ctx<S, B> {
                 return Decision::Fail(Failure::WaitTooLong(wait));
             }
         }
+        // The cap paces its probes (its holds double): after a probe for others, backing
+        // off as long again here would only notice the server's return late. The first
+        // retry's backoff is enough for the role to pass to a request held meanwhile.
+        let (backoff_attempts, previous_wait) = if probed && server.is_none() {
+            (1, Duration::ZERO)
+        } else {
+            (self.attempts, self.previous_wait)
+        };
         let (mut wait, mut reason) = config.with_rng(|rng| {
             config.jitter.delay(
                 &config.backoff,
-                self.attempts,
-                self.previous_wait,
+                backoff_attempts,
+                previous_wait,
                 server,
                 rng,
             )
@@ -402,6 +417,11 @@ impl<S, B> Ctx<S, B> {
         match self.template.as_ref().and_then(|t| t.body.try_clone()) {
             Some(body) => self.next_body = Some(body),
             None => return Decision::Return(Stop::BodyNotReplayable),
+        }
+        if let (None, Some(template)) = (&self.held_probe, &mut self.template) {
+            let probe = HeldProbe::new();
+            template.extensions.insert(probe.clone());
+            self.held_probe = Some(probe);
         }
         Decision::Retry(wait, reason)
     }
