@@ -547,9 +547,10 @@ where
         if let Some(start) = request.extensions().get::<AttemptStart>() {
             start.sent();
         }
-        if self.ticket.is_some_and(|t| t.probe) {
-            // The bucket's probe, for others too: it spends its attempt for them all (the
-            // retry layer counts it as paced).
+        if self.ticket.is_some_and(|t| t.probe || t.paced) {
+            // The bucket's probe (of an outage, or of a send rate learned from 429s), for
+            // others too: it spends its attempt for them all (the retry layer counts it as
+            // paced).
             let prober = request.extensions().get::<HeldProbe>();
             if self.limiter.probes_for_others(prober) {
                 if let Some(probe) = prober {
