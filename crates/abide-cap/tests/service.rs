@@ -643,17 +643,28 @@ async fn before_any_cut_the_adaptive_cap_doubles_each_round_trip_to_meet_demand(
     );
 }
 
+/// A server answering every request with `status` (and `Retry-After: retry_after`).
+fn answering(
+    status: u16,
+    retry_after: Option<&'static str>,
+) -> impl tower::Service<
+    http::Request<String>,
+    Response = http::Response<String>,
+    Error = std::convert::Infallible,
+    Future = impl Send,
+> + Clone {
+    tower::service_fn(move |_req: http::Request<String>| async move {
+        let mut response = http::Response::builder().status(status);
+        if let Some(wait) = retry_after {
+            response = response.header("retry-after", wait);
+        }
+        Ok::<_, std::convert::Infallible>(response.body(String::new()).unwrap())
+    })
+}
+
 #[tokio::test(start_paused = true)]
 async fn an_overload_verdict_stating_a_wait_cuts_the_adaptive_cap_to_three_quarters() {
-    let server = tower::service_fn(|_req: http::Request<String>| async {
-        Ok::<_, std::convert::Infallible>(
-            http::Response::builder()
-                .status(529)
-                .header("retry-after", "1")
-                .body(String::new())
-                .unwrap(),
-        )
-    });
+    let server = answering(529, Some("1"));
     let mut svc = ConcurrencyCapLayer::new()
         .with_in_flight(InFlight::adaptive(12, 1, 100))
         .layer(server);
@@ -666,14 +677,7 @@ async fn an_overload_verdict_stating_a_wait_cuts_the_adaptive_cap_to_three_quart
 async fn a_lone_overload_without_a_wait_holds_the_bucket_and_leaves_the_cap_alone() {
     // Refusing a lone request, saying nothing: the server is down for everyone. The
     // outage circuit holds the bucket; a smaller cap would only slow the recovery.
-    let server = tower::service_fn(|_req: http::Request<String>| async {
-        Ok::<_, std::convert::Infallible>(
-            http::Response::builder()
-                .status(529)
-                .body(String::new())
-                .unwrap(),
-        )
-    });
+    let server = answering(529, None);
     let mut svc = ConcurrencyCapLayer::new()
         .with_in_flight(InFlight::adaptive(12, 1, 100))
         .layer(server);
@@ -806,14 +810,7 @@ async fn requests_held_behind_a_probe_go_as_soon_as_its_answer_is_in() {
 
 #[tokio::test(start_paused = true)]
 async fn a_probe_is_marked_as_for_others_only_when_the_role_passes_between_requests() {
-    let server = tower::service_fn(|_req: http::Request<String>| async {
-        Ok::<_, std::convert::Infallible>(
-            http::Response::builder()
-                .status(503)
-                .body(String::new())
-                .unwrap(),
-        )
-    });
+    let server = answering(503, None);
     let svc = ConcurrencyCapLayer::new().layer(server);
     let with = |probe: &abide_classify::HeldProbe| {
         let mut r = request(None);
