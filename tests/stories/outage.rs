@@ -84,8 +84,9 @@ async fn a_30s_connection_refused_outage_under_load_loses_nothing() {
         .iter()
         .filter(|a| a.at > arrivals[0].at + S)
         .count();
-    // With 59 held, the hold between probes backs off to 2 s (120 s shared among them),
-    // not 10 s: about one probe per 2 s of outage, and the recovery noticed within 2 s.
+    // The hold between probes backs off to about 4 s, not 10 s: the bucket sent its first
+    // ten (the default cap) in an instant, five a second over the shortest span a rate is
+    // measured on, and probes stay within 5% of that; the 59 held take turns.
     assert!(late_failures <= 20, "{late_failures} probes");
     let back = arrivals
         .iter()
@@ -99,7 +100,8 @@ async fn a_30s_connection_refused_outage_under_load_loses_nothing() {
 
 #[tokio::test(start_paused = true)]
 async fn three_callers_ride_out_a_two_minute_outage_without_running_out_of_attempts() {
-    // Few held requests: the hold between probes backs off to 10 s, and each probe is one
+    // Few held requests in a quiet bucket: the hold between probes backs off to 10 s (3
+    // requests are not a rate worth probing more often for), and each probe is one
     // of three requests' attempts. A probe with others held behind it spends its attempt
     // for them all, on the cap's schedule: it counts as a paced attempt, as a retry after
     // a server-stated wait does, so none of the three runs out before the server is back.
@@ -146,4 +148,71 @@ async fn a_lone_request_against_persistent_429s_without_a_wait_gives_up_the_same
 #[tokio::test(start_paused = true)]
 async fn a_lone_request_against_refused_connections_gives_up_the_same_way() {
     alone_against(Reply::Fail(io::ErrorKind::ConnectionRefused)).await;
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_busy_bucket_notices_the_servers_return_within_seconds_not_a_ten_second_hold() {
+    // Four callers send one request after another (50 ms each): 80 a second. Ten seconds
+    // in, the server answers 503 for 20 to 40 s. Holding 80 requests a second back costs far
+    // more than one probe now and then: the hold between probes stays short (the four
+    // take turns, and probes are a small share of what the bucket was sending), so the
+    // server's return is noticed within a few seconds, not after a hold of up to 10 s.
+    // Where the end falls between two probes varies: the worst of several outage
+    // lengths is what a user meets.
+    let mut worst = Duration::ZERO;
+    for secs in (20..=40).step_by(4) {
+        let (back, probes) = busy_bucket_through_an_outage(secs).await;
+        worst = worst.max(back);
+        // Still a handful of probes: about one attempt per second of outage at most.
+        assert!(
+            probes as u64 <= secs,
+            "{probes} probes in a {secs} s outage"
+        );
+    }
+    // At most 10 s shared among the three held (3.3 s), and one answer's latency.
+    assert!(
+        worst <= 3500 * MS,
+        "first success {worst:?} after the server came back (the worst outage length)"
+    );
+}
+
+/// How long after an outage of `secs` a busy bucket's first success comes, and how many
+/// attempts failed in it.
+async fn busy_bucket_through_an_outage(secs: u64) -> (Duration, usize) {
+    let down = Instant::now() + 10 * S;
+    let up = down + Duration::from_secs(secs);
+    let api = Api::new(50 * MS, move |now, _, _| {
+        if now >= down && now < up {
+            Reply::status(503)
+        } else {
+            Reply::ok()
+        }
+    });
+    let c = stack(&api, secs);
+    let end = up + 10 * S;
+    let mut tasks = Vec::new();
+    for caller in 0..4 {
+        let c = c.clone();
+        tasks.push(tokio::spawn(async move {
+            let mut done = Vec::new();
+            while Instant::now() < end {
+                let i = done.len();
+                done.push(call(c.clone(), get(format!("{caller}-{i}"))).await);
+            }
+            done
+        }));
+    }
+    for t in tasks {
+        for d in t.await.unwrap() {
+            assert!(d.ok(), "{secs} s outage: {d:?}");
+        }
+    }
+    let arrivals = api.arrivals();
+    let back = arrivals
+        .iter()
+        .find(|a| a.at >= up && a.status == 200)
+        .map(|a| a.at - up)
+        .expect("served after the outage");
+    let probes = failed(&arrivals).iter().filter(|a| a.at > down + S).count();
+    (back, probes)
 }

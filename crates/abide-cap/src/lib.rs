@@ -112,10 +112,13 @@
 //!   left of it, as the retry layer does for the caller that met it.
 //! - **Outage** (a server error, a failed connection, an overload without a stated wait):
 //!   a half-open circuit. The bucket holds everyone for 0.25–0.5 s, then lets one probe
-//!   go while the others wait for its answer; each failed probe doubles the hold (up to
-//!   10 s, with jitter; up to 120 s shared among the held requests when more than 12
-//!   wait, at least 1 s: their attempts outlast the outage either way, and the server's
-//!   return is noticed sooner) and passes the probe role to the next held request; the first
+//!   go while the others wait for its answer; each failed probe doubles the hold, with
+//!   jitter, and passes the probe role to the next held request. The longest hold weighs
+//!   a late notice of the server's return against the probes' attempts: 10 s for a
+//!   quiet bucket, shorter the busier it is (10 s shared among the held requests, who
+//!   take turns probing, but never probing more than 5% of what the bucket was sending;
+//!   at least 0.5 s). A request that probed for others backs off afterwards, under the
+//!   retry layer, as one that failed only on its own (the cap paced its probes); the first
 //!   answer that shows the server is up opens the bucket, which drains at its learned
 //!   pace. Held requests are not sent, so under a retry layer they spend no attempts.
 //! - Client error (a request too large, malformed, over the context length): a verdict

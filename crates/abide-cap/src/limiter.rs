@@ -363,12 +363,14 @@ impl Limiter {
 
     /// A probe is sent by the request carrying `prober` (`None`: one without the flag).
     /// True when it probes for others too: requests wait for the bucket here, or the
-    /// last probe was another request's (the others may be between their attempts, out
-    /// of sight of the cap).
+    /// last probe was another request's that has not ended (the others may be between
+    /// their attempts, out of sight of the cap). A request that probed and then ended
+    /// (served, or given up) holds nobody back: a lone caller's next request probes for
+    /// itself.
     pub(crate) fn probes_for_others(&self, prober: Option<&HeldProbe>) -> bool {
         let current = prober.cloned().unwrap_or_default();
         let previous = lock(&self.last_prober).replace(current.clone());
-        self.queued() > 0 || previous.is_some_and(|p| !p.same_request(&current))
+        self.queued() > 0 || previous.is_some_and(|p| !p.same_request(&current) && p.is_shared())
     }
 
     /// Wakes every request held while the probe was out.

@@ -809,7 +809,7 @@ async fn requests_held_behind_a_probe_go_as_soon_as_its_answer_is_in() {
 }
 
 #[tokio::test(start_paused = true)]
-async fn a_probe_is_marked_as_for_others_only_when_the_role_passes_between_requests() {
+async fn a_probe_is_marked_as_for_others_only_when_the_role_passes_between_live_requests() {
     let server = answering(503, None);
     let svc = ConcurrencyCapLayer::new().layer(server);
     let with = |probe: &abide_classify::HeldProbe| {
@@ -829,4 +829,13 @@ async fn a_probe_is_marked_as_for_others_only_when_the_role_passes_between_reque
     // Another request takes the probe role: the bucket has more than one.
     svc.clone().oneshot(with(&b)).await.unwrap();
     assert!(b.take(), "a probe for others too");
+    // Both have ended (served, or given up): the next request holds nobody back, as a
+    // lone caller's next request after one that probed.
+    drop((a, b));
+    let c = abide_classify::HeldProbe::new();
+    svc.clone().oneshot(with(&c)).await.unwrap();
+    assert!(
+        !c.take(),
+        "the probers before it have ended: it probes for itself"
+    );
 }

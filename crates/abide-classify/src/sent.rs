@@ -126,4 +126,20 @@ impl HeldProbe {
     pub fn same_request(&self, other: &HeldProbe) -> bool {
         Arc::ptr_eq(&self.0, &other.0)
     }
+
+    /// Whether another copy of this flag still exists: the request it belongs to has
+    /// not ended (the retry layer keeps one for as long as it may retry it).
+    ///
+    /// ```
+    /// use abide_classify::HeldProbe;
+    ///
+    /// let kept_by_the_cap = HeldProbe::new();
+    /// let request = kept_by_the_cap.clone();
+    /// assert!(kept_by_the_cap.is_shared(), "the request may still retry");
+    /// drop(request);
+    /// assert!(!kept_by_the_cap.is_shared(), "the request ended");
+    /// ```
+    pub fn is_shared(&self) -> bool {
+        Arc::strong_count(&self.0) > 1
+    }
 }

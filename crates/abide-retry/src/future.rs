@@ -96,6 +96,10 @@ struct Ctx<S, B> {
     attempt_started: Option<Instant>,
     wake_at: Option<Instant>,
     attempts: u32,
+    /// Failed attempts the backoff grows from: all but probes for others, which the cap
+    /// paces (a request that probed through an outage backs off afterwards as one that
+    /// failed only where it went on its own).
+    backoffs: u32,
     total_wait: Duration,
     previous_wait: Duration,
     drained: usize,
@@ -158,6 +162,7 @@ where
             attempt_started: start,
             wake_at: None,
             attempts: 1,
+            backoffs: 0,
             total_wait: Duration::ZERO,
             previous_wait: Duration::ZERO,
             drained: 0,
@@ -370,8 +375,11 @@ impl<S, B> Ctx<S, B> {
         // retry's backoff is enough for the role to pass to a request held meanwhile.
         let (backoff_attempts, previous_wait) = if probed && server.is_none() {
             (1, Duration::ZERO)
+        } else if probed {
+            (self.backoffs.max(1), self.previous_wait)
         } else {
-            (self.attempts, self.previous_wait)
+            self.backoffs += 1;
+            (self.backoffs, self.previous_wait)
         };
         let (mut wait, mut reason) = config.with_rng(|rng| {
             config.jitter.delay(

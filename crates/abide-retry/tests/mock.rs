@@ -1015,3 +1015,35 @@ async fn absurd_server_waits_end_in_an_error_not_a_panic() {
     let e = err.downcast_ref::<WaitTooLong>().expect("WaitTooLong");
     assert_eq!(e.max(), abide_retry::MAX_SERVER_WAIT_LIMIT);
 }
+
+#[tokio::test(start_paused = true)]
+async fn a_request_that_probed_for_others_backs_off_afterwards_as_one_that_failed_once() {
+    // Attempts 2..=8 go as the cap's probe for requests held behind it (the cap paces
+    // those); the 9th fails on its own, with the server asking for a second. Its backoff
+    // grows from the failures it met on its own (two), not from its eight attempts: a
+    // request that rode out an outage for the others is not sent to the back by minutes.
+    let (call, mut handle) = start(&layer(), request("GET"));
+    let (_, send) = handle.next_request().await.unwrap();
+    send.send_response(response(503));
+    for _ in 2..=8 {
+        let (req, send) = handle.next_request().await.unwrap();
+        req.extensions()
+            .get::<abide_classify::HeldProbe>()
+            .expect("a retried request carries its probe flag")
+            .mark();
+        send.send_response(response(503));
+    }
+    let (_, send) = handle.next_request().await.unwrap();
+    send.send_response(with_verdict(response(429), rate_limited(secs(1))));
+    let failed = Instant::now();
+    let (_, send) = handle.next_request().await.unwrap();
+    let waited = failed.elapsed();
+    send.send_response(response(200));
+    let res = call.await.unwrap().unwrap();
+    assert_eq!(attempts(&res).count, 10);
+    // The second backoff step (1 s, equal jitter) or the server's second and its spread.
+    assert!(
+        waited >= secs(1) && waited <= Duration::from_millis(1_250),
+        "{waited:?}"
+    );
+}

@@ -10,10 +10,12 @@
 //! is up) opens the bucket, which then drains at its learned pace.
 //!
 //! Held requests are not sent, so they spend no retry attempts: only probes do, one per
-//! hold, each from a different request in a busy bucket. The more requests are held, the
-//! shorter the longest hold ([`HOLD_SHARE`] among them, 1 to 10 s): the attempts they
-//! have between them outlast the outage either way, and the server's return is noticed
-//! sooner.
+//! hold, each from a different request in a busy bucket. How long the longest hold is
+//! weighs two costs ([`max_hold`]): every probe is an attempt the server may refuse, and
+//! every second of hold after the server is back is a second of the bucket's traffic
+//! lost. The busier the bucket, the shorter the longest hold (0.5 to 10 s): the more
+//! requests are held, the more attempts they have between them, and the more requests
+//! the bucket was serving per second, the less one probe adds to what it sends.
 
 use super::bucket::BucketState;
 use super::time::{later, nanos, since};
@@ -32,19 +34,39 @@ const BASE: Duration = Duration::from_millis(500);
 /// of 5 minutes still costs only about 35 probes.
 const MAX_HOLD: Duration = Duration::from_secs(10);
 
-/// With many requests held, the longest hold is shorter: this span shared among them.
-/// Each probe is a different held request's attempt, so `waiting` requests with five
-/// retries each ride out `5 × HOLD_SHARE` of outage at the shortened hold, far beyond the
-/// outages a deadline allows, while a recovered server is noticed sooner.
-const HOLD_SHARE: Duration = Duration::from_secs(120);
+/// The span of outage each held request probes at most once in, at the shortest
+/// longest hold: `waiting` requests take the probe role in turn, so with the retry
+/// layer's 16 paced attempts each (`abide-retry` `DEFAULT_MAX_PACED_ATTEMPTS`), a
+/// bucket rides out `16 x HOLD_SHARE` (160 s) of outage at any number held, well past
+/// the outages a deadline allows, while a recovered server is noticed within
+/// `HOLD_SHARE / waiting`.
+const HOLD_SHARE: Duration = Duration::from_secs(10);
 
-/// The shortest the longest hold gets, however many wait.
-const MIN_MAX_HOLD: Duration = Duration::from_secs(1);
+/// Probes are at most this share of what the bucket was sending: the longest hold is
+/// at least `1 / (PROBE_SHARE x rate)`. A bucket serving 2 requests a second is probed
+/// at most every 10 s (however many are held), one serving 200 a second every 0.1 s
+/// (before the other bounds): amplification stays near 1.05 for an outage as long as
+/// the traffic before it.
+const PROBE_SHARE: f64 = 0.05;
 
-/// The longest hold when `waiting` requests are held.
-fn max_hold(waiting: usize) -> Duration {
+/// The shortest span a bucket's send rate is measured over: a burst sent in its first
+/// instant is not a rate (three requests in the first millisecond are not 3,000 a
+/// second).
+const RATE_SPAN: Duration = Duration::from_secs(2);
+
+/// The shortest the longest hold gets, however busy the bucket: the first hold.
+const MIN_MAX_HOLD: Duration = BASE;
+
+/// The longest hold when `waiting` requests are held in a bucket that sent `rate`
+/// requests a second on average.
+fn max_hold(waiting: usize, rate: f64) -> Duration {
     let share = HOLD_SHARE / u32::try_from(waiting.max(1)).unwrap_or(u32::MAX);
-    share.clamp(MIN_MAX_HOLD, MAX_HOLD)
+    let quiet = if rate > 0.0 {
+        Duration::try_from_secs_f64(1.0 / (PROBE_SHARE * rate)).unwrap_or(MAX_HOLD)
+    } else {
+        MAX_HOLD
+    };
+    share.max(quiet).clamp(MIN_MAX_HOLD, MAX_HOLD)
 }
 
 /// How long a probe's answer is awaited before another held request may probe: the
@@ -64,6 +86,9 @@ pub(super) struct Outage {
     /// The bucket's era when the outage began: answers to requests admitted earlier
     /// are the same signal again, not a failed probe.
     pub(super) epoch: u64,
+    /// When the outage began: the bucket's send rate is measured up to here (during the
+    /// outage only probes go, and the busier the bucket was, the more a late probe costs).
+    pub(super) began: Instant,
 }
 
 impl Outage {
@@ -74,6 +99,7 @@ impl Outage {
             until: later(now, hold(1, seed, MAX_HOLD)),
             probe_lease: None,
             epoch,
+            began: now,
         }
     }
 
@@ -138,8 +164,11 @@ impl BucketState {
             self.requests ^ (u64::from(self.epoch as u32) << 32) ^ nanos(since(now, self.born));
         let o = match &mut self.outage {
             Some(o) => {
+                // The bucket's average send rate before the outage: how much one probe adds.
+                let before = since(o.began, self.born).max(RATE_SPAN).as_secs_f64();
+                let rate = self.requests.saturating_sub(u64::from(o.failures)) as f64 / before;
                 let admitted = ticket.map(|t| (t.epoch, t.probe));
-                o.failed(now, admitted, seed, max_hold(waiting));
+                o.failed(now, admitted, seed, max_hold(waiting, rate));
                 o
             }
             None => {
@@ -175,17 +204,28 @@ mod tests {
     }
 
     #[test]
-    fn the_longest_hold_shrinks_as_more_requests_are_held() {
+    fn the_longest_hold_shrinks_as_more_requests_are_held_in_a_busy_bucket() {
         let s = Duration::from_secs(1);
-        assert_eq!(max_hold(0), MAX_HOLD);
-        assert_eq!(max_hold(12), MAX_HOLD);
-        assert_eq!(max_hold(24), 5 * s);
-        assert_eq!(max_hold(60), 2 * s);
-        assert_eq!(max_hold(usize::MAX), MIN_MAX_HOLD);
+        let busy = 1000.0;
+        assert_eq!(max_hold(0, busy), MAX_HOLD);
+        assert_eq!(max_hold(1, busy), MAX_HOLD);
+        assert_eq!(max_hold(5, busy), 2 * s);
+        assert_eq!(max_hold(10, busy), s);
+        assert_eq!(max_hold(usize::MAX, busy), MIN_MAX_HOLD);
         for seed in 0..50 {
-            let h = hold(20, seed, max_hold(60));
+            let h = hold(20, seed, max_hold(5, busy));
             assert!(h >= s && h <= 2 * s, "{h:?}");
         }
+    }
+
+    #[test]
+    fn a_quiet_bucket_is_probed_rarely_however_many_are_held() {
+        let s = Duration::from_secs(1);
+        assert_eq!(max_hold(100, 2.0), 10 * s);
+        assert_eq!(max_hold(100, 4.0), 5 * s);
+        assert_eq!(max_hold(100, 0.0), MAX_HOLD);
+        assert_eq!(max_hold(100, f64::MIN_POSITIVE), MAX_HOLD);
+        assert_eq!(max_hold(100, 1e9), MIN_MAX_HOLD);
     }
 
     #[test]

@@ -33,7 +33,7 @@ use tokio::time::Instant;
 
 /// The version of the encoding [`SharedBucket::encode`] writes. A store seeing another
 /// version (a fleet mid-upgrade) gets a [`DecodeError`] and applies its failure policy.
-pub const FORMAT_VERSION: u8 = 3;
+pub const FORMAT_VERSION: u8 = 4;
 
 const MAGIC: [u8; 2] = *b"AB";
 
@@ -379,11 +379,13 @@ impl Writer<'_> {
             until,
             probe_lease,
             epoch,
+            began,
         } = o;
         self.u32(*failures);
         self.instant(*until);
         self.option(probe_lease, |w, at| w.instant(*at));
         self.u64(*epoch);
+        self.instant(*began);
     }
 
     fn scope(&mut self, scope: &Scope) {
@@ -635,6 +637,7 @@ impl<'a> Reader<'a> {
             until: self.instant()?,
             probe_lease: self.option(Self::instant)?,
             epoch: self.u64()?,
+            began: self.instant()?,
         })
     }
 
