@@ -1,11 +1,12 @@
 //! Stories 5, 6 and 9: outages hold the bucket behind one probe at a time.
 
 use crate::support::{call, call_all, client, get, request, Api, Arrival, Reply, MS, S};
-use abide::cap::ConcurrencyCapLayer;
+use abide::cap::{ConcurrencyCapLayer, LocalStore, QuotaStore};
 use abide::classify::{Class, Classification};
 use abide::retry::BackoffRetryLayer;
 use std::collections::HashMap;
 use std::io;
+use std::sync::Arc;
 use std::time::Duration;
 use tokio::time::{sleep, Instant};
 
@@ -215,4 +216,64 @@ async fn busy_bucket_through_an_outage(secs: u64) -> (Duration, usize) {
         .expect("served after the outage");
     let probes = failed(&arrivals).iter().filter(|a| a.at > down + S).count();
     (back, probes)
+}
+
+#[tokio::test(start_paused = true)]
+async fn two_processes_on_one_store_take_turns_probing_an_outage() {
+    // Two caps (two processes of a fleet) share one store; each has four callers sending
+    // one request after another. A 40 s outage strikes the eight in flight. A failed
+    // probe's answer wakes its own cap's held requests at once, while the other cap's ask
+    // again only at their next poll: without turns, one process's four requests would
+    // send every probe and spend all their attempts. The role passes between the caps,
+    // nothing is lost, and no request spends more than a handful of attempts.
+    let store: Arc<dyn QuotaStore> = Arc::new(LocalStore::new());
+    let down = Instant::now() + 5 * S;
+    let up = down + 40 * S;
+    let api = Api::new(50 * MS, move |now, _, _| {
+        if now >= down && now < up {
+            Reply::status(503)
+        } else {
+            Reply::ok()
+        }
+    });
+    let end = up + 5 * S;
+    let mut tasks = Vec::new();
+    for process in ["a", "b"] {
+        let cap = ConcurrencyCapLayer::new().with_shared_store(store.clone());
+        let c = client(&api, BackoffRetryLayer::new().with_seed(3), cap);
+        for caller in 0..4 {
+            let c = c.clone();
+            tasks.push(tokio::spawn(async move {
+                let mut done = Vec::new();
+                while Instant::now() < end {
+                    let i = done.len();
+                    done.push(call(c.clone(), get(format!("{process}-{caller}-{i}"))).await);
+                }
+                done
+            }));
+        }
+    }
+    for t in tasks {
+        for d in t.await.unwrap() {
+            assert!(d.ok(), "{d:?}");
+        }
+    }
+    let arrivals = api.arrivals();
+    let probes: Vec<_> = failed(&arrivals)
+        .into_iter()
+        .filter(|a| a.at > down + S)
+        .collect();
+    for process in ["a-", "b-"] {
+        let sent = probes.iter().filter(|a| a.id.starts_with(process)).count();
+        assert!(
+            sent * 4 >= probes.len(),
+            "process {process} sent {sent} of the {} probes",
+            probes.len()
+        );
+    }
+    let mut per_request: HashMap<&str, usize> = HashMap::new();
+    for a in failed(&arrivals) {
+        *per_request.entry(a.id.as_str()).or_default() += 1;
+    }
+    assert!(per_request.values().all(|&n| n <= 10), "{per_request:?}");
 }

@@ -195,7 +195,8 @@ fn admit(
 ) -> StoreFuture<Decision> {
     let admission = Admission::new(key, cost, now, &shared.config.policy)
         .with_max_wait(max_wait)
-        .with_reservation(reservation);
+        .with_reservation(reservation)
+        .with_origin(shared.limiters.origin());
     shared.store.admit(&admission)
 }
 

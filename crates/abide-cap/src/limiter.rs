@@ -600,6 +600,17 @@ impl Drop for QueueSlot {
 pub(crate) struct Limiters {
     config: InFlight,
     shards: Vec<Mutex<Shard>>,
+    /// This cap's id in the stores it shares ([`Admission::origin`](crate::store::Admission::origin)).
+    origin: u64,
+}
+
+/// A random nonzero id, different between the caps of a process and between processes
+/// (the standard library's per-instance hash keys are drawn from the OS's randomness).
+fn new_origin() -> u64 {
+    use std::hash::{BuildHasher, Hasher};
+    let mut h = std::collections::hash_map::RandomState::new().build_hasher();
+    h.write_u32(std::process::id());
+    h.finish().max(1)
 }
 
 struct Shard {
@@ -627,7 +638,13 @@ impl Limiters {
                     })
                 })
                 .collect(),
+            origin: new_origin(),
         }
+    }
+
+    /// This cap's id in the stores it shares.
+    pub(crate) fn origin(&self) -> u64 {
+        self.origin
     }
 
     fn shard(&self, key: &BucketKey) -> &Mutex<Shard> {

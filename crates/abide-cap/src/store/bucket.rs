@@ -45,7 +45,8 @@ pub(crate) struct BucketState {
     pub(super) stated_until: Option<(Instant, Instant)>,
     pub(super) exhausted: Option<Exhausted>,
     /// The server stopped answering: everyone waits behind one probe at a time.
-    pub(super) outage: Option<Outage>,
+    /// Boxed: rare, and an idle bucket should not carry its bytes.
+    pub(super) outage: Option<Box<Outage>>,
     pub(super) request_tat: Option<Instant>,
     pub(super) cost_tat: Option<Instant>,
     pub(super) learned: Vec<Learned>,
@@ -175,6 +176,9 @@ impl BucketState {
     fn admit_outage(&mut self, a: &Admission<'_>) -> Option<Decision> {
         let now = a.now;
         let o = self.outage.as_mut()?;
+        if a.origin != 0 && o.prober != 0 && a.origin != o.prober {
+            o.others = true;
+        }
         if now < o.until {
             return Some(Self::wait_or_reject(now, o.until, a.max_wait));
         }
@@ -185,7 +189,14 @@ impl BucketState {
                 a.max_wait,
             ));
         }
+        // The last probe's cap woke its held requests with the failed answer; another
+        // cap's ask again only at their poll. Give them a poll's time to take the role.
+        let turn = later(o.until, PROBE_POLL);
+        if o.others && a.origin != 0 && a.origin == o.prober && now < turn {
+            return Some(Self::wait_or_reject(now, turn, a.max_wait));
+        }
         // This request is the probe; the others wait for its answer.
+        o.prober = a.origin;
         o.probe_lease = Some(later(now, PROBE_LEASE));
         Some(self.probe(u64::from(a.cost)))
     }

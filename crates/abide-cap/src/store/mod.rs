@@ -291,6 +291,11 @@ pub struct Admission<'a> {
     pub reservation: Option<Reservation>,
     /// The bucket's policy.
     pub policy: &'a BucketPolicy,
+    /// Which cap asks (an id of the layer instance, unique across the processes sharing
+    /// a store; 0: unknown). In an outage the probe role rotates between caps: the
+    /// requests of the cap whose probe just failed are woken by its answer at once, while
+    /// another cap's only ask again at their next poll, and would never take a turn.
+    pub origin: u64,
 }
 
 impl<'a> Admission<'a> {
@@ -303,6 +308,7 @@ impl<'a> Admission<'a> {
             max_wait: Duration::MAX,
             reservation: None,
             policy,
+            origin: 0,
         }
     }
 
@@ -315,6 +321,12 @@ impl<'a> Admission<'a> {
     /// Comes back for a reserved slot.
     pub fn with_reservation(mut self, reservation: Option<Reservation>) -> Self {
         self.reservation = reservation;
+        self
+    }
+
+    /// Says which cap asks ([`origin`](Self::origin)).
+    pub fn with_origin(mut self, origin: u64) -> Self {
+        self.origin = origin;
         self
     }
 }

@@ -15,7 +15,12 @@
 //! every second of hold after the server is back is a second of the bucket's traffic
 //! lost. The busier the bucket, the shorter the longest hold (0.5 to 10 s): the more
 //! requests are held, the more attempts they have between them, and the more requests
-//! the bucket was serving per second, the less one probe adds to what it sends.
+//! the bucket was serving per second, the less one probe adds to what it sends. The held
+//! requests counted are those waiting in this cap and those the outage struck in flight
+//! (they wait wherever they are: in another cap on the same store, or between attempts).
+//! Caps sharing a store take turns: a failed probe's answer wakes its own cap's held
+//! requests at once, while the others ask again only at their poll, so the same cap
+//! probes again only when no other has taken the role a poll after the hold.
 
 use super::bucket::BucketState;
 use super::time::{later, nanos, since};
@@ -89,6 +94,14 @@ pub(super) struct Outage {
     /// When the outage began: the bucket's send rate is measured up to here (during the
     /// outage only probes go, and the busier the bucket was, the more a late probe costs).
     pub(super) began: Instant,
+    /// Requests in flight when it began that it failed (the first failure included): they
+    /// will be held and take turns probing, wherever they wait (in this cap, in another
+    /// on the same store, or between their attempts).
+    pub(super) struck: u32,
+    /// The cap that sent the last probe ([`Admission::origin`](super::Admission::origin)).
+    pub(super) prober: u64,
+    /// Another cap than the last prober's has asked during the outage.
+    pub(super) others: bool,
 }
 
 impl Outage {
@@ -100,6 +113,16 @@ impl Outage {
             probe_lease: None,
             epoch,
             began: now,
+            struck: 1,
+            prober: 0,
+            others: false,
+        }
+    }
+
+    /// Counts a failure of a request sent before the outage began (in era `admitted`).
+    pub(super) fn strike(&mut self, admitted: Option<(u64, bool)>) {
+        if admitted.is_some_and(|(epoch, _)| epoch < self.epoch) {
+            self.struck = self.struck.saturating_add(1);
         }
     }
 
@@ -168,13 +191,17 @@ impl BucketState {
                 let before = since(o.began, self.born).max(RATE_SPAN).as_secs_f64();
                 let rate = self.requests.saturating_sub(u64::from(o.failures)) as f64 / before;
                 let admitted = ticket.map(|t| (t.epoch, t.probe));
-                o.failed(now, admitted, seed, max_hold(waiting, rate));
+                o.strike(admitted);
+                // Held here, or struck by the outage and held wherever they wait.
+                let held = waiting.max(usize::try_from(o.struck).unwrap_or(usize::MAX));
+                o.failed(now, admitted, seed, max_hold(held, rate));
                 o
             }
             None => {
                 // Reservations made before the outage must not go into it.
                 self.epoch += 1;
-                self.outage.insert(Outage::begin(now, self.epoch, seed))
+                self.outage
+                    .insert(Box::new(Outage::begin(now, self.epoch, seed)))
             }
         };
         if let Some(wait) = stated {

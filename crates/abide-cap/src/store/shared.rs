@@ -380,12 +380,18 @@ impl Writer<'_> {
             probe_lease,
             epoch,
             began,
+            struck,
+            prober,
+            others,
         } = o;
         self.u32(*failures);
         self.instant(*until);
         self.option(probe_lease, |w, at| w.instant(*at));
         self.u64(*epoch);
         self.instant(*began);
+        self.u32(*struck);
+        self.u64(*prober);
+        self.bool(*others);
     }
 
     fn scope(&mut self, scope: &Scope) {
@@ -591,7 +597,7 @@ impl<'a> Reader<'a> {
         let paused_until = self.option(Self::instant)?;
         let stated_until = self.option(|r| Ok((r.instant()?, r.instant()?)))?;
         let exhausted = self.option(Self::exhausted)?;
-        let outage = self.option(Self::outage)?;
+        let outage = self.option(Self::outage)?.map(Box::new);
         let request_tat = self.option(Self::instant)?;
         let cost_tat = self.option(Self::instant)?;
         let n = usize::from(self.u8()?);
@@ -638,6 +644,9 @@ impl<'a> Reader<'a> {
             probe_lease: self.option(Self::instant)?,
             epoch: self.u64()?,
             began: self.instant()?,
+            struck: self.u32()?,
+            prober: self.u64()?,
+            others: self.bool()?,
         })
     }
 
