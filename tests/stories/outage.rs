@@ -191,18 +191,7 @@ async fn busy_bucket_through_an_outage(secs: u64) -> (Duration, usize) {
     });
     let c = stack(&api, secs);
     let end = up + 10 * S;
-    let mut tasks = Vec::new();
-    for caller in 0..4 {
-        let c = c.clone();
-        tasks.push(tokio::spawn(async move {
-            let mut done = Vec::new();
-            while Instant::now() < end {
-                let i = done.len();
-                done.push(call(c.clone(), get(format!("{caller}-{i}"))).await);
-            }
-            done
-        }));
-    }
+    let tasks = callers_until(&c, "", 4, end);
     for t in tasks {
         for d in t.await.unwrap() {
             assert!(d.ok(), "{secs} s outage: {d:?}");
@@ -241,17 +230,7 @@ async fn two_processes_on_one_store_take_turns_probing_an_outage() {
     for process in ["a", "b"] {
         let cap = ConcurrencyCapLayer::new().with_shared_store(store.clone());
         let c = client(&api, BackoffRetryLayer::new().with_seed(3), cap);
-        for caller in 0..4 {
-            let c = c.clone();
-            tasks.push(tokio::spawn(async move {
-                let mut done = Vec::new();
-                while Instant::now() < end {
-                    let i = done.len();
-                    done.push(call(c.clone(), get(format!("{process}-{caller}-{i}"))).await);
-                }
-                done
-            }));
-        }
+        tasks.extend(callers_until(&c, &format!("{process}-"), 4, end));
     }
     for t in tasks {
         for d in t.await.unwrap() {
@@ -276,4 +255,27 @@ async fn two_processes_on_one_store_take_turns_probing_an_outage() {
         *per_request.entry(a.id.as_str()).or_default() += 1;
     }
     assert!(per_request.values().all(|&n| n <= 10), "{per_request:?}");
+}
+
+/// `callers` tasks, each sending one request after another through `c` until `end`
+/// (request ids `{prefix}{caller}-{i}`); each returns what its requests got.
+fn callers_until(
+    c: &crate::support::Client,
+    prefix: &str,
+    callers: usize,
+    end: Instant,
+) -> Vec<tokio::task::JoinHandle<Vec<crate::support::Done>>> {
+    (0..callers)
+        .map(|caller| {
+            let (c, prefix) = (c.clone(), prefix.to_owned());
+            tokio::spawn(async move {
+                let mut done = Vec::new();
+                while Instant::now() < end {
+                    let id = format!("{prefix}{caller}-{}", done.len());
+                    done.push(call(c.clone(), get(id)).await);
+                }
+                done
+            })
+        })
+        .collect()
 }
