@@ -118,10 +118,10 @@
 //!   quiet bucket, shorter the busier it is (10 s shared among the held requests, who
 //!   take turns probing, but never probing more than 5% of what the bucket was sending;
 //!   at least 0.5 s). Caps sharing a store (a fleet) take turns too: after a failed
-//!   probe, the other caps' held requests get a poll's time to take the role. A request that probed for others backs off afterwards, under the
-//!   retry layer, as one that failed only on its own (the cap paced its probes); the first
-//!   answer that shows the server is up opens the bucket, which drains at its learned
-//!   pace. Held requests are not sent, so under a retry layer they spend no attempts.
+//!   probe, the other caps' held requests get a poll's time to take the role. A request
+//!   that probed for others backs off afterwards, under the retry layer, as one that
+//!   failed only on its own (the cap paced its probes). The first answer that shows the
+//!   server is up opens the bucket, which drains at its learned pace. Held requests are not sent, so under a retry layer they spend no attempts.
 //! - Client error (a request too large, malformed, over the context length): a verdict
 //!   about **one request**; the bucket learns nothing from it.
 //! - Quota exhausted: the bucket is exhausted until the stated reset or the cool-off;

@@ -604,13 +604,14 @@ pub(crate) struct Limiters {
     origin: u64,
 }
 
-/// A random nonzero id, different between the caps of a process and between processes
-/// (the standard library's per-instance hash keys are drawn from the OS's randomness).
+/// A random nonzero id, different between the caps of a process and between processes:
+/// the standard library draws each `RandomState`'s keys from the OS's randomness (once
+/// per thread, then distinct per instance).
 fn new_origin() -> u64 {
-    use std::hash::{BuildHasher, Hasher};
-    let mut h = std::collections::hash_map::RandomState::new().build_hasher();
-    h.write_u32(std::process::id());
-    h.finish().max(1)
+    use std::hash::BuildHasher;
+    std::collections::hash_map::RandomState::new()
+        .hash_one(())
+        .max(1)
 }
 
 struct Shard {
