@@ -26,14 +26,21 @@ pub enum ExhaustionPolicy {
 
 /// The longest a request waits for admission by default: an hour and a minute. Queueing
 /// behind the other callers of a slow quota is the cap's job (a batch of thousands behind
-/// a few requests a minute waits long, and loses nothing by it), and an hourly window is
-/// the longest APIs state: a request that meets one spent waits for it to turn. The extra
-/// minute is for how that turn is stated: a reset in whole seconds (rounded up), read a
-/// round trip after the server counted, puts an hourly window's turn a little past the
-/// hour. A caller that needs an answer sooner says so with a
-/// [`Deadline`](crate::Deadline) or [`with_max_wait`](ConcurrencyCapLayer::with_max_wait).
+/// a few requests a minute waits long, and loses nothing by it while its queue is shorter
+/// than this), and an hourly window is the longest APIs state: a request that meets one
+/// spent waits for it to turn. The extra minute is for how that turn is stated: a reset in
+/// whole seconds (rounded up), read a round trip after the server counted, puts an hourly
+/// window's turn a little past the hour. A caller that needs an answer sooner says so with
+/// a [`Deadline`](crate::Deadline) or [`with_max_wait`](ConcurrencyCapLayer::with_max_wait).
 /// Server-stated waits have their own bound
 /// ([`with_max_server_wait`](ConcurrencyCapLayer::with_max_server_wait)).
+///
+/// The bound is on one attempt's whole stay in the cap: its wait for an in-flight permit
+/// and then for its paced slot, counted together. A batch whose queue is longer than
+/// this (319 requests behind 24 per 5 minutes need 66 minutes) fails the requests at its
+/// end with [`WaitTooLong`](crate::error::WaitTooLong), unsent, as soon as their wait is
+/// known to run past it; a batch that should wait its turn however long sets a longer
+/// [`with_max_wait`](ConcurrencyCapLayer::with_max_wait) (`Duration::MAX` bounds nothing).
 pub const DEFAULT_MAX_WAIT: Duration = Duration::from_secs(3660);
 
 pub(crate) type KeyFn = Arc<dyn Fn(&http::request::Parts) -> BucketKey + Send + Sync>;
