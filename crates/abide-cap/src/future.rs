@@ -67,6 +67,16 @@ pin_project! {
     }
 }
 
+/// How long a request may wait for admission.
+pub(crate) struct WaitLimit {
+    /// When the wait began (a deadline's `now`), else the first poll.
+    pub(crate) started: Option<Instant>,
+    pub(crate) max: Duration,
+    /// `max` bounds the whole wait (set explicitly, or by a deadline); else it bounds how
+    /// slowly the bucket may move (see [`DEFAULT_MAX_WAIT`](crate::DEFAULT_MAX_WAIT)).
+    pub(crate) total: bool,
+}
+
 /// Everything but the state: what the request is, and what it holds.
 struct Ctx<S, B> {
     shared: Arc<Shared>,
@@ -74,6 +84,10 @@ struct Ctx<S, B> {
     cost: u32,
     started: Option<Instant>,
     max_wait: Duration,
+    /// See [`WaitLimit::total`].
+    total: bool,
+    /// Time spent held without a slot (a pause, an outage, an exhaustion's probe out).
+    held: Duration,
     limiter: Arc<Limiter>,
     queue: Option<QueueSlot>,
     permit: Option<Permit>,
@@ -100,6 +114,7 @@ pin_project! {
             #[pin]
             sleep: Sleep,
             reservation: Option<Reservation>,
+            since: Instant,
             // Held without a slot (a pause, an exhausted bucket's probe out): ask again
             // as soon as a probe's answer is in, not only when the timer fires.
             #[pin]
@@ -139,8 +154,7 @@ where
         request: Request<B>,
         key: BucketKey,
         cost: u32,
-        started: Option<Instant>,
-        max_wait: Duration,
+        wait: WaitLimit,
     ) -> Self {
         let limiter = shared.limiters.get(&key);
         ResponseFuture {
@@ -149,8 +163,10 @@ where
                 shared,
                 key,
                 cost,
-                started,
-                max_wait,
+                started: wait.started,
+                max_wait: wait.max,
+                total: wait.total,
+                held: Duration::ZERO,
                 limiter,
                 queue: None,
                 permit: None,
@@ -272,6 +288,14 @@ fn warn_if_bodies_idle(limiter: &Limiter, key: &BucketKey, progress_at: u64, wai
 
 fn left(max_wait: Duration, started: Option<Instant>, now: Instant) -> Duration {
     max_wait.saturating_sub(now.saturating_duration_since(started.unwrap_or(now)))
+}
+
+/// The default bound on a wait for admission: the max wait for each request waiting in
+/// the bucket (a queue of `n` waits up to `n` max waits, so a batch waits its turn
+/// however long its queue), less the time already held without a slot.
+fn bucket_bound(max_wait: Duration, queued: usize, held: Duration) -> Duration {
+    let queued = u32::try_from(queued).unwrap_or(u32::MAX).max(1);
+    max_wait.saturating_mul(queued).saturating_sub(held)
 }
 
 fn rejection(
@@ -418,8 +442,19 @@ where
         Step::Finish(Err(error))
     }
 
+    /// What is left of the wait allowed for admission at `now`.
+    fn left(&self, now: Instant) -> Duration {
+        if self.total {
+            left(self.max_wait, self.started, now)
+        } else {
+            // This request's own queue place counts once it holds one.
+            let queued = self.limiter.queued() + usize::from(self.queue.is_none());
+            bucket_bound(self.max_wait, queued, self.held)
+        }
+    }
+
     fn admit(&self, now: Instant, reservation: Option<Reservation>) -> CapStep<S, B, ResB> {
-        let left = left(self.max_wait, self.started, now);
+        let left = self.left(now);
         let admit = admit(&self.shared, &self.key, self.cost, now, left, reservation);
         Step::Next(State::Admit { admit })
     }
@@ -443,7 +478,12 @@ where
             // Unlimited buckets always have a permit; unreachable in practice.
             return self.fail("abide-cap: no permit source".into());
         };
-        let left = left(self.max_wait, Some(started), now);
+        let left = if self.total {
+            left(self.max_wait, Some(started), now)
+        } else {
+            // Bounds a wait in which no permit frees (see `poll_acquire`).
+            self.max_wait.saturating_sub(self.held)
+        };
         let deadline = now.checked_add(left.min(NEVER)).unwrap_or(now);
         Step::Next(State::Acquire {
             acquire,
@@ -456,8 +496,8 @@ where
         &mut self,
         cx: &mut Context<'_>,
         acquire: &mut AcquireFuture,
-        timeout: Pin<&mut Sleep>,
-        progress: u64,
+        mut timeout: Pin<&mut Sleep>,
+        progress: &mut u64,
     ) -> Poll<CapStep<S, B, ResB>> {
         match acquire.as_mut().poll(cx) {
             Poll::Ready(Ok(permit)) => {
@@ -465,12 +505,23 @@ where
                 Poll::Ready(self.admit(Instant::now(), None))
             }
             Poll::Ready(Err(closed)) => Poll::Ready(self.fail(Box::new(closed))),
-            Poll::Pending => {
-                ready!(timeout.poll(cx));
+            Poll::Pending => loop {
+                ready!(timeout.as_mut().poll(cx));
+                // By default the wait ends only when the bucket stood still for the whole
+                // max wait: while permits free, the queue moves, and its tail waits on.
+                let now_progress = self.limiter.progress();
+                if !self.total && now_progress != *progress {
+                    *progress = now_progress;
+                    let deadline = Instant::now().checked_add(self.max_wait.min(NEVER));
+                    timeout
+                        .as_mut()
+                        .reset(deadline.unwrap_or_else(Instant::now));
+                    continue;
+                }
                 let waited = self.started.map_or(Duration::ZERO, |s| s.elapsed());
-                warn_if_bodies_idle(&self.limiter, &self.key, progress, waited);
-                Poll::Ready(self.fail(Box::new(WaitTooLong::new(waited, self.max_wait))))
-            }
+                warn_if_bodies_idle(&self.limiter, &self.key, *progress, waited);
+                return Poll::Ready(self.fail(Box::new(WaitTooLong::new(waited, self.max_wait))));
+            },
         }
     }
 
@@ -517,6 +568,7 @@ where
         Step::Next(State::Sleep {
             sleep: sleep_until(until),
             reservation,
+            since: Instant::now(),
             probe_answered,
         })
     }
@@ -526,6 +578,7 @@ where
         cx: &mut Context<'_>,
         sleep: Pin<&mut Sleep>,
         reservation: Option<Reservation>,
+        since: Instant,
         probe_answered: Pin<&mut Option<OwnedNotified>>,
     ) -> Poll<CapStep<S, B, ResB>> {
         let woken = probe_answered
@@ -534,7 +587,13 @@ where
         if !woken {
             ready!(sleep.poll(cx));
         }
-        Poll::Ready(self.admit(Instant::now(), reservation))
+        let now = Instant::now();
+        if reservation.is_none() {
+            self.held = self
+                .held
+                .saturating_add(now.saturating_duration_since(since));
+        }
+        Poll::Ready(self.admit(now, reservation))
     }
 
     /// Admitted: drive the clone of the inner service to readiness and send.
@@ -633,13 +692,14 @@ where
                     acquire,
                     timeout,
                     progress,
-                } => ready!(ctx.poll_acquire(cx, acquire, timeout, *progress)),
+                } => ready!(ctx.poll_acquire(cx, acquire, timeout, progress)),
                 StateProj::Admit { admit } => ready!(ctx.poll_admit(cx, admit)),
                 StateProj::Sleep {
                     sleep,
                     reservation,
+                    since,
                     probe_answered,
-                } => ready!(ctx.poll_sleep(cx, sleep, *reservation, probe_answered)),
+                } => ready!(ctx.poll_sleep(cx, sleep, *reservation, *since, probe_answered)),
                 StateProj::Ready => ready!(ctx.poll_ready_and_call(cx)),
                 StateProj::Called { future, sent_at } => {
                     ready!(ctx.poll_called(cx, future, *sent_at))

@@ -24,23 +24,30 @@ pub enum ExhaustionPolicy {
     HoldAndProbe,
 }
 
-/// The longest a request waits for admission by default: an hour and a minute. Queueing
-/// behind the other callers of a slow quota is the cap's job (a batch of thousands behind
-/// a few requests a minute waits long, and loses nothing by it while its queue is shorter
-/// than this), and an hourly window is the longest APIs state: a request that meets one
-/// spent waits for it to turn. The extra minute is for how that turn is stated: a reset in
-/// whole seconds (rounded up), read a round trip after the server counted, puts an hourly
-/// window's turn a little past the hour. A caller that needs an answer sooner says so with
-/// a [`Deadline`](crate::Deadline) or [`with_max_wait`](ConcurrencyCapLayer::with_max_wait).
-/// Server-stated waits have their own bound
-/// ([`with_max_server_wait`](ConcurrencyCapLayer::with_max_server_wait)).
+/// The longest a bucket may stand still for a waiting request by default: an hour and a
+/// minute.
 ///
-/// The bound is on one attempt's whole stay in the cap: its wait for an in-flight permit
-/// and then for its paced slot, counted together. A batch whose queue is longer than
-/// this (319 requests behind 24 per 5 minutes need 66 minutes) fails the requests at its
-/// end with [`WaitTooLong`](crate::error::WaitTooLong), unsent, as soon as their wait is
-/// known to run past it; a batch that should wait its turn however long sets a longer
-/// [`with_max_wait`](ConcurrencyCapLayer::with_max_wait) (`Duration::MAX` bounds nothing).
+/// Queueing behind the other callers of a slow quota is the cap's job, and a batch loses
+/// nothing by waiting its turn: thousands of requests behind a few a minute wait hours,
+/// and each is sent when its slot comes. So by default the bound is not on one request's
+/// whole wait but on how slowly its bucket moves: a wait for admission may take this long
+/// for each request waiting in the bucket (a queue of `n` waits up to `n` times this),
+/// a wait for an in-flight permit ends only when no permit freed for this long, and time
+/// held without a slot (a pause, an outage, an exhausted bucket's probe out) counts
+/// against it. What fails, with [`WaitTooLong`](crate::error::WaitTooLong) and unsent, is a
+/// pace or hold slower than one request per max wait: absurd limits (one request a day
+/// learned from a server's headers), or permits held by response bodies nobody reads.
+///
+/// Why an hour and a minute: an hourly window is the longest APIs state, and a request
+/// that meets one spent waits for it to turn. The extra minute is for how that turn is
+/// stated: a reset in whole seconds (rounded up), read a round trip after the server
+/// counted, puts an hourly window's turn a little past the hour.
+///
+/// A caller that needs an answer by a time says so, and then the bound is on the whole
+/// wait: [`with_max_wait`](ConcurrencyCapLayer::with_max_wait) bounds each attempt's
+/// whole stay in the cap (permit and slot together), and a [`Deadline`](crate::Deadline)
+/// the request's. Server-stated waits have their own bound
+/// ([`with_max_server_wait`](ConcurrencyCapLayer::with_max_server_wait)).
 pub const DEFAULT_MAX_WAIT: Duration = Duration::from_secs(3660);
 
 pub(crate) type KeyFn = Arc<dyn Fn(&http::request::Parts) -> BucketKey + Send + Sync>;
@@ -52,6 +59,9 @@ pub(crate) struct Config {
     pub(crate) cost_fn: Option<CostFn>,
     pub(crate) max_queue: usize,
     pub(crate) max_wait: Duration,
+    /// Set by [`ConcurrencyCapLayer::with_max_wait`]: the max wait bounds each attempt's
+    /// whole wait, not only how slowly its bucket moves.
+    pub(crate) max_wait_explicit: bool,
     pub(crate) policy: BucketPolicy,
 }
 
@@ -108,6 +118,7 @@ impl ConcurrencyCapLayer {
                 cost_fn: None,
                 max_queue: 1024,
                 max_wait: DEFAULT_MAX_WAIT,
+                max_wait_explicit: false,
                 policy: BucketPolicy::default(),
             },
         }
@@ -189,12 +200,17 @@ impl ConcurrencyCapLayer {
         self
     }
 
-    /// The longest a request may wait for admission (default
-    /// [`DEFAULT_MAX_WAIT`], an hour and a minute); a longer wait fails at once with
-    /// [`WaitTooLong`](crate::error::WaitTooLong). A [`Deadline`](crate::Deadline)
-    /// extension can make it shorter per request.
+    /// The longest one attempt may wait for admission, permit queue and paced slot
+    /// together; a longer wait fails as soon as it is known, with
+    /// [`WaitTooLong`](crate::error::WaitTooLong), unsent. A [`Deadline`](crate::Deadline)
+    /// extension can make it shorter per request; `Duration::MAX` bounds nothing.
+    ///
+    /// Without it the cap bounds only how slowly a bucket moves ([`DEFAULT_MAX_WAIT`]):
+    /// a batch behind a slow quota waits its turn however long its queue. Set it when an
+    /// answer is worth having only within a time.
     pub fn with_max_wait(mut self, max: Duration) -> Self {
         self.config.max_wait = max;
+        self.config.max_wait_explicit = true;
         self
     }
 

@@ -1,7 +1,7 @@
 //! The service.
 
 use crate::body::ResponseBody;
-use crate::future::ResponseFuture;
+use crate::future::{ResponseFuture, WaitLimit};
 use crate::key::{authority_key, authority_key_of, BucketKey, Cost};
 use crate::layer::Config;
 use crate::limiter::{BucketStats, Limiters};
@@ -129,6 +129,9 @@ where
             start.hold();
         }
         let mut max_wait = config.max_wait;
+        // A max wait set explicitly, or a deadline, bounds the whole wait; the default
+        // bounds how slowly the bucket may move.
+        let mut total = config.max_wait_explicit;
         // The wait is measured from the first poll, or from now when a deadline says
         // how long is left.
         let mut started = None;
@@ -141,6 +144,7 @@ where
                 max_wait = max_wait.min(deadline.saturating_duration_since(now));
             }
             started = Some(now);
+            total = true;
         }
         // The clone is the one this future polls and calls; `self.inner` is never called.
         let svc = self.inner.clone();
@@ -150,8 +154,11 @@ where
             request,
             key,
             cost,
-            started,
-            max_wait,
+            WaitLimit {
+                started,
+                max: max_wait,
+                total,
+            },
         )
     }
 }

@@ -839,3 +839,98 @@ async fn a_probe_is_marked_as_for_others_only_when_the_role_passes_between_live_
         "the probers before it have ended: it probes for itself"
     );
 }
+
+/// Sends `n` requests at once through `layer` (on a server answering at once) and
+/// returns how many succeeded, the errors, and the last arrival from the start.
+async fn batch(
+    layer: ConcurrencyCapLayer,
+    n: usize,
+) -> (usize, Vec<abide_cap::BoxError>, Duration) {
+    let server = Server::new(Script::Open, MS);
+    let svc = layer.layer(server.clone());
+    let start = server.start();
+    let calls: Vec<_> = (0..n)
+        .map(|_| tokio::spawn(svc.clone().oneshot(request(None))))
+        .collect();
+    let (mut ok, mut errors) = (0, Vec::new());
+    for c in calls {
+        match c.await.unwrap() {
+            Ok(_) => ok += 1,
+            Err(e) => errors.push(e),
+        }
+    }
+    let last = server.arrivals().iter().map(|(at, _)| *at).max().unwrap();
+    (ok, errors, last - start)
+}
+
+fn one_a_minute() -> abide_cap::Quota {
+    abide_cap::Quota::per_minute(std::num::NonZeroU32::new(1).unwrap())
+}
+
+#[tokio::test(start_paused = true)]
+async fn by_default_a_batch_waits_its_turn_however_long_its_queue() {
+    // 70 requests behind one a minute: the last one's turn is 69 minutes away, past the
+    // default max wait, but the queue moves a request a minute.
+    let layer = ConcurrencyCapLayer::new().with_request_quota(one_a_minute());
+    let (ok, errors, last) = batch(layer, 70).await;
+    assert!(errors.is_empty(), "{errors:?}");
+    assert_eq!(ok, 70);
+    assert!(last >= 69 * 60 * S && last < 70 * 60 * S, "{last:?}");
+}
+
+#[tokio::test(start_paused = true)]
+async fn an_explicit_max_wait_bounds_each_request_s_whole_wait() {
+    let layer = ConcurrencyCapLayer::new()
+        .with_request_quota(one_a_minute())
+        .with_max_wait(abide_cap::DEFAULT_MAX_WAIT);
+    let (ok, errors, last) = batch(layer, 70).await;
+    // Turns up to 61 minutes away are waited (62 requests); the rest fail, unsent.
+    assert_eq!(ok, 62, "{errors:?}");
+    assert_eq!(errors.len(), 8);
+    for e in &errors {
+        let e = e
+            .downcast_ref::<WaitTooLong>()
+            .unwrap_or_else(|| panic!("{e}"));
+        assert_eq!(e.max_wait(), abide_cap::DEFAULT_MAX_WAIT);
+        assert!(e.would_wait() > abide_cap::DEFAULT_MAX_WAIT, "{e:?}");
+    }
+    assert!(last <= abide_cap::DEFAULT_MAX_WAIT, "{last:?}");
+}
+
+#[tokio::test(start_paused = true)]
+async fn by_default_a_pace_slower_than_one_request_per_max_wait_fails_at_once() {
+    // One request every two hours (absurd limits a server might state): the second
+    // request's turn is two hours away, with nobody ahead of it.
+    let two_hours = abide_cap::Quota::with_period(7200 * S).unwrap();
+    let layer = ConcurrencyCapLayer::new().with_request_quota(two_hours);
+    let started = Instant::now();
+    let (ok, errors, _) = batch(layer, 2).await;
+    assert_eq!(ok, 1);
+    let e = errors[0]
+        .downcast_ref::<WaitTooLong>()
+        .expect("WaitTooLong");
+    assert!(e.would_wait() > abide_cap::DEFAULT_MAX_WAIT, "{e:?}");
+    assert!(
+        started.elapsed() < S,
+        "failed after {:?}",
+        started.elapsed()
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn by_default_a_queue_for_permits_waits_while_the_permits_free() {
+    // One in flight, each answer taking a minute: the 70th request's permit frees after
+    // 69 minutes, and one frees every minute until then.
+    let server = Server::new(Script::Open, 60 * S);
+    let svc = ConcurrencyCapLayer::new()
+        .with_in_flight(InFlight::fixed(1))
+        .layer(server.clone());
+    let calls: Vec<_> = (0..70)
+        .map(|_| tokio::spawn(svc.clone().oneshot(request(None))))
+        .collect();
+    for c in calls {
+        let response = c.await.unwrap().expect("waits its turn");
+        drop(response);
+    }
+    assert_eq!(server.arrivals().len(), 70);
+}
