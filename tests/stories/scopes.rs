@@ -585,3 +585,71 @@ async fn a_fixed_window_in_ietf_headers_is_not_taken_to_give_back_before_its_end
         "{refused} refusals: the window was taken to slide"
     );
 }
+
+/// OpenAI's daily limits, spent: the headers state the minute windows only (with room),
+/// and the daily limit refills one request every 8.64 s (10 000 a day), which only its
+/// refusals say: "... requests per day (RPD) ... Please try again in X s".
+fn spent_daily_limit() -> Api {
+    let now = Instant::now();
+    let mut daily = Bucket {
+        capacity: 10_000.0,
+        per_s: 10_000.0 / 86_400.0,
+        level: 0.0,
+        at: now,
+    };
+    let mut minute = Bucket {
+        capacity: 600.0,
+        per_s: 10.0,
+        level: 600.0,
+        at: now,
+    };
+    Api::new(50 * MS, move |now, _, _| {
+        daily.refill(now);
+        minute.refill(now);
+        let reply = if daily.level < 1.0 {
+            Reply::status(429).verdict(
+                Classification::new(Class::RateLimited, "test: requests per day (RPD)")
+                    .with_scope(QuotaScope::Daily)
+                    .with_retry_after(Some(daily.until(1.0))),
+            )
+        } else {
+            daily.level -= 1.0;
+            minute.level -= 1.0;
+            Reply::ok()
+        };
+        reply
+            .header("x-ratelimit-limit-requests", "600")
+            .header(
+                "x-ratelimit-remaining-requests",
+                format!("{}", minute.level.floor()),
+            )
+            .header("x-ratelimit-reset-requests", minute.until_full())
+    })
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_spent_daily_limit_is_paced_at_its_refill_not_probed_at_each_return() {
+    let api = spent_daily_limit();
+    let c = client(
+        &api,
+        BackoffRetryLayer::new().with_seed(9),
+        ConcurrencyCapLayer::new(),
+    );
+    // 30 requests at once: the refill grants one each 8.64 s, 259 s for all.
+    let last = all_succeed(&c, (0..30).map(|i| request(i, None)).collect()).await;
+    // The first wave is refused before anything is known; after it, each return the
+    // refusals state let one request through: released together, the waiting requests
+    // drew a 429 for each one served. Learned as the refill, the later refusals are the
+    // few that measure it.
+    let arrivals = api.arrivals();
+    let first_ok = arrivals.iter().find(|a| a.status == 200).unwrap().at;
+    let later = arrivals
+        .iter()
+        .filter(|a| a.status == 429 && a.at > first_ok)
+        .count();
+    assert!(
+        later <= 5,
+        "{later} refusals after the first success, for 30 successes: the daily limit's refill was not learned"
+    );
+    assert!(last < 290 * S, "took {last:?}: the refill is 259 s");
+}

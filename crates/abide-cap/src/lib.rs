@@ -98,6 +98,15 @@
 //! off exponentially (to one per 100 s) and the requests held behind them spend no
 //! attempts; a request dropped while waiting gives its slot back.
 //!
+//! A **daily limit the headers do not show** (OpenAI's and Groq's requests per day: the
+//! headers state the minute windows only), refusing with a stated wait ("... per day
+//! (RPD) ... Please try again in 8.64s"), is learned as its continuous refill instead:
+//! from one stated return to another the server granted what succeeded in between, so
+//! the refill is that span over those successes (measured over four successes or more,
+//! taken short until then so that a misjudged one draws the refusal that corrects it).
+//! The bucket then sends one request per refill, not the whole queue at each return;
+//! refill left unsent is credit, and a refill unused for an hour is forgotten.
+//!
 //! # Verdicts
 //!
 //! - Rate limited, or overloaded with a stated wait: the **whole bucket** pauses until the

@@ -4,6 +4,7 @@
 //!
 //! Pure: every method takes `now`, nothing reads a clock or locks.
 
+use super::drip::{headers_show_daily, Drip};
 use super::gcra::gcra;
 use super::learned::{blamed, refills_continuously, Learned};
 use super::outage::{Outage, PROBE_LEASE};
@@ -52,6 +53,8 @@ pub(crate) struct BucketState {
     pub(super) learned: Vec<Learned>,
     /// A send rate learned from 429s alone, when no header says anything.
     pub(super) throttled: Option<Throttled>,
+    /// A spent daily limit's continuous refill, learned from its 429s.
+    pub(super) drip: Option<Drip>,
     /// When this bucket was first seen (the start of the first rate measurement).
     pub(super) born: Instant,
     pub(crate) last_used: Instant,
@@ -71,6 +74,7 @@ impl BucketState {
             cost_tat: None,
             learned: Vec::new(),
             throttled: None,
+            drip: None,
             born: now,
             last_used: now,
         }
@@ -88,6 +92,7 @@ impl BucketState {
             && self.cost_tat.is_none_or(|t| t <= now)
             && !self.learned.iter().any(|l| l.binds_after(now))
             && self.throttled.is_none_or(|t| t.tat <= now)
+            && self.drip.is_none_or(|d| d.next <= now)
     }
 
     pub(super) fn ticket(&self) -> Ticket {
@@ -221,6 +226,7 @@ impl BucketState {
         // Nothing paces this bucket (the common case): go now. What the general path
         // below would decide, without its passes over the constraints.
         if self.throttled.is_none()
+            && self.drip.is_none()
             && self.paused_until.is_none_or(|p| p <= now)
             && a.policy.request_quota.is_none()
             && a.policy.cost_quota.is_none()
@@ -231,6 +237,7 @@ impl BucketState {
             return Decision::Go(self.ticket());
         }
 
+        self.drip_expire(now);
         let mut start = now.max(self.paused_until.unwrap_or(now));
         if let Some(t) = self.throttled {
             if t.rate_at(now) >= t.rate * THROTTLE_RECOVERED {
@@ -267,6 +274,9 @@ impl BucketState {
             if let Some(t) = &self.throttled {
                 start = start.max(t.tat);
             }
+            if let Some(d) = &self.drip {
+                start = start.max(d.plan(start).0);
+            }
             if start == before {
                 break;
             }
@@ -293,6 +303,9 @@ impl BucketState {
         if let Some(t) = &mut self.throttled {
             t.tat = later(t.tat.max(start), t.interval(start));
         }
+        if let Some(d) = &mut self.drip {
+            d.next = d.plan(start).1;
+        }
         self.requests += 1;
         // A cost no scope can ever admit is not counted: the server will refuse the
         // request as too large without counting it, so the responses to the requests
@@ -301,7 +314,7 @@ impl BucketState {
             self.units += cost;
         }
         let ticket = Ticket {
-            paced: self.throttled.is_some(),
+            paced: self.throttled.is_some() || self.drip.is_some(),
             ..self.ticket()
         };
         if start <= now {
@@ -379,6 +392,7 @@ impl BucketState {
                     .or(reset)
                     .unwrap_or(cool_off)
                     .min(o.policy.max_pause);
+                self.drip_void(now);
                 self.exhaust(later(now, wait));
                 if let Some(ex) = &mut self.exhausted {
                     ex.refused_probes = refused;
@@ -392,6 +406,7 @@ impl BucketState {
                 }
                 if class == Class::Success {
                     self.throttled_success(o.ticket);
+                    self.drip_served(o.ticket);
                 }
                 // An overload answer with a stated wait is about concurrency (too many
                 // at once; the wait is until a slot frees): the in-flight cap answers
@@ -413,9 +428,20 @@ impl BucketState {
                         });
                     }
                     if class == Class::RateLimited && o.policy.learn {
-                        self.cut_rate(now, o.snapshot, promised, o.ticket);
+                        // A daily limit the headers do not show, refusing with a stated
+                        // wait, is learned as its refill; it does not teach the send
+                        // rate too (the two would pace the same refusals twice).
+                        if c.scope == QuotaScope::Daily
+                            && stated.is_some()
+                            && !headers_show_daily(o.snapshot)
+                        {
+                            self.drip_refused(now, wait);
+                        } else {
+                            self.cut_rate(now, o.snapshot, promised, o.ticket);
+                        }
                     }
                     if !wait.is_zero() {
+                        self.drip_void(now);
                         self.pause(later(now, wait));
                     }
                 }
@@ -444,6 +470,7 @@ impl BucketState {
         if let Some(t) = &mut self.throttled {
             t.tat = back(t.tat, t.interval(r.at));
         }
+        self.drip_cancel(now);
         if a.policy.learn {
             for l in &mut self.learned {
                 let units = if l.counts_cost { cost } else { 1 };

@@ -48,6 +48,7 @@
 //! the rules stay here, so every store decides alike.
 
 mod bucket;
+mod drip;
 mod gcra;
 mod learned;
 mod local;
@@ -174,8 +175,9 @@ pub struct Ticket {
     pub units: u64,
     /// This admission is the probe of an exhausted bucket: its outcome must be observed.
     pub probe: bool,
-    /// This admission was paced by a send rate learned from 429s: its outcome must be
-    /// observed, because that rate grows only as successes come back.
+    /// This admission was paced by a send rate learned from 429s (or a daily limit's
+    /// refill learned from them): its outcome must be observed, because that rate grows
+    /// (that refill is measured) only as successes come back.
     pub paced: bool,
 }
 

@@ -200,6 +200,7 @@ impl BucketState {
             None => {
                 // Reservations made before the outage must not go into it.
                 self.epoch += 1;
+                self.drip_void(now);
                 self.outage
                     .insert(Box::new(Outage::begin(now, self.epoch, seed)))
             }

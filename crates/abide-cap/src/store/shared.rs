@@ -18,11 +18,12 @@
 //! [`FORMAT_VERSION`]).
 
 use super::bucket::{BucketState, Exhausted};
+use super::drip::Drip;
 use super::learned::{Learned, MAX_SCOPES};
 use super::outage::Outage;
 use super::refill::Refill;
 use super::throttle::Throttled;
-use super::time::later;
+use super::time::{later, nanos, MAX_SPAN};
 use super::window::{Pace, Returns};
 use super::{Admission, Decision, Observation};
 use abide_headers::{Name, Scope, MAX_NAME_LEN};
@@ -33,7 +34,7 @@ use tokio::time::Instant;
 
 /// The version of the encoding [`SharedBucket::encode`] writes. A store seeing another
 /// version (a fleet mid-upgrade) gets a [`DecodeError`] and applies its failure policy.
-pub const FORMAT_VERSION: u8 = 4;
+pub const FORMAT_VERSION: u8 = 5;
 
 const MAGIC: [u8; 2] = *b"AB";
 
@@ -205,6 +206,7 @@ impl SharedBucket {
             cost_tat,
             learned,
             throttled,
+            drip,
             born: _,
             last_used,
         } = &self.state;
@@ -232,6 +234,7 @@ impl SharedBucket {
             see(l.refill.map(|r| r.tat));
         }
         see(throttled.map(|t| t.tat));
+        see(drip.map(|d| d.next));
         later(last, idle)
     }
 
@@ -334,6 +337,7 @@ impl Writer<'_> {
             cost_tat,
             learned,
             throttled,
+            drip,
             born,
             last_used,
         } = s;
@@ -356,6 +360,7 @@ impl Writer<'_> {
             self.learned(l);
         }
         self.option(throttled, |w, t| w.throttled(t));
+        self.option(drip, |w, d| w.drip(d));
         self.instant(*born);
         self.instant(*last_used);
     }
@@ -494,6 +499,21 @@ impl Writer<'_> {
         self.instant(*tat);
     }
 
+    fn drip(&mut self, d: &Drip) {
+        let Drip {
+            interval,
+            next,
+            anchor,
+            anchor_requests,
+            served,
+        } = d;
+        self.u64(nanos(*interval));
+        self.instant(*next);
+        self.instant(*anchor);
+        self.u64(*anchor_requests);
+        self.u32(*served);
+    }
+
     fn throttled(&mut self, t: &Throttled) {
         let Throttled {
             rate,
@@ -609,6 +629,7 @@ impl<'a> Reader<'a> {
             learned.push(self.learned()?);
         }
         let throttled = self.option(Self::throttled)?;
+        let drip = self.option(Self::drip)?;
         let born = self.instant()?;
         let last_used = self.instant()?;
         Ok(BucketState {
@@ -623,6 +644,7 @@ impl<'a> Reader<'a> {
             cost_tat,
             learned,
             throttled,
+            drip,
             born,
             last_used,
         })
@@ -717,6 +739,16 @@ impl<'a> Reader<'a> {
             sample: self.option(|r| Ok((r.instant()?, r.u64()?, r.u64()?)))?,
             refused: self.u64()?,
             tat: self.instant()?,
+        })
+    }
+
+    fn drip(&mut self) -> Result<Drip, DecodeError> {
+        Ok(Drip {
+            interval: Duration::from_nanos(self.u64()?).min(MAX_SPAN),
+            next: self.instant()?,
+            anchor: self.instant()?,
+            anchor_requests: self.u64()?,
+            served: self.u32()?,
         })
     }
 
