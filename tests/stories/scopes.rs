@@ -653,3 +653,34 @@ async fn a_spent_daily_limit_is_paced_at_its_refill_not_probed_at_each_return() 
     );
     assert!(last < 290 * S, "took {last:?}: the refill is 259 s");
 }
+
+#[tokio::test(start_paused = true)]
+async fn a_daily_limit_that_resets_whole_is_not_paced_at_its_last_refusal_for_good() {
+    // A daily quota spent until its reset two minutes from now, its refusals stating
+    // 30 s each (as some APIs word a daily limit's retry delay); then the whole quota
+    // is back. Learned as a refill of one request per 30 s, the drip draws no refusal
+    // after the reset to say otherwise.
+    let reset = Instant::now() + 120 * S;
+    let api = Api::new(50 * MS, move |now, _, _| {
+        if now < reset {
+            Reply::status(429).verdict(
+                Classification::new(Class::RateLimited, "test: requests per day")
+                    .with_scope(QuotaScope::Daily)
+                    .with_retry_after(Some(30 * S)),
+            )
+        } else {
+            Reply::ok()
+        }
+    });
+    let c = client(
+        &api,
+        BackoffRetryLayer::new().with_seed(5).with_max_attempts(100),
+        ConcurrencyCapLayer::new(),
+    );
+    // 400 requests: paced at 30 s for good, they would take 3.3 hours.
+    let last = all_succeed(&c, (0..400).map(|i| request(i, None)).collect()).await;
+    assert!(
+        last < 80 * 60 * S,
+        "took {last:?}: the drip kept the pace of the last refusal"
+    );
+}

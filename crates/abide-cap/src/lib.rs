@@ -105,7 +105,10 @@
 //! the refill is that span over those successes (measured over four successes or more,
 //! taken short until then so that a misjudged one draws the refusal that corrects it).
 //! The bucket then sends one request per refill, not the whole queue at each return;
-//! refill left unsent is credit, and a refill unused for an hour is forgotten.
+//! refill left unsent is credit, and a refill unused for an hour is forgotten. A refill
+//! that drew no refusal for an hour is doubted (the others sharing it may have finished,
+//! or the limit reset whole): each four successes halve it until a refusal measures it
+//! again, a refusal an hour at the true refill.
 //!
 //! # Verdicts
 //!

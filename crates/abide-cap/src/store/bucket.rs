@@ -54,7 +54,8 @@ pub(crate) struct BucketState {
     /// A send rate learned from 429s alone, when no header says anything.
     pub(super) throttled: Option<Throttled>,
     /// A spent daily limit's continuous refill, learned from its 429s.
-    pub(super) drip: Option<Drip>,
+    /// Boxed: most buckets never meet one, and an idle bucket stays small.
+    pub(super) drip: Option<Box<Drip>>,
     /// When this bucket was first seen (the start of the first rate measurement).
     pub(super) born: Instant,
     pub(crate) last_used: Instant,
@@ -92,7 +93,7 @@ impl BucketState {
             && self.cost_tat.is_none_or(|t| t <= now)
             && !self.learned.iter().any(|l| l.binds_after(now))
             && self.throttled.is_none_or(|t| t.tat <= now)
-            && self.drip.is_none_or(|d| d.next <= now)
+            && self.drip.as_ref().is_none_or(|d| d.next <= now)
     }
 
     pub(super) fn ticket(&self) -> Ticket {
@@ -406,7 +407,7 @@ impl BucketState {
                 }
                 if class == Class::Success {
                     self.throttled_success(o.ticket);
-                    self.drip_served(o.ticket);
+                    self.drip_served(now, o.ticket);
                 }
                 // An overload answer with a stated wait is about concurrency (too many
                 // at once; the wait is until a slot frees): the in-flight cap answers

@@ -32,7 +32,16 @@ pub(super) struct Drip {
     pub(super) anchor_requests: u64,
     /// Successes of requests admitted since the anchor.
     pub(super) served: u32,
+    /// The return the last refusal stated.
+    pub(super) refused: Instant,
 }
+
+/// How long a drip paces without a refusal before it is doubted: from then on, each
+/// [`DRIP_BASIS`] successes halve the interval until a refusal measures it again. A drip
+/// paced at the refill draws no refusal, and neither does one paced slower than the
+/// refill is now (the others sharing it finished; the daily limit reset whole): only
+/// sending faster tells them apart. At the refill that costs a refusal an hour.
+pub(super) const DRIP_TRUST: Duration = Duration::from_secs(3600);
 
 /// Successes a measurement of the interval spans before it is trusted whole.
 pub(super) const DRIP_BASIS: u32 = 4;
@@ -75,7 +84,7 @@ impl BucketState {
     /// while one too short draws the next refusal, which extends the measurement.
     pub(super) fn drip_refused(&mut self, now: Instant, stated: Duration) {
         let resume = later(now, stated);
-        let (interval, anchor, anchor_requests, served) = match self.drip {
+        let (interval, anchor, anchor_requests, served) = match self.drip.as_deref() {
             Some(d) if d.served > 0 && resume > d.anchor => {
                 let span = since(resume, d.anchor);
                 if d.served >= DRIP_BASIS {
@@ -96,27 +105,40 @@ impl BucketState {
             served,
             "a spent daily limit refills one request per interval"
         );
-        self.drip = Some(Drip {
+        self.drip = Some(Box::new(Drip {
             interval,
             next: resume,
             anchor,
             anchor_requests,
             served,
-        });
+            refused: resume,
+        }));
     }
 
     /// A success: counted towards the interval if admitted since the last stated return.
-    pub(super) fn drip_served(&mut self, ticket: Option<Ticket>) {
+    /// Past [`DRIP_TRUST`] without a refusal, every [`DRIP_BASIS`] of them halve it.
+    pub(super) fn drip_served(&mut self, now: Instant, ticket: Option<Ticket>) {
         if let (Some(t), Some(d)) = (ticket, &mut self.drip) {
             if t.requests > d.anchor_requests {
                 d.served = d.served.saturating_add(1);
+                if later(d.refused, DRIP_TRUST) < now && d.served % DRIP_BASIS == 0 {
+                    d.interval = (d.interval / 2).max(Duration::from_millis(1));
+                    tracing::debug!(
+                        interval_ms = d.interval.as_millis() as u64,
+                        "a daily limit's refill drew no refusal for an hour: sending faster"
+                    );
+                }
             }
         }
     }
 
     /// Forgets a drip whose credit shows it no longer binds.
     pub(super) fn drip_expire(&mut self, now: Instant) {
-        if self.drip.is_some_and(|d| later(d.next, DRIP_IDLE) < now) {
+        if self
+            .drip
+            .as_ref()
+            .is_some_and(|d| later(d.next, DRIP_IDLE) < now)
+        {
             self.drip = None;
         }
     }
@@ -160,35 +182,35 @@ mod tests {
         let serve = |b: &mut BucketState, n| {
             for _ in 0..n {
                 b.requests += 1;
-                b.drip_served(Some(ticket(b)));
+                b.drip_served(t0, Some(ticket(b)));
             }
         };
         // First refusal: 3 s to the next request (part of it refilled already).
         b.drip_refused(t0, 3 * S);
-        assert_eq!(b.drip.map(|d| d.interval), Some(3 * S));
+        assert_eq!(b.drip.as_deref().map(|d| d.interval), Some(3 * S));
         // Two requests admitted after it succeed; the next refusal, at 20 s, states
         // 7 s: from 3 s to 27 s the server granted two. Two successes are too few to
         // trust: the interval is taken short (24 s over three), the anchor kept.
         serve(&mut b, 2);
         b.drip_refused(t0 + 20 * S, 7 * S);
-        let d = b.drip.unwrap();
+        let d = *b.drip.clone().unwrap();
         assert_eq!(
             (d.interval, d.next, d.anchor),
             (8 * S, t0 + 27 * S, t0 + 3 * S)
         );
         // A refusal with nothing served since extends the same measurement.
         b.drip_refused(t0 + 28 * S, 5 * S);
-        assert_eq!(b.drip.map(|d| d.interval), Some(10 * S));
+        assert_eq!(b.drip.as_deref().map(|d| d.interval), Some(10 * S));
         // Four successes since the anchor: 45 s over four, and a new anchor.
         serve(&mut b, 2);
         b.drip_refused(t0 + 40 * S, 8 * S);
-        let d = b.drip.unwrap();
+        let d = *b.drip.clone().unwrap();
         assert_eq!(d.interval, Duration::from_millis(11_250));
         assert_eq!((d.anchor, d.served), (t0 + 48 * S, 0));
         // Then a refusal with nothing served keeps the interval measured.
         b.drip_refused(t0 + 49 * S, 2 * S);
         assert_eq!(
-            b.drip.map(|d| d.interval),
+            b.drip.as_deref().map(|d| d.interval),
             Some(Duration::from_millis(11_250))
         );
     }
@@ -200,9 +222,9 @@ mod tests {
         b.requests = 5;
         let before = ticket(&b);
         b.drip_refused(t0, 3 * S);
-        b.drip_served(Some(before));
-        b.drip_served(None);
-        assert_eq!(b.drip.map(|d| d.served), Some(0));
+        b.drip_served(t0, Some(before));
+        b.drip_served(t0, None);
+        assert_eq!(b.drip.as_deref().map(|d| d.served), Some(0));
     }
 
     #[test]
@@ -210,7 +232,7 @@ mod tests {
         let t0 = Instant::now();
         let mut b = BucketState::new(t0);
         b.drip_refused(t0, 10 * S);
-        let d = b.drip.unwrap();
+        let d = *b.drip.clone().unwrap();
         // Asked 35 s later: the slot at 10 s is long granted; it goes at once, and the
         // next is granted at 20 s (still in the past: three more go at once).
         let (start, next) = d.plan(t0 + 35 * S);
@@ -234,13 +256,43 @@ mod tests {
             let d = b.drip.as_mut().unwrap();
             d.next = d.plan(t0).1;
         }
-        assert_eq!(b.drip.map(|d| d.next), Some(t0 + 60 * S));
+        assert_eq!(b.drip.as_deref().map(|d| d.next), Some(t0 + 60 * S));
         // Paused at 23 s: the slots at 10 and 20 s were sent, the rest are void.
         b.drip_void(t0 + 23 * S);
-        assert_eq!(b.drip.map(|d| d.next), Some(t0 + 30 * S));
+        assert_eq!(b.drip.as_deref().map(|d| d.next), Some(t0 + 30 * S));
         // Nothing ahead: nothing moves.
         b.drip_void(t0 + 40 * S);
-        assert_eq!(b.drip.map(|d| d.next), Some(t0 + 30 * S));
+        assert_eq!(b.drip.as_deref().map(|d| d.next), Some(t0 + 30 * S));
+    }
+
+    #[test]
+    fn a_drip_without_refusals_for_an_hour_is_doubted() {
+        let t0 = Instant::now();
+        let mut b = BucketState::new(t0);
+        // Refused once, then served for an hour at 10 s (a daily limit that reset
+        // whole, say): nothing says the refill is faster.
+        b.drip_refused(t0, 10 * S);
+        let mut now = t0;
+        for _ in 0..360 {
+            now += 10 * S;
+            b.requests += 1;
+            b.drip_served(now, Some(ticket(&b)));
+        }
+        assert_eq!(b.drip.as_deref().map(|d| d.interval), Some(10 * S));
+        // Past the hour, every fourth success halves it.
+        for _ in 0..8 {
+            now += 10 * S;
+            b.requests += 1;
+            b.drip_served(now, Some(ticket(&b)));
+        }
+        assert_eq!(
+            b.drip.as_deref().map(|d| d.interval),
+            Some(2500 * Duration::from_millis(1))
+        );
+        // A refusal measures it again: 368 served from 10 s to 3690 s.
+        b.drip_refused(now, 10 * S);
+        let d = *b.drip.clone().unwrap();
+        assert_eq!((d.interval, d.served), (10 * S, 0));
     }
 
     #[test]
@@ -248,11 +300,11 @@ mod tests {
         let t0 = Instant::now();
         let mut b = BucketState::new(t0);
         b.drip_refused(t0, Duration::MAX);
-        let d = b.drip.unwrap();
+        let d = *b.drip.clone().unwrap();
         assert!(d.interval <= MAX_SPAN);
         let _ = d.plan(t0);
         b.requests += 1;
-        b.drip_served(Some(ticket(&b)));
+        b.drip_served(t0, Some(ticket(&b)));
         b.drip_refused(t0 + S, Duration::MAX);
         b.drip_cancel(t0 + S);
         b.drip_void(t0 + S);

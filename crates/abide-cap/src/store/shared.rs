@@ -234,7 +234,7 @@ impl SharedBucket {
             see(l.refill.map(|r| r.tat));
         }
         see(throttled.map(|t| t.tat));
-        see(drip.map(|d| d.next));
+        see(drip.as_ref().map(|d| d.next));
         later(last, idle)
     }
 
@@ -506,12 +506,14 @@ impl Writer<'_> {
             anchor,
             anchor_requests,
             served,
+            refused,
         } = d;
         self.u64(nanos(*interval));
         self.instant(*next);
         self.instant(*anchor);
         self.u64(*anchor_requests);
         self.u32(*served);
+        self.instant(*refused);
     }
 
     fn throttled(&mut self, t: &Throttled) {
@@ -629,7 +631,7 @@ impl<'a> Reader<'a> {
             learned.push(self.learned()?);
         }
         let throttled = self.option(Self::throttled)?;
-        let drip = self.option(Self::drip)?;
+        let drip = self.option(Self::drip)?.map(Box::new);
         let born = self.instant()?;
         let last_used = self.instant()?;
         Ok(BucketState {
@@ -749,6 +751,7 @@ impl<'a> Reader<'a> {
             anchor: self.instant()?,
             anchor_requests: self.u64()?,
             served: self.u32()?,
+            refused: self.instant()?,
         })
     }
 
