@@ -684,3 +684,49 @@ async fn a_daily_limit_that_resets_whole_is_not_paced_at_its_last_refusal_for_go
         "took {last:?}: the drip kept the pace of the last refusal"
     );
 }
+
+#[tokio::test(start_paused = true)]
+async fn a_slow_refill_stated_in_whole_units_is_not_taken_for_another_process() {
+    // OpenAI's headers on a bucket of 6 requests refilling over 30 minutes (one each
+    // 5 minutes), answered in 2.3 s. Two answers 2.3 s apart show the level down by
+    // exactly what this client sent: the refill between them (0.008 of a request) is
+    // invisible in whole units, which once read as another process taking half the
+    // refill, and halved the pace.
+    let mut requests = Bucket {
+        capacity: 6.0,
+        per_s: 6.0 / 1800.0,
+        level: 6.0,
+        at: Instant::now(),
+    };
+    let api = Api::new(2300 * MS, move |now, _, _| {
+        requests.refill(now);
+        let reply = if requests.level < 1.0 {
+            Reply::status(429).verdict(
+                Classification::new(Class::RateLimited, "test: rate limit reached")
+                    .with_scope(QuotaScope::Requests)
+                    .with_retry_after(Some(requests.until(1.0))),
+            )
+        } else {
+            requests.level -= 1.0;
+            Reply::ok()
+        };
+        reply
+            .header("x-ratelimit-limit-requests", "6")
+            .header(
+                "x-ratelimit-remaining-requests",
+                format!("{}", requests.level.floor()),
+            )
+            .header("x-ratelimit-reset-requests", requests.until_full())
+    });
+    let c = client(
+        &api,
+        BackoffRetryLayer::new().with_seed(2),
+        ConcurrencyCapLayer::new().with_in_flight(abide::cap::InFlight::fixed(4)),
+    );
+    // 10 requests: 6 at once, then one each 5 minutes: 20 minutes.
+    let last = all_succeed(&c, (0..10).map(|i| request(i, None)).collect()).await;
+    assert!(
+        last < 22 * 60 * S,
+        "took {last:?}: the refill of one each 5 minutes is 20 minutes"
+    );
+}

@@ -60,9 +60,10 @@
 //!   the enforced one), else `limit / window`. The scope is paced by GCRA with the
 //!   bucket's capacity as burst and the level the response states: a full bucket is used
 //!   at once, an empty one waits for **one unit's refill**, not the whole reset.
-//!   - *Shared keys*: every 2 s or more, what the server's level lost beyond the refill
-//!     and this client's own admissions is what other processes on the key took; this
-//!     client paces at the refill less that (at least a tenth of it).
+//!   - *Shared keys*: every 2 s or more (and at least four units' refill: levels are
+//!     stated in whole units, off by up to one), what the server's level lost beyond
+//!     the refill and this client's own admissions is what other processes on the key
+//!     took; this client paces at the refill less that (at least a tenth of it).
 //!   - *Advertised but not granted*: a 429 saying some remain teaches that those never
 //!     do; they are subtracted from the capacity and every later `remaining`.
 //! - **Windows** (every other dialect): `left` units are spread evenly over the time to

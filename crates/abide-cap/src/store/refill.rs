@@ -10,6 +10,19 @@ use tokio::time::Instant;
 /// (shorter spans are mostly noise: latency jitter, integer counts).
 pub(super) const SHARE_SAMPLE: Duration = Duration::from_secs(2);
 
+/// Refill units a share measurement spans at least. Levels are stated in whole units
+/// (rounded down), so what two answers show consumed is off by up to a unit: over a
+/// span that refills less than a unit, that error is the whole refill (one request of
+/// six every 5 minutes, measured over 2 s, read as another process taking half of it).
+const SHARE_SAMPLE_UNITS: u64 = 4;
+
+/// The span of one share measurement on a bucket refilling one unit per `unit_ns`.
+fn share_sample(unit_ns: u64) -> Duration {
+    SHARE_SAMPLE.max(Duration::from_nanos(
+        unit_ns.saturating_mul(SHARE_SAMPLE_UNITS),
+    ))
+}
+
 /// The smallest share of a token bucket's refill this client keeps for itself whatever
 /// others seem to take: measurement noise must not starve it.
 pub(super) const MIN_SHARE: f64 = 0.1;
@@ -180,7 +193,7 @@ pub(super) fn learn_refill(
         let admitted = if counts_cost { t.units } else { t.requests };
         let mine = admitted.saturating_sub(refill.refused);
         match refill.sample {
-            Some((at, was, mine_then)) if since(now, at) >= SHARE_SAMPLE => {
+            Some((at, was, mine_then)) if since(now, at) >= share_sample(unit_ns) => {
                 let dt = since(now, at).as_secs_f64();
                 let refilled = dt * 1e9 / unit_ns as f64;
                 if (was as f64) + refilled < capacity as f64 && !throttled {
