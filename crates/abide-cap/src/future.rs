@@ -82,10 +82,7 @@ struct Ctx<S, B> {
     shared: Arc<Shared>,
     key: BucketKey,
     cost: u32,
-    started: Option<Instant>,
-    max_wait: Duration,
-    /// See [`WaitLimit::total`].
-    total: bool,
+    wait: WaitLimit,
     /// Time spent held without a slot (a pause, an outage, an exhaustion's probe out).
     held: Duration,
     limiter: Arc<Limiter>,
@@ -163,9 +160,7 @@ where
                 shared,
                 key,
                 cost,
-                started: wait.started,
-                max_wait: wait.max,
-                total: wait.total,
+                wait,
                 held: Duration::ZERO,
                 limiter,
                 queue: None,
@@ -444,12 +439,12 @@ where
 
     /// What is left of the wait allowed for admission at `now`.
     fn left(&self, now: Instant) -> Duration {
-        if self.total {
-            left(self.max_wait, self.started, now)
+        if self.wait.total {
+            left(self.wait.max, self.wait.started, now)
         } else {
             // This request's own queue place counts once it holds one.
             let queued = self.limiter.queued() + usize::from(self.queue.is_none());
-            bucket_bound(self.max_wait, queued, self.held)
+            bucket_bound(self.wait.max, queued, self.held)
         }
     }
 
@@ -464,7 +459,7 @@ where
     fn start(&mut self) -> CapStep<S, B, ResB> {
         let now = Instant::now();
         // Starting now, unless a deadline started the clock in `call`.
-        let started = *self.started.get_or_insert(now);
+        let started = *self.wait.started.get_or_insert(now);
         if let Some(permit) = self.limiter.try_acquire() {
             self.permit = Some(permit);
             return self.admit(now, None);
@@ -478,11 +473,11 @@ where
             // Unlimited buckets always have a permit; unreachable in practice.
             return self.fail("abide-cap: no permit source".into());
         };
-        let left = if self.total {
-            left(self.max_wait, Some(started), now)
+        // By default, a wait in which no permit frees (see `poll_acquire`).
+        let left = if self.wait.total {
+            left(self.wait.max, Some(started), now)
         } else {
-            // Bounds a wait in which no permit frees (see `poll_acquire`).
-            self.max_wait.saturating_sub(self.held)
+            self.wait.max
         };
         let deadline = now.checked_add(left.min(NEVER)).unwrap_or(now);
         Step::Next(State::Acquire {
@@ -510,17 +505,17 @@ where
                 // By default the wait ends only when the bucket stood still for the whole
                 // max wait: while permits free, the queue moves, and its tail waits on.
                 let now_progress = self.limiter.progress();
-                if !self.total && now_progress != *progress {
+                if !self.wait.total && now_progress != *progress {
                     *progress = now_progress;
-                    let deadline = Instant::now().checked_add(self.max_wait.min(NEVER));
+                    let deadline = Instant::now().checked_add(self.wait.max.min(NEVER));
                     timeout
                         .as_mut()
                         .reset(deadline.unwrap_or_else(Instant::now));
                     continue;
                 }
-                let waited = self.started.map_or(Duration::ZERO, |s| s.elapsed());
+                let waited = self.wait.started.map_or(Duration::ZERO, |s| s.elapsed());
                 warn_if_bodies_idle(&self.limiter, &self.key, *progress, waited);
-                return Poll::Ready(self.fail(Box::new(WaitTooLong::new(waited, self.max_wait))));
+                return Poll::Ready(self.fail(Box::new(WaitTooLong::new(waited, self.wait.max))));
             },
         }
     }
@@ -542,9 +537,9 @@ where
             }
             Decision::Wait { until, reservation } => self.wait(until, reservation),
             Decision::Reject(r) => {
-                let waited = self.started.map_or(Duration::ZERO, |s| s.elapsed());
+                let waited = self.wait.started.map_or(Duration::ZERO, |s| s.elapsed());
                 let policy = &self.shared.config.policy;
-                let error = rejection(&self.key, r, waited, self.max_wait, policy.max_server_wait);
+                let error = rejection(&self.key, r, waited, self.wait.max, policy.max_server_wait);
                 self.fail(error)
             }
         })

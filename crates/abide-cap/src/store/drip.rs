@@ -9,14 +9,15 @@ use tokio::time::Instant;
 
 /// A drip unused for this long (its credit grew past it: callers sent slower than the
 /// refill all along) no longer binds, and is forgotten.
-pub(super) const DRIP_IDLE: Duration = Duration::from_secs(3600);
+const DRIP_IDLE: Duration = Duration::from_secs(3600);
 
 /// A request every `interval`: the refill of a spent daily limit that replenishes
 /// continuously (OpenAI's and Anthropic's daily limits: "... per day (RPD) ... Please try
 /// again in 8.64s"). Each refusal states when the next request is granted; from one
 /// stated return to another the server granted what succeeded in between, so
-/// `interval` is that span over those successes ([`BucketState::drip_refused`]). Unsent refill is credit (the daily
-/// bucket holds the whole day), so a caller slower than the refill is never held back.
+/// `interval` is that span over those successes ([`BucketState::drip_refused`]). Unsent
+/// refill is credit (the daily bucket holds the whole day), so a caller slower than the
+/// refill is never held back.
 ///
 /// Without it, the pause a refusal states let every waiting request go when it ended:
 /// the first took the one request the refill had granted and the next drew a 429, a
@@ -41,10 +42,10 @@ pub(super) struct Drip {
 /// paced at the refill draws no refusal, and neither does one paced slower than the
 /// refill is now (the others sharing it finished; the daily limit reset whole): only
 /// sending faster tells them apart. At the refill that costs a refusal an hour.
-pub(super) const DRIP_TRUST: Duration = Duration::from_secs(3600);
+const DRIP_TRUST: Duration = Duration::from_secs(3600);
 
 /// Successes a measurement of the interval spans before it is trusted whole.
-pub(super) const DRIP_BASIS: u32 = 4;
+const DRIP_BASIS: u32 = 4;
 
 /// Windows this long or longer are daily (or longer) limits the headers describe.
 const DAILY_WINDOW: Duration = Duration::from_secs(3600);
@@ -171,10 +172,6 @@ mod tests {
 
     const S: Duration = Duration::from_secs(1);
 
-    fn ticket(b: &BucketState) -> Ticket {
-        b.ticket()
-    }
-
     #[test]
     fn the_interval_is_the_span_between_stated_returns_over_what_succeeded() {
         let t0 = Instant::now();
@@ -182,7 +179,7 @@ mod tests {
         let serve = |b: &mut BucketState, n| {
             for _ in 0..n {
                 b.requests += 1;
-                b.drip_served(t0, Some(ticket(b)));
+                b.drip_served(t0, Some(b.ticket()));
             }
         };
         // First refusal: 3 s to the next request (part of it refilled already).
@@ -220,7 +217,7 @@ mod tests {
         let t0 = Instant::now();
         let mut b = BucketState::new(t0);
         b.requests = 5;
-        let before = ticket(&b);
+        let before = b.ticket();
         b.drip_refused(t0, 3 * S);
         b.drip_served(t0, Some(before));
         b.drip_served(t0, None);
@@ -276,14 +273,14 @@ mod tests {
         for _ in 0..360 {
             now += 10 * S;
             b.requests += 1;
-            b.drip_served(now, Some(ticket(&b)));
+            b.drip_served(now, Some(b.ticket()));
         }
         assert_eq!(b.drip.as_deref().map(|d| d.interval), Some(10 * S));
         // Past the hour, every fourth success halves it.
         for _ in 0..8 {
             now += 10 * S;
             b.requests += 1;
-            b.drip_served(now, Some(ticket(&b)));
+            b.drip_served(now, Some(b.ticket()));
         }
         assert_eq!(
             b.drip.as_deref().map(|d| d.interval),
@@ -304,7 +301,7 @@ mod tests {
         assert!(d.interval <= MAX_SPAN);
         let _ = d.plan(t0);
         b.requests += 1;
-        b.drip_served(t0, Some(ticket(&b)));
+        b.drip_served(t0, Some(b.ticket()));
         b.drip_refused(t0 + S, Duration::MAX);
         b.drip_cancel(t0 + S);
         b.drip_void(t0 + S);
