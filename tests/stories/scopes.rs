@@ -730,3 +730,39 @@ async fn a_slow_refill_stated_in_whole_units_is_not_taken_for_another_process() 
         "took {last:?}: the refill of one each 5 minutes is 20 minutes"
     );
 }
+
+/// A sliding window of 300 requests per 20 s that states no limits, only the wait until
+/// its oldest spend ages out (`retry-after-ms`, as gRPC pushback gives); it answers in
+/// `latency`, so what a busy client spends comes back spread as it was spent.
+fn silent_sliding_window(latency: Duration) -> Api {
+    let mut spent: std::collections::VecDeque<Instant> = Default::default();
+    Api::new(latency, move |now, _, _| {
+        while spent.front().is_some_and(|&t| t + 20 * S <= now) {
+            spent.pop_front();
+        }
+        if spent.len() >= 300 {
+            let back = spent[0] + 20 * S - now;
+            return Reply::status(429)
+                .header("retry-after-ms", back.as_millis().max(1).to_string());
+        }
+        spent.push_back(now);
+        Reply::ok()
+    })
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_stated_wait_is_not_averaged_into_the_send_rate_of_a_window_that_slides() {
+    let api = silent_sliding_window(300 * MS);
+    let c = crate::support::abide_client(
+        &api,
+        abide::AbideLayer::generic().with_retry(BackoffRetryLayer::new().with_seed(11)),
+    );
+    // 900 requests: 300 at once, 300 as those age out from 20 s, 300 more from 40 s. The
+    // first refusals after each wait state a few milliseconds (the next spend to age
+    // out): taken over the 20 s wait that sent nothing, the rate that drew them read as
+    // a trickle, the learned rate collapsed and the job took 62.8 s.
+    let took = all_succeed(&c, (0..900).map(|i| request(i, None)).collect()).await;
+    assert!(took < 50 * S, "took {took:?}");
+    let refused = api.arrivals().len() - 900;
+    assert!(refused < 180, "{refused} refusals for 900 requests");
+}

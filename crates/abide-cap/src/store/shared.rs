@@ -34,7 +34,7 @@ use tokio::time::Instant;
 
 /// The version of the encoding [`SharedBucket::encode`] writes. A store seeing another
 /// version (a fleet mid-upgrade) gets a [`DecodeError`] and applies its failure policy.
-pub const FORMAT_VERSION: u8 = 5;
+pub const FORMAT_VERSION: u8 = 6;
 
 const MAGIC: [u8; 2] = *b"AB";
 
@@ -523,12 +523,14 @@ impl Writer<'_> {
             cut_requests,
             served,
             tat,
+            resumes,
         } = t;
         self.f64(*rate);
         self.instant(*cut_at);
         self.u64(*cut_requests);
         self.bool(*served);
         self.instant(*tat);
+        self.instant(*resumes);
     }
 }
 
@@ -762,6 +764,7 @@ impl<'a> Reader<'a> {
             cut_requests: self.u64()?,
             served: self.bool()?,
             tat: self.instant()?,
+            resumes: self.instant()?,
         })
     }
 }

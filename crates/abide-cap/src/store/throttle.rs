@@ -41,6 +41,9 @@ pub(super) struct Throttled {
     pub(super) served: bool,
     /// GCRA theoretical arrival time (burst 1).
     pub(super) tat: Instant,
+    /// The end of the wait the server stated with the 429 that cut ([`Self::cut_at`]
+    /// when it stated none): nothing was sent before it.
+    pub(super) resumes: Instant,
 }
 
 /// Near the rate that drew the last 429 (from this share of it to the share beyond), the
@@ -101,6 +104,7 @@ impl BucketState {
         snapshot: &abide_headers::RateLimitSnapshot,
         promised: bool,
         ticket: Option<Ticket>,
+        stated: Option<Duration>,
     ) {
         let headers_know =
             !self.learned.is_empty() || snapshot.limits().iter().any(|l| l.remaining.is_some());
@@ -116,6 +120,20 @@ impl BucketState {
         let (from, sent_before) = self
             .throttled
             .map_or((self.born, 0), |t| (t.cut_at, t.cut_requests));
+        // The rate that drew this 429 is what was sent over the cycle the server refills
+        // in. When it states a wait much shorter than the one it stated at the last cut,
+        // its quota comes back as it goes (a sliding window ageing out, a bucket), not all
+        // at once, and the last wait sent nothing: averaged over it, a queue let out when
+        // the server said it could be reads as a trickle (101 requests after a 48 s wait:
+        // 1.5 a second, where the server took 200) and the rate collapses. When the new
+        // wait is as long, the last one's quota was spent at once (a fixed window, others
+        // on the key), and the average over the whole cycle is what the server grants.
+        let from = match (&self.throttled, stated) {
+            (Some(t), Some(w)) if w < since(t.resumes, t.cut_at) / 2 => {
+                from.max(t.resumes.min(now))
+            }
+            _ => from,
+        };
         let dt = since(now, from).as_secs_f64().max(0.1);
         let sent = self.requests.saturating_sub(sent_before) as f64;
         let mut rate = (sent / dt * THROTTLE_BETA).max(THROTTLE_MIN_RATE);
@@ -124,12 +142,19 @@ impl BucketState {
             let grown = if t.served { t.rate_at(now) } else { t.rate };
             rate = rate.min(grown * THROTTLE_BETA);
         }
+        tracing::debug!(
+            rate_per_s = rate,
+            sent,
+            over_s = dt,
+            "a 429 with no limit stated cuts the send rate"
+        );
         self.throttled = Some(Throttled {
             rate,
             cut_at: now,
             cut_requests: self.requests,
             served: false,
             tat: self.throttled.map_or(now, |t| t.tat),
+            resumes: now,
         });
     }
 }
@@ -147,6 +172,7 @@ mod tests {
             cut_requests: 0,
             served: false,
             tat: cut_at,
+            resumes: cut_at,
         };
         let at = |s: f64| t.rate_at(cut_at + Duration::from_secs_f64(s));
         assert_eq!(at(0.0), 70.0);
@@ -187,6 +213,7 @@ mod tests {
             cut_requests: 10,
             served: false,
             tat: at,
+            resumes: at,
         });
         b.requests = 110;
         let ticket = b.ticket();
@@ -202,13 +229,13 @@ mod tests {
         let later = at + Duration::from_secs(20);
         let grown = b.throttled.map(|t| t.rate_at(later)).unwrap_or_default();
         assert!(grown > 1.5, "{grown}");
-        b.cut_rate(later, &none, false, Some(ticket));
+        b.cut_rate(later, &none, false, Some(ticket), None);
         let rate = b.throttled.map(|t| t.rate);
         assert_eq!(rate, Some(THROTTLE_BETA));
 
         let (mut b, ticket) = cut_bucket(at);
         b.throttled_success(Some(ticket));
-        b.cut_rate(later, &none, false, Some(ticket));
+        b.cut_rate(later, &none, false, Some(ticket), None);
         let rate = b.throttled.map(|t| t.rate).unwrap_or_default();
         assert!((rate - grown * THROTTLE_BETA).abs() < 1e-9, "{rate}");
     }
@@ -226,7 +253,7 @@ mod tests {
             intervals.push(interval);
             now += interval;
             b.requests += 1;
-            b.cut_rate(now, &none, false, Some(b.ticket()));
+            b.cut_rate(now, &none, false, Some(b.ticket()), None);
         }
         assert!(intervals.windows(2).all(|w| w[1] >= w[0]), "{intervals:?}");
         let slowest = Duration::from_secs_f64(1.0 / THROTTLE_MIN_RATE);
