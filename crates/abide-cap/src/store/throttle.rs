@@ -274,4 +274,36 @@ mod tests {
         b.throttled_success(Some(ticket));
         assert_eq!(b.throttled.map(|t| t.served), Some(true));
     }
+
+    #[test]
+    fn a_short_wait_after_a_stated_one_measures_from_its_end_a_long_one_over_the_cycle() {
+        let s = Duration::from_secs(1);
+        let none = abide_headers::RateLimitSnapshot::new();
+        // Cut at `at` to 100 a second (far above what follows, so the measurement, not
+        // the growth, decides the next cut), the server having stated a 40 s wait; 50
+        // requests sent after it, the next refusal 1 s after the wait ended.
+        let refused = |stated: Duration| {
+            let at = Instant::now();
+            let mut b = BucketState::new(at);
+            b.throttled = Some(Throttled {
+                rate: 100.0,
+                cut_at: at,
+                cut_requests: 10,
+                served: false,
+                tat: at,
+                resumes: at + 40 * s,
+            });
+            b.requests = 60;
+            let ticket = b.ticket();
+            b.cut_rate(at + 41 * s, &none, false, Some(ticket), Some(stated));
+            b.throttled.map(|t| t.rate).unwrap_or_default()
+        };
+        // It states 100 ms: the quota comes back as it goes, and the 50 went in the
+        // second since the wait ended.
+        let short = refused(Duration::from_millis(100));
+        assert!((short - 50.0 * THROTTLE_BETA).abs() < 1e-9, "{short}");
+        // It states 40 s again: the 50 were what the whole 41 s cycle granted.
+        let long = refused(40 * s);
+        assert!((long - 50.0 / 41.0 * THROTTLE_BETA).abs() < 1e-9, "{long}");
+    }
 }
