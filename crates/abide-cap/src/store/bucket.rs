@@ -438,17 +438,18 @@ impl BucketState {
                         {
                             self.drip_refused(now, wait);
                         } else {
-                            self.cut_rate(now, o.snapshot, promised, o.ticket, stated);
+                            self.cut_rate(
+                                now,
+                                o.snapshot,
+                                promised,
+                                o.ticket,
+                                stated.map(|_| wait),
+                            );
                         }
                     }
                     if !wait.is_zero() {
                         self.drip_void(now);
                         self.pause(later(now, wait));
-                    }
-                    if let (Some(_), Some(t)) = (stated, &mut self.throttled) {
-                        if t.cut_at == now {
-                            t.resumes = t.resumes.max(later(now, wait));
-                        }
                     }
                 }
             }

@@ -2,7 +2,7 @@
 //! overstate it.
 
 use super::bucket::BucketState;
-use super::time::{since, MAX_SPAN};
+use super::time::{later, since, MAX_SPAN};
 use super::Ticket;
 use std::time::Duration;
 use tokio::time::Instant;
@@ -90,7 +90,8 @@ impl BucketState {
     }
 
     /// A 429 with no limit known from headers: cut the send rate to a share of what was
-    /// sent since the last cut. One burst of 429s is one signal: those arriving while
+    /// sent since the last cut. `stated` is the wait the server stated with it (capped at
+    /// the max pause), if any. One burst of 429s is one signal: those arriving while
     /// the bucket is already paused, and those answering requests sent before the last
     /// cut (`ticket`), do not cut again.
     ///
@@ -106,6 +107,12 @@ impl BucketState {
         ticket: Option<Ticket>,
         stated: Option<Duration>,
     ) {
+        if let (Some(w), Some(t)) = (stated, &mut self.throttled) {
+            if t.cut_at == now {
+                // Another refusal of the burst that cut: the wait lasts to its end too.
+                t.resumes = t.resumes.max(later(now, w));
+            }
+        }
         let headers_know =
             !self.learned.is_empty() || snapshot.limits().iter().any(|l| l.remaining.is_some());
         if (headers_know && !promised) || self.paused_until.is_some_and(|p| p > now) {
@@ -154,7 +161,7 @@ impl BucketState {
             cut_requests: self.requests,
             served: false,
             tat: self.throttled.map_or(now, |t| t.tat),
-            resumes: now,
+            resumes: stated.map_or(now, |w| later(now, w)),
         });
     }
 }
@@ -284,15 +291,11 @@ mod tests {
         // requests sent after it, the next refusal 1 s after the wait ended.
         let refused = |stated: Duration| {
             let at = Instant::now();
-            let mut b = BucketState::new(at);
-            b.throttled = Some(Throttled {
-                rate: 100.0,
-                cut_at: at,
-                cut_requests: 10,
-                served: false,
-                tat: at,
-                resumes: at + 40 * s,
-            });
+            let (mut b, _) = cut_bucket(at);
+            if let Some(t) = &mut b.throttled {
+                t.rate = 100.0;
+                t.resumes = at + 40 * s;
+            }
             b.requests = 60;
             let ticket = b.ticket();
             b.cut_rate(at + 41 * s, &none, false, Some(ticket), Some(stated));
