@@ -155,30 +155,31 @@ async fn headers_that_overstate_a_window_stop_drawing_429s_once_refused() {
     );
 }
 
-/// A sliding window of 18 requests per 2 s behind OpenAI's header names: `reset` is when
-/// the window is whole again (the newest request in it ages out), not a refill time.
-fn sliding_window_in_openai_names() -> Api {
+/// A sliding window of `limit` requests per `window` behind OpenAI's header names:
+/// `reset` is when the window is whole again (the newest request in it ages out), not a
+/// refill time.
+fn sliding_window_in_openai_names(limit: usize, window: Duration) -> Api {
     let mut sent: std::collections::VecDeque<Instant> = Default::default();
     Api::new(50 * MS, move |now, _, _| {
-        while sent.front().is_some_and(|t| now - *t >= 2 * S) {
+        while sent.front().is_some_and(|t| now - *t >= window) {
             sent.pop_front();
         }
-        let refused = sent.len() >= 18;
+        let refused = sent.len() >= limit;
         if !refused {
             sent.push_back(now);
         }
-        let reset = sent.back().map_or(Duration::ZERO, |t| (*t + 2 * S) - now);
+        let reset = sent.back().map_or(Duration::ZERO, |t| (*t + window) - now);
         let reply = if refused {
-            let wait = (*sent.front().unwrap() + 2 * S) - now;
+            let wait = (*sent.front().unwrap() + window) - now;
             Reply::status(429).header("retry-after-ms", wait.as_millis().to_string())
         } else {
             Reply::ok()
         };
         reply
-            .header("x-ratelimit-limit-requests", "18")
+            .header("x-ratelimit-limit-requests", limit.to_string())
             .header(
                 "x-ratelimit-remaining-requests",
-                (18 - sent.len()).to_string(),
+                (limit - sent.len()).to_string(),
             )
             .header(
                 "x-ratelimit-reset-requests",
@@ -189,7 +190,7 @@ fn sliding_window_in_openai_names() -> Api {
 
 #[tokio::test(start_paused = true)]
 async fn a_sliding_window_behind_openai_header_names_is_used_at_its_rate() {
-    let api = sliding_window_in_openai_names();
+    let api = sliding_window_in_openai_names(18, 2 * S);
     let c = crate::support::abide_client(
         &api,
         abide::AbideLayer::new().with_retry(BackoffRetryLayer::new().with_seed(14)),
@@ -197,6 +198,24 @@ async fn a_sliding_window_behind_openai_header_names_is_used_at_its_rate() {
     // 360 requests at 9 a second: 40 s at best.
     let took = all_succeed(&c, (0..360).map(|i| request(i, None)).collect()).await;
     assert!(took < 48 * S, "took {:?} for 40 s of quota", took);
+}
+
+/// A long sliding window met by one burst: the first answers already state a reset
+/// (the window's length) far sooner than a refilling bucket missing that much could be
+/// full again, so the scope is a window from the start, not a bucket refilling one
+/// request every 30 s / 11.
+#[tokio::test(start_paused = true)]
+async fn a_burst_into_a_long_sliding_window_behind_openai_names_waits_for_the_window() {
+    let api = sliding_window_in_openai_names(12, 30 * S);
+    let c = crate::support::abide_client(
+        &api,
+        abide::AbideLayer::new().with_retry(BackoffRetryLayer::new().with_seed(15)),
+    );
+    // 41 requests, 12 per 30 s: the last 5 go when the third window has aged out, 90 s.
+    let took = all_succeed(&c, (0..41).map(|i| request(i, None)).collect()).await;
+    assert!(took < 95 * S, "took {:?} for 90 s of quota", took);
+    let refused = api.arrivals().iter().filter(|a| a.status == 429).count();
+    assert!(refused <= 1, "{refused} refusals");
 }
 
 /// A continuously refilling bucket behind OpenAI's header names (`reset` = until full

@@ -66,6 +66,11 @@
 //!     took; this client paces at the refill less that (at least a tenth of it).
 //!   - *Advertised but not granted*: a 429 saying some remain teaches that those never
 //!     do; they are subtracted from the capacity and every later `remaining`.
+//!   - *A window behind these names*: three answers in a row whose reset is far longer
+//!     than what is missing takes to refill, or one whose reset is sooner than a bucket
+//!     missing that much could refill it (a burst into a window states about the same
+//!     reset whatever is missing; whole-second resets are allowed two seconds of rounding
+//!     per unit), show the limit is a window: from then it is paced as one (below).
 //! - **Windows** (every other dialect): `left` units are spread evenly over the time to
 //!   the reset (a request of `u` units — 1 for request scopes, its cost for token scopes
 //!   — takes `u × span / left`), but the schedule may run ahead of the even spread by

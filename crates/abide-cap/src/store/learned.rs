@@ -59,6 +59,26 @@ fn window_like(
     reset > full_in.saturating_add(slack)
 }
 
+/// Whether an answer shows full again sooner than any refilling bucket could be: a
+/// bucket's reset is what is missing times its time per unit, and what it states as
+/// missing is at most a unit more than is (`remaining` rounds down), so it refills
+/// `missing - 1` units by its reset at least, each taking at least the time per unit an
+/// earlier answer showed (`reset / missing` exceeds a bucket's true time per unit only
+/// by the rounding of that answer's reset, `slack`, shared among the units it was missing).
+/// A window's reset does not grow with what is missing (a burst into a sliding window
+/// states its newest spend ageing out, a fixed window its end): one such answer proves it.
+fn full_too_soon(missing: u64, reset: Duration, refill: Option<&Refill>, slack: Duration) -> bool {
+    let Some(r) = refill else { return false };
+    let units = missing.saturating_sub(1);
+    let least = Duration::from_nanos(r.unit_ns.saturating_mul(units));
+    // A reset stated in whole units of `slack` may be early by one (the server's clock
+    // read rounded down) and late by one (the instant rounded up).
+    let rounding = slack
+        .saturating_mul(2)
+        .saturating_mul(u32::try_from(units.div_ceil(r.basis.max(1))).unwrap_or(u32::MAX));
+    reset.saturating_add(rounding) < least
+}
+
 /// A learned scope's schedule after one more reservation (both kinds are `Copy`, so
 /// planning never clones the scope's name).
 #[derive(Clone, Copy, Debug)]
@@ -243,13 +263,17 @@ impl BucketState {
                 let missing = capacity.saturating_sub(remaining);
                 // Anthropic states its resets as RFC 3339 instants, often in whole
                 // seconds; OpenAI as durations in milliseconds.
-                let slack = if limit.dialect == Dialect::Anthropic {
+                let slack = if limit.dialect == Dialect::Anthropic
+                    || (reset.subsec_nanos() == 0 && !reset.is_zero())
+                {
                     Duration::from_secs(1)
                 } else {
                     Duration::from_millis(10)
                 };
                 let window = window_like(missing, capacity, reset, l.refill.as_ref(), slack);
-                l.window_evidence = if window {
+                l.window_evidence = if full_too_soon(missing, reset, l.refill.as_ref(), slack) {
+                    WINDOW_EVIDENCE
+                } else if window {
                     l.window_evidence.saturating_add(1)
                 } else if l.window_evidence < WINDOW_EVIDENCE {
                     0
@@ -363,4 +387,66 @@ fn busy_period(
         taken,
     };
     (Some(returns), sliding)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A rate learned from an answer missing `basis` units, full again in `reset`.
+    fn learned(basis: u64, reset: Duration) -> Refill {
+        Refill {
+            capacity: 60,
+            phantom: 0,
+            unit_ns: u64::try_from(reset.as_nanos()).unwrap() / basis,
+            basis,
+            others_per_s: 0.0,
+            sample: None,
+            refused: 0,
+            tat: Instant::now(),
+        }
+    }
+
+    const S: Duration = Duration::from_secs(1);
+    const MS: Duration = Duration::from_millis(10);
+
+    #[test]
+    fn a_bucket_whose_resets_are_rounded_to_whole_seconds_is_not_a_window() {
+        // A unit every 1.5 s, its resets rounded up then down: 1 missing "2s", 5 "7s".
+        let r = learned(1, 2 * S);
+        assert!(!full_too_soon(5, 7 * S, Some(&r), S));
+        // A unit a second: 3 missing stated "2s" (2.4 s rounded down).
+        let r = learned(1, S);
+        assert!(!full_too_soon(3, 2 * S, Some(&r), S));
+        // Millisecond resets, as OpenAI states them: 11 missing a little under 10 units.
+        let r = learned(1, Duration::from_millis(100));
+        assert!(!full_too_soon(11, Duration::from_millis(990), Some(&r), MS));
+    }
+
+    #[test]
+    fn a_burst_into_a_window_shows_full_again_too_soon() {
+        // A sliding window of 30 s: the first spend states 30 s for one missing, the
+        // third the same 30 s (less the latency) for three.
+        let r = learned(1, 30 * S);
+        assert!(!full_too_soon(
+            2,
+            Duration::from_millis(29_990),
+            Some(&r),
+            MS
+        ));
+        assert!(full_too_soon(
+            3,
+            Duration::from_millis(29_980),
+            Some(&r),
+            MS
+        ));
+        // The same in whole seconds, each unit allowed two seconds of rounding.
+        assert!(!full_too_soon(2, 29 * S, Some(&r), S));
+        assert!(full_too_soon(3, 29 * S, Some(&r), S));
+    }
+
+    #[test]
+    fn without_a_learned_rate_nothing_is_too_soon() {
+        assert!(!full_too_soon(50, Duration::ZERO, None, MS));
+    }
 }
