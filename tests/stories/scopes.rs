@@ -785,3 +785,51 @@ async fn a_stated_wait_is_not_averaged_into_the_send_rate_of_a_window_that_slide
     let refused = api.arrivals().len() - 900;
     assert!(refused < 180, "{refused} refusals for 900 requests");
 }
+
+/// A fixed window of 19 requests per 30 minutes that says nothing but 429 (no limits, no
+/// wait): once spent, it stays closed for the rest of the half hour.
+fn silent_half_hour_window() -> Api {
+    let start = Instant::now();
+    let mut window = 0u64;
+    let mut used = 0u32;
+    Api::new(130 * MS, move |now, _, _| {
+        let w = (now - start).as_secs() / 1800;
+        if w != window {
+            window = w;
+            used = 0;
+        }
+        if used >= 19 {
+            return Reply::status(429);
+        }
+        used += 1;
+        Reply::ok()
+    })
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_silent_window_closed_for_half_an_hour_loses_nothing_to_probing() {
+    // Three processes on one store, 14 requests each: 19 go now, 19 when the window
+    // opens again in 30 minutes, 4 in the next. The refusals while it is closed back the
+    // send rate off; the rate growing back with time alone (nothing served) took the
+    // limit as gone, let the queue out, and requests spent their attempts on the closed
+    // window.
+    let api = silent_half_hour_window();
+    let store: std::sync::Arc<dyn abide::cap::QuotaStore> =
+        std::sync::Arc::new(abide::cap::LocalStore::new());
+    let process = |p: u64| {
+        let cap = ConcurrencyCapLayer::new().with_shared_store(store.clone());
+        let c = client(&api, BackoffRetryLayer::new().with_seed(16 + p), cap);
+        let reqs: Vec<_> = (0..14).map(|i| request(format!("{p}-{i}"), None)).collect();
+        async move { call_all(&c, reqs).await }
+    };
+    let start = Instant::now();
+    let (a, b, c) = tokio::join!(process(0), process(1), process(2));
+    let mut last = start;
+    for d in a.iter().chain(&b).chain(&c) {
+        assert!(d.ok(), "{d:?}");
+        last = last.max(d.at);
+    }
+    let refused = api.arrivals().len() - 42;
+    assert!(last - start < 3700 * S, "took {:?}", last - start);
+    assert!(refused <= 80, "{refused} refusals for 42 requests");
+}

@@ -97,12 +97,13 @@
 //!
 //! Without limit headers, only the cap, the declared quotas and the verdicts drive
 //! admission: a 429 then also cuts a learned **send rate** to 0.7 × what was sent since
-//! the previous cut (growing 5 % a second after, dropped once 4 × the cut), so the queue
-//! leaves a pause paced instead of all at once. The growth counts only once a success
-//! shows it was granted: while nothing succeeds (a closed window, other processes taking
-//! the whole quota), each refusal cuts from the rate of the last cut, so the sends back
-//! off exponentially (to one per 100 s) and the requests held behind them spend no
-//! attempts; a request dropped while waiting gives its slot back.
+//! the previous cut (growing 5 % a second after, dropped once 4 × the cut and a request
+//! sent since the cut succeeded), so the queue leaves a pause paced instead of all at
+//! once. The growth counts only once a success shows it was granted: while nothing
+//! succeeds (a closed window, other processes taking the whole quota), each refusal cuts
+//! from the rate of the last cut, so the sends back off exponentially (to one per 100 s)
+//! and the requests held behind them spend no attempts; a request dropped while waiting
+//! gives its slot back.
 //!
 //! A **daily limit the headers do not show** (OpenAI's and Groq's requests per day: the
 //! headers state the minute windows only), refusing with a stated wait ("... per day

@@ -241,7 +241,7 @@ impl BucketState {
         self.drip_expire(now);
         let mut start = now.max(self.paused_until.unwrap_or(now));
         if let Some(t) = self.throttled {
-            if t.rate_at(now) >= t.rate * THROTTLE_RECOVERED {
+            if t.served && t.rate_at(now) >= t.rate * THROTTLE_RECOVERED {
                 self.throttled = None;
             }
         }

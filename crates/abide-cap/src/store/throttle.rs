@@ -12,8 +12,10 @@ use tokio::time::Instant;
 pub(super) const THROTTLE_BETA: f64 = 0.7;
 /// Growth of the send rate after a cut, per second, as a share of the cut rate.
 pub(super) const THROTTLE_GROWTH: f64 = 0.05;
-/// Once the rate grew to this multiple of the cut rate without another 429, the limit
-/// is taken as gone.
+/// Once the rate grew to this multiple of the cut rate without another 429, and a
+/// request sent since the cut succeeded, the limit is taken as gone. Growth with time
+/// alone shows nothing: a window closed for half an hour would be taken as gone every
+/// minute, and the queue let out against it would spend its attempts.
 pub(super) const THROTTLE_RECOVERED: f64 = 4.0;
 /// The slowest rate a 429 can cut to, per second.
 pub(super) const THROTTLE_MIN_RATE: f64 = 0.01;
