@@ -134,6 +134,98 @@ fn admission_bound(algorithm: Algorithm, limit: u64, window: Duration, units: u6
     }
 }
 
+/// The earliest instants a window limit can admit its successive windows' worth, when
+/// nothing is admitted during an outage: a window's quota that an outage covers is not
+/// carried over (a window never holds more than one window's worth), so after an outage
+/// a sliding window admits one window's worth at once and the next a window later, and a
+/// fixed window covered whole by an outage admits nothing. Batch `i` holds units
+/// `i x limit + 1 ..= (i + 1) x limit`; each is the earliest instant any schedule can admit
+/// those units at (placing every earlier unit as early as possible leaves the most room
+/// for later ones, in any window: an earlier admission is never counted in a later window
+/// where a later one would not be). Without outages batch `i` is at `i x window`, as in
+/// [`admission_bound`]. A token bucket keeps filling during an outage, but only up to its
+/// burst: [`bucket_bound`].
+struct WindowBatches<'a> {
+    algorithm: Algorithm,
+    window: f64,
+    outages: &'a [(f64, f64)],
+    at: Vec<f64>,
+}
+
+impl<'a> WindowBatches<'a> {
+    fn new(algorithm: Algorithm, window: Duration, outages: &'a [(f64, f64)]) -> Self {
+        WindowBatches {
+            algorithm,
+            window: window.as_secs_f64(),
+            outages,
+            at: Vec::new(),
+        }
+    }
+
+    /// The earliest instant `units` units can all have been admitted by a limit of `limit`
+    /// per window.
+    fn bound(&mut self, limit: u64, units: u64) -> f64 {
+        if limit == 0 || units == 0 || self.outages.is_empty() || self.window <= 0.0 {
+            return admission_bound(
+                self.algorithm,
+                limit,
+                Duration::from_secs_f64(self.window),
+                units,
+            );
+        }
+        if self.algorithm == Algorithm::TokenBucket {
+            return bucket_bound(limit, self.window, units, self.outages);
+        }
+        let batch = usize::try_from(units.div_ceil(limit) - 1).unwrap_or(usize::MAX);
+        while self.at.len() <= batch {
+            let from = match (self.algorithm, self.at.last()) {
+                (_, None) => 0.0,
+                // The window's units come back a window after they were admitted.
+                (Algorithm::SlidingWindow, Some(&last)) => last + self.window,
+                // The next window; one an outage covers whole admits nothing.
+                (_, Some(&last)) => ((last / self.window).floor() + 1.0) * self.window,
+            };
+            self.at.push(out_of_outages(from, self.outages));
+        }
+        self.at[batch]
+    }
+}
+
+/// The earliest instant a token bucket of `limit` units refilled over `window` seconds
+/// (starting full) can have admitted `units` units, nothing admitted during the
+/// `outages` (sorted by start): admitting all it holds the moment it may is the most any
+/// schedule admits by any instant; during an outage it fills up to its burst, and what
+/// would have come beyond that is lost.
+fn bucket_bound(limit: u64, window: f64, units: u64, outages: &[(f64, f64)]) -> f64 {
+    let (cap, units) = (limit as f64, units as f64);
+    let rate = cap / window;
+    let (mut t, mut admitted, mut level) = (0.0f64, 0.0f64, cap);
+    for &(start, end) in outages {
+        if end <= t {
+            continue;
+        }
+        if start > t {
+            admitted += level;
+            level = 0.0;
+            if admitted >= units {
+                return t;
+            }
+            if admitted + rate * (start - t) >= units {
+                return t + (units - admitted) / rate;
+            }
+            admitted += rate * (start - t);
+            t = start;
+        }
+        level = (level + rate * (end - t)).min(cap);
+        t = end;
+    }
+    admitted += level;
+    if admitted >= units {
+        return t;
+    }
+    t + (units - admitted) / rate
+}
+
 /// Moves `t` out of any outage it falls in (outages may chain, so until stable).
 fn out_of_outages(mut t: f64, outages: &[(f64, f64)]) -> f64 {
     loop {
@@ -217,10 +309,16 @@ impl Ord for OrdF64 {
 ///   `W` (for requests with `k`, for tokens with `T_k`);
 /// - the admission of request `k - 1`;
 ///
-/// and none is admitted during an outage. A request reaches the limiter `u_k` after it is
-/// sent, the `k`-th upstream delay the server draws ([`upstream_delays`](crate::upstream_delays),
-/// zero unless the server reorders), so it is sent no earlier than the latest of its
-/// arrival and the limits' bound less `u_k`. It is then served for `s_k`, the `k`-th service
+/// and none is admitted during an outage. A window's quota does not carry over an outage:
+/// with outages the window bounds are the earliest instants any schedule can admit the
+/// `k`-th unit at, given that nothing goes in an outage (a sliding window gives one
+/// window's worth at an outage's end, a fixed window covered whole gives nothing, a token
+/// bucket fills up to its burst only).
+///
+/// A request reaches the limiter `u_k` after it is sent, the `k`-th upstream delay the
+/// server draws ([`upstream_delays`](crate::upstream_delays), zero unless the server
+/// reorders), so it is sent no earlier than the latest of its arrival and the limits'
+/// bound less `u_k`. It is then served for `s_k`, the `k`-th service
 /// time the server draws ([`service_times`](crate::service_times): seeded, so the same for
 /// every strategy), holding one of `C` slots for `u_k + s_k`, `C` = the requests in flight at once
 /// (`clients x concurrency`, or `max_in_flight` when smaller). The bound is the end of the
@@ -241,16 +339,19 @@ pub fn ideal_makespan(scenario: &Scenario, plan: &[Planned]) -> f64 {
     arrivals.sort_by(f64::total_cmp);
     let mut costs: Vec<u64> = fit.iter().map(|p| p.tokens).collect();
     costs.sort_unstable();
-    let window = |limit: u64, units: u64| {
+    let mut outages: Vec<(f64, f64)> = server
+        .outages
+        .iter()
+        .map(|o| (o.start.as_secs_f64(), (o.start + o.duration).as_secs_f64()))
+        .collect();
+    outages.sort_by(|a, b| a.0.total_cmp(&b.0));
+    let mut request_batches = WindowBatches::new(server.algorithm, server.window, &outages);
+    let mut token_batches = WindowBatches::new(server.algorithm, server.window, &outages);
+    let window = |batches: &mut WindowBatches<'_>, limit: u64, units: u64| {
         if limit == 0 {
             0.0
         } else {
-            admission_bound(
-                server.algorithm,
-                server.enforced(limit),
-                server.window,
-                units,
-            )
+            batches.bound(server.enforced(limit), units)
         }
     };
     let daily = |limit: u64, units: u64| admission_bound(Algorithm::TokenBucket, limit, DAY, units);
@@ -263,8 +364,8 @@ pub fn ideal_makespan(scenario: &Scenario, plan: &[Planned]) -> f64 {
         .map(|k| {
             tokens = tokens.saturating_add(costs[k - 1]);
             let k64 = k as u64;
-            let limits = window(server.requests_per_window, k64)
-                .max(window(server.tokens_per_window, tokens))
+            let limits = window(&mut request_batches, server.requests_per_window, k64)
+                .max(window(&mut token_batches, server.tokens_per_window, tokens))
                 .max(daily(server.requests_per_day, k64))
                 .max(daily(server.tokens_per_day, tokens));
             arrivals[k - 1].max(limits - upstream[k - 1])
@@ -278,12 +379,6 @@ pub fn ideal_makespan(scenario: &Scenario, plan: &[Planned]) -> f64 {
     if server.max_in_flight > 0 {
         slots = slots.min(u64::from(server.max_in_flight));
     }
-    let mut outages: Vec<(f64, f64)> = server
-        .outages
-        .iter()
-        .map(|o| (o.start.as_secs_f64(), (o.start + o.duration).as_secs_f64()))
-        .collect();
-    outages.sort_by(|a, b| a.0.total_cmp(&b.0));
     // Every request, deliverable or not, must at least arrive before it can end.
     let last_arrival = plan
         .iter()
@@ -480,6 +575,30 @@ mod tests {
         // The first burst takes 5 rounds of the 16 callers (0-5 s). The second arrives at
         // 13 s, inside the outage: its 5 rounds start at 17 s at the earliest, end at 22 s.
         assert!((v - 22.0).abs() < 1e-9, "{v}");
+    }
+
+    #[test]
+    fn a_window_outage_loses_the_quota_of_the_windows_it_covers() {
+        // 30 requests at 10 per 10 s, 30 callers, 1 s each; 503s from 1 s to 25 s. Ten go
+        // at 0; the 20 left were bounded at 10 s and 20 s, both inside the outage, so all
+        // went at 25 s. A sliding window holds one window's worth: ten at 25 s (the first
+        // ten aged out at 10 s), ten at 35 s.
+        let text = |algorithm: &str| {
+            format!(
+                "name='t'\n[server]\ndialect='ietf'\nalgorithm='{algorithm}'\nwindow_s=10.0\nrequests_per_window=10\nlatency_s=1.0\n[[server.outages]]\nstart_s=1.0\nduration_s=24.0\nstatus=503\n[workload]\nrequests=30\nconcurrency=30\n"
+            )
+        };
+        let v = ideal(&text("sliding-window"));
+        assert!((v - 36.0).abs() < 1e-9, "{v}");
+        // A fixed window: [10, 20) is covered whole and admits nothing, [20, 30) opens at
+        // 25 s, [30, 40) at 30 s.
+        let v = ideal(&text("fixed-window"));
+        assert!((v - 31.0).abs() < 1e-9, "{v}");
+        // A token bucket (1 a second after its burst of 10) fills during the outage, but
+        // only to its burst: ten at 25 s, the rest one a second. (The unit refilled just
+        // as the outage begins counts as admitted before it: a bound, one unit generous.)
+        let v = ideal(&text("token-bucket"));
+        assert!((v - 35.0).abs() < 1e-9, "{v}");
     }
 
     #[test]
