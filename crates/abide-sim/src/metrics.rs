@@ -147,7 +147,7 @@ fn admission_bound(algorithm: Algorithm, limit: u64, window: Duration, units: u6
 /// burst: [`bucket_bound`].
 struct WindowBatches<'a> {
     algorithm: Algorithm,
-    window: f64,
+    window: Duration,
     outages: &'a [(f64, f64)],
     at: Vec<f64>,
 }
@@ -156,7 +156,7 @@ impl<'a> WindowBatches<'a> {
     fn new(algorithm: Algorithm, window: Duration, outages: &'a [(f64, f64)]) -> Self {
         WindowBatches {
             algorithm,
-            window: window.as_secs_f64(),
+            window,
             outages,
             at: Vec::new(),
         }
@@ -165,25 +165,21 @@ impl<'a> WindowBatches<'a> {
     /// The earliest instant `units` units can all have been admitted by a limit of `limit`
     /// per window.
     fn bound(&mut self, limit: u64, units: u64) -> f64 {
-        if limit == 0 || units == 0 || self.outages.is_empty() || self.window <= 0.0 {
-            return admission_bound(
-                self.algorithm,
-                limit,
-                Duration::from_secs_f64(self.window),
-                units,
-            );
+        if limit == 0 || units == 0 || self.outages.is_empty() || self.window.is_zero() {
+            return admission_bound(self.algorithm, limit, self.window, units);
         }
+        let w = self.window.as_secs_f64();
         if self.algorithm == Algorithm::TokenBucket {
-            return bucket_bound(limit, self.window, units, self.outages);
+            return bucket_bound(limit, w, units, self.outages);
         }
         let batch = usize::try_from(units.div_ceil(limit) - 1).unwrap_or(usize::MAX);
         while self.at.len() <= batch {
             let from = match (self.algorithm, self.at.last()) {
                 (_, None) => 0.0,
                 // The window's units come back a window after they were admitted.
-                (Algorithm::SlidingWindow, Some(&last)) => last + self.window,
+                (Algorithm::SlidingWindow, Some(&last)) => last + w,
                 // The next window; one an outage covers whole admits nothing.
-                (_, Some(&last)) => ((last / self.window).floor() + 1.0) * self.window,
+                (_, Some(&last)) => ((last / w).floor() + 1.0) * w,
             };
             self.at.push(out_of_outages(from, self.outages));
         }
