@@ -833,3 +833,56 @@ async fn a_silent_window_closed_for_half_an_hour_loses_nothing_to_probing() {
     assert!(last - start < 3700 * S, "took {:?}", last - start);
     assert!(refused <= 80, "{refused} refusals for 42 requests");
 }
+
+/// A fixed window of 20 requests a second, counted from the server's start, behind IETF
+/// draft 07 headers (as Honeycomb sends them). The server's clock reads `phase` into a
+/// second at its start, and states each reset as `ceil(window end) - floor(now)` in that
+/// clock: up to two seconds past the window's true end, which is a second away at most.
+fn fixed_second_in_whole_seconds(phase: Duration) -> Api {
+    let start = Instant::now();
+    let (mut index, mut used) = (0u128, 0u64);
+    Api::new(180 * MS, move |now, _, _| {
+        let elapsed = now - start;
+        let current = elapsed.as_nanos() / S.as_nanos();
+        if current != index {
+            (index, used) = (current, 0);
+        }
+        let refused = used >= 20;
+        if !refused {
+            used += 1;
+        }
+        let wall = phase + elapsed;
+        let end = phase + Duration::from_secs(u64::try_from(index).unwrap() + 1);
+        let ceil = end.as_secs() + u64::from(end.subsec_nanos() > 0);
+        let reset = ceil - wall.as_secs();
+        let reply = if refused {
+            Reply::status(429).header("retry-after", reset.to_string())
+        } else {
+            Reply::ok()
+        };
+        reply
+            .header("ratelimit-limit", "20")
+            .header("ratelimit-remaining", (20 - used).to_string())
+            .header("ratelimit-reset", reset.to_string())
+            .header("ratelimit-policy", "20;w=1")
+    })
+}
+
+/// Whole-second resets against a window of a second: waiting out each stated reset spends
+/// about half of every second waiting for a window already open. Two answers in a row,
+/// one of each window, show where the windows begin; later resets are placed from there.
+#[tokio::test(start_paused = true)]
+async fn a_one_second_window_stated_in_whole_seconds_is_not_waited_out_a_second_late() {
+    for (phase, seed) in [(370 * MS, 31), (810 * MS, 32)] {
+        let api = fixed_second_in_whole_seconds(phase);
+        let cap = ConcurrencyCapLayer::new().with_in_flight(abide::cap::InFlight::fixed(4));
+        let c = client(&api, BackoffRetryLayer::new().with_seed(seed), cap);
+        // 400 requests, 20 a second: 20 s at best (the first window is the start's).
+        let took = all_succeed(&c, (0..400).map(|i| request(i, None)).collect()).await;
+        let refused = api.arrivals().len() - 400;
+        assert!(
+            took < 23 * S && refused <= 8,
+            "phase {phase:?}: took {took:?}, {refused} refusals"
+        );
+    }
+}

@@ -64,13 +64,17 @@
 //!     stated in whole units, off by up to one), what the server's level lost beyond
 //!     the refill and this client's own admissions is what other processes on the key
 //!     took; this client paces at the refill less that (at least a tenth of it).
-//!   - *Advertised but not granted*: a 429 saying some remain teaches that those never
-//!     do; they are subtracted from the capacity and every later `remaining`.
-//!   - *A window behind these names*: three answers in a row whose reset is far longer
-//!     than what is missing takes to refill, or one whose reset is sooner than a bucket
-//!     missing that much could refill it (a burst into a window states about the same
-//!     reset whatever is missing; whole-second resets are allowed two seconds of rounding
-//!     per unit), show the limit is a window: from then it is paced as one (below).
+//!   - *Advertised but not granted*: a 429 saying at least the refused request's cost
+//!     remains teaches that those units never are granted; they are subtracted from the
+//!     capacity and every later `remaining`. A 429 with less left than the request costs
+//!     (400 000 tokens refused with 188 000 left) is the limit spent, as stated.
+//!   - *A window behind these names*: three answers whose reset is far longer than what
+//!     is missing takes to refill, with none between them that fits a bucket (answers
+//!     missing more than half cannot tell the two apart and count neither way), or one
+//!     whose reset is sooner than a bucket missing that much could refill it (a burst
+//!     into a window states about the same reset whatever is missing; whole-second resets
+//!     are allowed two seconds of rounding per unit), show the limit is a window: from
+//!     then it is paced as one (below).
 //! - **Windows** (every other dialect): `left` units are spread evenly over the time to
 //!   the reset (a request of `u` units — 1 for request scopes, its cost for token scopes
 //!   — takes `u × span / left`), but the schedule may run ahead of the even spread by
@@ -86,6 +90,13 @@
 //!   paces at `limit / window` (the stated window, else the longest reset seen) from the
 //!   predicted window's start, never earlier; a late answer about the previous window
 //!   does not overwrite the predicted one.
+//!   **Whole-second resets** of a fixed window are up to two seconds late (the server
+//!   rounds the instant up and measures from its whole-second `Date`), most of a window
+//!   of a second or two. Where answers straddle a window start (the first answer of a new
+//!   window: the start came after the latest release of a request the old window counted,
+//!   and by this answer), two such spans that agree place the starts, a window apart;
+//!   later resets, and the waits refusals state, end there when that is earlier and
+//!   within the rounding. A refusal the headers did not foresee forgets it.
 //! - Both are virtual scheduling with a rate each response resets; `governor` cannot
 //!   change a quota at runtime (governor #273), so learned limits use this scheduler of
 //!   our own.

@@ -101,6 +101,8 @@ impl BucketState {
             epoch: self.epoch,
             requests: self.requests,
             units: self.units,
+            cost: 0,
+            released: None,
             probe: false,
             paced: false,
         }
@@ -144,6 +146,7 @@ impl BucketState {
         self.units += cost;
         Decision::Go(Ticket {
             probe: true,
+            cost,
             ..self.ticket()
         })
     }
@@ -235,7 +238,11 @@ impl BucketState {
         {
             self.requests += 1;
             self.units += cost;
-            return Decision::Go(self.ticket());
+            return Decision::Go(Ticket {
+                cost,
+                released: Some(now),
+                ..self.ticket()
+            });
         }
 
         self.drip_expire(now);
@@ -316,6 +323,8 @@ impl BucketState {
         }
         let ticket = Ticket {
             paced: self.throttled.is_some() || self.drip.is_some(),
+            cost,
+            released: Some(start.max(now)),
             ..self.ticket()
         };
         if start <= now {
@@ -416,6 +425,7 @@ impl BucketState {
                 // for (a wait rounded to a whole second paused it every second).
                 if class.is_throttle() && class != Class::Overloaded {
                     let wait = stated
+                        .map(|w| self.placed_wait(now, w))
                         .unwrap_or(o.policy.default_pause)
                         .min(o.policy.max_pause);
                     if let Some(stated) = stated {

@@ -1,6 +1,7 @@
 //! Learned limits: one entry per scope a server's headers describe, paced as a window
 //! or a token bucket; and which of them a throttle blames.
 
+use super::boundary::{fresh, Boundary, WHOLE_SECOND_ROUNDING};
 use super::bucket::BucketState;
 use super::refill::{learn_refill, Refill};
 use super::time::{later, nanos, since};
@@ -28,12 +29,13 @@ pub(super) struct Learned {
     /// Set when the limit is a continuously refilling token bucket; then it paces
     /// instead of `pace`.
     pub(super) refill: Option<Refill>,
-    /// Answers, in a row, whose reset did not fit a refilling bucket (see
-    /// [`window_like`]); at [`WINDOW_EVIDENCE`] the scope is paced as a window.
+    /// Answers whose reset did not fit a refilling bucket (see [`window_like`]), with
+    /// none between them that did (answers that cannot tell do not count either way); at
+    /// [`WINDOW_EVIDENCE`] the scope is paced as a window.
     pub(super) window_evidence: u8,
 }
 
-/// Answers in a row that read as a window, not a refilling bucket, before a scope of a
+/// Answers that read as a window, not a refilling bucket, before a scope of a
 /// continuously refilling dialect is paced as a window.
 pub(super) const WINDOW_EVIDENCE: u8 = 3;
 
@@ -43,20 +45,23 @@ pub(super) const WINDOW_EVIDENCE: u8 = 3;
 /// so a reset far longer than that with little missing cannot come from it. A sliding
 /// window's reset is when its newest spend ages out, about a window whatever is missing;
 /// a fixed window's is its end. `slack` covers the rounding of the dialect's resets.
+///
+/// `None` when the answer cannot tell: no rate measured with at least half the bucket
+/// missing, or this answer missing more than half (a window's reset is then about what a
+/// bucket's would be).
 fn window_like(
     missing: u64,
     capacity: u64,
     reset: Duration,
     refill: Option<&Refill>,
     slack: Duration,
-) -> bool {
-    let Some(r) = refill else { return false };
-    // Only against a rate measured when at least half the bucket was missing.
+) -> Option<bool> {
+    let r = refill?;
     if r.basis.saturating_mul(2) < capacity || missing.saturating_mul(2) > capacity {
-        return false;
+        return None;
     }
     let full_in = Duration::from_nanos(r.unit_ns.saturating_mul(missing).saturating_mul(2));
-    reset > full_in.saturating_add(slack)
+    Some(reset > full_in.saturating_add(slack))
 }
 
 /// Whether an answer shows full again sooner than any refilling bucket could be: a
@@ -77,6 +82,19 @@ fn full_too_soon(missing: u64, reset: Duration, refill: Option<&Refill>, slack: 
         .saturating_mul(2)
         .saturating_mul(u32::try_from(units.div_ceil(r.basis.max(1))).unwrap_or(u32::MAX));
     reset.saturating_add(rounding) < least
+}
+
+/// Whether a refusal stating `remaining` units left came with the refused request's own
+/// cost among them: only then did the headers promise what the server refused (they
+/// overstate it). A request costing 400 000 tokens refused with 188 000 remaining found
+/// the limit spent, as the headers said. A request counts one unit of a request scope; of
+/// a cost scope its ticket's cost, and without a ticket any unit remaining counts.
+pub(super) fn refused_within(remaining: u64, ticket: Option<Ticket>, counts_cost: bool) -> bool {
+    let own = match ticket {
+        Some(t) if counts_cost => t.cost,
+        _ => 1,
+    };
+    remaining > 0 && remaining >= own
 }
 
 /// A learned scope's schedule after one more reservation (both kinds are `Copy`, so
@@ -187,6 +205,30 @@ pub(super) fn counts_cost(limit: &Limit) -> Option<bool> {
 }
 
 impl BucketState {
+    /// A wait stated in whole seconds with a refusal, placed where the learned fixed
+    /// windows say the spent ones end: the refusal's wait is their reset, rounded the same
+    /// way. Unchanged unless every spent window scope has a placed end within its rounding.
+    pub(super) fn placed_wait(&self, now: Instant, wait: Duration) -> Duration {
+        if wait.subsec_nanos() != 0 || wait.is_zero() {
+            return wait;
+        }
+        let stated = later(now, wait);
+        let earliest = stated.checked_sub(WHOLE_SECOND_ROUNDING).unwrap_or(now);
+        let mut end: Option<Instant> = None;
+        for l in self
+            .learned
+            .iter()
+            .filter(|l| l.refill.is_none() && l.pace.remaining == 0)
+        {
+            let at = l.pace.reset_at;
+            if !l.pace.boundary.agreed || at < earliest || at >= stated {
+                return wait;
+            }
+            end = Some(end.map_or(at, |e| e.max(at)));
+        }
+        end.map_or(wait, |e| since(e, now))
+    }
+
     pub(super) fn learn(
         &mut self,
         limit: &Limit,
@@ -250,6 +292,10 @@ impl BucketState {
                         opens: now,
                         returns: None,
                         sliding: false,
+                        stated_reset: now,
+                        stated_remaining: 0,
+                        boundary: Boundary::default(),
+                        released: None,
                     },
                     refill: None,
                     window_evidence: 0,
@@ -273,12 +319,13 @@ impl BucketState {
                 let window = window_like(missing, capacity, reset, l.refill.as_ref(), slack);
                 l.window_evidence = if full_too_soon(missing, reset, l.refill.as_ref(), slack) {
                     WINDOW_EVIDENCE
-                } else if window {
-                    l.window_evidence.saturating_add(1)
-                } else if l.window_evidence < WINDOW_EVIDENCE {
-                    0
                 } else {
-                    l.window_evidence
+                    match window {
+                        Some(true) => l.window_evidence.saturating_add(1),
+                        // A bucket's answer, where a window's would have shown.
+                        Some(false) if l.window_evidence < WINDOW_EVIDENCE => 0,
+                        _ => l.window_evidence,
+                    }
                 };
             }
             l.window_evidence < WINDOW_EVIDENCE
@@ -323,6 +370,10 @@ impl BucketState {
             .or_else(|| Some(l.pace.window.unwrap_or(Duration::ZERO).max(reset)))
             .filter(|w| !w.is_zero());
         let capacity = limit.limit.or(l.pace.limit);
+        let released = ticket.and_then(|t| t.released);
+        let (reset_at, boundary, released) = place_reset(
+            &l.pace, reset, reset_at, stated, window, now, released, throttled,
+        );
         // Admissions after the observed request beyond what remained took returns.
         let over = uncounted.saturating_sub(stated);
         let (returns, sliding) =
@@ -348,8 +399,55 @@ impl BucketState {
             opens: now,
             returns,
             sliding,
+            stated_reset: later(now, reset),
+            stated_remaining: stated,
+            boundary,
+            released,
         };
     }
+}
+
+/// Where an answer at `now` stating `reset` puts its window's end; what the scope keeps
+/// of where its fixed windows begin ([`Boundary`]); and the latest release of a request
+/// its current window counted. The first answer of a new window shows a window began
+/// after the old window's latest release and by this answer. A reset in whole seconds is
+/// rounded up by up to two seconds; once the span is narrow, the windows after it end a
+/// window apart, and this answer's end is placed from there when that is earlier and
+/// within the rounding. A refusal the headers did not foresee in the scope drops what was
+/// learned: it is learned again.
+#[allow(clippy::too_many_arguments)]
+fn place_reset(
+    old: &Pace,
+    reset: Duration,
+    stated: Instant,
+    remaining: u64,
+    window: Option<Duration>,
+    now: Instant,
+    released: Option<Instant>,
+    refused: bool,
+) -> (Instant, Boundary, Option<Instant>) {
+    let whole = reset.subsec_nanos() == 0 && !reset.is_zero();
+    let Some(w) = window.filter(|_| whole && !refused && !old.sliding) else {
+        return (stated, Boundary::default(), None);
+    };
+    let fresh = fresh(old, stated, remaining);
+    let mut boundary = old.boundary;
+    let latest = if fresh {
+        if let Some(after) = old.released {
+            boundary = boundary.seen(after, now, w);
+        }
+        // Admitted in the new window, released maybe before it began: a bound on the
+        // next start only.
+        released
+    } else {
+        old.released.max(released)
+    };
+    // A rolled pace's reset is a prediction, not where the last answer was placed.
+    let placed = (!old.rolled).then_some(old.reset_at);
+    let end = boundary
+        .end(w, now, stated, fresh, placed)
+        .unwrap_or(stated);
+    (end, boundary, latest)
 }
 
 /// The busy period a window scope's answer at `now` belongs to, and whether the scope has
@@ -443,6 +541,71 @@ mod tests {
         // The same in whole seconds, each unit allowed two seconds of rounding.
         assert!(!full_too_soon(2, 29 * S, Some(&r), S));
         assert!(full_too_soon(3, 29 * S, Some(&r), S));
+    }
+
+    /// OpenAI's token limit of 1 000 000: `remaining` left, full again in `reset`.
+    fn tokens(remaining: u64, reset: Duration) -> Limit {
+        let mut l = Limit::new(Scope::Tokens, Dialect::OpenAi);
+        l.limit = Some(1_000_000);
+        l.remaining = Some(remaining);
+        l.reset = Some(reset);
+        l
+    }
+
+    fn ticket(requests: u64, units: u64, cost: u64) -> Option<Ticket> {
+        Some(Ticket {
+            requests,
+            units,
+            cost,
+            ..Ticket::default()
+        })
+    }
+
+    #[test]
+    fn a_refusal_with_less_left_than_the_request_costs_is_not_overstatement() {
+        let now = Instant::now();
+        let mut b = BucketState::new(now);
+        b.units = 700_000;
+        b.requests = 2;
+        // 400 000 tokens refused with 188 000 left: the limit is spent, as it says.
+        b.learn(
+            &tokens(188_000, S),
+            now,
+            ticket(2, 700_000, 400_000),
+            true,
+            true,
+        );
+        assert_eq!(b.learned[0].refill.map(|r| r.phantom), Some(0));
+        // 100 000 refused with 188 000 left: the headers promised what was refused.
+        b.learn(
+            &tokens(188_000, S),
+            now,
+            ticket(2, 700_000, 100_000),
+            true,
+            true,
+        );
+        assert_eq!(b.learned[0].refill.map(|r| r.phantom), Some(188_000));
+        assert!(refused_within(1, None, true));
+        assert!(!refused_within(0, ticket(1, 1, 1), false));
+    }
+
+    #[test]
+    fn answers_that_fit_a_bucket_do_not_cancel_those_that_showed_a_window() {
+        // A sliding window of 1 000 000 tokens per 2 s: each answer states about 2 s,
+        // whatever is missing. Learned from a first answer missing 900 000 (a unit every
+        // 2.2 us), answers missing little read as a window, those missing much as a
+        // bucket; in turn, the window is learned all the same.
+        let now = Instant::now();
+        let mut b = BucketState::new(now);
+        b.learn(&tokens(100_000, 2 * S), now, None, false, false);
+        for i in 1..=4u32 {
+            let at = now + i * S;
+            b.learn(&tokens(900_000, 2 * S), at, None, false, false);
+            b.learn(&tokens(150_000, 2 * S), at, None, false, false);
+        }
+        let l = &b.learned[0];
+        assert!(l.refill.is_none(), "{:?}", l.refill);
+        assert!(l.window_evidence >= WINDOW_EVIDENCE);
     }
 
     #[test]

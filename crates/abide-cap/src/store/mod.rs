@@ -47,6 +47,7 @@
 //! ([`Anchor`]). A shared store (`abide-redis`) keeps the bytes and serializes writers;
 //! the rules stay here, so every store decides alike.
 
+mod boundary;
 mod bucket;
 mod drip;
 mod gcra;
@@ -173,6 +174,12 @@ pub struct Ticket {
     pub requests: u64,
     /// Cost units admitted to the bucket so far, this one included.
     pub units: u64,
+    /// This admission's own cost units. A refusal with fewer than these remaining is the
+    /// limit being spent, not the server granting less than its headers say.
+    pub cost: u64,
+    /// When the admission lets the request go (its slot, for a reservation), if known:
+    /// the server admits it no earlier.
+    pub released: Option<Instant>,
     /// This admission is the probe of an exhausted bucket: its outcome must be observed.
     pub probe: bool,
     /// This admission was paced by a send rate learned from 429s (or a daily limit's

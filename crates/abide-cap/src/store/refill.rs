@@ -125,8 +125,8 @@ pub(super) fn learn_refill(
 ) -> Option<Refill> {
     let advertised = limit.limit.filter(|&c| c > 0)?;
     let mut phantom = old.map_or(0, |r| r.phantom);
-    if throttled && remaining > 0 {
-        // Refused while saying some remained: the server grants less than it says.
+    if throttled && super::learned::refused_within(remaining, ticket, counts_cost) {
+        // Refused while saying enough remained: the server grants less than it says.
         phantom = phantom.max(remaining).min(advertised - 1);
     }
     // A limit lowered below what was phantom: keep at least one unit of capacity.

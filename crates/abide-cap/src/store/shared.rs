@@ -17,6 +17,7 @@
 //! the bucket state stops this file from compiling until the codec learns it (and bumps
 //! [`FORMAT_VERSION`]).
 
+use super::boundary::Boundary;
 use super::bucket::{BucketState, Exhausted};
 use super::drip::Drip;
 use super::learned::{Learned, MAX_SCOPES};
@@ -34,7 +35,7 @@ use tokio::time::Instant;
 
 /// The version of the encoding [`SharedBucket::encode`] writes. A store seeing another
 /// version (a fleet mid-upgrade) gets a [`DecodeError`] and applies its failure policy.
-pub const FORMAT_VERSION: u8 = 6;
+pub const FORMAT_VERSION: u8 = 7;
 
 const MAGIC: [u8; 2] = *b"AB";
 
@@ -449,6 +450,10 @@ impl Writer<'_> {
             opens,
             returns,
             sliding,
+            stated_reset,
+            stated_remaining,
+            boundary,
+            released,
         } = p;
         self.u64(*remaining);
         self.instant(*reset_at);
@@ -472,6 +477,14 @@ impl Writer<'_> {
             w.u64(*taken);
         });
         self.bool(*sliding);
+        self.instant(*stated_reset);
+        self.u64(*stated_remaining);
+        self.option(&boundary.span, |w, (lo, hi)| {
+            w.instant(*lo);
+            w.instant(*hi);
+        });
+        self.bool(boundary.agreed);
+        self.option(released, |w, at| w.instant(*at));
     }
 
     fn refill(&mut self, r: &Refill) {
@@ -730,6 +743,13 @@ impl<'a> Reader<'a> {
                 })
             })?,
             sliding: self.bool()?,
+            stated_reset: self.instant()?,
+            stated_remaining: self.u64()?,
+            boundary: Boundary {
+                span: self.option(|r| Ok((r.instant()?, r.instant()?)))?,
+                agreed: self.bool()?,
+            },
+            released: self.option(Self::instant)?,
         })
     }
 

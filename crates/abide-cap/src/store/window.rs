@@ -1,6 +1,7 @@
 //! A learned window: what the server says remains, spread over the time to its reset;
 //! and, for a sliding window, the units its oldest spends give back before that reset.
 
+use super::boundary::Boundary;
 use super::time::{later, nanos, scale, since};
 use std::time::Duration;
 use tokio::time::Instant;
@@ -30,6 +31,15 @@ pub(super) struct Pace {
     /// bucket), whose units come back one window after they were spent, not all at the
     /// reset the server states (when its newest spend ages out).
     pub(super) sliding: bool,
+    /// The reset and the remaining the answer this pace was learned from stated.
+    pub(super) stated_reset: Instant,
+    pub(super) stated_remaining: u64,
+    /// Where a fixed window was seen to begin, to place the resets that whole seconds
+    /// round.
+    pub(super) boundary: Boundary,
+    /// The latest release of a request this window's answers counted (a window begins
+    /// after it).
+    pub(super) released: Option<Instant>,
 }
 
 /// A busy period of a window scope: from its first answer short of the limit, to the
@@ -183,6 +193,10 @@ mod tests {
                 taken: 0,
             }),
             sliding,
+            stated_reset: now + 10 * s,
+            stated_remaining: 0,
+            boundary: Boundary::default(),
+            released: None,
         }
     }
 
