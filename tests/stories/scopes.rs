@@ -886,3 +886,75 @@ async fn a_one_second_window_stated_in_whole_seconds_is_not_waited_out_a_second_
         );
     }
 }
+
+/// OpenAI's request limit of 300 a minute, full at the start, that four processes share
+/// without sharing state: each sees the level the others draw down too. A 429 states
+/// the wait for one request, as OpenAI does.
+fn shared_request_bucket() -> Api {
+    let mut bucket = Bucket {
+        capacity: 300.0,
+        per_s: 5.0,
+        level: 300.0,
+        at: Instant::now(),
+    };
+    Api::new(300 * MS, move |now, _, _| {
+        bucket.refill(now);
+        let reply = if bucket.level < 1.0 {
+            Reply::status(429)
+                .header(
+                    "retry-after-ms",
+                    format!("{}", bucket.until(1.0).as_millis() + 1),
+                )
+                .verdict(
+                    Classification::new(Class::RateLimited, "test: rate limit reached")
+                        .with_scope(QuotaScope::Requests)
+                        .with_retry_after(Some(bucket.until(1.0))),
+                )
+        } else {
+            bucket.level -= 1.0;
+            Reply::ok()
+        };
+        reply
+            .header("x-ratelimit-limit-requests", "300")
+            .header(
+                "x-ratelimit-remaining-requests",
+                format!("{}", bucket.level.floor()),
+            )
+            .header("x-ratelimit-reset-requests", bucket.until_full())
+    })
+}
+
+#[tokio::test(start_paused = true)]
+async fn processes_sharing_a_key_without_sharing_state_each_take_their_share_of_the_level() {
+    let api = shared_request_bucket();
+    // Four processes, each its own stack (its own store), 250 requests each.
+    let processes: Vec<_> = (0..4u64)
+        .map(|p| {
+            crate::support::abide_client(
+                &api,
+                abide::AbideLayer::openai().with_retry(BackoffRetryLayer::new().with_seed(40 + p)),
+            )
+        })
+        .collect();
+    let reqs = |p: usize| {
+        (0..250)
+            .map(|i| request(format!("{p}-{i}"), None))
+            .collect()
+    };
+    let (a, b, c, d) = tokio::join!(
+        crate::support::all_succeed(&processes[0], reqs(0)),
+        crate::support::all_succeed(&processes[1], reqs(1)),
+        crate::support::all_succeed(&processes[2], reqs(2)),
+        crate::support::all_succeed(&processes[3], reqs(3)),
+    );
+    let took = a.max(b).max(c).max(d);
+    let arrivals = api.arrivals();
+    let refused = arrivals.iter().filter(|a| a.status == 429).count();
+    // 300 at once, then 700 at 5 a second: 140 s. Each process spending every unit it
+    // sees left, they all spend the last one: a 429 for every three successes.
+    assert!(
+        refused * 20 <= 1000,
+        "{refused} 429s for 1000 successes: the processes spent the same units"
+    );
+    assert!(took < 150 * S, "took {took:?}");
+}

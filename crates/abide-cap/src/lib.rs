@@ -63,7 +63,13 @@
 //!   - *Shared keys*: every 2 s or more (and at least four units' refill: levels are
 //!     stated in whole units, off by up to one), what the server's level lost beyond
 //!     the refill and this client's own admissions is what other processes on the key
-//!     took; this client paces at the refill less that (at least a tenth of it).
+//!     took; sooner when that is eight requests' worth beyond this client's own in
+//!     flight (a process draining the bucket beside it is seen within a round trip).
+//!     With others seen, this client claims its share of the drawing (its own part of
+//!     what was taken) of both the level the server states and the refill, or the
+//!     refill the others leave when that is more; at least a tenth. Each process taking
+//!     every unit it sees, four processes on one key without a shared store took a 429
+//!     for every three successes; each taking its share, about one for every fifty.
 //!   - *Advertised but not granted*: a 429 saying at least the refused request's cost
 //!     remains teaches that those units never are granted; they are subtracted from the
 //!     capacity and every later `remaining`. A 429 with less left than the request costs

@@ -499,6 +499,7 @@ mod tests {
             unit_ns: u64::try_from(reset.as_nanos()).unwrap() / basis,
             basis,
             others_per_s: 0.0,
+            drawn: 1.0,
             sample: None,
             refused: 0,
             tat: Instant::now(),

@@ -30,6 +30,11 @@ pub(super) const MIN_SHARE: f64 = 0.1;
 /// The share of a token bucket's refill left unclaimed when others draw from it too.
 pub(super) const SHARED_MARGIN: f64 = 0.05;
 
+/// Requests' worth of a bucket's level others must be seen taking between two answers
+/// for that to count before a whole share sample has passed: well past the rounding of
+/// levels and the estimates of costs.
+const OTHERS_CLEAR: u64 = 8;
+
 /// Others taking less than this share of the refill is measurement noise, not sharing.
 pub(super) const SHARED_BELOW: f64 = 0.02;
 
@@ -50,6 +55,8 @@ pub(super) struct Refill {
     pub(super) basis: u64,
     /// Other consumers of the same quota (other processes on the key), units per second.
     pub(super) others_per_s: f64,
+    /// This client's share of what the measurements showed drawn from the level (1 alone).
+    pub(super) drawn: f64,
     /// Where the last share measurement started: (instant, server remaining, own count
     /// of units the server took: admitted less `refused`).
     pub(super) sample: Option<(Instant, u64, u64)>,
@@ -61,23 +68,47 @@ pub(super) struct Refill {
 }
 
 impl Refill {
-    /// This client's nanoseconds per unit: the refill less what others take.
+    /// Whether others were seen drawing on the same level.
+    fn shared(&self) -> bool {
+        self.others_per_s > 1e9 / self.unit_ns.max(1) as f64 * SHARED_BELOW
+    }
+
+    /// This client's share of what is drawn from the level: 1 alone.
+    fn share(&self) -> f64 {
+        if self.shared() {
+            self.drawn.clamp(MIN_SHARE, 1.0)
+        } else {
+            1.0
+        }
+    }
+
+    /// This client's nanoseconds per unit: its share of the refill. With others on the
+    /// same level, the share it was seen to draw: clients that each take the refill
+    /// less what the others took a moment ago overshoot together after a burst, and
+    /// undershoot together after a lull; shares of the drawing sum to the whole.
     pub(super) fn share_ns(&self) -> u64 {
         let rate = 1e9 / self.unit_ns.max(1) as f64;
         // Sharing with others: leave a little of the refill unclaimed, so that the
         // bucket keeps a unit or two for the moments several of us ask at once.
-        let margin = if self.others_per_s > rate * SHARED_BELOW {
-            SHARED_MARGIN
-        } else {
-            0.0
-        };
-        let mine = (rate * (1.0 - margin) - self.others_per_s).max(rate * MIN_SHARE);
+        let margin = if self.shared() { SHARED_MARGIN } else { 0.0 };
+        // Or what the others leave, when they take less than their shares (done, or
+        // slowed down).
+        let left_over = rate * (1.0 - margin) - self.others_per_s;
+        let mine = (rate * (1.0 - margin) * self.share()).max(left_over);
         let ns = 1e9 / mine;
         if ns.is_finite() && ns < MAX_SPAN.as_nanos() as f64 {
             ns as u64
         } else {
             nanos(MAX_SPAN)
         }
+    }
+
+    /// What this client may take of `left` units the server says remain: all of them
+    /// alone; with others drawing on the same level, its share of the drawing, as the
+    /// measurements show it (each client taking every unit it sees, they all take the
+    /// last one).
+    fn claim(&self, left: u64) -> u64 {
+        (left as f64 * self.share()) as u64
     }
 
     /// More than the advertised capacity: no refill ever admits it.
@@ -173,6 +204,7 @@ pub(super) fn learn_refill(
         unit_ns,
         basis,
         others_per_s: old.map_or(0.0, |r| r.others_per_s),
+        drawn: old.map_or(1.0, |r| r.drawn),
         sample: old.and_then(|r| r.sample),
         refused: old.map_or(0, |r| r.refused),
         tat: now,
@@ -193,25 +225,130 @@ pub(super) fn learn_refill(
         let admitted = if counts_cost { t.units } else { t.requests };
         let mine = admitted.saturating_sub(refill.refused);
         match refill.sample {
-            Some((at, was, mine_then)) if since(now, at) >= share_sample(unit_ns) => {
-                let dt = since(now, at).as_secs_f64();
+            Some((at, was, mine_then)) => {
+                let span = since(now, at);
+                let dt = span.as_secs_f64();
                 let refilled = dt * 1e9 / unit_ns as f64;
-                if (was as f64) + refilled < capacity as f64 && !throttled {
-                    let consumed = was as f64 + refilled - left as f64;
-                    let ours = mine.saturating_sub(mine_then) as f64;
-                    let others = ((consumed - ours) / dt).max(0.0);
-                    refill.others_per_s = 0.5 * refill.others_per_s + 0.5 * others;
+                let consumed = was as f64 + refilled - left as f64;
+                let ours = mine.saturating_sub(mine_then) as f64;
+                let theirs = consumed - ours;
+                // Over a short span, only a drawing far past the rounding of levels and
+                // what of ours the server may have counted early (out of order) is
+                // others': a second process draining the bucket is seen at once.
+                let per_request = if counts_cost {
+                    t.units / t.requests.max(1)
+                } else {
+                    1
+                };
+                let clear = dt > 0.0
+                    && !throttled
+                    && theirs >= (OTHERS_CLEAR * per_request).saturating_add(uncounted) as f64;
+                if span >= share_sample(unit_ns) || clear {
+                    let rate = 1e9 / unit_ns as f64;
+                    if (was as f64) + refilled < capacity as f64 && !throttled {
+                        let theirs = theirs.max(0.0);
+                        if ours + theirs > 0.0 {
+                            let share = ours / (ours + theirs);
+                            // The first sight of others replaces the lone default.
+                            refill.drawn = if refill.others_per_s > 0.0 {
+                                0.5 * refill.drawn + 0.5 * share
+                            } else {
+                                share
+                            };
+                        }
+                        // Others draining what the bucket held take at most its refill
+                        // from now on.
+                        let others = (theirs / dt).min(rate);
+                        refill.others_per_s = 0.5 * refill.others_per_s + 0.5 * others;
+                    } else if !throttled {
+                        // The bucket filled up: between us, we left refill unused.
+                        refill.others_per_s *= 0.5;
+                        refill.drawn = 0.5 * refill.drawn + 0.5;
+                    }
+                    refill.sample = Some((now, left, mine));
                 }
-                refill.sample = Some((now, left, mine));
             }
-            Some(_) => {}
             None => refill.sample = Some((now, left, mine)),
         }
     }
     // The level this client may still use: what the server said, less what this client
-    // admitted after the observed request (the server had not counted it yet).
-    let used = (capacity - left).saturating_add(uncounted);
+    // admitted after the observed request (the server had not counted it yet), and of
+    // that, its claim.
+    let used = capacity
+        .saturating_sub(refill.claim(left))
+        .saturating_add(uncounted);
     let share = refill.share_ns();
     refill.tat = later(now, scale(share, used, 1));
     Some(refill)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use abide_headers::{Dialect, Scope};
+
+    /// OpenAI's request limit of 300 a minute: `remaining` left, full in `reset`.
+    fn requests(remaining: u64) -> Limit {
+        let mut l = Limit::new(Scope::Requests, Dialect::OpenAi);
+        l.limit = Some(300);
+        l.remaining = Some(remaining);
+        l.reset = Some(Duration::from_millis(200) * u32::try_from(300 - remaining).unwrap());
+        l
+    }
+
+    fn ticket(requests: u64) -> Option<Ticket> {
+        Some(Ticket {
+            requests,
+            units: requests,
+            cost: 1,
+            ..Ticket::default()
+        })
+    }
+
+    fn learn(old: Option<Refill>, remaining: u64, now: Instant, mine: u64) -> Refill {
+        learn_refill(
+            old,
+            &requests(remaining),
+            remaining,
+            requests(remaining).reset.unwrap(),
+            now,
+            ticket(mine),
+            false,
+            0,
+            false,
+            false,
+        )
+        .unwrap()
+    }
+
+    #[test]
+    fn a_lone_client_claims_the_whole_level() {
+        let now = Instant::now();
+        let ms = Duration::from_millis(1);
+        // Its own 20 requests took 20 of the level.
+        let r = learn(None, 280, now, 10);
+        let r = learn(Some(r), 260, now + 100 * ms, 30);
+        assert!(!r.shared());
+        assert_eq!(r.claim(260), 260);
+        // Free to go now: its reservations start from the level it sees.
+        assert!(r.tat <= later(now + 100 * ms, scale(r.share_ns(), 40, 1)));
+    }
+
+    #[test]
+    fn others_draining_the_level_are_seen_at_once_and_leave_a_share_of_it() {
+        let now = Instant::now();
+        let ms = Duration::from_millis(1);
+        // 20 of its own, 60 of others', in a tenth of a second: three others like it.
+        let r = learn(None, 280, now, 10);
+        let r = learn(Some(r), 200, now + 100 * ms, 30);
+        assert!(r.shared());
+        // (The half unit refilled meanwhile was drawn too.)
+        assert!((48..=50).contains(&r.claim(200)), "{}", r.claim(200));
+        let alone = 1e9 / r.unit_ns as f64;
+        assert!(1e9 / (r.share_ns() as f64) < alone * 0.5);
+        // Seen again: its pace is its share of the refill (5 a second), less the margin.
+        let r = learn(Some(r), 120, now + 200 * ms, 50);
+        let per_s = 1e9 / r.share_ns() as f64;
+        assert!((1.1..1.3).contains(&per_s), "{per_s}");
+    }
 }

@@ -35,7 +35,7 @@ use tokio::time::Instant;
 
 /// The version of the encoding [`SharedBucket::encode`] writes. A store seeing another
 /// version (a fleet mid-upgrade) gets a [`DecodeError`] and applies its failure policy.
-pub const FORMAT_VERSION: u8 = 7;
+pub const FORMAT_VERSION: u8 = 8;
 
 const MAGIC: [u8; 2] = *b"AB";
 
@@ -494,6 +494,7 @@ impl Writer<'_> {
             unit_ns,
             basis,
             others_per_s,
+            drawn,
             sample,
             refused,
             tat,
@@ -503,6 +504,7 @@ impl Writer<'_> {
         self.u64(*unit_ns);
         self.u64(*basis);
         self.f64(*others_per_s);
+        self.f64(*drawn);
         self.option(sample, |w, (at, level, mine)| {
             w.instant(*at);
             w.u64(*level);
@@ -760,6 +762,7 @@ impl<'a> Reader<'a> {
             unit_ns: self.u64()?,
             basis: self.u64()?,
             others_per_s: self.f64()?,
+            drawn: self.f64()?,
             sample: self.option(|r| Ok((r.instant()?, r.u64()?, r.u64()?)))?,
             refused: self.u64()?,
             tat: self.instant()?,
