@@ -87,16 +87,15 @@ impl Boundary {
                 // window of each other.
                 let mid = later(lo, since(hi, lo) / 2);
                 let onto = project(mid, later(after, since(by, after) / 2), window);
-                let (lo, hi) = if onto >= mid {
-                    let by = since(onto, mid);
-                    (later(lo, by), later(hi, by))
-                } else {
-                    let by = since(mid, onto);
-                    (
-                        lo.checked_sub(by).unwrap_or(lo),
-                        hi.checked_sub(by).unwrap_or(hi),
-                    )
+                // Both ends moved as the middle moves onto `onto`.
+                let moved = |t: Instant| {
+                    if onto >= mid {
+                        later(t, since(onto, mid))
+                    } else {
+                        t.checked_sub(since(mid, onto)).unwrap_or(t)
+                    }
                 };
+                let (lo, hi) = (moved(lo), moved(hi));
                 let narrowed = (lo.max(after), hi.min(by));
                 if narrowed.0 < narrowed.1 {
                     agreed = true;
@@ -113,11 +112,6 @@ impl Boundary {
         }
     }
 
-    /// The span's width, if there is one.
-    fn width(self) -> Option<Duration> {
-        self.span.map(|(lo, hi)| since(hi, lo))
-    }
-
     /// The end of the window an answer at `now` belongs to, if the span places it
     /// earlier than `stated` (the reset the answer stated, in whole seconds) and within
     /// that reset's rounding: the first window start after `now`, taken at the span's
@@ -132,8 +126,8 @@ impl Boundary {
         fresh: bool,
         placed: Option<Instant>,
     ) -> Option<Instant> {
-        let (_, hi) = self.span.filter(|_| self.agreed)?;
-        let width = self.width()?;
+        let (lo, hi) = self.span.filter(|_| self.agreed)?;
+        let width = since(hi, lo);
         let mut end = next_after(hi, now, window);
         let next = fresh || placed.is_some_and(|p| p > later(end, window / 2));
         if next && end < later(now, width) {
