@@ -271,9 +271,9 @@ pub(super) fn learn_refill(
             None => refill.sample = Some((now, left, mine)),
         }
     }
-    // The level this client may still use: what the server said, less what this client
-    // admitted after the observed request (the server had not counted it yet), and of
-    // that, its claim.
+    // The level this client may still use: its claim of what the server said (all of it
+    // alone, its share with others), less what it admitted after the observed request
+    // (the server had not counted it yet).
     let used = capacity
         .saturating_sub(refill.claim(left))
         .saturating_add(uncounted);
