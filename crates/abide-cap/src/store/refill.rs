@@ -68,9 +68,14 @@ pub(super) struct Refill {
 }
 
 impl Refill {
+    /// The server's refill, units per second.
+    fn rate(&self) -> f64 {
+        1e9 / self.unit_ns.max(1) as f64
+    }
+
     /// Whether others were seen drawing on the same level.
     fn shared(&self) -> bool {
-        self.others_per_s > 1e9 / self.unit_ns.max(1) as f64 * SHARED_BELOW
+        self.others_per_s > self.rate() * SHARED_BELOW
     }
 
     /// This client's share of what is drawn from the level: 1 alone.
@@ -87,7 +92,7 @@ impl Refill {
     /// less what the others took a moment ago overshoot together after a burst, and
     /// undershoot together after a lull; shares of the drawing sum to the whole.
     pub(super) fn share_ns(&self) -> u64 {
-        let rate = 1e9 / self.unit_ns.max(1) as f64;
+        let rate = self.rate();
         // Sharing with others: leave a little of the refill unclaimed, so that the
         // bucket keeps a unit or two for the moments several of us ask at once.
         let margin = if self.shared() { SHARED_MARGIN } else { 0.0 };
@@ -109,6 +114,64 @@ impl Refill {
     /// last one).
     fn claim(&self, left: u64) -> u64 {
         (left as f64 * self.share()) as u64
+    }
+
+    /// One answer's part in measuring what others take: the level `left` at `now`, with
+    /// `mine` of this client's units taken by the server so far, `uncounted` admitted
+    /// after the observed request, `per_request` units a request. A measurement spans
+    /// [`share_sample`], or less when others clearly drew: over a short span, only a
+    /// drawing far past the rounding of levels and what of ours the server may have
+    /// counted early (out of order) is others': a second process draining the bucket is
+    /// seen at once. A refusal's level says nothing of others.
+    fn measure(
+        &mut self,
+        now: Instant,
+        left: u64,
+        mine: u64,
+        per_request: u64,
+        uncounted: u64,
+        throttled: bool,
+    ) {
+        let Some((at, was, mine_then)) = self.sample else {
+            self.sample = Some((now, left, mine));
+            return;
+        };
+        let span = since(now, at);
+        let dt = span.as_secs_f64();
+        let rate = self.rate();
+        let refilled = dt * 1e9 / self.unit_ns.max(1) as f64;
+        let consumed = was as f64 + refilled - left as f64;
+        let ours = mine.saturating_sub(mine_then) as f64;
+        let theirs = consumed - ours;
+        let clear = dt > 0.0
+            && !throttled
+            && theirs >= (OTHERS_CLEAR * per_request).saturating_add(uncounted) as f64;
+        if span < share_sample(self.unit_ns) && !clear {
+            return;
+        }
+        self.sample = Some((now, left, mine));
+        if throttled {
+            return;
+        }
+        if (was as f64) + refilled >= self.capacity as f64 {
+            // The bucket filled up: between us, we left refill unused.
+            self.others_per_s *= 0.5;
+            self.drawn = 0.5 * self.drawn + 0.5;
+            return;
+        }
+        let theirs = theirs.max(0.0);
+        if ours + theirs > 0.0 {
+            let share = ours / (ours + theirs);
+            // The first sight of others replaces the lone default.
+            self.drawn = if self.others_per_s > 0.0 {
+                0.5 * self.drawn + 0.5 * share
+            } else {
+                share
+            };
+        }
+        // Others draining what the bucket held take at most its refill from now on.
+        let others = (theirs / dt).min(rate);
+        self.others_per_s = 0.5 * self.others_per_s + 0.5 * others;
     }
 
     /// More than the advertised capacity: no refill ever admits it.
@@ -224,52 +287,12 @@ pub(super) fn learn_refill(
     if let Some(t) = ticket {
         let admitted = if counts_cost { t.units } else { t.requests };
         let mine = admitted.saturating_sub(refill.refused);
-        match refill.sample {
-            Some((at, was, mine_then)) => {
-                let span = since(now, at);
-                let dt = span.as_secs_f64();
-                let refilled = dt * 1e9 / unit_ns as f64;
-                let consumed = was as f64 + refilled - left as f64;
-                let ours = mine.saturating_sub(mine_then) as f64;
-                let theirs = consumed - ours;
-                // Over a short span, only a drawing far past the rounding of levels and
-                // what of ours the server may have counted early (out of order) is
-                // others': a second process draining the bucket is seen at once.
-                let per_request = if counts_cost {
-                    t.units / t.requests.max(1)
-                } else {
-                    1
-                };
-                let clear = dt > 0.0
-                    && !throttled
-                    && theirs >= (OTHERS_CLEAR * per_request).saturating_add(uncounted) as f64;
-                if span >= share_sample(unit_ns) || clear {
-                    let rate = 1e9 / unit_ns as f64;
-                    if (was as f64) + refilled < capacity as f64 && !throttled {
-                        let theirs = theirs.max(0.0);
-                        if ours + theirs > 0.0 {
-                            let share = ours / (ours + theirs);
-                            // The first sight of others replaces the lone default.
-                            refill.drawn = if refill.others_per_s > 0.0 {
-                                0.5 * refill.drawn + 0.5 * share
-                            } else {
-                                share
-                            };
-                        }
-                        // Others draining what the bucket held take at most its refill
-                        // from now on.
-                        let others = (theirs / dt).min(rate);
-                        refill.others_per_s = 0.5 * refill.others_per_s + 0.5 * others;
-                    } else if !throttled {
-                        // The bucket filled up: between us, we left refill unused.
-                        refill.others_per_s *= 0.5;
-                        refill.drawn = 0.5 * refill.drawn + 0.5;
-                    }
-                    refill.sample = Some((now, left, mine));
-                }
-            }
-            None => refill.sample = Some((now, left, mine)),
-        }
+        let per_request = if counts_cost {
+            t.units / t.requests.max(1)
+        } else {
+            1
+        };
+        refill.measure(now, left, mine, per_request, uncounted, throttled);
     }
     // The level this client may still use: its claim of what the server said (all of it
     // alone, its share with others), less what it admitted after the observed request
