@@ -155,6 +155,59 @@ async fn headers_that_overstate_a_window_stop_drawing_429s_once_refused() {
     );
 }
 
+/// An X-RateLimit fixed window of 10 s that advertises 100 requests but grants 60; its
+/// refusals state the wait to the window's end.
+fn overstating_window_with_retry_after() -> Api {
+    let start = Instant::now();
+    let mut window = 0u64;
+    let mut used = 0u64;
+    Api::new(50 * MS, move |now, _, _| {
+        let elapsed = (now - start).as_secs();
+        if elapsed / 10 != window {
+            window = elapsed / 10;
+            used = 0;
+        }
+        let reset = 10 - elapsed % 10;
+        let refused = used >= 60;
+        if !refused {
+            used += 1;
+        }
+        let reply = if refused {
+            Reply::status(429).header("retry-after", reset.to_string())
+        } else {
+            Reply::ok()
+        };
+        reply
+            .header("x-ratelimit-limit", "100")
+            .header("x-ratelimit-remaining", (100 - used).to_string())
+            .header("x-ratelimit-reset", reset.to_string())
+    })
+}
+
+/// The first refusal comes after a lull: what the window took (60 in 10 s) is the rate
+/// the server enforces, not the average since the client began (30 requests, then
+/// nothing for 40 s), which would pace the rest at a fraction of it.
+#[tokio::test(start_paused = true)]
+async fn headers_that_overstate_a_window_refused_after_a_lull_pace_at_what_the_window_took() {
+    let api = overstating_window_with_retry_after();
+    let c = crate::support::abide_client(
+        &api,
+        abide::AbideLayer::new().with_retry(BackoffRetryLayer::new().with_seed(23)),
+    );
+    all_succeed(&c, (0..10).map(|i| request(i, None)).collect()).await;
+    tokio::time::sleep_until(Instant::now() + 120 * S).await;
+    // 600 more from the start of a window: 10 windows of 60, 100 s at best.
+    let took = all_succeed(&c, (10..610).map(|i| request(i, None)).collect()).await;
+    assert!(
+        took < 110 * S,
+        "took {took:?} for 100 s of quota: the rate learned counted the lull"
+    );
+    let refused = api.arrivals().iter().filter(|a| a.status == 429).count();
+    // The first window after the lull is spent blind (the headers say 100): the
+    // refusals of the requests in flight past 60 are its cost; then about one a window.
+    assert!(refused <= 30, "{refused} refusals for 610 successes");
+}
+
 /// A sliding window of `limit` requests per `window` behind OpenAI's header names:
 /// `reset` is when the window is whole again (the newest request in it ages out), not a
 /// refill time.

@@ -365,6 +365,8 @@ impl BucketState {
         }
         // The headers said quota remained where the server refused.
         let mut promised = false;
+        // What the blamed window counts as spent, and its window, when it says.
+        let mut spent = None;
         if o.policy.learn {
             let limits = o.snapshot.limits();
             let blamed = (o.classification.class == Class::RateLimited)
@@ -378,6 +380,9 @@ impl BucketState {
                 limits[i].remaining.is_some_and(|r| r > 0)
                     && !refills_continuously(limits[i].dialect)
             });
+            if promised {
+                spent = blamed.and_then(|i| self.window_spent(&limits[i]));
+            }
         }
         let current = o
             .ticket
@@ -451,7 +456,7 @@ impl BucketState {
                             self.cut_rate(
                                 now,
                                 o.snapshot,
-                                promised,
+                                promised.then_some(spent),
                                 o.ticket,
                                 stated.map(|_| wait),
                             );

@@ -229,6 +229,22 @@ impl BucketState {
         end.map_or(wait, |e| since(e, now))
     }
 
+    /// What a window scope's headers count as spent by this answer, and its window
+    /// (stated, or learned): `None` for a scope that counts cost or a window not known.
+    pub(super) fn window_spent(&self, limit: &Limit) -> Option<(u64, Duration)> {
+        if counts_cost(limit)? {
+            return None;
+        }
+        let used = limit.limit?.saturating_sub(limit.remaining?);
+        let window = limit.window.or_else(|| {
+            self.learned
+                .iter()
+                .find(|l| l.scope == limit.scope)
+                .and_then(|l| l.pace.window)
+        })?;
+        (used > 0 && !window.is_zero()).then_some((used, window))
+    }
+
     pub(super) fn learn(
         &mut self,
         limit: &Limit,

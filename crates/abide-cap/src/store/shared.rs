@@ -35,7 +35,7 @@ use tokio::time::Instant;
 
 /// The version of the encoding [`SharedBucket::encode`] writes. A store seeing another
 /// version (a fleet mid-upgrade) gets a [`DecodeError`] and applies its failure policy.
-pub const FORMAT_VERSION: u8 = 8;
+pub const FORMAT_VERSION: u8 = 9;
 
 const MAGIC: [u8; 2] = *b"AB";
 
@@ -534,6 +534,7 @@ impl Writer<'_> {
     fn throttled(&mut self, t: &Throttled) {
         let Throttled {
             rate,
+            drew,
             cut_at,
             cut_requests,
             served,
@@ -541,6 +542,7 @@ impl Writer<'_> {
             resumes,
         } = t;
         self.f64(*rate);
+        self.f64(*drew);
         self.instant(*cut_at);
         self.u64(*cut_requests);
         self.bool(*served);
@@ -783,6 +785,7 @@ impl<'a> Reader<'a> {
     fn throttled(&mut self) -> Result<Throttled, DecodeError> {
         Ok(Throttled {
             rate: self.f64()?,
+            drew: self.f64()?,
             cut_at: self.instant()?,
             cut_requests: self.u64()?,
             served: self.bool()?,

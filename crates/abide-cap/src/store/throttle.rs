@@ -36,6 +36,9 @@ pub(super) const THROTTLE_MIN_RATE: f64 = 0.01;
 pub(super) struct Throttled {
     /// Requests per second right after the last cut.
     pub(super) rate: f64,
+    /// The rate the server was seen to take at the cut (what drew the 429, or what a
+    /// window whose headers overstate it was seen to grant): growth slows around it.
+    pub(super) drew: f64,
     pub(super) cut_at: Instant,
     /// The bucket's request count at the cut.
     pub(super) cut_requests: u64,
@@ -61,7 +64,7 @@ impl Throttled {
     /// concave, flat, convex shape of TCP CUBIC, in rate instead of window.
     pub(super) fn rate_at(&self, now: Instant) -> f64 {
         let t = since(now, self.cut_at).as_secs_f64();
-        let drew = self.rate / THROTTLE_BETA;
+        let drew = self.drew;
         let (low, high) = (drew * THROTTLE_PLATEAU.0, drew * THROTTLE_PLATEAU.1);
         let fast = |from: f64, t: f64| from * (1.0 + THROTTLE_GROWTH * t);
         let reach_low = (low / self.rate - 1.0).max(0.0) / THROTTLE_GROWTH;
@@ -97,15 +100,17 @@ impl BucketState {
     /// the bucket is already paused, and those answering requests sent before the last
     /// cut (`ticket`), do not cut again.
     ///
-    /// Also when the headers promised quota the server then refused (a window scope
-    /// blamed for the 429 said some remained): they overstate what is granted, so the
-    /// send rate that drew the 429 is what is learned, and trusted again only as it
-    /// grows back.
+    /// Also when the headers promised quota the server then refused (`promised`: a
+    /// window scope blamed for the 429 said some remained, with what it counts as spent
+    /// and its window when it says): they overstate what is granted. What the window
+    /// counts as spent, per window, is what the server enforces, and the send rate
+    /// resumes near it; without that count, the send rate that drew the 429 is cut, and
+    /// trusted again only as it grows back.
     pub(super) fn cut_rate(
         &mut self,
         now: Instant,
         snapshot: &abide_headers::RateLimitSnapshot,
-        promised: bool,
+        promised: Option<Option<(u64, Duration)>>,
         ticket: Option<Ticket>,
         stated: Option<Duration>,
     ) {
@@ -117,7 +122,7 @@ impl BucketState {
         }
         let headers_know =
             !self.learned.is_empty() || snapshot.limits().iter().any(|l| l.remaining.is_some());
-        if (headers_know && !promised) || self.paused_until.is_some_and(|p| p > now) {
+        if (headers_know && promised.is_none()) || self.paused_until.is_some_and(|p| p > now) {
             return;
         }
         if let (Some(t), Some(cut)) = (ticket, &self.throttled) {
@@ -145,20 +150,44 @@ impl BucketState {
         };
         let dt = since(now, from).as_secs_f64().max(0.1);
         let sent = self.requests.saturating_sub(sent_before) as f64;
-        let mut rate = (sent / dt * THROTTLE_BETA).max(THROTTLE_MIN_RATE);
-        if let Some(t) = &self.throttled {
-            // Grown since the cut only if a success showed the growth was granted.
-            let grown = if t.served { t.rate_at(now) } else { t.rate };
-            rate = rate.min(grown * THROTTLE_BETA);
-        }
+        // A window whose headers promised what the server refused shows what the server
+        // enforces: the count it took in one window. The average since the last cut
+        // would count the time nothing was sent (an outage, a lull) as the server's.
+        // A count past what was sent since is not ours in requests (a limit that counts
+        // tokens without naming them, others on the key): the average it is.
+        let enforced = promised
+            .flatten()
+            .filter(|&(used, _)| used as f64 <= sent)
+            .map(|(used, window)| used as f64 / window.as_secs_f64());
+        let (rate, drew) = match enforced {
+            // What the server enforces is measured, not a rate that overshot it: the send
+            // rate resumes near it, growing at the plateau's pace.
+            Some(e) => {
+                let rate = (e * THROTTLE_PLATEAU.0).max(THROTTLE_MIN_RATE);
+                (rate, e.max(rate))
+            }
+            None => {
+                let mut rate = (sent / dt * THROTTLE_BETA).max(THROTTLE_MIN_RATE);
+                if let Some(t) = &self.throttled {
+                    // Grown since the cut only if a success showed the growth was granted
+                    // (below the slowest rate, while refusals go on: the interval stays
+                    // at the slowest until growth has made up the cuts).
+                    let grown = if t.served { t.rate_at(now) } else { t.rate };
+                    rate = rate.min(grown * THROTTLE_BETA);
+                }
+                (rate, rate / THROTTLE_BETA)
+            }
+        };
         tracing::debug!(
             rate_per_s = rate,
             sent,
             over_s = dt,
-            "a 429 with no limit stated cuts the send rate"
+            enforced = enforced.is_some(),
+            "a 429 cuts the send rate"
         );
         self.throttled = Some(Throttled {
             rate,
+            drew,
             cut_at: now,
             cut_requests: self.requests,
             served: false,
@@ -177,6 +206,7 @@ mod tests {
         let cut_at = Instant::now();
         let t = Throttled {
             rate: 70.0,
+            drew: 100.0,
             cut_at,
             cut_requests: 0,
             served: false,
@@ -218,6 +248,7 @@ mod tests {
         let mut b = BucketState::new(at);
         b.throttled = Some(Throttled {
             rate: 1.0,
+            drew: 1.0 / THROTTLE_BETA,
             cut_at: at,
             cut_requests: 10,
             served: false,
@@ -238,13 +269,13 @@ mod tests {
         let later = at + Duration::from_secs(20);
         let grown = b.throttled.map(|t| t.rate_at(later)).unwrap_or_default();
         assert!(grown > 1.5, "{grown}");
-        b.cut_rate(later, &none, false, Some(ticket), None);
+        b.cut_rate(later, &none, None, Some(ticket), None);
         let rate = b.throttled.map(|t| t.rate);
         assert_eq!(rate, Some(THROTTLE_BETA));
 
         let (mut b, ticket) = cut_bucket(at);
         b.throttled_success(Some(ticket));
-        b.cut_rate(later, &none, false, Some(ticket), None);
+        b.cut_rate(later, &none, None, Some(ticket), None);
         let rate = b.throttled.map(|t| t.rate).unwrap_or_default();
         assert!((rate - grown * THROTTLE_BETA).abs() < 1e-9, "{rate}");
     }
@@ -262,7 +293,7 @@ mod tests {
             intervals.push(interval);
             now += interval;
             b.requests += 1;
-            b.cut_rate(now, &none, false, Some(b.ticket()), None);
+            b.cut_rate(now, &none, None, Some(b.ticket()), None);
         }
         assert!(intervals.windows(2).all(|w| w[1] >= w[0]), "{intervals:?}");
         let slowest = Duration::from_secs_f64(1.0 / THROTTLE_MIN_RATE);
@@ -285,6 +316,38 @@ mod tests {
     }
 
     #[test]
+    fn a_window_whose_headers_overstate_it_paces_at_what_it_took_not_the_average() {
+        let s = Duration::from_secs(1);
+        let none = abide_headers::RateLimitSnapshot::new();
+        // 70 requests in 120 s, most of it a lull; the refused window of 10 s counts 60.
+        let cut = |spent: (u64, Duration)| {
+            let at = Instant::now();
+            let mut b = BucketState::new(at);
+            b.requests = 70;
+            let ticket = b.ticket();
+            b.cut_rate(at + 120 * s, &none, Some(Some(spent)), Some(ticket), None);
+            (at + 120 * s, b.throttled.unwrap())
+        };
+        let (now, t) = cut((60, 10 * s));
+        assert!(
+            (t.rate - 6.0 * THROTTLE_PLATEAU.0).abs() < 1e-9,
+            "{}",
+            t.rate
+        );
+        // It grows at the plateau's pace around the 6 a second the window took.
+        let grown = t.rate_at(now + 5 * s);
+        assert!((grown - 6.0).abs() < 1e-9, "{grown}");
+        // A count past the 70 requests sent is not this client's requests (tokens, or
+        // others on the key): the average since the start is cut instead.
+        let (_, t) = cut((500, 10 * s));
+        assert!(
+            (t.rate - 70.0 / 120.0 * THROTTLE_BETA).abs() < 1e-9,
+            "{}",
+            t.rate
+        );
+    }
+
+    #[test]
     fn a_short_wait_after_a_stated_one_measures_from_its_end_a_long_one_over_the_cycle() {
         let s = Duration::from_secs(1);
         let none = abide_headers::RateLimitSnapshot::new();
@@ -300,7 +363,7 @@ mod tests {
             }
             b.requests = 60;
             let ticket = b.ticket();
-            b.cut_rate(at + 41 * s, &none, false, Some(ticket), Some(stated));
+            b.cut_rate(at + 41 * s, &none, None, Some(ticket), Some(stated));
             b.throttled.map(|t| t.rate).unwrap_or_default()
         };
         // It states 100 ms: the quota comes back as it goes, and the 50 went in the
