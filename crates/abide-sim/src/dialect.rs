@@ -171,7 +171,25 @@ pub(crate) fn response(
             .insert("idempotent-replayed", HeaderValue::from_static("true"));
     }
     res.extensions_mut().insert(decision.outcome);
+    res.extensions_mut()
+        .insert(StatedWait(states_a_wait(dialect, decision)));
     res
+}
+
+/// Whether an answer says when to come back: a wait (`Retry-After`, its variants, gRPC
+/// pushback, a wait in the body), or limit headers with their resets. A lone caller
+/// refused with neither follows the retry layer's schedule for waits nobody stated,
+/// and giving up on it is the accepted loss the boards count apart (`gave_up_alone`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct StatedWait(pub(crate) bool);
+
+fn states_a_wait(dialect: SimDialect, decision: &Decision) -> bool {
+    let limit_headers = !matches!(
+        dialect,
+        SimDialect::Grpc | SimDialect::None | SimDialect::RetryAfterOnly
+    );
+    decision.snapshot.retry_after().is_some()
+        || (limit_headers && !decision.snapshot.limits().is_empty())
 }
 
 fn grpc_headers(decision: &Decision, headers: &mut http::HeaderMap) {

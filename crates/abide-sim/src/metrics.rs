@@ -39,9 +39,11 @@ pub struct Row {
     pub timed_out: u64,
     /// `requests - succeeded - failed_permanent - failed_client - timed_out`.
     pub lost: u64,
-    /// Of `lost`: requests that gave up on an outage (last answer a 5xx, 529 or refused
-    /// connection) while no other request of their client was in progress: a lone caller
-    /// meeting an outage longer than its retry window, the one loss a client may accept.
+    /// Of `lost`: requests that gave up while no other request of their client was in
+    /// progress, on an outage (last answer a 5xx, 529 or refused connection) or on a
+    /// refusal that stated no wait (no `Retry-After`, pushback or limit headers): a lone
+    /// caller meeting failures longer than its retry window, the one loss a client may
+    /// accept.
     pub gave_up_alone: u64,
     /// Attempts sent (every retry included).
     pub attempts: u64,

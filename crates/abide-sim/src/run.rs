@@ -1,5 +1,6 @@
 //! The workload driver: runs one (scenario, strategy) pair in virtual time and measures it.
 
+use crate::dialect::StatedWait;
 use crate::http::HttpConnection;
 use crate::metrics::{ideal_makespan, percentile, round, Row};
 use crate::model::Outcome;
@@ -70,7 +71,7 @@ pub struct Tally {
     pub failed_client: u64,
     /// Requests ended by their deadline.
     pub timed_out: u64,
-    /// Lost requests that gave up alone on an outage.
+    /// Lost requests that gave up alone on an outage, or on refusals stating no wait.
     pub gave_up_alone: u64,
     /// Attempts sent.
     pub attempts: u64,
@@ -123,8 +124,9 @@ struct Stats {
     /// Per client (or the one shared state): the number of the first answer that told it
     /// the quota is gone for good.
     exhausted: Vec<Option<u64>>,
-    /// Per request: its latest answer, and that answer's number.
-    last: Vec<Option<(Outcome, u64)>>,
+    /// Per request: its latest answer, that answer's number, and whether it said when to
+    /// come back ([`StatedWait`]).
+    last: Vec<Option<(Outcome, u64, bool)>>,
     /// Logical requests of each client picked up by a caller and not yet ended.
     active: Vec<u32>,
     timeline: Timeline,
@@ -223,6 +225,10 @@ impl Future for ProbeFuture {
             Err(e) if e.is::<ConnectionRefused>() => Some(Outcome::Refused),
             Err(_) => None,
         };
+        let stated = match &result {
+            Ok(res) => res.extensions().get::<StatedWait>().is_none_or(|s| s.0),
+            Err(_) => false,
+        };
         if let Some(outcome) = outcome {
             let t = this.start.elapsed().as_secs_f64();
             let mut s = lock(this.stats);
@@ -240,7 +246,7 @@ impl Future for ProbeFuture {
                 }
             }
             if let Some(slot) = this.id.and_then(|id| s.last.get_mut(id)) {
-                *slot = Some((outcome, seq));
+                *slot = Some((outcome, seq, stated));
             }
         }
         Poll::Ready(result)
@@ -254,7 +260,8 @@ enum End {
     FailedClient,
     TimedOut,
     Lost,
-    /// Lost by a request that was alone in its client when it gave up on an outage.
+    /// Lost by a request that was alone in its client when it gave up on an outage (or
+    /// on refusals that stated no wait).
     GaveUpAlone,
 }
 
@@ -467,21 +474,30 @@ async fn drive(
                     let s = lock(&stats);
                     let alone = s.active.get(client) == Some(&1);
                     let answered = s.last.get(id).copied().flatten();
-                    let last = answered.map(|(o, _)| o);
+                    let last = answered.map(|(o, _, _)| o);
                     let exhausted_at = s.exhausted.get(knows).copied().flatten();
                     // Ended by the server's permanent quota error: its own last answer, or
                     // refused locally by a client that received one after this request's
                     // last answer (none at all, or a 429 it was waiting out): the quota
                     // was gone for good, so no later attempt could have been served.
                     let refused_after_exhaustion =
-                        exhausted_at.is_some_and(|at| answered.is_none_or(|(_, seq)| seq < at));
+                        exhausted_at.is_some_and(|at| answered.is_none_or(|(_, seq, _)| seq < at));
                     if last.is_some_and(Outcome::is_permanent) || refused_after_exhaustion {
                         End::FailedPermanent
                     } else if oversized || last.is_some_and(Outcome::is_client_error) {
                         // A request too large for the whole limit can never succeed: any
                         // ending of it is correct, a local refusal included.
                         End::FailedClient
-                    } else if alone && matches!(last, Some(Outcome::Outage(_) | Outcome::Refused)) {
+                    } else if alone
+                        && match answered {
+                            Some((Outcome::Outage(_) | Outcome::Refused, _, _)) => true,
+                            // Refused with no word of when to come back: for a lone
+                            // caller, an outage of 429s (the retry layer's at most 6
+                            // attempts within 40 s end it).
+                            Some((Outcome::RateLimited(_), _, stated)) => !stated,
+                            _ => false,
+                        }
+                    {
                         End::GaveUpAlone
                     } else {
                         End::Lost

@@ -230,6 +230,27 @@ fn a_lone_caller_giving_up_on_an_outage_is_counted_apart_within_lost() {
     assert_eq!((row.lost, row.gave_up_alone), (4, 1));
 }
 
+#[test]
+fn a_lone_caller_giving_up_on_refusals_that_state_no_wait_is_counted_apart() {
+    // One request a minute, four callers in turn, no retries: the first is served, the
+    // others are refused alone.
+    let text = |dialect: &str, retry_after: bool| {
+        format!(
+            "name = 'refused'\n[server]\ndialect = '{dialect}'\nalgorithm = 'fixed-window'\nwindow_s = 60.0\nrequests_per_window = 1\nretry_after = {retry_after}\n[workload]\nrequests = 4\nconcurrency = 1\n"
+        )
+    };
+    let row = |dialect: &str, retry_after: bool| {
+        let s = Scenario::from_toml("t.toml", &text(dialect, retry_after)).unwrap();
+        let row = run(&s, Strategy::None).unwrap().row;
+        (row.succeeded, row.lost, row.gave_up_alone)
+    };
+    // Nothing says when to come back: an outage of 429s to a lone caller.
+    assert_eq!(row("none", false), (1, 3, 3));
+    // A stated wait, or limit headers with their reset: ending is a loss.
+    assert_eq!(row("none", true), (1, 3, 0));
+    assert_eq!(row("ietf", false), (1, 3, 0));
+}
+
 #[tokio::test(start_paused = true)]
 async fn a_whole_second_clock_states_resets_from_the_whole_second_date() {
     let config = ServerConfig {
