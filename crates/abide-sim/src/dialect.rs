@@ -184,12 +184,13 @@ pub(crate) fn response(
 pub(crate) struct StatedWait(pub(crate) bool);
 
 fn states_a_wait(dialect: SimDialect, decision: &Decision) -> bool {
-    let limit_headers = !matches!(
-        dialect,
-        SimDialect::Grpc | SimDialect::None | SimDialect::RetryAfterOnly
-    );
-    decision.snapshot.retry_after().is_some()
-        || (limit_headers && !decision.snapshot.limits().is_empty())
+    let wait = decision.snapshot.retry_after().is_some();
+    match dialect {
+        // No header, a plain body: nothing is said, whatever the server computed.
+        SimDialect::None => false,
+        SimDialect::Grpc | SimDialect::RetryAfterOnly => wait,
+        _ => wait || !decision.snapshot.limits().is_empty(),
+    }
 }
 
 fn grpc_headers(decision: &Decision, headers: &mut http::HeaderMap) {

@@ -245,9 +245,11 @@ fn a_lone_caller_giving_up_on_refusals_that_state_no_wait_is_counted_apart() {
         (row.succeeded, row.lost, row.gave_up_alone)
     };
     // Nothing says when to come back: an outage of 429s to a lone caller.
-    assert_eq!(row("none", false), (1, 3, 3));
+    assert_eq!(row("retry-after-only", false), (1, 3, 3));
+    assert_eq!(row("none", true), (1, 3, 3));
     // A stated wait, or limit headers with their reset: ending is a loss.
-    assert_eq!(row("none", true), (1, 3, 0));
+    assert_eq!(row("retry-after-only", true), (1, 3, 0));
+    assert_eq!(row("grpc", true), (1, 3, 0));
     assert_eq!(row("ietf", false), (1, 3, 0));
 }
 
