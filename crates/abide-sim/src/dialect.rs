@@ -177,19 +177,20 @@ pub(crate) fn response(
 }
 
 /// Whether an answer says when to come back: a wait (`Retry-After`, its variants, gRPC
-/// pushback, a wait in the body), or limit headers with their resets. A lone caller
+/// pushback, a wait in the body), or a spent limit's reset in its headers. A lone caller
 /// refused with neither follows the retry layer's schedule for waits nobody stated,
 /// and giving up on it is the accepted loss the boards count apart (`gave_up_alone`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) struct StatedWait(pub(crate) bool);
 
 fn states_a_wait(dialect: SimDialect, decision: &Decision) -> bool {
-    let wait = decision.snapshot.retry_after().is_some();
     match dialect {
         // No header, a plain body: nothing is said, whatever the server computed.
         SimDialect::None => false,
-        SimDialect::Grpc | SimDialect::RetryAfterOnly => wait,
-        _ => wait || !decision.snapshot.limits().is_empty(),
+        SimDialect::Grpc | SimDialect::RetryAfterOnly => decision.snapshot.retry_after().is_some(),
+        // A wait, or a spent limit's reset; headers that say quota remains while the
+        // server refuses say nothing of when it will not.
+        _ => decision.snapshot.wait().is_some(),
     }
 }
 

@@ -41,7 +41,7 @@ pub struct Row {
     pub lost: u64,
     /// Of `lost`: requests that gave up while no other request of their client was in
     /// progress, on an outage (last answer a 5xx, 529 or refused connection) or on a
-    /// refusal that stated no wait (no `Retry-After`, pushback or limit headers): a lone
+    /// refusal that stated no wait (no `Retry-After`, pushback or spent limit): a lone
     /// caller meeting failures longer than its retry window, the one loss a client may
     /// accept.
     pub gave_up_alone: u64,

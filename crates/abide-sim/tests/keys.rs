@@ -247,10 +247,19 @@ fn a_lone_caller_giving_up_on_refusals_that_state_no_wait_is_counted_apart() {
     // Nothing says when to come back: an outage of 429s to a lone caller.
     assert_eq!(row("retry-after-only", false), (1, 3, 3));
     assert_eq!(row("none", true), (1, 3, 3));
-    // A stated wait, or limit headers with their reset: ending is a loss.
+    // A stated wait, or headers showing the limit spent until its reset: ending is a loss.
     assert_eq!(row("retry-after-only", true), (1, 3, 0));
     assert_eq!(row("grpc", true), (1, 3, 0));
     assert_eq!(row("ietf", false), (1, 3, 0));
+    // Headers saying quota remains while the server refuses (2 stated, 1 granted): they
+    // say nothing of when to come back.
+    let overstating = text("ietf", false).replace(
+        "requests_per_window = 1\n",
+        "requests_per_window = 2\nenforce_factor = 0.5\n",
+    );
+    let s = Scenario::from_toml("t.toml", &overstating).unwrap();
+    let r = run(&s, Strategy::None).unwrap().row;
+    assert_eq!((r.succeeded, r.lost, r.gave_up_alone), (1, 3, 3));
 }
 
 #[tokio::test(start_paused = true)]
