@@ -106,9 +106,9 @@ async fn a_429_on_the_request_limit_leaves_the_token_limit_usable() {
     );
 }
 
-/// An IETF-dialect fixed window of 10 s that advertises 100 requests but grants 60, and
-/// says so only by refusing (no wait stated).
-fn overstating_window() -> Api {
+/// A fixed window of 10 s that advertises 100 requests but grants 60; `headers` adds an
+/// answer's headers from (refused, requests used, seconds to the window's end).
+fn overstating_window(headers: fn(Reply, bool, u64, u64) -> Reply) -> Api {
     let start = Instant::now();
     let mut window = 0u64;
     let mut used = 0u64;
@@ -128,18 +128,36 @@ fn overstating_window() -> Api {
         } else {
             Reply::ok()
         };
-        reply
-            .header("ratelimit-policy", "\"default\";q=100;w=10")
-            .header(
-                "ratelimit",
-                format!("\"default\";r={};t={reset}", 100u64.saturating_sub(used)),
-            )
+        headers(reply, refused, used, reset)
     })
+}
+
+/// IETF headers; the server says it grants less only by refusing (no wait stated).
+fn ietf_headers(reply: Reply, _: bool, used: u64, reset: u64) -> Reply {
+    reply
+        .header("ratelimit-policy", "\"default\";q=100;w=10")
+        .header(
+            "ratelimit",
+            format!("\"default\";r={};t={reset}", 100u64.saturating_sub(used)),
+        )
+}
+
+/// X-RateLimit headers; refusals state the wait to the window's end.
+fn x_ratelimit_headers(reply: Reply, refused: bool, used: u64, reset: u64) -> Reply {
+    let reply = if refused {
+        reply.header("retry-after", reset.to_string())
+    } else {
+        reply
+    };
+    reply
+        .header("x-ratelimit-limit", "100")
+        .header("x-ratelimit-remaining", (100 - used).to_string())
+        .header("x-ratelimit-reset", reset.to_string())
 }
 
 #[tokio::test(start_paused = true)]
 async fn headers_that_overstate_a_window_stop_drawing_429s_once_refused() {
-    let api = overstating_window();
+    let api = overstating_window(ietf_headers);
     let c = crate::support::abide_client(
         &api,
         abide::AbideLayer::new().with_retry(BackoffRetryLayer::new().with_seed(13)),
@@ -155,41 +173,12 @@ async fn headers_that_overstate_a_window_stop_drawing_429s_once_refused() {
     );
 }
 
-/// An X-RateLimit fixed window of 10 s that advertises 100 requests but grants 60; its
-/// refusals state the wait to the window's end.
-fn overstating_window_with_retry_after() -> Api {
-    let start = Instant::now();
-    let mut window = 0u64;
-    let mut used = 0u64;
-    Api::new(50 * MS, move |now, _, _| {
-        let elapsed = (now - start).as_secs();
-        if elapsed / 10 != window {
-            window = elapsed / 10;
-            used = 0;
-        }
-        let reset = 10 - elapsed % 10;
-        let refused = used >= 60;
-        if !refused {
-            used += 1;
-        }
-        let reply = if refused {
-            Reply::status(429).header("retry-after", reset.to_string())
-        } else {
-            Reply::ok()
-        };
-        reply
-            .header("x-ratelimit-limit", "100")
-            .header("x-ratelimit-remaining", (100 - used).to_string())
-            .header("x-ratelimit-reset", reset.to_string())
-    })
-}
-
 /// The first refusal comes after a lull: what the window took (60 in 10 s) is the rate
-/// the server enforces, not the average since the client began (30 requests, then
-/// nothing for 40 s), which would pace the rest at a fraction of it.
+/// the server enforces, not the average since the client began (10 requests, then
+/// nothing for 120 s), which would pace the rest at a fraction of it.
 #[tokio::test(start_paused = true)]
 async fn headers_that_overstate_a_window_refused_after_a_lull_pace_at_what_the_window_took() {
-    let api = overstating_window_with_retry_after();
+    let api = overstating_window(x_ratelimit_headers);
     let c = crate::support::abide_client(
         &api,
         abide::AbideLayer::new().with_retry(BackoffRetryLayer::new().with_seed(23)),
