@@ -141,7 +141,10 @@
 //!   [`with_default_pause`](ConcurrencyCapLayer::with_default_pause)); requests already
 //!   holding a slot inside the pause are moved after it. The adaptive cap halves (to 3/4
 //!   for overload). Only the limit the verdict's scope names learns that the server
-//!   grants less than its headers say; the bucket's other scopes keep their pace.
+//!   grants less than its headers say; the bucket's other scopes keep their pace. A
+//!   request window refused while its headers said some remained is paced at what it
+//!   counted as spent, per window (what the server enforces, whatever was sent before
+//!   the refusal: a lull or an outage does not count), resuming just under it.
 //! - A stated wait longer than
 //!   [`with_max_server_wait`](ConcurrencyCapLayer::with_max_server_wait) (an hour, as the
 //!   retry layer's): requests fail at once with [`error::WaitTooLong`] carrying what is
