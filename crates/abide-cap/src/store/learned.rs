@@ -494,10 +494,13 @@ fn busy_period(
     };
     let sliding = old.sliding || since(reset_at, first) > sliding_slack(w);
     let missing = c - stated;
+    // The spends of the period were made between its oldest (`first` ages it out) and its
+    // newest (`reset_at`): what is missing comes back over that span, from the later of
+    // the oldest's return and now.
     let returns = Returns {
         first,
         from: now.max(first),
-        unit_ns: nanos(since(reset_at, now)) / missing,
+        unit_ns: nanos(since(reset_at, now.max(first))) / missing,
         taken,
     };
     (Some(returns), sliding)
@@ -628,5 +631,52 @@ mod tests {
     #[test]
     fn without_a_learned_rate_nothing_is_too_soon() {
         assert!(!full_too_soon(50, Duration::ZERO, None, MS));
+    }
+
+    #[test]
+    fn a_sliding_windows_spends_come_back_over_the_span_its_resets_show() {
+        let now = Instant::now();
+        // A busy period of a 40-per-10 s window whose first answer said its oldest spend
+        // ages out in 5 s; now one says 0 remain and the newest ages out in 10 s.
+        let old = Pace {
+            remaining: 0,
+            reset_at: now + 10 * S,
+            span_ns: nanos(10 * S),
+            per: 1,
+            limit: Some(40),
+            window: Some(10 * S),
+            tat: now,
+            rolled: false,
+            opens: now,
+            returns: Some(Returns {
+                first: now + 5 * S,
+                from: now + 5 * S,
+                unit_ns: nanos(S),
+                taken: 0,
+            }),
+            sliding: true,
+            stated_reset: now + 10 * S,
+            stated_remaining: 0,
+            boundary: Boundary::default(),
+            released: None,
+        };
+        let (returns, sliding) = busy_period(&old, 0, Some(40), Some(10 * S), now + 10 * S, now, 0);
+        let r = returns.unwrap();
+        assert!(sliding);
+        // The 40 were spent over the 5 s between those two: they come back over the same
+        // 5 s, from 5 s on, not over the whole 10 s from now.
+        assert_eq!((r.first, r.from), (now + 5 * S, now + 5 * S));
+        assert_eq!(r.unit_ns, nanos(5 * S) / 40);
+        // From an answer after the oldest aged out, what is missing comes back by the reset.
+        let (returns, _) = busy_period(
+            &old,
+            20,
+            Some(40),
+            Some(10 * S),
+            now + 10 * S,
+            now + 6 * S,
+            0,
+        );
+        assert_eq!(returns.map(|r| r.unit_ns), Some(nanos(4 * S) / 20));
     }
 }

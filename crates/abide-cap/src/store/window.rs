@@ -48,9 +48,9 @@ pub(super) struct Pace {
 /// A sliding window states as its reset when its *newest* spend ages out; the period's
 /// first answer stated when its *oldest* one does. Between the two the spends come back
 /// in the order they were made. They are taken back from the later of that first reset
-/// and the latest answer, at the rate the latest answer implies: what it says is missing,
-/// back by its reset. Both choices err late: a token bucket's units come back from now
-/// on at that rate; a burst of spends comes back faster.
+/// and the latest answer, evenly until the latest answer's reset: what it says is missing
+/// was spent over that span, one window earlier. A burst at the period's start comes back
+/// faster at first than this spreads it.
 #[derive(Clone, Copy, Debug)]
 pub(super) struct Returns {
     /// The reset the period's first answer stated: its oldest spend ages out then.
