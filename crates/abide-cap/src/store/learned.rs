@@ -638,28 +638,7 @@ mod tests {
         let now = Instant::now();
         // A busy period of a 40-per-10 s window whose first answer said its oldest spend
         // ages out in 5 s; now one says 0 remain and the newest ages out in 10 s.
-        let old = Pace {
-            remaining: 0,
-            reset_at: now + 10 * S,
-            span_ns: nanos(10 * S),
-            per: 1,
-            limit: Some(40),
-            window: Some(10 * S),
-            tat: now,
-            rolled: false,
-            opens: now,
-            returns: Some(Returns {
-                first: now + 5 * S,
-                from: now + 5 * S,
-                unit_ns: nanos(S),
-                taken: 0,
-            }),
-            sliding: true,
-            stated_reset: now + 10 * S,
-            stated_remaining: 0,
-            boundary: Boundary::default(),
-            released: None,
-        };
+        let old = crate::store::window::tests::spent(now, true);
         let (returns, sliding) = busy_period(&old, 0, Some(40), Some(10 * S), now + 10 * S, now, 0);
         let r = returns.unwrap();
         assert!(sliding);

@@ -169,12 +169,12 @@ impl Pace {
 }
 
 #[cfg(test)]
-mod tests {
+pub(super) mod tests {
     use super::*;
 
     /// A spent window of 40 per 10 s: its answer at `now` says none remain, the newest
     /// spend ages out in 10 s and (for the busy period) the oldest in 5 s.
-    fn spent(now: Instant, sliding: bool) -> Pace {
+    pub(in crate::store) fn spent(now: Instant, sliding: bool) -> Pace {
         let s = Duration::from_secs(1);
         Pace {
             remaining: 0,
