@@ -124,9 +124,8 @@ struct Stats {
     /// Per client (or the one shared state): the number of the first answer that told it
     /// the quota is gone for good.
     exhausted: Vec<Option<u64>>,
-    /// Per request: its latest answer, that answer's number, and whether it said when to
-    /// come back ([`StatedWait`]).
-    last: Vec<Option<(Outcome, u64, bool)>>,
+    /// Per request: its latest answer.
+    last: Vec<Option<LastAnswer>>,
     /// Logical requests of each client picked up by a caller and not yet ended.
     active: Vec<u32>,
     timeline: Timeline,
@@ -220,16 +219,16 @@ impl Future for ProbeFuture {
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         let this = self.project();
         let result = std::task::ready!(this.inner.poll(cx));
-        let outcome = match &result {
-            Ok(res) => res.extensions().get::<Outcome>().copied(),
-            Err(e) if e.is::<ConnectionRefused>() => Some(Outcome::Refused),
+        // What was answered, and whether it said when to come back.
+        let answered = match &result {
+            Ok(res) => res.extensions().get::<Outcome>().map(|&o| {
+                let stated = res.extensions().get::<StatedWait>().is_none_or(|s| s.0);
+                (o, stated)
+            }),
+            Err(e) if e.is::<ConnectionRefused>() => Some((Outcome::Refused, false)),
             Err(_) => None,
         };
-        let stated = match &result {
-            Ok(res) => res.extensions().get::<StatedWait>().is_none_or(|s| s.0),
-            Err(_) => false,
-        };
-        if let Some(outcome) = outcome {
+        if let Some((outcome, stated_wait)) = answered {
             let t = this.start.elapsed().as_secs_f64();
             let mut s = lock(this.stats);
             s.answers += 1;
@@ -246,10 +245,36 @@ impl Future for ProbeFuture {
                 }
             }
             if let Some(slot) = this.id.and_then(|id| s.last.get_mut(id)) {
-                *slot = Some((outcome, seq, stated));
+                *slot = Some(LastAnswer {
+                    outcome,
+                    seq,
+                    stated_wait,
+                });
             }
         }
         Poll::Ready(result)
+    }
+}
+
+/// A request's latest answer: what it was, its number among all answers, and whether it
+/// said when to come back ([`StatedWait`]).
+#[derive(Clone, Copy, Debug)]
+struct LastAnswer {
+    outcome: Outcome,
+    seq: u64,
+    stated_wait: bool,
+}
+
+impl LastAnswer {
+    /// Whether a lone caller giving up on it is the loss a client may accept: an outage,
+    /// or a refusal with no word of when to come back (the retry layer's at most 6
+    /// attempts within 40 s end it), both longer than its retry window.
+    fn leaves_a_lone_caller_nothing(self) -> bool {
+        match self.outcome {
+            Outcome::Outage(_) | Outcome::Refused => true,
+            Outcome::RateLimited(_) => !self.stated_wait,
+            _ => false,
+        }
     }
 }
 
@@ -474,14 +499,14 @@ async fn drive(
                     let s = lock(&stats);
                     let alone = s.active.get(client) == Some(&1);
                     let answered = s.last.get(id).copied().flatten();
-                    let last = answered.map(|(o, _, _)| o);
+                    let last = answered.map(|a| a.outcome);
                     let exhausted_at = s.exhausted.get(knows).copied().flatten();
                     // Ended by the server's permanent quota error: its own last answer, or
                     // refused locally by a client that received one after this request's
                     // last answer (none at all, or a 429 it was waiting out): the quota
                     // was gone for good, so no later attempt could have been served.
                     let refused_after_exhaustion =
-                        exhausted_at.is_some_and(|at| answered.is_none_or(|(_, seq, _)| seq < at));
+                        exhausted_at.is_some_and(|at| answered.is_none_or(|a| a.seq < at));
                     if last.is_some_and(Outcome::is_permanent) || refused_after_exhaustion {
                         End::FailedPermanent
                     } else if oversized || last.is_some_and(Outcome::is_client_error) {
@@ -489,14 +514,7 @@ async fn drive(
                         // ending of it is correct, a local refusal included.
                         End::FailedClient
                     } else if alone
-                        && match answered {
-                            Some((Outcome::Outage(_) | Outcome::Refused, _, _)) => true,
-                            // Refused with no word of when to come back: for a lone
-                            // caller, an outage of 429s (the retry layer's at most 6
-                            // attempts within 40 s end it).
-                            Some((Outcome::RateLimited(_), _, stated)) => !stated,
-                            _ => false,
-                        }
+                        && answered.is_some_and(LastAnswer::leaves_a_lone_caller_nothing)
                     {
                         End::GaveUpAlone
                     } else {

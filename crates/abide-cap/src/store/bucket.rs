@@ -8,7 +8,7 @@ use super::drip::{headers_show_daily, Drip};
 use super::gcra::gcra;
 use super::learned::{blamed, refills_continuously, Learned};
 use super::outage::{Outage, PROBE_LEASE};
-use super::throttle::{Throttled, THROTTLE_RECOVERED};
+use super::throttle::{Promised, Throttled, THROTTLE_RECOVERED};
 use super::time::{later, nanos, scale, since};
 use super::{Admission, Decision, Observation, Rejection, Reservation, Ticket};
 use crate::ExhaustionPolicy;
@@ -364,9 +364,7 @@ impl BucketState {
             return;
         }
         // The headers said quota remained where the server refused.
-        let mut promised = false;
-        // What the blamed window counts as spent, and its window, when it says.
-        let mut spent = None;
+        let mut promised = None;
         if o.policy.learn {
             let limits = o.snapshot.limits();
             let blamed = (o.classification.class == Class::RateLimited)
@@ -376,13 +374,12 @@ impl BucketState {
             for (i, limit) in limits.iter().enumerate() {
                 self.learn(limit, now, o.ticket, blamed == Some(i), refused);
             }
-            promised = blamed.is_some_and(|i| {
-                limits[i].remaining.is_some_and(|r| r > 0)
-                    && !refills_continuously(limits[i].dialect)
-            });
-            if promised {
-                spent = blamed.and_then(|i| self.window_spent(&limits[i]));
-            }
+            promised = blamed
+                .map(|i| &limits[i])
+                .filter(|l| l.remaining.is_some_and(|r| r > 0) && !refills_continuously(l.dialect))
+                .map(|l| Promised {
+                    spent: self.window_spent(l),
+                });
         }
         let current = o
             .ticket
@@ -456,7 +453,7 @@ impl BucketState {
                             self.cut_rate(
                                 now,
                                 o.snapshot,
-                                promised.then_some(spent),
+                                promised,
                                 o.ticket,
                                 stated.map(|_| wait),
                             );

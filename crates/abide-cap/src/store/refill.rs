@@ -139,7 +139,7 @@ impl Refill {
         let span = since(now, at);
         let dt = span.as_secs_f64();
         let rate = self.rate();
-        let refilled = dt * 1e9 / self.unit_ns.max(1) as f64;
+        let refilled = dt * rate;
         let consumed = was as f64 + refilled - left as f64;
         let ours = mine.saturating_sub(mine_then) as f64;
         let theirs = consumed - ours;

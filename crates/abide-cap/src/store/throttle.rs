@@ -85,6 +85,13 @@ impl Throttled {
     }
 }
 
+/// A refusal by a window scope whose headers said quota remained (they overstate what the
+/// server grants), with what that window counts as spent and its window, when it says.
+#[derive(Clone, Copy, Debug, Default)]
+pub(super) struct Promised {
+    pub(super) spent: Option<(u64, Duration)>,
+}
+
 impl BucketState {
     /// A success of a request admitted under the learned send rate: if it was sent after
     /// the last cut, the growth since the cut is granted.
@@ -100,9 +107,8 @@ impl BucketState {
     /// the bucket is already paused, and those answering requests sent before the last
     /// cut (`ticket`), do not cut again.
     ///
-    /// Also when the headers promised quota the server then refused (`promised`: a
-    /// window scope blamed for the 429 said some remained, with what it counts as spent
-    /// and its window when it says): they overstate what is granted. What the window
+    /// Also when the headers promised quota the server then refused ([`Promised`]): they
+    /// overstate what is granted. What the window
     /// counts as spent, per window, is what the server enforces, and the send rate
     /// resumes near it; without that count, the send rate that drew the 429 is cut, and
     /// trusted again only as it grows back.
@@ -110,7 +116,7 @@ impl BucketState {
         &mut self,
         now: Instant,
         snapshot: &abide_headers::RateLimitSnapshot,
-        promised: Option<Option<(u64, Duration)>>,
+        promised: Option<Promised>,
         ticket: Option<Ticket>,
         stated: Option<Duration>,
     ) {
@@ -156,7 +162,7 @@ impl BucketState {
         // A count past what was sent since is not ours in requests (a limit that counts
         // tokens without naming them, others on the key): the average it is.
         let enforced = promised
-            .flatten()
+            .and_then(|p| p.spent)
             .filter(|&(used, _)| used as f64 <= sent)
             .map(|(used, window)| used as f64 / window.as_secs_f64());
         let (rate, drew) = match enforced {
@@ -325,7 +331,13 @@ mod tests {
             let mut b = BucketState::new(at);
             b.requests = 70;
             let ticket = b.ticket();
-            b.cut_rate(at + 120 * s, &none, Some(Some(spent)), Some(ticket), None);
+            b.cut_rate(
+                at + 120 * s,
+                &none,
+                Some(Promised { spent: Some(spent) }),
+                Some(ticket),
+                None,
+            );
             (at + 120 * s, b.throttled.unwrap())
         };
         let (now, t) = cut((60, 10 * s));
