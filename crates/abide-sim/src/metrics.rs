@@ -239,34 +239,56 @@ fn out_of_outages(mut t: f64, outages: &[(f64, f64)]) -> f64 {
     }
 }
 
+/// Where the jobs of [`schedule_bound`] hold a slot.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Slots {
+    /// Slots held from a job's start to its end (the callers: `clients x concurrency`).
+    pub(crate) callers: usize,
+    /// Slots held from a job's admission to its end, when the server bounds them (its
+    /// `max_in_flight`: the server counts what it serves, not what is on its way to it).
+    pub(crate) server: Option<usize>,
+}
+
 /// The earliest the last of a sequence of jobs can end, when job `k` may not start before
-/// `release[k]` (non-decreasing), reaches the server `upstream[k]` after its start (missing
-/// entries are zero) and is admitted there no earlier than job `k - 1` and not inside an
-/// outage, then takes `service[k]`; at most `slots` run at once (from start to end).
+/// `release[k]` (non-decreasing), reaches the server `way` after its start and is
+/// admitted there no earlier than job `k - 1` and not inside an outage, then takes
+/// `service[k]`; at most `slots.callers` run at once (from start to end) and at most
+/// `slots.server` are admitted at once (from admission to end).
 ///
 /// Starting each job as early as allowed is optimal: job `k`'s duration is fixed by its
-/// position, so an earlier start never delays a later one (the slots' free times only
-/// get earlier, element by element), and the makespan is the latest `start + service`.
+/// position, so an earlier start never delays a later one (both pools' free times only
+/// get earlier, element by element), and the makespan is the latest `admission + service`.
 pub(crate) fn schedule_bound(
     release: &[f64],
     service: &[f64],
-    upstream: &[f64],
-    slots: usize,
+    way: f64,
+    slots: Slots,
     outages: &[(f64, f64)],
 ) -> f64 {
-    let mut free: BinaryHeap<Reverse<OrdF64>> = (0..slots.clamp(1, release.len().max(1)))
-        .map(|_| Reverse(OrdF64(0.0)))
-        .collect();
+    let pool = |n: usize| -> BinaryHeap<Reverse<OrdF64>> {
+        (0..n.clamp(1, release.len().max(1)))
+            .map(|_| Reverse(OrdF64(0.0)))
+            .collect()
+    };
+    let mut callers = pool(slots.callers);
+    let mut server = slots.server.map(pool);
     let (mut previous, mut makespan) = (0.0f64, 0.0f64);
-    for (k, (&r, &s)) in release.iter().zip(service).enumerate() {
-        let Some(Reverse(OrdF64(slot))) = free.pop() else {
+    for (&r, &s) in release.iter().zip(service) {
+        let Some(Reverse(OrdF64(caller))) = callers.pop() else {
             break;
         };
-        // Sent at `admitted - u`, admitted by the server in order, then served.
-        let u = upstream.get(k).copied().unwrap_or(0.0);
-        let admitted = out_of_outages((r.max(slot) + u).max(previous), outages);
+        let free = match server.as_mut().map(BinaryHeap::pop) {
+            Some(Some(Reverse(OrdF64(t)))) => t,
+            Some(None) => break,
+            None => 0.0,
+        };
+        // Sent at `admitted - way`, admitted by the server in order, then served.
+        let admitted = out_of_outages((r.max(caller) + way).max(previous).max(free), outages);
         let end = admitted + s;
-        free.push(Reverse(OrdF64(end)));
+        callers.push(Reverse(OrdF64(end)));
+        if let Some(server) = server.as_mut() {
+            server.push(Reverse(OrdF64(end)));
+        }
         previous = admitted;
         makespan = makespan.max(end);
     }
@@ -313,19 +335,24 @@ impl Ord for OrdF64 {
 /// window's worth at an outage's end, a fixed window covered whole gives nothing, a token
 /// bucket fills up to its burst only).
 ///
-/// A request reaches the limiter `u_k` after it is sent, the `k`-th upstream delay the
-/// server draws ([`upstream_delays`](crate::upstream_delays), zero unless the server
-/// reorders), so it is sent no earlier than the latest of its arrival and the limits'
-/// bound less `u_k`. It is then served for `s_k`, the `k`-th service
-/// time the server draws ([`service_times`](crate::service_times): seeded, so the same for
-/// every strategy), holding one of `C` slots for `u_k + s_k`, `C` = the requests in flight at once
-/// (`clients x concurrency`, or `max_in_flight` when smaller). The bound is the end of the
-/// last request when each starts as early as these allow and takes the first free slot,
-/// which is the best any schedule can do (an earlier start never delays a later job; a
-/// unit test checks it against brute force on small instances); and never before the last
-/// arrival of any request, deliverable or not (it has to arrive to end). A strategy that makes the
-/// server serve the same request twice draws later service times; the bound does not
-/// count that waste.
+/// A request reaches the limiter some way after it is sent: an upstream delay the server
+/// draws ([`upstream_delays`](crate::upstream_delays), zero unless the server reorders),
+/// so requests overtake one another on the way. A schedule may send each request knowing
+/// its way; the bound gives every one the shortest way drawn, `u`, which only makes it
+/// lower: a request is sent no earlier than its arrival and the limits' bound less `u`.
+/// It is then served for `s_k`, the `k`-th service time the server draws
+/// ([`service_times`](crate::service_times): seeded, so the same for every strategy). It
+/// holds one of the `clients x concurrency` callers from its send to its end and, when the
+/// server bounds what it serves at once, one of its `max_in_flight` slots from its
+/// admission (the server counts a request from when it reaches it). The bound is the end
+/// of the last request when each starts as early as these allow and takes the first free
+/// slots, which is the best any schedule can do (an earlier start never delays a later
+/// job; a unit test checks it against brute force on small instances); never before the
+/// callers' whole busy time, every way drawn and every service, spread over all callers
+/// (where the ways overtake, the schedule above reads the shortest way only); and never
+/// before the last arrival of any request, deliverable or not (it has to arrive to end).
+/// A strategy that makes the server serve the same request twice draws later service
+/// times; the bound does not count that waste.
 pub fn ideal_makespan(scenario: &Scenario, plan: &[Planned]) -> f64 {
     let server = &scenario.server;
     let d = deliverable(scenario, plan) as usize;
@@ -357,6 +384,8 @@ pub fn ideal_makespan(scenario: &Scenario, plan: &[Planned]) -> f64 {
         .iter()
         .map(Duration::as_secs_f64)
         .collect();
+    // The shortest way drawn (all are zero unless the server reorders).
+    let way = upstream.iter().copied().reduce(f64::min).unwrap_or(0.0);
     let mut tokens = 0u64;
     let release: Vec<f64> = (1..=d)
         .map(|k| {
@@ -366,30 +395,28 @@ pub fn ideal_makespan(scenario: &Scenario, plan: &[Planned]) -> f64 {
                 .max(window(&mut token_batches, server.tokens_per_window, tokens))
                 .max(daily(server.requests_per_day, k64))
                 .max(daily(server.tokens_per_day, tokens));
-            arrivals[k - 1].max(limits - upstream[k - 1])
+            arrivals[k - 1].max(limits - way)
         })
         .collect();
     let service: Vec<f64> = service_times(server, scenario.seed, d)
         .iter()
         .map(Duration::as_secs_f64)
         .collect();
-    let mut slots = u64::from(scenario.workload.clients) * u64::from(scenario.workload.concurrency);
-    if server.max_in_flight > 0 {
-        slots = slots.min(u64::from(server.max_in_flight));
-    }
+    let callers = u64::from(scenario.workload.clients) * u64::from(scenario.workload.concurrency);
+    let slots = Slots {
+        callers: usize::try_from(callers).unwrap_or(usize::MAX),
+        server: (server.max_in_flight > 0).then_some(server.max_in_flight as usize),
+    };
     // Every request, deliverable or not, must at least arrive before it can end.
     let last_arrival = plan
         .iter()
         .map(|p| p.arrival.as_secs_f64())
         .fold(0.0, f64::max);
-    schedule_bound(
-        &release,
-        &service,
-        &upstream,
-        usize::try_from(slots).unwrap_or(usize::MAX),
-        &outages,
-    )
-    .max(last_arrival)
+    // Each caller's busy time: every request holds one for its way and its service.
+    let busy: f64 = upstream.iter().chain(&service).sum();
+    schedule_bound(&release, &service, way, slots, &outages)
+        .max(busy / slots.callers.max(1) as f64)
+        .max(last_arrival)
 }
 
 #[cfg(test)]
@@ -522,9 +549,9 @@ mod tests {
 
     #[test]
     fn the_way_to_a_reordering_limiter_holds_a_slot_too() {
-        // One slot, 1 s of service: each request also spends its upstream delay (uniform
-        // in 0-0.4 s) on the way to the limiter, in the slot; without it the bound read
-        // 100 s, which no client can reach.
+        // One caller, 1 s of service: each request also spends its upstream delay (uniform
+        // in 0-0.4 s) on the way to the limiter, holding the caller; without it the bound
+        // read 100 s, which no client can reach.
         let s = scenario(
             "name='t'\n[server]\ndialect='anthropic'\nmax_in_flight=1\nlatency_s=1.0\nreorder_s=0.4\n[workload]\nrequests=100\nconcurrency=1\n",
         );
@@ -539,6 +566,18 @@ mod tests {
             "{v} vs {}",
             100.0 + upstream
         );
+        // The server counts what it serves: with callers to spare, each request travels
+        // while the one before is served, and its one slot is busy back to back (100 s of
+        // service, after the shortest way there). It read 100 s plus every way before.
+        let s = scenario(
+            "name='t'\n[server]\ndialect='anthropic'\nmax_in_flight=1\nlatency_s=1.0\nreorder_s=0.4\n[workload]\nrequests=100\nconcurrency=4\n",
+        );
+        let v = ideal_makespan(&s, &s.plan());
+        let shortest = upstream_delays(&s.server, s.seed, 100)
+            .iter()
+            .map(Duration::as_secs_f64)
+            .fold(f64::INFINITY, f64::min);
+        assert!((v - (100.0 + shortest)).abs() < 1e-6, "{v}");
         // A window's bound applies where the request meets the limiter: 10 per 10 s, 20
         // requests, the 11th admitted at 10 s at the earliest, so sent at 10 s less its
         // own way there: every one of them ends at 10.1 s.
@@ -625,58 +664,66 @@ mod brute_force {
     use super::*;
     use crate::model::{Outcome, ServerModel};
 
+    /// One small instance of [`schedule_bound`]'s problem, in integers.
+    struct Instance {
+        release: Vec<u32>,
+        service: Vec<u32>,
+        way: u32,
+        callers: usize,
+        server: Option<usize>,
+        outages: Vec<(u32, u32)>,
+    }
+
     /// The best makespan of jobs with integer releases and durations, over every schedule
-    /// of integer start times: starts non-decreasing in job order, each at or after its
-    /// release, none inside an outage, at most `slots` running at once. With integer data
-    /// every event is at an integer time, so integer starts reach the optimum.
-    fn best_schedule(
-        release: &[u32],
-        service: &[u32],
-        slots: usize,
-        outages: &[(u32, u32)],
-    ) -> u32 {
+    /// of integer start times: each start at or after its release, admissions (start plus
+    /// the way) non-decreasing in job order and none inside an outage, at most `callers`
+    /// running at once from start to end and at most `server` from admission to end. With
+    /// integer data every event is at an integer time, so integer starts reach the optimum.
+    fn best_schedule(p: &Instance) -> u32 {
         struct Search<'a> {
-            release: &'a [u32],
-            service: &'a [u32],
-            slots: usize,
-            outages: &'a [(u32, u32)],
+            p: &'a Instance,
             horizon: u32,
             best: u32,
         }
         impl Search<'_> {
-            fn go(&mut self, starts: &mut Vec<u32>) {
-                let k = starts.len();
-                if k == self.release.len() {
-                    let end = starts.iter().zip(self.service).map(|(s, d)| s + d).max();
-                    self.best = self.best.min(end.unwrap_or(0));
+            /// `jobs`: (start, end) of the jobs placed so far.
+            fn go(&mut self, jobs: &mut Vec<(u32, u32)>) {
+                let p = self.p;
+                let k = jobs.len();
+                if k == p.release.len() {
+                    let end = jobs.iter().map(|&(_, e)| e).max().unwrap_or(0);
+                    self.best = self.best.min(end);
                     return;
                 }
-                let from = self.release[k].max(starts.last().copied().unwrap_or(0));
+                let from = p.release[k].max(jobs.last().map_or(0, |&(t, _)| t));
                 for t in from..=self.horizon {
-                    if self.outages.iter().any(|&(a, b)| t >= a && t < b) {
+                    let a = t + p.way;
+                    let end = a + p.service[k];
+                    if p.outages.iter().any(|&(x, y)| a >= x && a < y) {
                         continue;
                     }
-                    let running = starts
+                    if end >= self.best {
+                        break;
+                    }
+                    let callers = jobs.iter().filter(|&&(s, e)| s <= t && t < e).count();
+                    let served = jobs
                         .iter()
-                        .zip(self.service)
-                        .filter(|&(&s, &d)| s <= t && t < s + d)
+                        .filter(|&&(s, e)| s + p.way <= a && a < e)
                         .count();
-                    if running < self.slots {
-                        starts.push(t);
-                        self.go(starts);
-                        starts.pop();
+                    if callers < p.callers && p.server.is_none_or(|n| served < n) {
+                        jobs.push((t, end));
+                        self.go(jobs);
+                        jobs.pop();
                     }
                 }
             }
         }
-        let horizon = release.iter().max().copied().unwrap_or(0)
-            + service.iter().sum::<u32>()
-            + outages.iter().map(|(a, b)| b - a).sum::<u32>();
+        let horizon = p.release.iter().max().copied().unwrap_or(0)
+            + p.service.iter().sum::<u32>()
+            + p.way * u32::try_from(p.release.len()).unwrap_or(u32::MAX)
+            + p.outages.iter().map(|(a, b)| b - a).sum::<u32>();
         let mut search = Search {
-            release,
-            service,
-            slots,
-            outages,
+            p,
             horizon,
             best: u32::MAX,
         };
@@ -687,32 +734,59 @@ mod brute_force {
     #[test]
     fn the_schedule_bound_is_the_best_schedule_on_small_instances() {
         let mut rng = fastrand::Rng::with_seed(11);
-        for case in 0..300 {
+        let mut server_bound = 0;
+        for case in 0..400 {
             let n = rng.usize(1..=5);
             let mut release: Vec<u32> = (0..n).map(|_| rng.u32(0..=4)).collect();
             release.sort_unstable();
-            let service: Vec<u32> = (0..n).map(|_| rng.u32(1..=3)).collect();
-            let slots = rng.usize(1..=3);
-            let outages: Vec<(u32, u32)> = if rng.bool() {
-                let a = rng.u32(0..=4);
-                vec![(a, a + rng.u32(1..=3))]
-            } else {
-                Vec::new()
+            let p = Instance {
+                release,
+                service: (0..n).map(|_| rng.u32(1..=3)).collect(),
+                // A way to the server holds a caller but not a server slot.
+                way: rng.u32(0..=2),
+                callers: rng.usize(1..=3),
+                server: rng.bool().then(|| rng.usize(1..=2)),
+                outages: if rng.bool() {
+                    let a = rng.u32(0..=4);
+                    vec![(a, a + rng.u32(1..=3))]
+                } else {
+                    Vec::new()
+                },
             };
             let f = |v: &[u32]| v.iter().map(|&x| f64::from(x)).collect::<Vec<_>>();
-            let of: Vec<(f64, f64)> = outages
+            let of: Vec<(f64, f64)> = p
+                .outages
                 .iter()
                 .map(|&(a, b)| (f64::from(a), f64::from(b)))
                 .collect();
-            let bound = schedule_bound(&f(&release), &f(&service), &[], slots, &of);
-            let best = best_schedule(&release, &service, slots, &outages);
+            let bound = |server| {
+                let slots = Slots {
+                    callers: p.callers,
+                    server,
+                };
+                schedule_bound(&f(&p.release), &f(&p.service), f64::from(p.way), slots, &of)
+            };
+            let best = best_schedule(&p);
             // Never above the best schedule (a valid bound), and here equal to it (tight).
             assert_eq!(
-                bound,
+                bound(p.server),
                 f64::from(best),
-                "case {case}: release {release:?} service {service:?} slots {slots} outages {outages:?}"
+                "case {case}: release {:?} service {:?} way {} callers {} server {:?} \
+                 outages {:?}",
+                p.release,
+                p.service,
+                p.way,
+                p.callers,
+                p.server,
+                p.outages
             );
+            // Cases where the server's slots, not the callers, decided the bound.
+            server_bound += usize::from(bound(None) < bound(p.server));
         }
+        assert!(
+            server_bound > 20,
+            "the server's slots bound only {server_bound} cases"
+        );
     }
 
     /// The best makespan a client could reach on the real server model: every order of the
