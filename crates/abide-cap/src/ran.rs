@@ -102,10 +102,13 @@ impl Ran {
                     && self
                         .burst_at
                         .is_some_and(|at| sent_at.is_some_and(|s| s <= at));
+                let over_capacity = opens || in_burst;
                 if opens {
                     self.burst_at = Some(now);
+                } else if !over_capacity {
+                    // The episode ends at the first refusal it does not explain.
+                    self.burst_at = None;
                 }
-                let over_capacity = opens || in_burst;
                 self.refused_at = Some(now);
                 self.served_since_refused = false;
                 let ran = if verdict.retry_after.is_some() {
@@ -268,8 +271,10 @@ mod tests {
         assert!(r.observe(&busy, 3, 20 * MS, t0 + 210 * MS).over_capacity);
         // One sent after it, with nobody served since: the server may be going down.
         assert!(!r.observe(&busy, 2, 5 * MS, t0 + 220 * MS).over_capacity);
-        // Within what the server ran: not explained by concurrency either.
+        // Within what the server ran: not explained by concurrency either. The episode
+        // is over: a request of the burst refused now is no longer explained by it.
         assert!(!r.observe(&busy, 1, 100 * MS, t0 + 230 * MS).over_capacity);
+        assert!(!r.observe(&busy, 3, 50 * MS, t0 + 240 * MS).over_capacity);
         // Served, sent after the last refusal: the server is up, a new burst may open.
         r.observe(&ok, 1, 10 * MS, t0 + 300 * MS);
         assert!(r.observe(&busy, 2, MS, t0 + 310 * MS).over_capacity);
