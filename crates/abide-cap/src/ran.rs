@@ -89,39 +89,7 @@ impl Ran {
         let sent_at = now.checked_sub(latency);
         let refused = (sent > 1).then(|| sent - 1);
         match verdict.class {
-            Class::Overloaded => {
-                let past_ran = self
-                    .ran
-                    .is_some_and(|ran| refused.is_some_and(|n| n >= ran));
-                // Refused past what the server runs while it serves: the server's
-                // concurrency, and the requests in flight then are one burst with it (their
-                // refusals are the same episode, not the server going down). A request
-                // sent later needs the server to serve one sent after the last refusal.
-                let opens = self.served_since_refused && past_ran;
-                let in_burst = past_ran
-                    && self
-                        .burst_at
-                        .is_some_and(|at| sent_at.is_some_and(|s| s <= at));
-                let over_capacity = opens || in_burst;
-                if opens {
-                    self.burst_at = Some(now);
-                } else if !over_capacity {
-                    // The episode ends at the first refusal it does not explain.
-                    self.burst_at = None;
-                }
-                self.refused_at = Some(now);
-                self.served_since_refused = false;
-                let ran = if verdict.retry_after.is_some() {
-                    refused
-                } else {
-                    self.suspect(refused, now);
-                    None
-                };
-                if let Some(n) = ran {
-                    self.learn(n);
-                }
-                Seen { ran, over_capacity }
-            }
+            Class::Overloaded => self.overloaded(verdict, refused, sent_at, now),
             Class::Success => {
                 if self
                     .refused_at
@@ -140,6 +108,48 @@ impl Ran {
             }
             _ => Seen::default(),
         }
+    }
+
+    /// An overload answer refusing the `refused + 1`-th request running (`None`: a lone
+    /// request), sent at `sent_at`.
+    fn overloaded(
+        &mut self,
+        verdict: &Classification,
+        refused: Option<usize>,
+        sent_at: Option<Instant>,
+        now: Instant,
+    ) -> Seen {
+        let past_ran = self
+            .ran
+            .is_some_and(|ran| refused.is_some_and(|n| n >= ran));
+        // Refused past what the server runs while it serves: the server's concurrency,
+        // and the requests in flight then are one burst with it (their refusals are the
+        // same episode, not the server going down). A request sent later needs the
+        // server to serve one sent after the last refusal.
+        let opens = self.served_since_refused && past_ran;
+        let in_burst = past_ran
+            && self
+                .burst_at
+                .is_some_and(|at| sent_at.is_some_and(|s| s <= at));
+        let over_capacity = opens || in_burst;
+        if opens {
+            self.burst_at = Some(now);
+        } else if !over_capacity {
+            // The episode ends at the first refusal it does not explain.
+            self.burst_at = None;
+        }
+        self.refused_at = Some(now);
+        self.served_since_refused = false;
+        let ran = if verdict.retry_after.is_some() {
+            refused
+        } else {
+            self.suspect(refused, now);
+            None
+        };
+        if let Some(n) = ran {
+            self.learn(n);
+        }
+        Seen { ran, over_capacity }
     }
 
     /// An overload answer without a wait refusing the `n + 1`-th request sent (`None`: a
