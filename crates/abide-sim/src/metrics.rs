@@ -348,8 +348,9 @@ impl Ord for OrdF64 {
 /// of the last request when each starts as early as these allow and takes the first free
 /// slots, which is the best any schedule can do (an earlier start never delays a later
 /// job; a unit test checks it against brute force on small instances); never before the
-/// callers' whole busy time, every way drawn and every service, spread over all callers
-/// (where the ways overtake, the schedule above reads the shortest way only); and never
+/// callers' whole busy time, every way drawn and every service, spread over all callers,
+/// plus what outages force them to idle (where the ways overtake, the schedule above
+/// reads the shortest way only); and never
 /// before the last arrival of any request, deliverable or not (it has to arrive to end).
 /// A strategy that makes the server serve the same request twice draws later service
 /// times; the bound does not count that waste.
@@ -412,11 +413,40 @@ pub fn ideal_makespan(scenario: &Scenario, plan: &[Planned]) -> f64 {
         .iter()
         .map(|p| p.arrival.as_secs_f64())
         .fold(0.0, f64::max);
-    // Each caller's busy time: every request holds one for its way and its service.
-    let busy: f64 = upstream.iter().chain(&service).sum();
     schedule_bound(&release, &service, way, slots, &outages)
-        .max(busy / slots.callers.max(1) as f64)
+        .max(busy_bound(&upstream, &service, slots.callers, &outages))
         .max(last_arrival)
+}
+
+/// The callers' whole busy time, every way and every service over `callers`, plus the
+/// time each caller must sit idle in the outages the work cannot finish before.
+///
+/// In an outage nothing is admitted, so a caller is busy in it only serving a request
+/// admitted before it (at most the longest service) or sending one to arrive after it
+/// (at most the longest way): each caller idles for the rest. If the work (with the idle
+/// time of the outages before) does not fit before an outage's start plus the longest
+/// service, some request is admitted after it, and the idle time adds to the bound.
+fn busy_bound(upstream: &[f64], service: &[f64], callers: usize, outages: &[(f64, f64)]) -> f64 {
+    let longest = |v: &[f64]| v.iter().copied().fold(0.0, f64::max);
+    let (way, served) = (longest(upstream), longest(service));
+    let mut bound = upstream.iter().chain(service).sum::<f64>() / callers.max(1) as f64;
+    // Outages may overlap: idle time is counted once, over their union.
+    let mut merged: Vec<(f64, f64)> = outages.to_vec();
+    merged.sort_by(|a, b| a.0.total_cmp(&b.0));
+    merged.dedup_by(|next, kept| {
+        let overlaps = next.0 <= kept.1;
+        if overlaps {
+            kept.1 = kept.1.max(next.1);
+        }
+        overlaps
+    });
+    for (start, end) in merged {
+        if bound <= start + served {
+            break;
+        }
+        bound += (end - start - served - way).max(0.0);
+    }
+    bound
 }
 
 #[cfg(test)]
@@ -586,6 +616,25 @@ mod tests {
         );
         let v = ideal_makespan(&s, &s.plan());
         assert!((v - 10.1).abs() < 1e-9, "{v}");
+    }
+
+    #[test]
+    fn callers_idle_in_an_outage_but_for_one_service_and_one_way() {
+        // Two callers, 10 requests of 1 s way 0.5 s: 7.5 s of busy time each. An outage
+        // from 2 s to 12 s ends before that is spent only once the idle time is added:
+        // each caller sits idle for at least 10 - 1 - 0.5 s of it.
+        let (ways, services) = (vec![0.5; 10], vec![1.0; 10]);
+        let bound = busy_bound(&ways, &services, 2, &[(2.0, 12.0)]);
+        assert!((bound - (7.5 + 8.5)).abs() < 1e-9, "{bound}");
+        // Overlapping outages count once, over their union (2-12 s again).
+        let bound = busy_bound(&ways, &services, 2, &[(2.0, 9.0), (5.0, 12.0)]);
+        assert!((bound - 16.0).abs() < 1e-9, "{bound}");
+        // An outage the busy time does not reach past adds nothing.
+        let bound = busy_bound(&ways, &services, 2, &[(20.0, 30.0)]);
+        assert!((bound - 7.5).abs() < 1e-9, "{bound}");
+        // One the work reaches only once another's idle time is added counts too.
+        let bound = busy_bound(&ways, &services, 2, &[(2.0, 7.0), (9.0, 12.0)]);
+        assert!((bound - (7.5 + 3.5 + 1.5)).abs() < 1e-9, "{bound}");
     }
 
     #[test]
