@@ -808,7 +808,8 @@ async fn refusals_of_one_burst_past_what_the_server_runs_cut_the_cap_and_hold_no
     let served = served.lock().unwrap();
     // Two slots of 20 ms for 10 s: 1000 at most (807 measured). The first refusals are
     // not told apart from an outage yet (one hold); after that the server is never left
-    // idle long (without the cut, it idled about 400 ms after each burst: 76 served).
+    // idle long. Before the cut, a burst now and then held everyone for up to 0.5 s
+    // (757 served).
     let idle = served
         .windows(2)
         .filter(|w| w[0] > start + S)
@@ -816,7 +817,7 @@ async fn refusals_of_one_burst_past_what_the_server_runs_cut_the_cap_and_hold_no
         .max()
         .unwrap();
     assert!(idle < 40 * MS, "the server idled {idle:?} between answers");
-    assert!(served.len() > 750, "{} served", served.len());
+    assert!(served.len() > 790, "{} served", served.len());
     let limit = svc.stats(&bucket()).unwrap().limit.unwrap();
     assert!((2..=3).contains(&limit), "cap {limit}");
 }

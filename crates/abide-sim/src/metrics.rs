@@ -350,8 +350,8 @@ impl Ord for OrdF64 {
 /// job; a unit test checks it against brute force on small instances); never before the
 /// callers' whole busy time, every way drawn and every service, spread over all callers,
 /// plus what outages force them to idle (where the ways overtake, the schedule above
-/// reads the shortest way only); and never
-/// before the last arrival of any request, deliverable or not (it has to arrive to end).
+/// reads the shortest way only); and never before the last arrival of any request,
+/// deliverable or not (it has to arrive to end).
 /// A strategy that makes the server serve the same request twice draws later service
 /// times; the bound does not count that waste.
 pub fn ideal_makespan(scenario: &Scenario, plan: &[Planned]) -> f64 {
@@ -428,7 +428,7 @@ pub fn ideal_makespan(scenario: &Scenario, plan: &[Planned]) -> f64 {
 /// service, some request is admitted after it, and the idle time adds to the bound.
 fn busy_bound(upstream: &[f64], service: &[f64], callers: usize, outages: &[(f64, f64)]) -> f64 {
     let longest = |v: &[f64]| v.iter().copied().fold(0.0, f64::max);
-    let (way, served) = (longest(upstream), longest(service));
+    let (longest_way, longest_service) = (longest(upstream), longest(service));
     let mut bound = upstream.iter().chain(service).sum::<f64>() / callers.max(1) as f64;
     // Outages may overlap: idle time is counted once, over their union.
     let mut merged: Vec<(f64, f64)> = outages.to_vec();
@@ -441,10 +441,10 @@ fn busy_bound(upstream: &[f64], service: &[f64], callers: usize, outages: &[(f64
         overlaps
     });
     for (start, end) in merged {
-        if bound <= start + served {
+        if bound <= start + longest_service {
             break;
         }
-        bound += (end - start - served - way).max(0.0);
+        bound += (end - start - longest_service - longest_way).max(0.0);
     }
     bound
 }
