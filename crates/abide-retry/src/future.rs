@@ -100,6 +100,11 @@ struct Ctx<S, B> {
     /// paces (a request that probed through an outage backs off afterwards as one that
     /// failed only where it went on its own).
     backoffs: u32,
+    /// Failed attempts nobody paced (no server-stated wait, not a probe for others): what
+    /// [`with_max_attempts`](crate::BackoffRetryLayer::with_max_attempts) bounds. Paced
+    /// failures spend the paced limit only, so a request whose turns the server or the cap
+    /// paced is not given up on for the few it went on its own.
+    unpaced: u32,
     total_wait: Duration,
     previous_wait: Duration,
     drained: usize,
@@ -163,6 +168,7 @@ where
             wake_at: None,
             attempts: 1,
             backoffs: 0,
+            unpaced: 0,
             total_wait: Duration::ZERO,
             previous_wait: Duration::ZERO,
             drained: 0,
@@ -350,12 +356,14 @@ impl<S, B> Ctx<S, B> {
         // behind it spends its attempt for them all.
         let probed = self.held_probe.as_ref().is_some_and(HeldProbe::take);
         let paced = probed || (server.is_some() && verdict.processing == Processing::NotProcessed);
-        let max_attempts = if paced {
-            config.max_paced_attempts
+        let spent = if paced {
+            self.attempts >= config.max_paced_attempts
         } else {
-            config.max_attempts
+            self.unpaced += 1;
+            self.unpaced >= config.max_attempts
+                || self.attempts >= config.max_attempts.max(config.max_paced_attempts)
         };
-        if self.attempts >= max_attempts {
+        if spent {
             return Decision::Return(Stop::MaxAttempts);
         }
         let replayable = self

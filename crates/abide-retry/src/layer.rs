@@ -159,6 +159,11 @@ impl BackoffRetryLayer {
     /// paces ([`with_max_paced_attempts`](Self::with_max_paced_attempts), which can be
     /// called after this one to set that limit apart). 1 disables retries (and body
     /// recording). Cut to `1..=`[`MAX_ATTEMPTS_LIMIT`].
+    ///
+    /// The two limits count apart: this one counts the failures nobody paced (no stated
+    /// wait, not the cap's probe for others), so a request whose earlier turns the server
+    /// paced still gets as many of those as a lone one; no request makes more attempts
+    /// than the larger limit.
     pub fn with_max_attempts(self, attempts: u32) -> Self {
         let attempts = attempts.clamp(1, MAX_ATTEMPTS_LIMIT);
         self.edit(|c| {

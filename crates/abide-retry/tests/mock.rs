@@ -610,6 +610,49 @@ async fn a_refusal_the_server_paces_gets_more_attempts_than_other_failures() {
     assert!(handle.next_request().await.is_none());
 }
 
+#[tokio::test(start_paused = true)]
+async fn failures_nobody_paced_are_counted_apart_from_the_turns_the_server_paced() {
+    // Ten paced refusals (a window contended for), then 503s with no wait: the 503s get
+    // the five retries a lone failure gets, not none because ten turns came first.
+    let layer = layer().without_budget();
+    let (call, mut handle) = start(&layer, request("GET"));
+    for _ in 0..10 {
+        let (_, reply) = handle.next_request().await.unwrap();
+        reply.send_response(with_header(response(429), "retry-after", "1"));
+    }
+    for _ in 0..5 {
+        let (_, reply) = handle.next_request().await.unwrap();
+        reply.send_response(response(503));
+    }
+    let (_, reply) = handle.next_request().await.unwrap();
+    reply.send_response(response(200));
+    let res = call.await.unwrap().unwrap();
+    assert_eq!(res.status(), 200);
+    assert_eq!(attempts(&res).count, 16);
+
+    // Still bounded: five paced turns, then six failures nobody paced end it (the limit a
+    // lone request gets), at 5 + 6 attempts.
+    let (call, mut handle) = start(&layer, request("GET"));
+    for _ in 0..5 {
+        let (_, reply) = handle.next_request().await.unwrap();
+        reply.send_response(with_header(response(429), "retry-after", "1"));
+    }
+    for _ in 0..6 {
+        let (_, reply) = handle.next_request().await.unwrap();
+        reply.send_response(response(503));
+    }
+    let res = call.await.unwrap().unwrap();
+    assert_eq!(
+        (
+            res.status().as_u16(),
+            attempts(&res).count,
+            attempts(&res).stop
+        ),
+        (503, 11, Stop::MaxAttempts)
+    );
+    assert!(handle.next_request().await.is_none());
+}
+
 #[test]
 fn the_default_attempt_limits_are_eight_and_sixteen_when_the_server_paces() {
     let layer = BackoffRetryLayer::new();
