@@ -15,7 +15,8 @@
 //! | [`generic`](AbideLayer::generic) | host | [`Cost`](crate::Cost), else 1 | idempotent methods only | defaults |
 //!
 //! Every preset keeps the stack's wait policy: a server-stated wait is taken up to an hour
-//! (the longest window APIs state), and the same bound applies in the retry and cap layers.
+//! and a minute (the longest window APIs state, its turn stated in whole seconds), and the
+//! same bound applies in the classifier, the retry and the cap layers.
 
 use crate::stack::AbideLayer;
 use abide_cap::{authority_key, BucketKey, ConcurrencyCapLayer, InFlight};
@@ -234,8 +235,8 @@ impl AbideLayer {
     ///   own (`x-ratelimit-resource`).
     /// - **Cost**: 1 per request (the REST limit counts requests).
     /// - **Replay**: idempotent methods only: a POST creates issues, comments, releases.
-    /// - **Waits**: the hourly primary limit's reset is waited for (up to an hour, the
-    ///   stack's default); at most [`GITHUB_MAX_IN_FLIGHT`] requests in flight, the
+    /// - **Waits**: the hourly primary limit's reset is waited for (up to an hour and a
+    ///   minute, the stack's default); at most [`GITHUB_MAX_IN_FLIGHT`] requests in flight, the
     ///   secondary limit on concurrency.
     pub fn github() -> Self {
         Self::new().with_cap(

@@ -53,8 +53,8 @@ impl AbideLayer {
     /// ([`with_max_server_wait`](ConcurrencyCapLayer::with_max_server_wait)) alike, so the
     /// caller that meets a `Retry-After` and the callers behind it in the cap get one
     /// answer: wait, or fail at once with `WaitTooLong` carrying the stated wait. Both
-    /// default to an hour. Applies to layers given later with [`with_retry`](Self::with_retry)
-    /// or [`with_cap`](Self::with_cap) too.
+    /// default to an hour and a minute. Applies to layers given later with
+    /// [`with_retry`](Self::with_retry) or [`with_cap`](Self::with_cap) too.
     ///
     /// ```
     /// use abide::AbideLayer;

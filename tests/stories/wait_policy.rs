@@ -43,7 +43,7 @@ async fn first_and_second(c: &Client) -> (crate::support::Done, crate::support::
 
 #[tokio::test(start_paused = true)]
 async fn a_stated_wait_past_the_max_fails_fast_in_both_layers_with_the_same_error() {
-    // Two hours: past the default max server wait (an hour) of both layers.
+    // Two hours: past the default max server wait (an hour and a minute) of both layers.
     let api = away(7200, true);
     let c = client(
         &api,
@@ -150,4 +150,39 @@ async fn a_request_meeting_a_spent_hourly_window_waits_for_it_to_turn() {
     let arrivals = api.arrivals();
     assert_eq!(arrivals.len(), 3, "no 429: the third waited, then went");
     assert!(arrivals[2].at - opened >= 3600 * S);
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_429_stating_an_hourly_windows_turn_in_whole_seconds_is_waited_for() {
+    // Two per hour and no rate-limit headers: only the 429 says when, in whole seconds,
+    // rounded up and counting the current second, so right after the window opens it
+    // reads `Retry-After: 3601`. That is an hourly window, not a daily quota: the third
+    // request waits for the turn instead of failing as exhausted.
+    let opened = Instant::now();
+    let mut served = 0;
+    let api = Api::new(10 * MS, move |now, _, _| {
+        let window = (now - opened).as_secs() / 3600;
+        if window == 0 && served == 2 {
+            let ends = opened + Duration::from_secs(3600);
+            let wait = (ends - now).as_secs_f64().ceil() as u64 + 1;
+            return Reply::status(429).header("retry-after", wait.to_string());
+        }
+        served += 1;
+        Reply::ok()
+    });
+    let c = abide_client(
+        &api,
+        AbideLayer::new().with_retry(BackoffRetryLayer::new().with_seed(8)),
+    );
+    for i in 0..3 {
+        let d = call(c.clone(), request(i, None)).await;
+        assert!(d.ok(), "request {i}: {d:?}");
+    }
+    let arrivals = api.arrivals();
+    assert_eq!(arrivals.len(), 4, "one 429, then the turn");
+    assert!(
+        arrivals[3].at - opened >= 3600 * S,
+        "{:?}",
+        arrivals[3].at - opened
+    );
 }

@@ -76,7 +76,7 @@ pub(crate) struct Config {
 /// [`InFlight::default`] (adaptive 10, 1..=256), no declared quota, limits learned from
 /// responses, queue of 1024 per bucket, max wait an hour and a minute ([`DEFAULT_MAX_WAIT`]), [`ExhaustionPolicy::FailFast`]
 /// with a 15 minute cool-off, 1 s pause for a throttle verdict without a stated wait, server
-/// waits capped at 1 hour, a fresh [`LocalStore`].
+/// waits capped at an hour and a minute, a fresh [`LocalStore`].
 #[derive(Clone)]
 pub struct ConcurrencyCapLayer {
     store: Arc<dyn QuotaStore>,
@@ -259,8 +259,9 @@ impl ConcurrencyCapLayer {
         self.config.policy.max_server_wait
     }
 
-    /// The longest pause or exhaustion a server can impose (default 1 hour): a larger
-    /// `Retry-After` is taken as this.
+    /// The longest pause or exhaustion a server can impose (default
+    /// [`DEFAULT_MAX_SERVER_WAIT`](crate::DEFAULT_MAX_SERVER_WAIT), an hour and a minute):
+    /// a larger `Retry-After` is taken as this.
     pub fn with_max_pause(mut self, max: Duration) -> Self {
         self.config.policy.max_pause = max;
         self

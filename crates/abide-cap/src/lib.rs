@@ -146,9 +146,9 @@
 //!   counted as spent, per window (what the server enforces, whatever was sent before
 //!   the refusal: a lull or an outage does not count), resuming just under it.
 //! - A stated wait longer than
-//!   [`with_max_server_wait`](ConcurrencyCapLayer::with_max_server_wait) (an hour, as the
-//!   retry layer's): requests fail at once with [`error::WaitTooLong`] carrying what is
-//!   left of it, as the retry layer does for the caller that met it.
+//!   [`with_max_server_wait`](ConcurrencyCapLayer::with_max_server_wait) (an hour and a
+//!   minute, as the retry layer's): requests fail at once with [`error::WaitTooLong`]
+//!   carrying what is left of it, as the retry layer does for the caller that met it.
 //! - **Outage** (a server error, a failed connection, an overload without a stated wait):
 //!   a half-open circuit. The bucket holds everyone for 0.25–0.5 s, then lets one probe
 //!   go while the others wait for its answer; each failed probe doubles the hold, with
@@ -212,12 +212,14 @@ pub use limiter::{BucketStats, InFlight, MAX_IN_FLIGHT};
 pub use service::ConcurrencyCap;
 pub use store::{LocalStore, QuotaStore, StoreError};
 
-/// The longest server-stated wait worth taking, by default: an hour, the same as the
-/// retry layer's `abide_retry::DEFAULT_MAX_SERVER_WAIT`, so both layers give one answer to
-/// one `Retry-After`. An hour is the longest window APIs state (hourly limits): work the
-/// server will serve when the window turns is waited for, not lost; longer waits mean
-/// daily or billing quotas, reported at once.
-pub const DEFAULT_MAX_SERVER_WAIT: std::time::Duration = std::time::Duration::from_secs(3600);
+/// The longest server-stated wait worth taking, by default: an hour and a minute, the
+/// classifier's [`DEFAULT_LONG_WAIT`](abide_classify::DEFAULT_LONG_WAIT) and the retry
+/// layer's `abide_retry::DEFAULT_MAX_SERVER_WAIT`, so the stack gives one answer to one
+/// `Retry-After`. An hourly window is the longest APIs state: work the server will serve
+/// when the window turns is waited for, not lost (the minute is for a turn stated in
+/// whole seconds, a round trip late); longer waits mean daily or billing quotas, reported
+/// at once.
+pub const DEFAULT_MAX_SERVER_WAIT: std::time::Duration = abide_classify::DEFAULT_LONG_WAIT;
 
 /// Re-exported: the declared-quota type.
 pub use governor::Quota;

@@ -255,7 +255,8 @@ impl DefaultRules {
     }
 
     /// Retryable verdicts whose stated wait exceeds `threshold` become
-    /// [`QuotaExhausted`](Class::QuotaExhausted) (default one hour).
+    /// [`QuotaExhausted`](Class::QuotaExhausted) (default
+    /// [`DEFAULT_LONG_WAIT`](crate::DEFAULT_LONG_WAIT), an hour and a minute).
     pub fn with_long_wait(mut self, threshold: Duration) -> Self {
         self.opts.long_wait = threshold;
         self

@@ -134,7 +134,8 @@ impl<U> QuotaClassifierLayer<U> {
     }
 
     /// Retryable verdicts stating a wait longer than `threshold` become quota
-    /// exhaustion (default one hour).
+    /// exhaustion (default [`DEFAULT_LONG_WAIT`](crate::DEFAULT_LONG_WAIT), an hour and a
+    /// minute).
     pub fn with_long_wait(mut self, threshold: Duration) -> Self {
         self.config.defaults = self.config.defaults.with_long_wait(threshold);
         self

@@ -107,6 +107,34 @@ pub use verdict::Verdict;
 use abide_headers::RateLimitSnapshot;
 use http::{HeaderMap, StatusCode};
 
+/// Stated waits longer than this mean quota exhaustion, not a rate limit, by default: an
+/// hour and a minute. The retry layer and the cap take server-stated waits up to the same
+/// bound (`abide_retry::DEFAULT_MAX_SERVER_WAIT`, `abide_cap::DEFAULT_MAX_SERVER_WAIT`),
+/// so the stack gives one answer to one `Retry-After`.
+///
+/// An hourly window is the longest APIs state (GitHub's hourly limit, hourly fixed and
+/// sliding windows): a request that meets one spent waits for it to turn; longer waits
+/// mean daily or billing quotas. The extra minute is for how that turn is stated: a
+/// reset in whole seconds, rounded up and read a round trip after the server counted,
+/// puts an hourly window's turn a little past the hour (`Retry-After: 3601`).
+///
+/// ```
+/// use abide_classify::{classify_head, Class, DEFAULT_LONG_WAIT};
+/// use abide_headers::RateLimitSnapshot;
+/// use http::{HeaderMap, StatusCode};
+/// use std::time::Duration;
+///
+/// // A 429 whose `Retry-After` says `secs`.
+/// let refusal = |secs: u64| {
+///     let mut stated = RateLimitSnapshot::new();
+///     stated.set_retry_after(Some(Duration::from_secs(secs)));
+///     classify_head(StatusCode::TOO_MANY_REQUESTS, &HeaderMap::new(), &stated).class
+/// };
+/// assert_eq!(refusal(3601), Class::RateLimited, "an hourly window, rounded up");
+/// assert_eq!(refusal(DEFAULT_LONG_WAIT.as_secs() + 1), Class::QuotaExhausted);
+/// ```
+pub const DEFAULT_LONG_WAIT: std::time::Duration = std::time::Duration::from_secs(3660);
+
 /// Classifies a response from its status and headers alone (no body): the fallback the
 /// retry and cap layers use when no [`QuotaClassifier`] sits below them.
 ///

@@ -21,8 +21,10 @@ pub const DEFAULT_MAX_ATTEMPTS: u32 = 6;
 pub const DEFAULT_MAX_PACED_ATTEMPTS: u32 = 16;
 /// The most attempts accepted; more are cut to this.
 pub const MAX_ATTEMPTS_LIMIT: u32 = 100;
-/// The longest server wait accepted by default.
-pub const DEFAULT_MAX_SERVER_WAIT: Duration = Duration::from_secs(3600);
+/// The longest server wait accepted by default: an hour and a minute, the classifier's
+/// [`DEFAULT_LONG_WAIT`](abide_classify::DEFAULT_LONG_WAIT) (an hourly window's turn,
+/// stated in whole seconds a round trip late); longer waits are quota exhaustion.
+pub const DEFAULT_MAX_SERVER_WAIT: Duration = abide_classify::DEFAULT_LONG_WAIT;
 /// The longest server wait that can be accepted; larger settings are cut to it.
 pub const MAX_SERVER_WAIT_LIMIT: Duration = Duration::from_secs(24 * 3600);
 /// Request bytes recorded for replay by default.
@@ -71,7 +73,7 @@ impl Config {
 /// | [`with_max_paced_attempts`](Self::with_max_paced_attempts) | 16 | after a refusal that states a wait (429/503 with `Retry-After`, gRPC pushback): the server paces these retries, and each waits at least as long as it asked; when many callers contend for one window (no cap layer) a request can need many turns, and giving up loses work the server would have served a few seconds later. The [`RetryBudget`] still bounds their rate |
 /// | [`with_backoff`](Self::with_backoff) | 500 ms × 2, capped at 30 s | rate-limit windows are seconds to a minute; the server's own wait is used when it sends one |
 /// | [`with_jitter`](Self::with_jitter) | [`Jitter::Equal`] | spreads retries without ever retrying within milliseconds, which against a rate limit is wasted |
-/// | [`with_max_server_wait`](Self::with_max_server_wait) | 1 hour | the longest window APIs state (GitHub's hourly limit, hourly fixed windows): a request the server will serve once the window turns is waited for, not lost; longer waits mean daily or billing quotas, reported at once. The cap uses the same default, so both layers give one answer; a caller that needs an answer sooner sets a deadline |
+/// | [`with_max_server_wait`](Self::with_max_server_wait) | an hour and a minute | the longest window APIs state (GitHub's hourly limit, hourly fixed windows), with a minute for its turn stated in whole seconds a round trip late: a request the server will serve once the window turns is waited for, not lost; longer waits mean daily or billing quotas, reported at once. The cap uses the same default, so both layers give one answer; a caller that needs an answer sooner sets a deadline |
 /// | [`with_attempt_timeout`](Self::with_attempt_timeout) | none | an LLM answer can legitimately take minutes; only the caller knows its endpoint's worst case |
 /// | [`with_deadline`](Self::with_deadline) | none | the request extension [`Deadline`](crate::Deadline) or `grpc-timeout` still apply |
 /// | [`with_budget`](Self::with_budget) | [`RetryBudget::default`]: 20 % + 10/s, at most 100 | bounds the rate of retries; an empty budget delays a retry (up to the max server wait) instead of dropping it; see [`RetryBudget`] |

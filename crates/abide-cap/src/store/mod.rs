@@ -278,7 +278,7 @@ impl Default for BucketPolicy {
             exhaustion: ExhaustionPolicy::FailFast,
             cool_off: Duration::from_secs(900),
             default_pause: Duration::from_secs(1),
-            max_pause: Duration::from_secs(3600),
+            max_pause: crate::DEFAULT_MAX_SERVER_WAIT,
             max_server_wait: crate::DEFAULT_MAX_SERVER_WAIT,
         }
     }

@@ -24,8 +24,7 @@ const X_RATELIMIT_RESOURCE: HeaderName = HeaderName::from_static("x-ratelimit-re
 const X_SHOULD_RETRY: HeaderName = HeaderName::from_static("x-should-retry");
 const STRIPE_SHOULD_RETRY: HeaderName = HeaderName::from_static("stripe-should-retry");
 
-/// Waits longer than this mean quota exhaustion rather than a rate limit.
-pub(crate) const DEFAULT_LONG_WAIT: Duration = Duration::from_secs(3600);
+use crate::DEFAULT_LONG_WAIT;
 
 /// GitHub: "Otherwise, wait for at least one minute before retrying" (REST API docs,
 /// "Exceeding the rate limit").
