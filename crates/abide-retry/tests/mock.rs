@@ -610,22 +610,26 @@ async fn a_refusal_the_server_paces_gets_more_attempts_than_other_failures() {
     assert!(handle.next_request().await.is_none());
 }
 
+/// Answers the next `times` attempts with `res()`.
+async fn answer(handle: &mut mock::Handle<Req, Res>, times: usize, res: impl Fn() -> Res) {
+    for _ in 0..times {
+        let (_, reply) = handle.next_request().await.expect("an attempt");
+        reply.send_response(res());
+    }
+}
+
 #[tokio::test(start_paused = true)]
 async fn failures_nobody_paced_are_counted_apart_from_the_turns_the_server_paced() {
     // Ten paced refusals (a window contended for), then 503s with no wait: the 503s get
     // the five retries a lone failure gets, not none because ten turns came first.
     let layer = layer().without_budget();
     let (call, mut handle) = start(&layer, request("GET"));
-    for _ in 0..10 {
-        let (_, reply) = handle.next_request().await.unwrap();
-        reply.send_response(with_header(response(429), "retry-after", "1"));
-    }
-    for _ in 0..5 {
-        let (_, reply) = handle.next_request().await.unwrap();
-        reply.send_response(response(503));
-    }
-    let (_, reply) = handle.next_request().await.unwrap();
-    reply.send_response(response(200));
+    answer(&mut handle, 10, || {
+        with_header(response(429), "retry-after", "1")
+    })
+    .await;
+    answer(&mut handle, 5, || response(503)).await;
+    answer(&mut handle, 1, || response(200)).await;
     let res = call.await.unwrap().unwrap();
     assert_eq!(res.status(), 200);
     assert_eq!(attempts(&res).count, 16);
@@ -633,14 +637,11 @@ async fn failures_nobody_paced_are_counted_apart_from_the_turns_the_server_paced
     // Still bounded: five paced turns, then six failures nobody paced end it (the limit a
     // lone request gets), at 5 + 6 attempts.
     let (call, mut handle) = start(&layer, request("GET"));
-    for _ in 0..5 {
-        let (_, reply) = handle.next_request().await.unwrap();
-        reply.send_response(with_header(response(429), "retry-after", "1"));
-    }
-    for _ in 0..6 {
-        let (_, reply) = handle.next_request().await.unwrap();
-        reply.send_response(response(503));
-    }
+    answer(&mut handle, 5, || {
+        with_header(response(429), "retry-after", "1")
+    })
+    .await;
+    answer(&mut handle, 6, || response(503)).await;
     let res = call.await.unwrap().unwrap();
     assert_eq!(
         (
