@@ -53,8 +53,13 @@ impl AbideLayer {
     /// ([`with_max_server_wait`](ConcurrencyCapLayer::with_max_server_wait)) alike, so the
     /// caller that meets a `Retry-After` and the callers behind it in the cap get one
     /// answer: wait, or fail at once with `WaitTooLong` carrying the stated wait. Both
-    /// default to an hour and a minute. Applies to layers given later with
-    /// [`with_retry`](Self::with_retry) or [`with_cap`](Self::with_cap) too.
+    /// default to an hour and a minute. A max past the classifier's
+    /// [long wait](QuotaClassifierLayer::with_long_wait) (an hour and a minute too)
+    /// raises it to the max, so a wait the stack is set to take is never read as quota
+    /// exhaustion; the cap raises its own bounds likewise
+    /// ([`with_max_server_wait`](ConcurrencyCapLayer::with_max_server_wait)). Applies to layers given later with
+    /// [`with_retry`](Self::with_retry), [`with_cap`](Self::with_cap) or
+    /// [`with_classifier`](Self::with_classifier) too.
     ///
     /// ```
     /// use abide::AbideLayer;
@@ -63,12 +68,36 @@ impl AbideLayer {
     /// let layer = AbideLayer::new().with_max_server_wait(Duration::from_secs(300));
     /// assert_eq!(layer.retry().max_server_wait(), Duration::from_secs(300));
     /// assert_eq!(layer.cap().max_server_wait(), Duration::from_secs(300));
+    /// // Within the classifier's long wait, which stays an hour and a minute.
+    /// assert_eq!(layer.classifier().long_wait(), Duration::from_secs(3660));
+    ///
+    /// let day = Duration::from_secs(86_400);
+    /// let layer = AbideLayer::new().with_max_server_wait(day);
+    /// assert_eq!(layer.classifier().long_wait(), day);
+    /// assert_eq!(layer.cap().max_pause(), day);
     /// ```
     pub fn with_max_server_wait(mut self, max: Duration) -> Self {
         self.max_server_wait = Some(max);
         self.retry = self.retry.with_max_server_wait(max);
-        self.cap = self.cap.with_max_server_wait(max);
+        self.cap = self.cap_within(self.cap.clone());
+        self.classify = self.classify_within(self.classify.clone());
         self
+    }
+
+    /// `cap` with the max server wait, if one is set.
+    fn cap_within(&self, cap: ConcurrencyCapLayer) -> ConcurrencyCapLayer {
+        match self.max_server_wait {
+            Some(max) => cap.with_max_server_wait(max),
+            None => cap,
+        }
+    }
+
+    /// `classify`, its long wait raised to the max server wait if that is longer.
+    fn classify_within(&self, classify: QuotaClassifierLayer) -> QuotaClassifierLayer {
+        match self.max_server_wait {
+            Some(max) if max > classify.long_wait() => classify.with_long_wait(max),
+            _ => classify,
+        }
     }
 
     /// Replaces the retry layer's configuration.
@@ -82,16 +111,13 @@ impl AbideLayer {
 
     /// Replaces the cap layer's configuration.
     pub fn with_cap(mut self, cap: ConcurrencyCapLayer) -> Self {
-        self.cap = match self.max_server_wait {
-            Some(max) => cap.with_max_server_wait(max),
-            None => cap,
-        };
+        self.cap = self.cap_within(cap);
         self
     }
 
     /// Replaces the classifier's configuration.
     pub fn with_classifier(mut self, classify: QuotaClassifierLayer) -> Self {
-        self.classify = classify;
+        self.classify = self.classify_within(classify);
         self
     }
 

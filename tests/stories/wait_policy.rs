@@ -103,6 +103,34 @@ async fn one_setting_on_the_abide_layer_gives_both_layers_the_same_max() {
 }
 
 #[tokio::test(start_paused = true)]
+async fn a_max_past_the_hour_on_the_abide_layer_is_the_classifiers_long_wait_too() {
+    // Two hours, with the stack set to take waits up to two hours and a minute. The
+    // classifier took any wait past an hour and a minute as quota exhaustion, whatever
+    // the two layers were set to take: both callers failed, with no error naming the
+    // setting.
+    let api = away(7200, false);
+    let c = abide_client(
+        &api,
+        AbideLayer::new()
+            .with_max_server_wait(7260 * S)
+            .with_retry(BackoffRetryLayer::new().with_seed(9)),
+    );
+    let start = Instant::now();
+    let (first, second) = tokio::join!(call(c.clone(), request(1, None)), async {
+        sleep(S).await;
+        call(c.clone(), request(2, None)).await
+    });
+    for d in [&first, &second] {
+        assert!(d.ok(), "{d:?}");
+        let took = d.at - start;
+        assert!(took >= 7200 * S && took < 7205 * S, "{took:?}");
+    }
+    // The first caller's 429, then one success each: the second waited in the cap.
+    let statuses: Vec<u16> = api.arrivals().iter().map(|a| a.status).collect();
+    assert_eq!(statuses, [429, 200, 200]);
+}
+
+#[tokio::test(start_paused = true)]
 async fn by_default_a_stated_wait_within_the_hour_is_waited_by_every_caller() {
     let api = away(120, false);
     let c = abide_client(

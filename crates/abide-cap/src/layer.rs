@@ -249,8 +249,29 @@ impl ConcurrencyCapLayer {
     /// [`WaitTooLong`](crate::error::WaitTooLong) carrying what is left of the stated
     /// wait, instead of waiting it out. Give both layers the same value (the facade's
     /// `AbideLayer::with_max_server_wait` does) so they agree.
+    ///
+    /// A max past the [max pause](Self::with_max_pause), or past the default
+    /// [max wait](Self::with_max_wait) when none was set, raises them to it: a wait
+    /// worth taking is neither cut short into a probe the server refuses nor refused as
+    /// the bucket standing still too long.
+    ///
+    /// ```
+    /// use abide_cap::ConcurrencyCapLayer;
+    /// use std::time::Duration;
+    ///
+    /// let two_hours = Duration::from_secs(7200);
+    /// let cap = ConcurrencyCapLayer::new().with_max_server_wait(two_hours);
+    /// assert_eq!(cap.max_pause(), two_hours);
+    /// let cap = ConcurrencyCapLayer::new().with_max_server_wait(Duration::from_secs(60));
+    /// assert_eq!(cap.max_pause(), abide_cap::DEFAULT_MAX_SERVER_WAIT);
+    /// ```
     pub fn with_max_server_wait(mut self, max: Duration) -> Self {
-        self.config.policy.max_server_wait = max;
+        let config = &mut self.config;
+        config.policy.max_server_wait = max;
+        config.policy.max_pause = config.policy.max_pause.max(max);
+        if !config.max_wait_explicit {
+            config.max_wait = config.max_wait.max(max);
+        }
         self
     }
 
@@ -265,6 +286,11 @@ impl ConcurrencyCapLayer {
     pub fn with_max_pause(mut self, max: Duration) -> Self {
         self.config.policy.max_pause = max;
         self
+    }
+
+    /// The longest pause or exhaustion a server can impose.
+    pub fn max_pause(&self) -> Duration {
+        self.config.policy.max_pause
     }
 
     /// The store this layer uses.

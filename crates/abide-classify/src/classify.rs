@@ -261,6 +261,21 @@ impl DefaultRules {
         self.opts.long_wait = threshold;
         self
     }
+
+    /// The stated wait past which a retryable verdict becomes
+    /// [`QuotaExhausted`](Class::QuotaExhausted).
+    ///
+    /// ```
+    /// use abide_classify::{DefaultRules, DEFAULT_LONG_WAIT};
+    /// use std::time::Duration;
+    ///
+    /// assert_eq!(DefaultRules::new().long_wait(), DEFAULT_LONG_WAIT);
+    /// let rules = DefaultRules::new().with_long_wait(Duration::from_secs(600));
+    /// assert_eq!(rules.long_wait(), Duration::from_secs(600));
+    /// ```
+    pub fn long_wait(&self) -> Duration {
+        self.opts.long_wait
+    }
 }
 
 /// The per-request classifier of [`DefaultRules`].

@@ -141,6 +141,12 @@ impl<U> QuotaClassifierLayer<U> {
         self
     }
 
+    /// The stated wait past which a retryable verdict becomes quota exhaustion (see
+    /// [`with_long_wait`](Self::with_long_wait)).
+    pub fn long_wait(&self) -> Duration {
+        self.config.defaults.long_wait()
+    }
+
     /// gRPC: when the status comes in the trailers, read the response (within the peek
     /// limit and timeout) up to its trailers before returning it, so the
     /// [`Classification`](crate::Classification) in the extensions is final. Meant for
