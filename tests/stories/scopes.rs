@@ -828,6 +828,41 @@ async fn a_stated_wait_is_not_averaged_into_the_send_rate_of_a_window_that_slide
     assert!(refused < 180, "{refused} refusals for 900 requests");
 }
 
+/// A sliding window of 500 requests per 5 s that says nothing but 429 (no limits, no
+/// wait), answering in 10 ms.
+fn bare_sliding_window() -> Api {
+    let mut spent: std::collections::VecDeque<Instant> = Default::default();
+    Api::new(10 * MS, move |now, _, _| {
+        while spent.front().is_some_and(|&t| t + 5 * S <= now) {
+            spent.pop_front();
+        }
+        if spent.len() >= 500 {
+            return Reply::status(429);
+        }
+        spent.push_back(now);
+        Reply::ok()
+    })
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_silent_sliding_window_that_refused_its_probes_is_regained_at_its_rate() {
+    let api = bare_sliding_window();
+    let c = crate::support::abide_client(
+        &api,
+        abide::AbideLayer::generic().with_retry(BackoffRetryLayer::new().with_seed(12)),
+    );
+    // 1 000 requests: 500 at once, then 100 a second as they age out, about 10 s in all.
+    // The window refuses the probes of its first 5 s: each refusal with nothing served
+    // since cut the rate again, to a few requests a second, and the rate grew back from
+    // there by 5 % a second (the job took 15.4 s). Now the rate the window took is kept,
+    // and two successes in a row regain it: 9.6 s.
+    let took = all_succeed(&c, (0..1000).map(|i| request(i, None)).collect()).await;
+    assert!(took < 12 * S, "took {took:?}");
+    // The first burst's: 500 served, then what was in flight with the first refusal.
+    let refused = api.arrivals().len() - 1000;
+    assert!(refused < 150, "{refused} refusals for 1000 requests");
+}
+
 /// A fixed window of 19 requests per 30 minutes that says nothing but 429 (no limits, no
 /// wait): once spent, it stays closed for the rest of the half hour.
 fn silent_half_hour_window() -> Api {

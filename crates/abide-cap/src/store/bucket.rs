@@ -8,7 +8,7 @@ use super::drip::{headers_show_daily, Drip};
 use super::gcra::gcra;
 use super::learned::{blamed, refills_continuously, Learned};
 use super::outage::{Outage, PROBE_LEASE};
-use super::throttle::{Promised, Throttled, THROTTLE_RECOVERED};
+use super::throttle::{Promised, Throttled};
 use super::time::{later, nanos, scale, since};
 use super::{Admission, Decision, Observation, Rejection, Reservation, Ticket};
 use crate::ExhaustionPolicy;
@@ -248,7 +248,7 @@ impl BucketState {
         self.drip_expire(now);
         let mut start = now.max(self.paused_until.unwrap_or(now));
         if let Some(t) = self.throttled {
-            if t.served && t.rate_at(now) >= t.rate * THROTTLE_RECOVERED {
+            if t.recovered(now) {
                 self.throttled = None;
             }
         }
@@ -417,7 +417,7 @@ impl BucketState {
                     self.exhausted = None;
                 }
                 if class == Class::Success {
-                    self.throttled_success(o.ticket);
+                    self.throttled_success(o.now, o.ticket);
                     self.drip_served(now, o.ticket);
                 }
                 // An overload answer with a stated wait is about concurrency (too many

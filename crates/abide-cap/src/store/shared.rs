@@ -23,7 +23,7 @@ use super::drip::Drip;
 use super::learned::{Learned, MAX_SCOPES};
 use super::outage::Outage;
 use super::refill::Refill;
-use super::throttle::Throttled;
+use super::throttle::{SlowStart, Throttled};
 use super::time::{later, nanos, MAX_SPAN};
 use super::window::{Pace, Returns};
 use super::{Admission, Decision, Observation};
@@ -35,7 +35,7 @@ use tokio::time::Instant;
 
 /// The version of the encoding [`SharedBucket::encode`] writes. A store seeing another
 /// version (a fleet mid-upgrade) gets a [`DecodeError`] and applies its failure policy.
-pub const FORMAT_VERSION: u8 = 9;
+pub const FORMAT_VERSION: u8 = 10;
 
 const MAGIC: [u8; 2] = *b"AB";
 
@@ -538,6 +538,7 @@ impl Writer<'_> {
             cut_at,
             cut_requests,
             served,
+            slow_start,
             tat,
             resumes,
         } = t;
@@ -546,6 +547,10 @@ impl Writer<'_> {
         self.instant(*cut_at);
         self.u64(*cut_requests);
         self.bool(*served);
+        self.option(slow_start, |w, s| {
+            w.f64(s.rate);
+            w.option(&s.reached, |w, at| w.instant(*at));
+        });
         self.instant(*tat);
         self.instant(*resumes);
     }
@@ -789,6 +794,12 @@ impl<'a> Reader<'a> {
             cut_at: self.instant()?,
             cut_requests: self.u64()?,
             served: self.bool()?,
+            slow_start: self.option(|r| {
+                Ok(SlowStart {
+                    rate: r.f64()?,
+                    reached: r.option(Self::instant)?,
+                })
+            })?,
             tat: self.instant()?,
             resumes: self.instant()?,
         })

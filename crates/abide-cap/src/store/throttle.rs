@@ -19,6 +19,13 @@ pub(super) const THROTTLE_GROWTH: f64 = 0.05;
 pub(super) const THROTTLE_RECOVERED: f64 = 4.0;
 /// The slowest rate a 429 can cut to, per second.
 pub(super) const THROTTLE_MIN_RATE: f64 = 0.01;
+/// After the first success following a backed-off cut, the next request goes within
+/// this: the backed-off interval (up to 100 s) would leave a window that came back
+/// unused, and a refusal of this one request costs one attempt.
+const SECOND_PROBE: Duration = Duration::from_secs(1);
+/// The shortest round trip a slow start counts, so that an answer in no time (a test
+/// double, a cache) does not read as an unbounded rate.
+const SLOW_START_MIN_RTT: Duration = Duration::from_millis(1);
 
 /// A send rate learned from 429 verdicts when the server states no limit (only 429s and
 /// perhaps `Retry-After`): cut to a share of the rate that drew the 429, then grown
@@ -32,6 +39,17 @@ pub(super) const THROTTLE_MIN_RATE: f64 = 0.01;
 /// taking the whole quota), each refused request cuts again and the interval backs off
 /// exponentially, down to [`THROTTLE_MIN_RATE`], instead of settling where a growth per
 /// second balances the cuts (a request about every 9 s, whatever the server allows).
+///
+/// Those backed-off cuts say when the server refuses, not how much it takes: the rate it
+/// was last seen to take (`drew`) is kept. One success after them may be a single token
+/// of a slow refill (a bucket giving one request a minute, a spent daily limit): it
+/// sends the next request within [`SECOND_PROBE`], and grows as after any cut. A second
+/// success with no refusal between shows the window back, and a slow start regains the
+/// rate the server took as TCP's regains the window a retransmission timeout took
+/// ([`SlowStart`]); from a deep backoff its first step is past [`THROTTLE_RECOVERED`]
+/// times the cut, and the limit is taken as gone. Without that, a sliding window
+/// refusing the probes of its first seconds left the rate at the probes' pace, a request
+/// a second where the server took a hundred, to grow back by 5 % a second.
 #[derive(Clone, Copy, Debug)]
 pub(super) struct Throttled {
     /// Requests per second right after the last cut.
@@ -44,11 +62,27 @@ pub(super) struct Throttled {
     pub(super) cut_requests: u64,
     /// A request sent after the cut succeeded: the growth since is granted.
     pub(super) served: bool,
+    /// After a backed-off cut, once served: the rate regained success by success.
+    pub(super) slow_start: Option<SlowStart>,
     /// GCRA theoretical arrival time (burst 1).
     pub(super) tat: Instant,
     /// The end of the wait the server stated with the 429 that cut ([`Self::cut_at`]
     /// when it stated none): nothing was sent before it.
     pub(super) resumes: Instant,
+}
+
+/// The rate regained after a backed-off cut, clocked by the server's answers as TCP's
+/// slow start is by acknowledgements: it starts at one request per round trip of the
+/// success that began it (or the grown rate, if faster), and each success adds one more
+/// per round trip, so it doubles each round trip while the server serves what is sent,
+/// up to near the rate the server last took. A window that opens for only a few requests
+/// serves those few and refuses the next, which cuts as after any success.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub(super) struct SlowStart {
+    /// Requests per second regained so far.
+    pub(super) rate: f64,
+    /// When it reached near the rate the server last took: the usual growth from there.
+    pub(super) reached: Option<Instant>,
 }
 
 /// Near the rate that drew the last 429 (from this share of it to the share beyond), the
@@ -67,16 +101,45 @@ impl Throttled {
         let drew = self.drew;
         let (low, high) = (drew * THROTTLE_PLATEAU.0, drew * THROTTLE_PLATEAU.1);
         let fast = |from: f64, t: f64| from * (1.0 + THROTTLE_GROWTH * t);
-        let reach_low = (low / self.rate - 1.0).max(0.0) / THROTTLE_GROWTH;
-        if t <= reach_low {
-            return fast(self.rate, t);
-        }
+        let reach_low = match self.slow_start {
+            Some(SlowStart {
+                rate,
+                reached: None,
+            }) => return rate,
+            Some(SlowStart {
+                reached: Some(at), ..
+            }) => {
+                let reach = since(at, self.cut_at).as_secs_f64();
+                if t <= reach {
+                    return low;
+                }
+                reach
+            }
+            None => {
+                let reach = (low / self.rate - 1.0).max(0.0) / THROTTLE_GROWTH;
+                if t <= reach {
+                    return fast(self.rate, t);
+                }
+                reach
+            }
+        };
         let plateau = (high - low) / (drew * THROTTLE_PLATEAU_GROWTH);
         let t = t - reach_low;
         if t <= plateau {
             return low + drew * THROTTLE_PLATEAU_GROWTH * t;
         }
         fast(high, t - plateau)
+    }
+
+    /// Cut below a normal cut of the rate the server last took: refusals came with
+    /// nothing served between them.
+    fn backed_off(&self) -> bool {
+        self.rate < self.drew * THROTTLE_BETA * 0.99
+    }
+
+    /// Grown well past the cut, with a success since the cut: the limit is taken as gone.
+    pub(super) fn recovered(&self, now: Instant) -> bool {
+        self.served && self.rate_at(now) >= self.rate * THROTTLE_RECOVERED
     }
 
     pub(super) fn interval(&self, at: Instant) -> Duration {
@@ -94,10 +157,47 @@ pub(super) struct Promised {
 
 impl BucketState {
     /// A success of a request admitted under the learned send rate: if it was sent after
-    /// the last cut, the growth since the cut is granted.
-    pub(super) fn throttled_success(&mut self, ticket: Option<Ticket>) {
-        if let (Some(t), Some(th)) = (ticket, &mut self.throttled) {
-            th.served |= t.requests > th.cut_requests;
+    /// the last cut, the growth since the cut is granted. After a backed-off cut, the
+    /// first sends the next request soon, and the next ones start and step the slow
+    /// start.
+    pub(super) fn throttled_success(&mut self, now: Instant, ticket: Option<Ticket>) {
+        let (Some(t), Some(th)) = (ticket, &mut self.throttled) else {
+            return;
+        };
+        if t.requests <= th.cut_requests {
+            return;
+        }
+        let first = !th.served;
+        th.served = true;
+        if !th.backed_off() {
+            return;
+        }
+        if first {
+            th.tat = th.tat.min(later(now, th.interval(now).min(SECOND_PROBE)));
+            return;
+        }
+        let rtt = t.released.map_or(Duration::from_secs(1), |r| since(now, r));
+        let per_rtt = 1.0 / rtt.max(SLOW_START_MIN_RTT).as_secs_f64();
+        let low = th.drew * THROTTLE_PLATEAU.0;
+        let began = th.slow_start.is_none();
+        let ss = match &mut th.slow_start {
+            None => th.slow_start.insert(SlowStart {
+                rate: th.rate_at(now).max(per_rtt).min(low),
+                reached: None,
+            }),
+            Some(ss) if ss.reached.is_none() => {
+                ss.rate = (ss.rate + per_rtt).min(low);
+                ss
+            }
+            Some(_) => return,
+        };
+        if ss.rate >= low {
+            ss.reached = Some(now);
+        }
+        if began {
+            // The next send was spaced at the backed-off rate; it goes at the rate
+            // regained.
+            th.tat = th.tat.min(later(now, th.interval(now)));
         }
     }
 
@@ -178,17 +278,35 @@ impl BucketState {
                     // Grown since the cut only if a success showed the growth was granted
                     // (below the slowest rate, while refusals go on: the interval stays
                     // at the slowest until growth has made up the cuts).
-                    let grown = if t.served { t.rate_at(now) } else { t.rate };
-                    rate = rate.min(grown * THROTTLE_BETA);
+                    if !t.served {
+                        // Backing off: the server was last seen to take what it took.
+                        let rate = rate.min(t.rate * THROTTLE_BETA);
+                        return self.cut_throttle(now, stated, rate, t.drew, sent, dt);
+                    }
+                    rate = rate.min(t.rate_at(now) * THROTTLE_BETA);
                 }
                 (rate, rate / THROTTLE_BETA)
             }
         };
+        self.cut_throttle(now, stated, rate, drew, sent, dt);
+    }
+
+    /// Cuts the send rate to `rate`, the server last seen to take `drew` (`sent` over
+    /// `dt` seconds since the last cut, for the trace).
+    fn cut_throttle(
+        &mut self,
+        now: Instant,
+        stated: Option<Duration>,
+        rate: f64,
+        drew: f64,
+        sent: f64,
+        dt: f64,
+    ) {
         tracing::debug!(
             rate_per_s = rate,
+            drew_per_s = drew,
             sent,
             over_s = dt,
-            enforced = enforced.is_some(),
             "a 429 cuts the send rate"
         );
         self.throttled = Some(Throttled {
@@ -197,6 +315,7 @@ impl BucketState {
             cut_at: now,
             cut_requests: self.requests,
             served: false,
+            slow_start: None,
             tat: self.throttled.map_or(now, |t| t.tat),
             resumes: stated.map_or(now, |w| later(now, w)),
         });
@@ -216,6 +335,7 @@ mod tests {
             cut_at,
             cut_requests: 0,
             served: false,
+            slow_start: None,
             tat: cut_at,
             resumes: cut_at,
         };
@@ -258,6 +378,7 @@ mod tests {
             cut_at: at,
             cut_requests: 10,
             served: false,
+            slow_start: None,
             tat: at,
             resumes: at,
         });
@@ -280,7 +401,7 @@ mod tests {
         assert_eq!(rate, Some(THROTTLE_BETA));
 
         let (mut b, ticket) = cut_bucket(at);
-        b.throttled_success(Some(ticket));
+        b.throttled_success(at, Some(ticket));
         b.cut_rate(later, &none, None, Some(ticket), None);
         let rate = b.throttled.map(|t| t.rate).unwrap_or_default();
         assert!((rate - grown * THROTTLE_BETA).abs() < 1e-9, "{rate}");
@@ -307,6 +428,106 @@ mod tests {
     }
 
     #[test]
+    fn a_backed_off_rate_keeps_what_the_server_took_and_is_regained_success_by_success() {
+        let at = Instant::now();
+        let s = Duration::from_secs(1);
+        let none = abide_headers::RateLimitSnapshot::new();
+        let (mut b, _) = cut_bucket(at);
+        // Refused again with nothing served: backed off, the 1/0.7 it last took kept.
+        b.requests += 1;
+        b.cut_rate(at + s, &none, None, Some(b.ticket()), None);
+        let t = b.throttled.expect("cut");
+        assert_eq!((t.rate, t.drew), (THROTTLE_BETA, 1.0 / THROTTLE_BETA));
+        // Make it a rate that took 10 a second, backed off to 3, its next slot 100 s out.
+        b.throttled = Some(Throttled {
+            rate: 3.0,
+            drew: 10.0,
+            tat: at + 100 * s,
+            ..t
+        });
+        let served = |b: &mut BucketState, sent: Instant, now: Instant| {
+            b.requests += 1;
+            let ticket = Ticket {
+                released: Some(sent),
+                ..b.ticket()
+            };
+            b.throttled_success(now, Some(ticket));
+            b.throttled.expect("cut")
+        };
+        let close = |a: f64, b: f64| (a - b).abs() < 1e-9;
+        // A first success, 2 s after the cut: one token may be all there is. The next
+        // request goes within a second; the rate grows as after any cut.
+        let now = at + 3 * s;
+        let t = served(&mut b, now - s / 2, now);
+        assert!(t.served);
+        assert_eq!(t.slow_start, None);
+        assert_eq!(t.tat, now + t.interval(now).min(SECOND_PROBE));
+        // The second, in 500 ms: the slow start, from the rate grown by then (3.45 a
+        // second, more than the 2 a round trip gives), the next send re-clocked to it.
+        let now = now + s;
+        let t = served(&mut b, now - s / 2, now);
+        let from = 3.0 * (1.0 + THROTTLE_GROWTH * 3.0);
+        assert!(close(t.slow_start.expect("began").rate, from));
+        assert!(
+            close(t.rate_at(now + 5 * s), from),
+            "time alone grows nothing"
+        );
+        assert!(t.tat <= now + t.interval(now));
+        // Each success adds a request a round trip: 2 more a second, up to 95 % of 10.
+        let t = served(&mut b, now - s / 2, now);
+        assert!(close(t.rate_at(now), from + 2.0));
+        let t = served(&mut b, now - s / 2, now);
+        assert!(close(t.rate_at(now), from + 4.0));
+        let t = served(&mut b, now - s / 2, now);
+        assert!(close(t.rate_at(now), from + 6.0));
+        assert_eq!(t.slow_start.and_then(|ss| ss.reached), None);
+        let reached = now + s;
+        let t = served(&mut b, reached - s / 2, reached);
+        assert_eq!(t.slow_start.and_then(|ss| ss.reached), Some(reached));
+        let low = t.drew * THROTTLE_PLATEAU.0;
+        assert!(close(t.rate_at(reached), low));
+        // Then the plateau, as after any cut; taken as recovered at 4 times the cut.
+        let past = t.rate_at(reached + 5 * s);
+        assert!(close(past, low + t.drew * THROTTLE_PLATEAU_GROWTH * 5.0));
+        assert!(!t.recovered(reached + 5 * s));
+        assert!(t.recovered(reached + 60 * s));
+        // A refusal now cuts from the rate regained, as after any success (with more
+        // sent since the cut than it allows, so the rate decides).
+        b.requests += 1000;
+        b.cut_rate(reached + 5 * s, &none, None, Some(b.ticket()), None);
+        let t = b.throttled.expect("cut");
+        assert!(close(t.rate, past * THROTTLE_BETA), "{}", t.rate);
+        assert_eq!(t.slow_start, None);
+        // Without a success it only grows by 5 % a second.
+        let (b, _) = cut_bucket(at);
+        let t = b.throttled.expect("cut");
+        assert!(close(t.rate_at(at + 3 * s), 1.15));
+    }
+
+    #[test]
+    fn a_refusal_between_the_first_two_successes_is_an_ordinary_cut() {
+        let at = Instant::now();
+        let s = Duration::from_secs(1);
+        let none = abide_headers::RateLimitSnapshot::new();
+        let (mut b, _) = cut_bucket(at);
+        b.throttled = b.throttled.map(|t| Throttled {
+            rate: 3.0,
+            drew: 10.0,
+            ..t
+        });
+        b.requests += 1;
+        b.throttled_success(at + s, Some(b.ticket()));
+        // The request sent soon after is refused: the window gave one token. Cut from
+        // the rate grown since, not slow-started, and backed off no further than that.
+        b.requests += 1000;
+        b.cut_rate(at + 2 * s, &none, None, Some(b.ticket()), None);
+        let t = b.throttled.expect("cut");
+        let grown = 3.0 * (1.0 + THROTTLE_GROWTH * 2.0);
+        assert!((t.rate - grown * THROTTLE_BETA).abs() < 1e-9, "{}", t.rate);
+        assert_eq!((t.slow_start, t.served), (None, false));
+    }
+
+    #[test]
     fn only_successes_of_requests_sent_after_the_cut_count() {
         let at = Instant::now();
         let (mut b, ticket) = cut_bucket(at);
@@ -314,10 +535,10 @@ mod tests {
             requests: 10,
             ..ticket
         };
-        b.throttled_success(Some(before));
-        b.throttled_success(None);
+        b.throttled_success(at, Some(before));
+        b.throttled_success(at, None);
         assert_eq!(b.throttled.map(|t| t.served), Some(false));
-        b.throttled_success(Some(ticket));
+        b.throttled_success(at, Some(ticket));
         assert_eq!(b.throttled.map(|t| t.served), Some(true));
     }
 
