@@ -57,9 +57,9 @@ impl AbideLayer {
     /// [long wait](QuotaClassifierLayer::with_long_wait) (an hour and a minute too)
     /// raises it to the max, so a wait the stack is set to take is never read as quota
     /// exhaustion; the cap raises its own bounds likewise
-    /// ([`with_max_server_wait`](ConcurrencyCapLayer::with_max_server_wait)). Applies to layers given later with
-    /// [`with_retry`](Self::with_retry), [`with_cap`](Self::with_cap) or
-    /// [`with_classifier`](Self::with_classifier) too.
+    /// ([`with_max_server_wait`](ConcurrencyCapLayer::with_max_server_wait)). Applies
+    /// to layers given later with [`with_retry`](Self::with_retry),
+    /// [`with_cap`](Self::with_cap) or [`with_classifier`](Self::with_classifier) too.
     ///
     /// ```
     /// use abide::AbideLayer;
@@ -79,17 +79,11 @@ impl AbideLayer {
     pub fn with_max_server_wait(mut self, max: Duration) -> Self {
         self.max_server_wait = Some(max);
         self.retry = self.retry.with_max_server_wait(max);
-        self.cap = self.cap_within(self.cap.clone());
-        self.classify = self.classify_within(self.classify.clone());
-        self
-    }
-
-    /// `cap` with the max server wait, if one is set.
-    fn cap_within(&self, cap: ConcurrencyCapLayer) -> ConcurrencyCapLayer {
-        match self.max_server_wait {
-            Some(max) => cap.with_max_server_wait(max),
-            None => cap,
+        self.cap = self.cap.with_max_server_wait(max);
+        if max > self.classify.long_wait() {
+            self.classify = self.classify.with_long_wait(max);
         }
+        self
     }
 
     /// `classify`, its long wait raised to the max server wait if that is longer.
@@ -111,7 +105,10 @@ impl AbideLayer {
 
     /// Replaces the cap layer's configuration.
     pub fn with_cap(mut self, cap: ConcurrencyCapLayer) -> Self {
-        self.cap = self.cap_within(cap);
+        self.cap = match self.max_server_wait {
+            Some(max) => cap.with_max_server_wait(max),
+            None => cap,
+        };
         self
     }
 

@@ -273,40 +273,28 @@ impl BucketState {
                 (rate, e.max(rate))
             }
             None => {
-                let mut rate = (sent / dt * THROTTLE_BETA).max(THROTTLE_MIN_RATE);
-                if let Some(t) = &self.throttled {
-                    // Grown since the cut only if a success showed the growth was granted
-                    // (below the slowest rate, while refusals go on: the interval stays
-                    // at the slowest until growth has made up the cuts).
-                    if !t.served {
-                        // Backing off: the server was last seen to take what it took.
-                        let rate = rate.min(t.rate * THROTTLE_BETA);
-                        return self.cut_throttle(now, stated, rate, t.drew, sent, dt);
+                let rate = (sent / dt * THROTTLE_BETA).max(THROTTLE_MIN_RATE);
+                match &self.throttled {
+                    // Refused with nothing served since the cut (below the slowest rate,
+                    // while refusals go on: the interval stays at the slowest until
+                    // growth has made up the cuts). The server was last seen to take
+                    // what it took: `drew` is kept.
+                    Some(t) if !t.served => (rate.min(t.rate * THROTTLE_BETA), t.drew),
+                    // A success showed the growth since the cut was granted.
+                    Some(t) => {
+                        let rate = rate.min(t.rate_at(now) * THROTTLE_BETA);
+                        (rate, rate / THROTTLE_BETA)
                     }
-                    rate = rate.min(t.rate_at(now) * THROTTLE_BETA);
+                    None => (rate, rate / THROTTLE_BETA),
                 }
-                (rate, rate / THROTTLE_BETA)
             }
         };
-        self.cut_throttle(now, stated, rate, drew, sent, dt);
-    }
-
-    /// Cuts the send rate to `rate`, the server last seen to take `drew` (`sent` over
-    /// `dt` seconds since the last cut, for the trace).
-    fn cut_throttle(
-        &mut self,
-        now: Instant,
-        stated: Option<Duration>,
-        rate: f64,
-        drew: f64,
-        sent: f64,
-        dt: f64,
-    ) {
         tracing::debug!(
             rate_per_s = rate,
             drew_per_s = drew,
             sent,
             over_s = dt,
+            enforced = enforced.is_some(),
             "a 429 cuts the send rate"
         );
         self.throttled = Some(Throttled {
