@@ -573,13 +573,14 @@ async fn a_persistent_429_backs_off_so_held_requests_outlast_a_long_closed_windo
     assert!(sent <= 45, "{sent} attempts for ten requests");
 }
 
-/// A window of 40 requests per 10 s in IETF `RateLimit` headers, answering in 500 ms:
-/// sliding (each spend ages out 10 s after it, and `t` is when the newest does), or fixed
-/// (all come back at the window's end, and `t` is that end). A 429 states `Retry-After`.
-fn ietf_window(sliding: bool) -> Api {
+/// A window of `limit` requests per 10 s in IETF `RateLimit` headers, answering in
+/// `latency`: sliding (each spend ages out 10 s after it, and `t` is when the newest
+/// does), or fixed (all come back at the window's end, and `t` is that end). A 429 states
+/// `Retry-After`.
+fn ietf_window(sliding: bool, limit: usize, latency: Duration) -> Api {
     let start = Instant::now();
     let mut sent: std::collections::VecDeque<Instant> = Default::default();
-    Api::new(500 * MS, move |now, _, _| {
+    Api::new(latency, move |now, _, _| {
         let window_start = start + 10 * S * ((now - start).as_secs() / 10) as u32;
         while sent.front().is_some_and(|t| {
             if sliding {
@@ -590,7 +591,7 @@ fn ietf_window(sliding: bool) -> Api {
         }) {
             sent.pop_front();
         }
-        let refused = sent.len() >= 40;
+        let refused = sent.len() >= limit;
         if !refused {
             sent.push_back(now);
         }
@@ -610,17 +611,17 @@ fn ietf_window(sliding: bool) -> Api {
             Reply::ok()
         };
         reply
-            .header("ratelimit-policy", "\"default\";q=40;w=10")
+            .header("ratelimit-policy", format!("\"default\";q={limit};w=10"))
             .header(
                 "ratelimit",
-                format!("\"default\";r={};t={reset}", 40 - sent.len()),
+                format!("\"default\";r={};t={reset}", limit - sent.len()),
             )
     })
 }
 
 #[tokio::test(start_paused = true)]
 async fn a_sliding_window_in_ietf_headers_is_used_as_its_spends_age_out() {
-    let api = ietf_window(true);
+    let api = ietf_window(true, 40, 500 * MS);
     let cap = ConcurrencyCapLayer::new().with_in_flight(abide::cap::InFlight::fixed(4));
     let c = client(&api, BackoffRetryLayer::new().with_seed(8), cap);
     // Four at a time, 500 ms each: the first 40 go in 5 s, and from 10 s on the window
@@ -632,9 +633,52 @@ async fn a_sliding_window_in_ietf_headers_is_used_as_its_spends_age_out() {
     assert!(refused <= 4, "{refused} refusals");
 }
 
+/// Callers arriving at random, near what a busy sliding window gives back (14.5 a second
+/// into 15). The window's returns are the spends of one window before, and they came as
+/// unevenly as the callers: spread evenly over the window, they were taken back early,
+/// and the requests sent on them were refused (35 of 1500). And slots reserved ahead were
+/// let go after requests admitted later went at once: counting "admitted after the
+/// answered request" as not counted yet read the window as spent by others, and everyone
+/// waited for its newest spend to age out (117 s in all, for 104 s of arrivals).
+#[tokio::test(start_paused = true)]
+async fn a_busy_sliding_window_gives_back_what_was_spent_a_window_before() {
+    let api = ietf_window(true, 150, 1100 * MS);
+    let cap = ConcurrencyCapLayer::new().with_in_flight(abide::cap::InFlight::fixed(39));
+    let c = client(&api, BackoffRetryLayer::new().with_seed(8), cap);
+    let mut rng = fastrand::Rng::with_seed(3);
+    let start = Instant::now();
+    let mut at = start;
+    let tasks: Vec<_> = (0..1500u64)
+        .map(|i| {
+            // Exponential gaps: a Poisson stream of 14.5 a second.
+            at += Duration::from_secs_f64(-rng.f64().max(1e-9).ln() / 14.5);
+            let (c, at) = (c.clone(), at);
+            tokio::spawn(async move {
+                tokio::time::sleep_until(at).await;
+                crate::support::call(c, request(i, None)).await
+            })
+        })
+        .collect();
+    let arrived = at - start;
+    let mut last = start;
+    for t in tasks {
+        let done = t.await.unwrap();
+        assert!(done.ok(), "{done:?}");
+        last = last.max(done.at);
+    }
+    // The last arrives at 103.9 s and takes 1.1 s.
+    let took = last - start;
+    assert!(
+        took < arrived + 4 * S,
+        "took {took:?}, arrivals over {arrived:?}"
+    );
+    let refused = api.arrivals().len() - 1500;
+    assert!(refused <= 3, "{refused} refusals");
+}
+
 #[tokio::test(start_paused = true)]
 async fn a_fixed_window_in_ietf_headers_is_not_taken_to_give_back_before_its_end() {
-    let api = ietf_window(false);
+    let api = ietf_window(false, 40, 500 * MS);
     let cap = ConcurrencyCapLayer::new().with_in_flight(abide::cap::InFlight::fixed(4));
     let c = client(&api, BackoffRetryLayer::new().with_seed(8), cap);
     // 40 per window, at the window's start: 200 requests in five windows, about 45 s.

@@ -8,6 +8,7 @@ use super::drip::{headers_show_daily, Drip};
 use super::gcra::gcra;
 use super::learned::{blamed, refills_continuously, Learned};
 use super::outage::{Outage, PROBE_LEASE};
+use super::released::Releases;
 use super::throttle::{Promised, Throttled};
 use super::time::{later, nanos, scale, since};
 use super::{Admission, Decision, Observation, Rejection, Reservation, Ticket};
@@ -58,6 +59,8 @@ pub(crate) struct BucketState {
     pub(super) drip: Option<Box<Drip>>,
     /// When this bucket was first seen (the start of the first rate measurement).
     pub(super) born: Instant,
+    /// When the latest admissions were let go: what an answer has not counted yet.
+    pub(super) releases: Releases,
     pub(crate) last_used: Instant,
 }
 
@@ -77,6 +80,7 @@ impl BucketState {
             throttled: None,
             drip: None,
             born: now,
+            releases: Releases::default(),
             last_used: now,
         }
     }
@@ -138,6 +142,41 @@ impl BucketState {
             return d;
         }
         self.admit_paced(a)
+    }
+
+    /// [`admit`](Self::admit), keeping when what it admits is let go ([`Releases`]): what
+    /// [`LocalStore`](super::LocalStore) does, for its own process. Only once a limit is
+    /// learned ([`observe_kept`](Self::observe_kept)): nothing else reads them.
+    pub(crate) fn admit_kept(&mut self, a: &Admission<'_>) -> Decision {
+        let decision = self.admit(a);
+        if !self.releases.kept() {
+            return decision;
+        }
+        let ticket = match &decision {
+            Decision::Go(t) if a.reservation.is_none_or(|r| r.ticket != *t) => t,
+            Decision::Wait {
+                reservation: Some(r),
+                ..
+            } => &r.ticket,
+            _ => return decision,
+        };
+        // A cost no scope ever admits is not counted by the server.
+        let units = if self.learned.iter().any(|l| l.never_fits(ticket.cost)) {
+            0
+        } else {
+            ticket.cost
+        };
+        self.releases.push(ticket, units);
+        decision
+    }
+
+    /// [`observe`](Self::observe), and once it taught a limit, begins to keep when what
+    /// is admitted is let go ([`admit_kept`](Self::admit_kept)).
+    pub(crate) fn observe_kept(&mut self, o: &Observation<'_>) {
+        self.observe(o);
+        if !self.learned.is_empty() {
+            self.releases.begin(o.now);
+        }
     }
 
     /// A probe of a bucket with its answer awaited: it must be observed.
@@ -276,7 +315,7 @@ impl BucketState {
             if learn {
                 for l in &self.learned {
                     let units = if l.counts_cost { cost } else { 1 };
-                    start = start.max(l.plan(start, units, a.max_wait).0);
+                    start = start.max(l.plan(start, units, a.max_wait, &self.releases).0);
                 }
             }
             if let Some(t) = &self.throttled {
@@ -304,7 +343,7 @@ impl BucketState {
         if learn {
             for l in &mut self.learned {
                 let units = if l.counts_cost { cost } else { 1 };
-                let planned = l.plan(start, units, a.max_wait).1;
+                let planned = l.plan(start, units, a.max_wait, &self.releases).1;
                 l.apply(planned);
             }
         }

@@ -4,6 +4,7 @@
 use super::boundary::{fresh, Boundary, WHOLE_SECOND_ROUNDING};
 use super::bucket::BucketState;
 use super::refill::{learn_refill, Refill};
+use super::released::Releases;
 use super::time::{later, nanos, since};
 use super::window::{sliding_slack, Pace, Returns};
 use super::Ticket;
@@ -33,6 +34,11 @@ pub(super) struct Learned {
     /// none between them that did (answers that cannot tell do not count either way); at
     /// [`WINDOW_EVIDENCE`] the scope is paced as a window.
     pub(super) window_evidence: u8,
+    /// An answer stated a reset well short of the window right after a spend of ours,
+    /// which a sliding window cannot (its newest spend ages out a window after it): a
+    /// bucket refilling, or a fixed window ending. Its units do not come back a window
+    /// after each spend, so this process's own spends do not say when they do.
+    pub(super) refills: bool,
 }
 
 /// Answers that read as a window, not a refilling bucket, before a scope of a
@@ -106,14 +112,22 @@ pub(super) enum Planned {
 }
 
 impl Learned {
-    pub(super) fn plan(&self, at: Instant, units: u64, ahead: Duration) -> (Instant, Planned) {
+    /// `spends`: what this process let go (a sliding window's own returns).
+    pub(super) fn plan(
+        &self,
+        at: Instant,
+        units: u64,
+        ahead: Duration,
+        spends: &Releases,
+    ) -> (Instant, Planned) {
         match self.refill {
             Some(r) => {
                 let (start, r) = r.plan(at, units);
                 (start, Planned::Refill(r))
             }
             None => {
-                let (start, p) = self.pace.plan(at, units, ahead);
+                let spends = (!self.refills).then_some((spends, self.counts_cost));
+                let (start, p) = self.pace.plan(at, units, ahead, spends);
                 (start, Planned::Pace(p))
             }
         }
@@ -266,13 +280,20 @@ impl BucketState {
             self.requests
         };
         // What this bucket admitted after the observed request: the server's `remaining`
-        // did not count it yet.
-        let (applied, uncounted) = match ticket {
+        // did not count it yet. A refilling bucket's measurement counts by admission.
+        let (applied, admitted_after) = match ticket {
             Some(t) => {
                 let mine = if counts_cost { t.units } else { t.requests };
                 (mine, seq.saturating_sub(mine))
             }
             None => (seq, 0),
+        };
+        // A window's count: what was let go after the observed request, where this
+        // process kept that ([`Releases`]); else what was admitted after it.
+        let uncounted = match ticket.and_then(|t| self.releases.after(&t)) {
+            Some((_, units)) if counts_cost => units,
+            Some((requests, _)) => requests,
+            None => admitted_after,
         };
         let index = match self.learned.iter().position(|l| l.scope == limit.scope) {
             Some(i) => {
@@ -315,6 +336,7 @@ impl BucketState {
                     },
                     refill: None,
                     window_evidence: 0,
+                    refills: false,
                 });
                 self.learned.len() - 1
             }
@@ -355,7 +377,7 @@ impl BucketState {
                 now,
                 ticket,
                 counts_cost,
-                uncounted,
+                admitted_after,
                 throttled,
                 refused,
             ) {
@@ -392,8 +414,19 @@ impl BucketState {
         );
         // Admissions after the observed request beyond what remained took returns.
         let over = uncounted.saturating_sub(stated);
+        // Where this process keeps what it let go: when its request was, to know its own
+        // spends in the window the answer counted.
+        let counted = ticket
+            .and_then(|t| t.released)
+            .filter(|_| self.releases.kept());
+        if let (Some(w), Some(at), Some(c)) = (window, counted, capacity) {
+            if stated < c && reset < w / 2 && since(now, at) <= w / 4 {
+                l.refills = true;
+            }
+        }
         let (returns, sliding) =
             busy_period(&l.pace, stated, capacity, window, reset_at, now, over);
+        let returns = returns.map(|r| Returns { counted, ..r });
         // The server took more than this bucket reserved since the last answer (its
         // units are not ours, or others spend on the key): what comes back is not known
         // in our units, so only the reset is trusted. One answer's count may be off by
@@ -502,6 +535,7 @@ fn busy_period(
         from: now.max(first),
         unit_ns: nanos(since(reset_at, now.max(first))) / missing,
         taken,
+        counted: None,
     };
     (Some(returns), sliding)
 }

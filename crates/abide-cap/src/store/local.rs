@@ -189,12 +189,14 @@ impl LocalStore {
 
 impl QuotaStore for LocalStore {
     fn admit(&self, admission: &Admission<'_>) -> StoreFuture<Decision> {
-        let decision = self.with_bucket(admission.key, admission.now, |b| b.admit(admission));
+        let decision = self.with_bucket(admission.key, admission.now, |b| b.admit_kept(admission));
         StoreFuture::ready(Ok(decision))
     }
 
     fn observe(&self, observation: &Observation<'_>) -> StoreFuture<()> {
-        self.with_bucket(observation.key, observation.now, |b| b.observe(observation));
+        self.with_bucket(observation.key, observation.now, |b| {
+            b.observe_kept(observation)
+        });
         StoreFuture::ready(Ok(()))
     }
 

@@ -55,6 +55,7 @@ mod learned;
 mod local;
 mod outage;
 mod refill;
+mod released;
 mod shared;
 mod throttle;
 mod time;

@@ -23,6 +23,7 @@ use super::drip::Drip;
 use super::learned::{Learned, MAX_SCOPES};
 use super::outage::Outage;
 use super::refill::Refill;
+use super::released::Releases;
 use super::throttle::{SlowStart, Throttled};
 use super::time::{later, nanos, MAX_SPAN};
 use super::window::{Pace, Returns};
@@ -209,6 +210,7 @@ impl SharedBucket {
             throttled,
             drip,
             born: _,
+            releases: _,
             last_used,
         } = &self.state;
         let mut last = *last_used;
@@ -340,6 +342,7 @@ impl Writer<'_> {
             throttled,
             drip,
             born,
+            releases: _,
             last_used,
         } = s;
         self.u64(*epoch);
@@ -428,6 +431,8 @@ impl Writer<'_> {
             pace,
             refill,
             window_evidence,
+            // Only steers this process's own spends (see `Releases`).
+            refills: _,
         } = l;
         self.scope(scope);
         self.bool(*counts_cost);
@@ -470,6 +475,8 @@ impl Writer<'_> {
                 from,
                 unit_ns,
                 taken,
+                // What this process let go is kept by it alone (see `Releases`).
+                counted: _,
             } = r;
             w.instant(*first);
             w.instant(*from);
@@ -672,6 +679,8 @@ impl<'a> Reader<'a> {
             throttled,
             drip,
             born,
+            // Kept by `LocalStore` alone: these answers count by the ticket counters.
+            releases: Releases::default(),
             last_used,
         })
     }
@@ -729,6 +738,7 @@ impl<'a> Reader<'a> {
             pace: self.pace()?,
             refill: self.option(Self::refill)?,
             window_evidence: self.u8()?,
+            refills: false,
         })
     }
 
@@ -749,6 +759,7 @@ impl<'a> Reader<'a> {
                     from: r.instant()?,
                     unit_ns: r.u64()?,
                     taken: r.u64()?,
+                    counted: None,
                 })
             })?,
             sliding: self.bool()?,

@@ -2,6 +2,7 @@
 //! and, for a sliding window, the units its oldest spends give back before that reset.
 
 use super::boundary::Boundary;
+use super::released::Releases;
 use super::time::{later, nanos, scale, since};
 use std::time::Duration;
 use tokio::time::Instant;
@@ -61,6 +62,11 @@ pub(super) struct Returns {
     pub(super) unit_ns: u64,
     /// Units come back reserved since `from`.
     pub(super) taken: u64,
+    /// When the request whose answer began this period was let go: its `remaining`
+    /// counted the spends up to then. Where this process kept what it let go over the
+    /// window before (not in a shared store), its own spends say when units come back,
+    /// not the even spread.
+    pub(super) counted: Option<Instant>,
 }
 
 /// How far a window's reset must move on within a busy period to show the window
@@ -101,7 +107,15 @@ impl Pace {
     /// the request's max wait (an hour by default), a window shorter than that is used as
     /// fast as callers ask (a job that fits in an hourly quota is not stretched over the
     /// hour), and a longer one (daily) is spread so that no admission waits past it.
-    pub(super) fn plan(mut self, at: Instant, units: u64, ahead: Duration) -> (Instant, Pace) {
+    ///
+    /// `spends`: what this process let go, and whether this limit counts their cost.
+    pub(super) fn plan(
+        mut self,
+        at: Instant,
+        units: u64,
+        ahead: Duration,
+        spends: Option<(&Releases, bool)>,
+    ) -> (Instant, Pace) {
         if self.limit.is_some_and(|l| units > l) {
             // Can never fit a window: a request about itself (the server will say it is
             // too large). Send it now, reserving nothing, rather than hold the quota of
@@ -124,7 +138,7 @@ impl Pace {
                 self.remaining -= units;
                 return (start, self);
             }
-            if let Some(slot) = self.take_returned(start, units) {
+            if let Some(slot) = self.take_returned(start, units, spends) {
                 return (slot, self);
             }
             at = at.max(self.reset_at);
@@ -134,14 +148,48 @@ impl Pace {
 
     /// A sliding window short of `units`: the slot where its oldest spends have given
     /// back what is missing, if that comes before the stated reset; what remains is
-    /// taken too.
-    fn take_returned(&mut self, start: Instant, units: u64) -> Option<Instant> {
+    /// taken too. This process's own spends say when, where it kept all of the window's
+    /// and they account for what is missing; else the missing units are spread evenly
+    /// (what it kept coming back sooner still does).
+    fn take_returned(
+        &mut self,
+        start: Instant,
+        units: u64,
+        spends: Option<(&Releases, bool)>,
+    ) -> Option<Instant> {
         let (true, Some(r)) = (self.sliding, self.returns) else {
             return None;
         };
         let need = units.saturating_sub(self.remaining);
         let taken = r.taken.saturating_add(need);
-        let slot = later(r.from, scale(r.unit_ns, taken, 1)).max(start);
+        let spread = |n: u64| later(r.from, scale(r.unit_ns, n, 1));
+        let slot = match (spends, r.counted, self.window) {
+            (Some((log, cost)), Some(counted), Some(w)) => match log.unkept(counted, w, cost) {
+                // What our spends do not give back was others': spread.
+                None => log
+                    .returned(counted, w, cost, taken)
+                    .unwrap_or(spread(taken)),
+                // What this process did not keep was let go before what it kept, by
+                // `by`: it gives back first, as the busy period spreads it, and a
+                // window after `by` at the latest; then what it kept.
+                Some((kept, by)) => {
+                    let missing = self
+                        .limit
+                        .unwrap_or(0)
+                        .saturating_sub(self.stated_remaining);
+                    let before = missing.saturating_sub(kept);
+                    let unkept = |n: u64| spread(n).min(later(by, w));
+                    if taken <= before {
+                        unkept(taken)
+                    } else {
+                        log.returned(counted, w, cost, taken - before)
+                            .map_or(spread(taken), |at| at.max(unkept(before)))
+                    }
+                }
+            },
+            _ => spread(taken),
+        }
+        .max(start);
         if slot >= self.reset_at {
             return None;
         }
@@ -191,6 +239,7 @@ pub(super) mod tests {
                 from: now + 5 * s,
                 unit_ns: nanos(s / 4),
                 taken: 0,
+                counted: None,
             }),
             sliding,
             stated_reset: now + 10 * s,
@@ -204,20 +253,20 @@ pub(super) mod tests {
     fn a_sliding_window_gives_its_oldest_spends_back_before_its_reset() {
         let now = Instant::now();
         let s = Duration::from_secs(1);
-        let (first, p) = spent(now, true).plan(now, 1, Duration::ZERO);
+        let (first, p) = spent(now, true).plan(now, 1, Duration::ZERO, None);
         assert_eq!(first, now + 5 * s + s / 4);
-        let (second, mut p) = p.plan(now, 2, Duration::ZERO);
+        let (second, mut p) = p.plan(now, 2, Duration::ZERO, None);
         assert_eq!(second, now + 5 * s + 3 * s / 4);
         // Dropped before its slot: the returns it took are free again.
         assert_eq!(p.give_back(2), 0);
-        let (again, _) = p.plan(now, 2, Duration::ZERO);
+        let (again, _) = p.plan(now, 2, Duration::ZERO, None);
         assert_eq!(again, second);
     }
 
     #[test]
     fn a_window_not_shown_to_slide_waits_for_its_reset() {
         let now = Instant::now();
-        let (at, _) = spent(now, false).plan(now, 1, Duration::ZERO);
+        let (at, _) = spent(now, false).plan(now, 1, Duration::ZERO, None);
         assert!(at >= now + Duration::from_secs(10), "{at:?}");
     }
 }
