@@ -676,6 +676,53 @@ async fn a_busy_sliding_window_gives_back_what_was_spent_a_window_before() {
     assert!(refused <= 3, "{refused} refusals");
 }
 
+/// A token bucket of 8 requests refilling one each 37.5 s (8 per 300 s), in IETF
+/// `RateLimit` headers: `t` is when it is full again (whole seconds), which IETF's
+/// headers say of a window's end. A 429 states when the next request fits.
+fn ietf_bucket() -> Api {
+    let mut bucket = Bucket {
+        capacity: 8.0,
+        per_s: 8.0 / 300.0,
+        level: 8.0,
+        at: Instant::now(),
+    };
+    Api::new(300 * MS, move |now, _, _| {
+        bucket.refill(now);
+        let refused = bucket.level < 1.0;
+        if !refused {
+            bucket.level -= 1.0;
+        }
+        let full = ((bucket.capacity - bucket.level) / bucket.per_s).ceil();
+        let reply = if refused {
+            let next = bucket.until(1.0).as_secs_f64().ceil().max(1.0);
+            Reply::status(429).header("retry-after", format!("{next}"))
+        } else {
+            Reply::ok()
+        };
+        reply
+            .header("ratelimit-policy", "\"default\";q=8;w=300")
+            .header(
+                "ratelimit",
+                format!("\"default\";r={};t={full}", bucket.level.floor()),
+            )
+    })
+}
+
+/// Behind a window's header names, the bucket's answers show what a window's cannot: the
+/// instant it is full again moves on by 37.5 s for each request more missing. Paced as a
+/// window, each burst waited for the bucket to be full again: 789 s for 26 requests. As a
+/// bucket, the 18 after the first 8 go one each 37.5 s: 678 s.
+#[tokio::test(start_paused = true)]
+async fn a_token_bucket_behind_ietf_window_headers_is_paced_at_its_refill() {
+    let api = ietf_bucket();
+    let cap = ConcurrencyCapLayer::new().with_in_flight(abide::cap::InFlight::fixed(8));
+    let c = client(&api, BackoffRetryLayer::new().with_seed(9), cap);
+    let took = all_succeed(&c, (0..26).map(|i| request(i, None)).collect()).await;
+    assert!(took < 720 * S, "took {took:?}");
+    let refused = api.arrivals().len() - 26;
+    assert!(refused <= 3, "{refused} refusals");
+}
+
 #[tokio::test(start_paused = true)]
 async fn a_fixed_window_in_ietf_headers_is_not_taken_to_give_back_before_its_end() {
     let api = ietf_window(false, 40, 500 * MS);

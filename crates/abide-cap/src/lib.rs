@@ -51,9 +51,13 @@
 //! requests, tokens, input/output tokens, named policies):
 //!
 //! - **Not yet counted**: every admission gets a ticket (the bucket's running count of
-//!   requests and cost units). The observation of a response subtracts what the bucket
-//!   admitted *after* that request — in flight or reserved — from the server's
-//!   `remaining`: `left = remaining − (count_now − count_at_ticket)`.
+//!   requests and cost units, and the instant it is let go). The observation of a
+//!   response subtracts what the bucket let go *after* that request — in flight or
+//!   reserved — from the server's `remaining`. A slot reserved ahead is let go after
+//!   requests admitted later went at once, and the server counted those: [`LocalStore`]
+//!   keeps when its latest 1024 admissions are let go, from the first answer that
+//!   teaches a limit (32 KiB per such bucket); a shared store counts by admission,
+//!   `left = remaining − (count_now − count_at_ticket)`.
 //! - **Token buckets** (OpenAI and Anthropic, whose `reset` is documented as the time until
 //!   the bucket is full again, refilling continuously): the refill is
 //!   `(limit − remaining) / reset` per unit (exact even when the advertised limit is not
@@ -81,6 +85,12 @@
 //!     into a window states about the same reset whatever is missing; whole-second resets
 //!     are allowed two seconds of rounding per unit), show the limit is a window: from
 //!     then it is paced as one (below).
+//! - **A bucket behind a window's names** (IETF, `X-RateLimit-*`, GitHub: a reset that
+//!   is "full again" reads as a window's end): three answers in a row whose stated full
+//!   instant moves on by the time per unit for each unit more missing (a bucket's; a
+//!   window's end stays put, and a sliding window's moves with the answers, whatever is
+//!   missing), beyond the resets' rounding, and the limit is paced as a bucket (above).
+//!   An answer stating another limit than the last starts over.
 //! - **Windows** (every other dialect): `left` units are spread evenly over the time to
 //!   the reset (a request of `u` units — 1 for request scopes, its cost for token scopes
 //!   — takes `u × span / left`), but the schedule may run ahead of the even spread by
@@ -90,9 +100,14 @@
 //!   moved on with the spends (IETF and `X-RateLimit-*` dialects state when the *newest*
 //!   spend ages out) gives units back from the reset its busy period's first answer
 //!   stated (when the *oldest* spend ages out), at the rate the latest answer implies
-//!   (what is missing, back by its reset); an answer showing the server took more than
-//!   this bucket reserved (units not ours, or others on the key) falls back to the
-//!   reset. **After the reset** without news the scope
+//!   (what is missing, back by its reset). Where [`LocalStore`] kept what it let go over
+//!   the window an answer counted, each of its spends comes back one window after it
+//!   went, in order (callers arriving unevenly are given back as unevenly); spends let
+//!   go before it began keeping them come back first, spread, and a window after it
+//!   began at the latest; an answer whose reset is well short of the window right
+//!   after our spend (a bucket, a fixed window ending) keeps the spread. An answer
+//!   showing the server took more than this bucket reserved (units not ours, or others
+//!   on the key) falls back to the reset. **After the reset** without news the scope
 //!   paces at `limit / window` (the stated window, else the longest reset seen) from the
 //!   predicted window's start, never earlier; a late answer about the previous window
 //!   does not overwrite the predicted one.

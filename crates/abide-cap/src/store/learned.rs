@@ -34,6 +34,12 @@ pub(super) struct Learned {
     /// none between them that did (answers that cannot tell do not count either way); at
     /// [`WINDOW_EVIDENCE`] the scope is paced as a window.
     pub(super) window_evidence: u8,
+    /// Answers of a dialect whose reset means "the window ends" (or "the newest spend
+    /// ages out") that read as a bucket refilling instead, in a row (see
+    /// [`refill_like`]); at [`BUCKET_EVIDENCE`] the scope is paced as a refilling bucket.
+    pub(super) bucket_evidence: u8,
+    /// The last answer: when, what it said was missing, and when it said it is full.
+    pub(super) last: Option<Answer>,
     /// An answer stated a reset well short of the window right after a spend of ours,
     /// which a sliding window cannot (its newest spend ages out a window after it): a
     /// bucket refilling, or a fixed window ending. Its units do not come back a window
@@ -44,6 +50,58 @@ pub(super) struct Learned {
 /// Answers that read as a window, not a refilling bucket, before a scope of a
 /// continuously refilling dialect is paced as a window.
 pub(super) const WINDOW_EVIDENCE: u8 = 3;
+
+/// Answers that read as a refilling bucket, in a row, before a scope of a dialect whose
+/// reset is a window's end is paced as a bucket.
+pub(super) const BUCKET_EVIDENCE: u8 = 3;
+
+/// One answer of a scope, as [`refill_like`] compares the next with it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(super) struct Answer {
+    pub(super) at: Instant,
+    /// The limit it stated: one header that states whichever limit binds most (IETF's
+    /// drafts) may state another the next time.
+    pub(super) capacity: u64,
+    pub(super) missing: u64,
+    pub(super) full_at: Instant,
+}
+
+/// Whether two answers of a scope (`last`, then `missing` units short and full again in
+/// `reset` at `now`) read as a bucket refilling at a steady rate, where the dialect says
+/// a window: a bucket is full again in `missing x unit`, so the instant it states moves
+/// by the time per unit for each unit more missing; a window's end stays put, and a
+/// sliding window's (its newest spend ageing out) moves with the answers, whatever is
+/// missing. `slack` covers the rounding of the resets. `None` when the two cannot tell
+/// (as much missing in both, or nothing).
+pub(super) fn refill_like(
+    last: &Answer,
+    missing: u64,
+    reset: Duration,
+    now: Instant,
+    slack: Duration,
+) -> Option<bool> {
+    if missing == 0 || last.missing == 0 || now < last.at {
+        return None;
+    }
+    let unit = reset.as_secs_f64() / missing as f64;
+    // A bucket's move must stand out of the rounding to tell.
+    let apart = missing.abs_diff(last.missing);
+    if unit * (apart as f64) < 4.0 * slack.as_secs_f64() {
+        return None;
+    }
+    let full_at = later(now, reset);
+    // How far the stated full instant moved beyond the time that passed, per unit more
+    // missing: a bucket's time per unit.
+    let moved = if full_at >= last.full_at {
+        since(full_at, last.full_at).as_secs_f64()
+    } else {
+        -since(last.full_at, full_at).as_secs_f64()
+    };
+    let per_unit =
+        (moved - since(now, last.at).as_secs_f64()) / (missing as f64 - last.missing as f64);
+    let tolerance = unit / 4.0 + 2.0 * slack.as_secs_f64() / apart as f64;
+    Some(unit > 0.0 && (per_unit - unit).abs() <= tolerance)
+}
 
 /// Whether an answer of a dialect whose reset means "full again" reads as a window
 /// instead (a sliding or fixed window behind OpenAI's header names): a refilling bucket
@@ -336,38 +394,67 @@ impl BucketState {
                     },
                     refill: None,
                     window_evidence: 0,
+                    bucket_evidence: 0,
+                    last: None,
                     refills: false,
                 });
                 self.learned.len() - 1
             }
         };
         let l = &mut self.learned[index];
-        let refilling = refills_continuously(limit.dialect) && {
-            if let Some(capacity) = limit.limit {
-                let missing = capacity.saturating_sub(remaining);
-                // Anthropic states its resets as RFC 3339 instants, often in whole
-                // seconds; OpenAI as durations in milliseconds.
-                let slack = if limit.dialect == Dialect::Anthropic
-                    || (reset.subsec_nanos() == 0 && !reset.is_zero())
-                {
-                    Duration::from_secs(1)
-                } else {
-                    Duration::from_millis(10)
-                };
-                let window = window_like(missing, capacity, reset, l.refill.as_ref(), slack);
-                l.window_evidence = if full_too_soon(missing, reset, l.refill.as_ref(), slack) {
-                    WINDOW_EVIDENCE
-                } else {
-                    match window {
-                        Some(true) => l.window_evidence.saturating_add(1),
-                        // A bucket's answer, where a window's would have shown.
-                        Some(false) if l.window_evidence < WINDOW_EVIDENCE => 0,
-                        _ => l.window_evidence,
-                    }
-                };
-            }
-            l.window_evidence < WINDOW_EVIDENCE
-        };
+        let whole_seconds = reset.subsec_nanos() == 0 && !reset.is_zero();
+        let answer = limit.limit.map(|capacity| Answer {
+            at: now,
+            capacity,
+            missing: capacity.saturating_sub(remaining),
+            full_at: later(now, reset),
+        });
+        if !refills_continuously(limit.dialect) {
+            let slack = if whole_seconds {
+                Duration::from_secs(1)
+            } else {
+                Duration::from_millis(10)
+            };
+            let seen = match l.last.zip(answer) {
+                // Another limit than the last answer's: nothing carries over.
+                Some((last, a)) if last.capacity != a.capacity => Some(false),
+                Some((last, a)) => refill_like(&last, a.missing, reset, now, slack),
+                None => None,
+            };
+            l.bucket_evidence = match seen {
+                Some(true) => l.bucket_evidence.saturating_add(1),
+                Some(false) => 0,
+                None => l.bucket_evidence,
+            };
+        }
+        if answer.is_some() {
+            l.last = answer;
+        }
+        let refilling = l.bucket_evidence >= BUCKET_EVIDENCE
+            || refills_continuously(limit.dialect) && {
+                if let Some(capacity) = limit.limit {
+                    let missing = capacity.saturating_sub(remaining);
+                    // Anthropic states its resets as RFC 3339 instants, often in whole
+                    // seconds; OpenAI as durations in milliseconds.
+                    let slack = if limit.dialect == Dialect::Anthropic || whole_seconds {
+                        Duration::from_secs(1)
+                    } else {
+                        Duration::from_millis(10)
+                    };
+                    let window = window_like(missing, capacity, reset, l.refill.as_ref(), slack);
+                    l.window_evidence = if full_too_soon(missing, reset, l.refill.as_ref(), slack) {
+                        WINDOW_EVIDENCE
+                    } else {
+                        match window {
+                            Some(true) => l.window_evidence.saturating_add(1),
+                            // A bucket's answer, where a window's would have shown.
+                            Some(false) if l.window_evidence < WINDOW_EVIDENCE => 0,
+                            _ => l.window_evidence,
+                        }
+                    };
+                }
+                l.window_evidence < WINDOW_EVIDENCE
+            };
         if refilling {
             if let Some(r) = learn_refill(
                 l.refill,
@@ -665,6 +752,33 @@ mod tests {
     #[test]
     fn without_a_learned_rate_nothing_is_too_soon() {
         assert!(!full_too_soon(50, Duration::ZERO, None, MS));
+    }
+
+    #[test]
+    fn a_bucket_behind_window_names_is_told_from_a_window_by_where_its_resets_move() {
+        let now = Instant::now();
+        let last = Answer {
+            at: now,
+            capacity: 8,
+            missing: 1,
+            full_at: now + 38 * S,
+        };
+        let at = now + 2 * S;
+        // A bucket refilling one unit each 37.5 s, stated in whole seconds: one more
+        // missing, full again 37.5 s later (less the 2 s that passed).
+        assert_eq!(refill_like(&last, 2, 74 * S, at, S), Some(true));
+        // A sliding window: its newest spend ages out a window after it, whatever is
+        // missing; a fixed window's end stays put.
+        assert_eq!(refill_like(&last, 2, 300 * S, at, S), Some(false));
+        assert_eq!(refill_like(&last, 2, 36 * S, at, S), Some(false));
+        // As much missing, nothing missing, or a move within the rounding: cannot tell.
+        assert_eq!(refill_like(&last, 1, 36 * S, at, S), None);
+        assert_eq!(refill_like(&last, 0, 36 * S, at, S), None);
+        let short = Answer {
+            full_at: now + S,
+            ..last
+        };
+        assert_eq!(refill_like(&short, 2, 2 * S, at, S), None);
     }
 
     #[test]

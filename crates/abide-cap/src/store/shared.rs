@@ -20,7 +20,7 @@
 use super::boundary::Boundary;
 use super::bucket::{BucketState, Exhausted};
 use super::drip::Drip;
-use super::learned::{Learned, MAX_SCOPES};
+use super::learned::{Answer, Learned, MAX_SCOPES};
 use super::outage::Outage;
 use super::refill::Refill;
 use super::released::Releases;
@@ -36,7 +36,7 @@ use tokio::time::Instant;
 
 /// The version of the encoding [`SharedBucket::encode`] writes. A store seeing another
 /// version (a fleet mid-upgrade) gets a [`DecodeError`] and applies its failure policy.
-pub const FORMAT_VERSION: u8 = 10;
+pub const FORMAT_VERSION: u8 = 11;
 
 const MAGIC: [u8; 2] = *b"AB";
 
@@ -431,6 +431,8 @@ impl Writer<'_> {
             pace,
             refill,
             window_evidence,
+            bucket_evidence,
+            last,
             // Only steers this process's own spends (see `Releases`).
             refills: _,
         } = l;
@@ -440,6 +442,19 @@ impl Writer<'_> {
         self.pace(pace);
         self.option(refill, |w, r| w.refill(r));
         self.u8(*window_evidence);
+        self.u8(*bucket_evidence);
+        self.option(last, |w, a| {
+            let Answer {
+                at,
+                capacity,
+                missing,
+                full_at,
+            } = a;
+            w.instant(*at);
+            w.u64(*capacity);
+            w.u64(*missing);
+            w.instant(*full_at);
+        });
     }
 
     fn pace(&mut self, p: &Pace) {
@@ -738,6 +753,15 @@ impl<'a> Reader<'a> {
             pace: self.pace()?,
             refill: self.option(Self::refill)?,
             window_evidence: self.u8()?,
+            bucket_evidence: self.u8()?,
+            last: self.option(|r| {
+                Ok(Answer {
+                    at: r.instant()?,
+                    capacity: r.u64()?,
+                    missing: r.u64()?,
+                    full_at: r.instant()?,
+                })
+            })?,
             refills: false,
         })
     }
