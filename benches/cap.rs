@@ -50,6 +50,35 @@ fn inner() -> Api {
     Api
 }
 
+/// The same API, stating a window in IETF `RateLimit` headers far above the bench's rate:
+/// every answer teaches the cap a limit, and every admission is paced against it.
+#[derive(Clone, Debug)]
+struct Headed;
+
+impl Service<Request<()>> for Headed {
+    type Response = Response<String>;
+    type Error = Infallible;
+    type Future = std::future::Ready<Result<Response<String>, Infallible>>;
+
+    fn poll_ready(&mut self, _cx: &mut Context<'_>) -> Poll<Result<(), Infallible>> {
+        Poll::Ready(Ok(()))
+    }
+
+    fn call(&mut self, _request: Request<()>) -> Self::Future {
+        let mut response = Response::new(String::new());
+        let headers = response.headers_mut();
+        headers.insert(
+            "ratelimit-policy",
+            http::HeaderValue::from_static("\"default\";q=1000000000;w=60"),
+        );
+        headers.insert(
+            "ratelimit",
+            http::HeaderValue::from_static("\"default\";r=999999999;t=60"),
+        );
+        std::future::ready(Ok(response))
+    }
+}
+
 fn abide() -> abide_cap::ConcurrencyCap<Api> {
     // Limits far above what the bench reaches: this measures the bookkeeping.
     ConcurrencyCapLayer::new()
@@ -101,6 +130,21 @@ fn uncontended(c: &mut Criterion) {
     });
     group.bench_function("abide", |b| {
         let svc = abide();
+        b.iter_custom(|iters| {
+            rt.block_on(async {
+                let start = Instant::now();
+                for _ in 0..iters {
+                    let _ = black_box(svc.clone().oneshot(request()).await);
+                }
+                start.elapsed()
+            })
+        });
+    });
+    group.bench_function("abide_learned", |b| {
+        // Limits far above what the bench reaches, learned from every answer.
+        let svc = ConcurrencyCapLayer::new()
+            .with_in_flight(InFlight::fixed(1 << 16))
+            .layer(Headed);
         b.iter_custom(|iters| {
             rt.block_on(async {
                 let start = Instant::now();
