@@ -55,8 +55,9 @@
 //!   response subtracts what the bucket let go *after* that request — in flight or
 //!   reserved — from the server's `remaining`. A slot reserved ahead is let go after
 //!   requests admitted later went at once, and the server counted those: [`LocalStore`]
-//!   keeps when its latest 1024 admissions are let go, from the first answer that
-//!   teaches a limit (32 KiB per such bucket); a shared store counts by admission,
+//!   keeps when its latest admissions are let go, from the first answer that teaches a
+//!   window (64 of them, 2 KiB; 1024, 32 KiB, once the window slides); a refilling
+//!   bucket's answers, and a shared store, count by admission,
 //!   `left = remaining − (count_now − count_at_ticket)`.
 //! - **Token buckets** (OpenAI and Anthropic, whose `reset` is documented as the time until
 //!   the bucket is full again, refilling continuously): the refill is

@@ -146,7 +146,8 @@ impl BucketState {
 
     /// [`admit`](Self::admit), keeping when what it admits is let go ([`Releases`]): what
     /// [`LocalStore`](super::LocalStore) does, for its own process. Only once a limit is
-    /// learned ([`observe_kept`](Self::observe_kept)): nothing else reads them.
+    /// learned as a window ([`observe_kept`](Self::observe_kept)): nothing else reads
+    /// them.
     pub(crate) fn admit_kept(&mut self, a: &Admission<'_>) -> Decision {
         let decision = self.admit(a);
         if !self.releases.kept() {
@@ -166,15 +167,20 @@ impl BucketState {
         } else {
             ticket.cost
         };
-        self.releases.push(ticket, units);
+        let slides = self
+            .learned
+            .iter()
+            .any(|l| l.refill.is_none() && l.pace.sliding);
+        self.releases.push(ticket, units, slides);
         decision
     }
 
-    /// [`observe`](Self::observe), and once it taught a limit, begins to keep when what
-    /// is admitted is let go ([`admit_kept`](Self::admit_kept)).
+    /// [`observe`](Self::observe), and once it taught a window (a limit paced as one,
+    /// not as a refilling bucket), begins to keep when what is admitted is let go
+    /// ([`admit_kept`](Self::admit_kept)).
     pub(crate) fn observe_kept(&mut self, o: &Observation<'_>) {
         self.observe(o);
-        if !self.learned.is_empty() {
+        if self.learned.iter().any(|l| l.refill.is_none()) {
             self.releases.begin(o.now);
         }
     }

@@ -34,11 +34,14 @@ struct Shared {
 /// idle timeout (10 minutes by default) with nothing pending (no pause, exhaustion,
 /// reservation or empty window ahead) is dropped when its shard is next swept, and a
 /// shard never holds more than its share of [`with_max_buckets`](Self::with_max_buckets):
-/// past it, the least recently used buckets go first. A bucket costs at most
-/// [`MAX_BYTES_PER_BUCKET`](Self::MAX_BYTES_PER_BUCKET) (1,100) bytes of heap, so the
-/// store holds at most `max_buckets × 1,100` bytes (110 MB at the default 100,000; 50 to
-/// 80 MB with host-sized keys). Keys are stored with their own bytes, never with the
-/// request URI they came from.
+/// past it, the least recently used buckets go first. An idle bucket costs at most
+/// [`MAX_BYTES_PER_BUCKET`](Self::MAX_BYTES_PER_BUCKET) (1,100) bytes of heap, so a
+/// store of idle buckets holds at most `max_buckets × 1,100` bytes (110 MB at the
+/// default 100,000; 50 to 80 MB with host-sized keys). A bucket in use holds its learned
+/// limits too, and one that learned a window keeps when its latest admissions were let
+/// go: 64 of them (2 KiB), what an answer has not counted yet; 1,024 (32 KiB) once the
+/// window slides, to know when it gives back. Keys are stored with their own bytes, never
+/// with the request URI they came from.
 ///
 /// Each bucket's state sits in one of 16 shards, each behind its own short mutex: callers
 /// of different buckets rarely meet on a lock, and no lock is shared by all buckets.

@@ -7,10 +7,14 @@ use std::collections::VecDeque;
 use std::time::Duration;
 use tokio::time::Instant;
 
-/// The most admissions remembered (32 KiB per bucket that learned a limit): a sliding
-/// window's returns are known from this process's own spends where they fit, a window of
-/// up to this many of them. Older ones are counted by the ticket counters alone.
+/// The most admissions remembered for a bucket whose window slides (32 KiB): its
+/// returns are known from this process's own spends where they fit, a window of up to
+/// this many of them. Older ones are counted by the ticket counters alone.
 const MAX_RELEASES: usize = 1024;
+
+/// The most remembered for any other window (2 KiB): what an answer has not counted is
+/// what is in flight or reserved, a few dozen.
+const FEW_RELEASES: usize = 64;
 
 /// One admission: when it was let go, its place in the bucket's request count, and its
 /// cost units (0 for a cost no scope admits: the server does not count it).
@@ -32,8 +36,9 @@ struct Release {
 /// its answer cannot have counted.
 ///
 /// Kept by [`LocalStore`](super::LocalStore) only: a shared store's processes count by
-/// the ticket counters. Boxed, and only once a limit is learned: an idle bucket stays
-/// small.
+/// the ticket counters. Boxed, and only once a window is learned (a refilling bucket's
+/// answers count by admission): an idle bucket stays small, and one that only meets
+/// refilling buckets keeps nothing.
 #[derive(Clone, Debug, Default)]
 pub(super) struct Releases {
     ring: Option<Box<Ring>>,
@@ -49,7 +54,7 @@ struct Ring {
 }
 
 impl Releases {
-    /// Whether this process keeps them (it began to, once a limit was learned).
+    /// Whether this process keeps them (it began to, once a window was learned).
     pub(super) fn kept(&self) -> bool {
         self.ring.is_some()
     }
@@ -58,20 +63,30 @@ impl Releases {
     /// later than `now`).
     pub(super) fn begin(&mut self, now: Instant) {
         self.ring.get_or_insert_with(|| {
-            // All at once, so that the admissions after it never reallocate.
             Box::new(Ring {
-                ring: VecDeque::with_capacity(MAX_RELEASES),
+                // All at once, so that the admissions after it never reallocate.
+                ring: VecDeque::with_capacity(FEW_RELEASES),
                 known_after: now.checked_sub(Duration::from_nanos(1)).unwrap_or(now),
             })
         });
     }
 
-    /// Keeps the admission of `ticket` of `units` cost units, once begun.
-    pub(super) fn push(&mut self, ticket: &Ticket, units: u64) {
+    /// Keeps the admission of `ticket` of `units` cost units, once begun: the latest
+    /// [`MAX_RELEASES`] where a window `slides` (grown once to that), else the latest
+    /// [`FEW_RELEASES`].
+    pub(super) fn push(&mut self, ticket: &Ticket, units: u64, slides: bool) {
         let (Some(r), Some(at)) = (self.ring.as_mut(), ticket.released) else {
             return;
         };
-        if r.ring.len() == MAX_RELEASES {
+        let most = if slides {
+            if r.ring.capacity() < MAX_RELEASES {
+                r.ring.reserve_exact(MAX_RELEASES - r.ring.len());
+            }
+            MAX_RELEASES
+        } else {
+            FEW_RELEASES.max(r.ring.len())
+        };
+        while r.ring.len() >= most {
             if let Some(old) = r.ring.pop_front() {
                 r.known_after = r.known_after.max(old.at);
             }
@@ -186,7 +201,7 @@ mod tests {
             (5, now + 3 * s),
         ];
         for (n, at) in slots {
-            r.push(&ticket(n, at), 10 * n);
+            r.push(&ticket(n, at), 10 * n, false);
         }
         // The answer to 2 counted 1, 3 and 4 (let go before it): only 5 is not counted.
         assert_eq!(r.after(&ticket(2, now + 2 * s)), Some((1, 50)));
@@ -201,12 +216,12 @@ mod tests {
         let now = Instant::now();
         let ms = Duration::from_millis(1);
         let mut r = Releases::default();
-        r.push(&ticket(1, now), 1);
+        r.push(&ticket(1, now), 1, true);
         assert_eq!(r.after(&ticket(1, now)), None, "not begun");
         r.begin(now);
         let n = MAX_RELEASES as u64 + 10;
         for i in 1..=n {
-            r.push(&ticket(i, now + ms * i as u32), 1);
+            r.push(&ticket(i, now + ms * i as u32), 1, true);
         }
         // 1 to 10 are forgotten: what went after 5 is not known.
         assert_eq!(r.after(&ticket(5, now + 5 * ms)), None);
@@ -227,6 +242,30 @@ mod tests {
     }
 
     #[test]
+    fn a_window_that_does_not_slide_keeps_only_what_may_be_in_flight() {
+        let now = Instant::now();
+        let ms = Duration::from_millis(1);
+        let mut r = Releases::default();
+        r.begin(now);
+        for i in 1..=100u64 {
+            r.push(&ticket(i, now + ms * i as u32), 1, false);
+        }
+        let kept = r.ring.as_ref().map(|r| (r.ring.len(), r.ring.capacity()));
+        assert_eq!(kept.map(|k| k.0), Some(FEW_RELEASES));
+        assert!(kept.is_some_and(|k| k.1 < MAX_RELEASES), "{kept:?}");
+        assert_eq!(r.after(&ticket(90, now + 90 * ms)), Some((10, 10)));
+        assert_eq!(r.after(&ticket(30, now + 30 * ms)), None, "forgotten");
+        // Once it slides, it keeps a window's worth.
+        for i in 101..=300u64 {
+            r.push(&ticket(i, now + ms * i as u32), 1, true);
+        }
+        assert_eq!(
+            r.ring.as_ref().map(|r| r.ring.len()),
+            Some(FEW_RELEASES + 200)
+        );
+    }
+
+    #[test]
     fn a_sliding_windows_returns_are_the_spends_of_the_window_before_in_order() {
         let now = Instant::now();
         let s = Duration::from_secs(1);
@@ -236,7 +275,7 @@ mod tests {
         r.begin(now - w);
         // Spent at 0 (cost 5), 1 (cost 1), a slot reserved for 4 (cost 2), and 3 (cost 3).
         for (n, at, cost) in [(2, 0, 5), (3, 1, 1), (4, 4, 2), (5, 3, 3)] {
-            r.push(&ticket(n, now + at * s), cost);
+            r.push(&ticket(n, now + at * s), cost, true);
         }
         // Counted at 0.5 s: that answer's count holds the four after -9.5 s; each comes
         // back a window after it went, oldest first.
