@@ -28,9 +28,13 @@ fn request() -> Request<()> {
     request
 }
 
-/// The trivial API every variant wraps: answers at once.
+/// The trivial API every variant wraps: answers at once. `headed`, it states a window in
+/// IETF `RateLimit` headers far above the bench's rate: every answer teaches the cap a
+/// limit, and every admission is paced against it.
 #[derive(Clone, Debug)]
-struct Api;
+struct Api {
+    headed: bool,
+}
 
 impl Service<Request<()>> for Api {
     type Response = Response<String>;
@@ -42,41 +46,24 @@ impl Service<Request<()>> for Api {
     }
 
     fn call(&mut self, _request: Request<()>) -> Self::Future {
-        std::future::ready(Ok(Response::new(String::new())))
+        let mut response = Response::new(String::new());
+        if self.headed {
+            let headers = response.headers_mut();
+            headers.insert(
+                "ratelimit-policy",
+                http::HeaderValue::from_static("\"default\";q=1000000000;w=60"),
+            );
+            headers.insert(
+                "ratelimit",
+                http::HeaderValue::from_static("\"default\";r=999999999;t=60"),
+            );
+        }
+        std::future::ready(Ok(response))
     }
 }
 
 fn inner() -> Api {
-    Api
-}
-
-/// The same API, stating a window in IETF `RateLimit` headers far above the bench's rate:
-/// every answer teaches the cap a limit, and every admission is paced against it.
-#[derive(Clone, Debug)]
-struct Headed;
-
-impl Service<Request<()>> for Headed {
-    type Response = Response<String>;
-    type Error = Infallible;
-    type Future = std::future::Ready<Result<Response<String>, Infallible>>;
-
-    fn poll_ready(&mut self, _cx: &mut Context<'_>) -> Poll<Result<(), Infallible>> {
-        Poll::Ready(Ok(()))
-    }
-
-    fn call(&mut self, _request: Request<()>) -> Self::Future {
-        let mut response = Response::new(String::new());
-        let headers = response.headers_mut();
-        headers.insert(
-            "ratelimit-policy",
-            http::HeaderValue::from_static("\"default\";q=1000000000;w=60"),
-        );
-        headers.insert(
-            "ratelimit",
-            http::HeaderValue::from_static("\"default\";r=999999999;t=60"),
-        );
-        std::future::ready(Ok(response))
-    }
+    Api { headed: false }
 }
 
 fn abide() -> abide_cap::ConcurrencyCap<Api> {
@@ -144,7 +131,7 @@ fn uncontended(c: &mut Criterion) {
         // Limits far above what the bench reaches, learned from every answer.
         let svc = ConcurrencyCapLayer::new()
             .with_in_flight(InFlight::fixed(1 << 16))
-            .layer(Headed);
+            .layer(Api { headed: true });
         b.iter_custom(|iters| {
             rt.block_on(async {
                 let start = Instant::now();
