@@ -149,6 +149,7 @@ impl BucketState {
     /// learned as a window ([`observe_kept`](Self::observe_kept)): nothing else reads
     /// them.
     pub(crate) fn admit_kept(&mut self, a: &Admission<'_>) -> Decision {
+        let units_before = self.units;
         let decision = self.admit(a);
         if !self.releases.kept() {
             return decision;
@@ -161,12 +162,9 @@ impl BucketState {
             } => &r.ticket,
             _ => return decision,
         };
-        // A cost no scope ever admits is not counted by the server.
-        let units = if self.learned.iter().any(|l| l.never_fits(ticket.cost)) {
-            0
-        } else {
-            ticket.cost
-        };
+        // What the admission counted (nothing for a cost no scope ever admits: the server
+        // does not count it either).
+        let units = self.units - units_before;
         let slides = self
             .learned
             .iter()

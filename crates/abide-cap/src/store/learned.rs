@@ -191,6 +191,22 @@ impl Learned {
         }
     }
 
+    /// Counts an answer of a dialect whose reset is a window's end towards pacing the
+    /// scope as a refilling bucket ([`refill_like`], against the last answer).
+    fn bucket_seen(&mut self, answer: &Answer, reset: Duration, slack: Duration) {
+        let seen = match &self.last {
+            // Another limit than the last answer's: nothing carries over.
+            Some(last) if last.capacity != answer.capacity => Some(false),
+            Some(last) => refill_like(last, answer.missing, reset, answer.at, slack),
+            None => None,
+        };
+        self.bucket_evidence = match seen {
+            Some(true) => self.bucket_evidence.saturating_add(1),
+            Some(false) => 0,
+            None => self.bucket_evidence,
+        };
+    }
+
     pub(super) fn apply(&mut self, planned: Planned) {
         match planned {
             Planned::Refill(r) => self.refill = Some(r),
@@ -346,13 +362,6 @@ impl BucketState {
             }
             None => (seq, 0),
         };
-        // A window's count: what was let go after the observed request, where this
-        // process kept that ([`Releases`]); else what was admitted after it.
-        let uncounted = match ticket.and_then(|t| self.releases.after(&t)) {
-            Some((_, units)) if counts_cost => units,
-            Some((requests, _)) => requests,
-            None => admitted_after,
-        };
         let index = match self.learned.iter().position(|l| l.scope == limit.scope) {
             Some(i) => {
                 if applied < self.learned[i].applied {
@@ -402,45 +411,31 @@ impl BucketState {
             }
         };
         let l = &mut self.learned[index];
-        let whole_seconds = reset.subsec_nanos() == 0 && !reset.is_zero();
-        let answer = limit.limit.map(|capacity| Answer {
-            at: now,
-            capacity,
-            missing: capacity.saturating_sub(remaining),
-            full_at: later(now, reset),
-        });
-        if !refills_continuously(limit.dialect) {
-            let slack = if whole_seconds {
-                Duration::from_secs(1)
-            } else {
-                Duration::from_millis(10)
+        // Anthropic states its resets as RFC 3339 instants, often in whole seconds;
+        // OpenAI as durations in milliseconds; the window dialects in whole seconds.
+        let slack = if limit.dialect == Dialect::Anthropic
+            || (reset.subsec_nanos() == 0 && !reset.is_zero())
+        {
+            Duration::from_secs(1)
+        } else {
+            Duration::from_millis(10)
+        };
+        if let Some(capacity) = limit.limit {
+            let answer = Answer {
+                at: now,
+                capacity,
+                missing: capacity.saturating_sub(remaining),
+                full_at: later(now, reset),
             };
-            let seen = match l.last.zip(answer) {
-                // Another limit than the last answer's: nothing carries over.
-                Some((last, a)) if last.capacity != a.capacity => Some(false),
-                Some((last, a)) => refill_like(&last, a.missing, reset, now, slack),
-                None => None,
-            };
-            l.bucket_evidence = match seen {
-                Some(true) => l.bucket_evidence.saturating_add(1),
-                Some(false) => 0,
-                None => l.bucket_evidence,
-            };
-        }
-        if answer.is_some() {
-            l.last = answer;
+            if !refills_continuously(limit.dialect) {
+                l.bucket_seen(&answer, reset, slack);
+            }
+            l.last = Some(answer);
         }
         let refilling = l.bucket_evidence >= BUCKET_EVIDENCE
             || refills_continuously(limit.dialect) && {
                 if let Some(capacity) = limit.limit {
                     let missing = capacity.saturating_sub(remaining);
-                    // Anthropic states its resets as RFC 3339 instants, often in whole
-                    // seconds; OpenAI as durations in milliseconds.
-                    let slack = if limit.dialect == Dialect::Anthropic || whole_seconds {
-                        Duration::from_secs(1)
-                    } else {
-                        Duration::from_millis(10)
-                    };
                     let window = window_like(missing, capacity, reset, l.refill.as_ref(), slack);
                     l.window_evidence = if full_too_soon(missing, reset, l.refill.as_ref(), slack) {
                         WINDOW_EVIDENCE
@@ -475,6 +470,13 @@ impl BucketState {
             }
         }
         l.refill = None;
+        // A window's count: what was let go after the observed request, where this
+        // process kept that ([`Releases`]); else what was admitted after it.
+        let uncounted = match ticket.and_then(|t| self.releases.after(&t)) {
+            Some((_, units)) if counts_cost => units,
+            Some((requests, _)) => requests,
+            None => admitted_after,
+        };
         let reset_at = later(now, reset);
         if let (true, Some(w)) = (l.pace.rolled, l.pace.window) {
             // A late answer about the window before the one predicted: its `remaining`
