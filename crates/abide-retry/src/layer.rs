@@ -17,8 +17,10 @@ use tower_layer::Layer;
 pub const DEFAULT_MAX_ATTEMPTS: u32 = 6;
 /// Attempts per request by default when the server refused the request and said how long
 /// to wait (429 or 503 with `Retry-After`, `RESOURCE_EXHAUSTED` with pushback): the server
-/// paces these retries itself.
-pub const DEFAULT_MAX_PACED_ATTEMPTS: u32 = 16;
+/// paces these retries itself. 32, not 16: four processes without shared state contending
+/// for a server's three slots (529 with a 1–2 s wait) refused one request 16 times in a row
+/// in a run of 4000, and it was lost while the server served everyone around it.
+pub const DEFAULT_MAX_PACED_ATTEMPTS: u32 = 32;
 /// The most attempts accepted; more are cut to this.
 pub const MAX_ATTEMPTS_LIMIT: u32 = 100;
 /// The longest server wait accepted by default: an hour and a minute, the classifier's
@@ -70,7 +72,7 @@ impl Config {
 /// | setting | default | why |
 /// |---|---|---|
 /// | [`with_max_attempts`](Self::with_max_attempts) | 6 | after a failure without a server-stated wait (5xx, a refused connection, a throttle without a wait): one request and five retries, whose default backoff waits 7.75 to 15.5 s in all, so a lone request against a broken server is reported well within 40 s, as users expect; behind the cap, requests held during an outage are not sent and spend no attempts (only its probes do), so a busy bucket rides out outages far longer than that |
-/// | [`with_max_paced_attempts`](Self::with_max_paced_attempts) | 16 | after a refusal that states a wait (429/503 with `Retry-After`, gRPC pushback): the server paces these retries, and each waits at least as long as it asked; when many callers contend for one window (no cap layer) a request can need many turns, and giving up loses work the server would have served a few seconds later. The [`RetryBudget`] still bounds their rate |
+/// | [`with_max_paced_attempts`](Self::with_max_paced_attempts) | 32 | after a refusal that states a wait (429/503 with `Retry-After`, gRPC pushback): the server paces these retries, and each waits at least as long as it asked; when many callers contend for one window or a few slots (no cap layer, or processes that share no state) a request can need many turns, and giving up loses work the server would have served a few seconds later (16 lost one request in 4000 to four such processes). The [`RetryBudget`] still bounds their rate |
 /// | [`with_backoff`](Self::with_backoff) | 500 ms × 2, capped at 30 s | rate-limit windows are seconds to a minute; the server's own wait is used when it sends one |
 /// | [`with_jitter`](Self::with_jitter) | [`Jitter::Equal`] | spreads retries without ever retrying within milliseconds, which against a rate limit is wasted |
 /// | [`with_max_server_wait`](Self::with_max_server_wait) | an hour and a minute | the longest window APIs state (GitHub's hourly limit, hourly fixed windows), with a minute for its turn stated in whole seconds a round trip late: a request the server will serve once the window turns is waited for, not lost; longer waits mean daily or billing quotas, reported at once. The cap uses the same default, so both layers give one answer; a caller that needs an answer sooner sets a deadline |

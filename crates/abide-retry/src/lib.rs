@@ -60,7 +60,7 @@
 //!   Attempts are bounded by [`with_max_attempts`] (6 by default: a lone request against
 //!   a broken server is reported within 15.5 s of waits; behind the cap, requests held
 //!   during an outage spend none) and, when the server paces its refusals with a stated
-//!   wait, by [`with_max_paced_attempts`] (16). The two count apart: turns the server (or
+//!   wait, by [`with_max_paced_attempts`] (32). The two count apart: turns the server (or
 //!   the cap's probe for others) paced do not spend a request's unpaced attempts.
 //! - **Deadline.** From [`with_deadline`], the [`Deadline`] request extension or the
 //!   `grpc-timeout` header (the earliest wins). It counts attempts and sleeps, cuts each

@@ -654,15 +654,48 @@ async fn failures_nobody_paced_are_counted_apart_from_the_turns_the_server_paced
     assert!(handle.next_request().await.is_none());
 }
 
+#[tokio::test(start_paused = true)]
+async fn a_request_the_server_paces_for_twenty_turns_is_still_delivered() {
+    // A few slots contended for by callers that share nothing: the server refuses this
+    // request twenty times, each with a wait, while it serves the others. It is served on
+    // the 21st attempt; giving up at 16 lost it.
+    let layer = layer().without_budget();
+    let (call, mut handle) = start(&layer, request("GET"));
+    answer(&mut handle, 20, || {
+        with_header(response(529), "retry-after", "1")
+    })
+    .await;
+    answer(&mut handle, 1, || response(200)).await;
+    let res = call.await.unwrap().unwrap();
+    assert_eq!((res.status().as_u16(), attempts(&res).count), (200, 21));
+
+    // Still bounded: refused at every turn, it ends at the paced limit.
+    let (call, mut handle) = start(&layer, request("GET"));
+    answer(&mut handle, 32, || {
+        with_header(response(429), "retry-after", "1")
+    })
+    .await;
+    let res = call.await.unwrap().unwrap();
+    assert_eq!(
+        (
+            res.status().as_u16(),
+            attempts(&res).count,
+            attempts(&res).stop
+        ),
+        (429, 32, Stop::MaxAttempts)
+    );
+    assert!(handle.next_request().await.is_none());
+}
+
 #[test]
-fn the_default_attempt_limits_are_eight_and_sixteen_when_the_server_paces() {
+fn the_default_attempt_limits_are_six_and_thirty_two_when_the_server_paces() {
     let layer = BackoffRetryLayer::new();
     assert_eq!(layer.max_attempts(), abide_retry::DEFAULT_MAX_ATTEMPTS);
     assert_eq!(
         layer.max_paced_attempts(),
         abide_retry::DEFAULT_MAX_PACED_ATTEMPTS
     );
-    assert_eq!((layer.max_attempts(), layer.max_paced_attempts()), (6, 16));
+    assert_eq!((layer.max_attempts(), layer.max_paced_attempts()), (6, 32));
     // Setting max attempts sets both: "at most n attempts" stays true.
     let layer = layer.with_max_attempts(3);
     assert_eq!((layer.max_attempts(), layer.max_paced_attempts()), (3, 3));

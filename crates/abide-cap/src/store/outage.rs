@@ -41,8 +41,8 @@ const MAX_HOLD: Duration = Duration::from_secs(10);
 
 /// The span of outage each held request probes at most once in, at the shortest
 /// longest hold: `waiting` requests take the probe role in turn, so with the retry
-/// layer's 16 paced attempts each (`abide-retry` `DEFAULT_MAX_PACED_ATTEMPTS`), a
-/// bucket rides out `16 x HOLD_SHARE` (160 s) of outage at any number held, well past
+/// layer's 32 paced attempts each (`abide-retry` `DEFAULT_MAX_PACED_ATTEMPTS`), a
+/// bucket rides out `32 x HOLD_SHARE` (320 s) of outage at any number held, well past
 /// the outages a deadline allows, while a recovered server is noticed within
 /// `HOLD_SHARE / waiting`.
 const HOLD_SHARE: Duration = Duration::from_secs(10);
