@@ -1,7 +1,7 @@
 //! A concurrency limit answered with 529 and no stated wait is not an outage: the server
 //! serves one request at a time and refuses the others at once, saying nothing else.
 
-use crate::support::{call, client, request, Api, Reply, MS, S};
+use crate::support::{client, in_turn, request, Api, Reply, MS, S};
 use abide::cap::ConcurrencyCapLayer;
 use abide::retry::BackoffRetryLayer;
 use std::time::Duration;
@@ -36,25 +36,10 @@ async fn three_callers_against_a_server_running_one_at_a_time_are_served_without
         ConcurrencyCapLayer::new(),
     );
     let start = Instant::now();
-    let callers: Vec<_> = (0..3)
-        .map(|caller| {
-            let c = c.clone();
-            tokio::spawn(async move {
-                let mut done = Vec::new();
-                for i in 0..20 {
-                    done.push(call(c.clone(), request(format!("{caller}-{i}"), None)).await);
-                }
-                done
-            })
-        })
-        .collect();
-    let mut last = start;
-    for caller in callers {
-        for d in caller.await.unwrap() {
-            assert!(d.ok(), "every request is delivered: {d:?}");
-            last = last.max(d.at);
-        }
-    }
+    let last = in_turn(&c, 3, 20, |caller, i| {
+        request(format!("{caller}-{i}"), None)
+    })
+    .await;
     let arrivals = api.arrivals();
     let refused = arrivals.iter().filter(|a| a.status == 529).count();
     // 60 requests of 510 ms, one at a time: 30.6 s at best.
@@ -87,23 +72,10 @@ async fn a_529_outage_after_the_concurrency_is_learned_still_holds_everyone_behi
         BackoffRetryLayer::new().with_seed(5),
         ConcurrencyCapLayer::new(),
     );
-    let callers: Vec<_> = (0..16)
-        .map(|caller| {
-            let c = c.clone();
-            tokio::spawn(async move {
-                let mut done = Vec::new();
-                for i in 0..12 {
-                    done.push(call(c.clone(), request(format!("{caller}-{i}"), None)).await);
-                }
-                done
-            })
-        })
-        .collect();
-    for caller in callers {
-        for d in caller.await.unwrap() {
-            assert!(d.ok(), "every request is delivered: {d:?}");
-        }
-    }
+    in_turn(&c, 16, 12, |caller, i| {
+        request(format!("{caller}-{i}"), None)
+    })
+    .await;
     let arrivals = api.arrivals();
     let in_outage = arrivals
         .iter()

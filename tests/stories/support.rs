@@ -228,6 +228,36 @@ pub(crate) async fn call_all(client: &Client, reqs: Vec<Request<Body>>) -> Vec<D
     out
 }
 
+/// `callers` callers, each sending `each` requests one after another (`make(caller, i)`),
+/// all at once; checks that every request succeeded and returns when the last one ended.
+pub(crate) async fn in_turn(
+    client: &Client,
+    callers: usize,
+    each: usize,
+    make: fn(usize, usize) -> Request<Body>,
+) -> Instant {
+    let tasks: Vec<_> = (0..callers)
+        .map(|caller| {
+            let c = client.clone();
+            tokio::spawn(async move {
+                let mut done = Vec::new();
+                for i in 0..each {
+                    done.push(call(c.clone(), make(caller, i)).await);
+                }
+                done
+            })
+        })
+        .collect();
+    let mut last = Instant::now();
+    for task in tasks {
+        for d in task.await.unwrap() {
+            assert!(d.ok(), "every request is delivered: {d:?}");
+            last = last.max(d.at);
+        }
+    }
+    last
+}
+
 /// Sends every request at once, checks that every one succeeded, and says how long the
 /// last one took to end.
 pub(crate) async fn all_succeed(client: &Client, reqs: Vec<Request<Body>>) -> Duration {

@@ -1,6 +1,8 @@
 //! Story 4: one wait policy for the whole stack.
 
-use crate::support::{abide_client, call, client, request, Api, Client, Reply, MS, S};
+use crate::support::{
+    abide_client, call, client, get, in_turn, request, Api, Client, Reply, MS, S,
+};
 use abide::cap::ConcurrencyCapLayer;
 use abide::classify::{Class, Classification};
 use abide::retry::BackoffRetryLayer;
@@ -210,4 +212,41 @@ async fn a_429_stating_an_hourly_windows_turn_in_whole_seconds_is_waited_for() {
         "{:?}",
         arrivals[3].at - opened
     );
+}
+
+/// A sliding window of `limit` per `window` that states nothing: a bare 429 (no
+/// `Retry-After`, no limit headers) past it.
+fn silent_sliding_window(limit: usize, window: Duration) -> Api {
+    let mut spends: std::collections::VecDeque<Instant> = std::collections::VecDeque::new();
+    Api::new(10 * MS, move |now, _, _| {
+        while spends.front().is_some_and(|&at| at + window <= now) {
+            spends.pop_front();
+        }
+        if spends.len() < limit {
+            spends.push_back(now);
+            Reply::ok()
+        } else {
+            Reply::status(429).body("{\"error\":\"rate limited\"}")
+        }
+    })
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_send_rate_backed_off_by_a_silent_window_is_regained_once_it_serves_again() {
+    // Two callers, one request after another, against 50 per 5 s that says nothing.
+    // The first refusals back the send rate off to probes. Once a probe was served, the
+    // waiting requests went at the backed-off rate and the next refusal, a success
+    // later, was taken as what the server grants: 102 s for 400 requests. Now they wait
+    // behind the probes until two successes in a row show the window serving, and the
+    // rate is regained from there: 47 s.
+    let api = silent_sliding_window(50, 5 * S);
+    let c = abide_client(&api, AbideLayer::new());
+    let start = Instant::now();
+    let last = in_turn(&c, 2, 200, |caller, i| get(format!("{caller}-{i}"))).await;
+    let refused = api.arrivals().iter().filter(|a| a.status == 429).count();
+    // 400 requests at 10 a second after the first 50: 35 s at best.
+    assert!(last - start <= 50 * S, "took {:?}", last - start);
+    // The price: a few more refusals where the rate is regained (37; 18 before), each a
+    // probe of a server that says nothing.
+    assert!(refused <= 45, "{refused} refusals for 400 successes");
 }

@@ -136,7 +136,11 @@
 //! succeeds (a closed window, other processes taking the whole quota), each refusal cuts
 //! from the rate of the last cut, so the sends back off exponentially (to one per 100 s)
 //! and the requests held behind them spend no attempts; a request dropped while waiting
-//! gives its slot back.
+//! gives its slot back. While backed off, each send is a probe: the others reserve no
+//! slot behind it, and ask again when its slot comes (woken by its answer, in this
+//! process) until two successes in a row show the server serving; the rate is regained
+//! from there as TCP's slow start regains its window, not at the slots the backoff had
+//! spread the queue over.
 //!
 //! A **daily limit the headers do not show** (OpenAI's and Groq's requests per day: the
 //! headers state the minute windows only), refusing with a stated wait ("... per day

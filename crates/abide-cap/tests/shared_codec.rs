@@ -271,23 +271,30 @@ fn a_slow_started_send_rate_round_trips() {
     let none = RateLimitSnapshot::new();
     let mut b = SharedBucket::new(start);
     let mut now = start;
-    // Admits one request (waiting for its slot if it must) and answers it 10 ms later.
+    // Admits one request (waiting for its slot if it must, or asking again when told to:
+    // a backed-off send rate holds everyone behind its probe) and answers it 10 ms later.
     let send = |b: &mut SharedBucket, now: &mut Instant, class: Class| {
-        let a = Admission::new(&key, 1, *now, &p).with_max_wait(Duration::from_secs(600));
-        let ticket = match b.admit(&a) {
-            Decision::Go(t) => t,
-            Decision::Wait {
-                until,
-                reservation: Some(r),
-            } => {
-                *now = until;
-                let a = Admission::new(&key, 1, *now, &p).with_reservation(Some(r));
-                match b.admit(&a) {
-                    Decision::Go(t) => t,
-                    d => panic!("reserved slot refused: {d:?}"),
+        let ticket = loop {
+            let a = Admission::new(&key, 1, *now, &p).with_max_wait(Duration::from_secs(600));
+            match b.admit(&a) {
+                Decision::Go(t) => break t,
+                Decision::Wait {
+                    until,
+                    reservation: Some(r),
+                } => {
+                    *now = until;
+                    let a = Admission::new(&key, 1, *now, &p).with_reservation(Some(r));
+                    match b.admit(&a) {
+                        Decision::Go(t) => break t,
+                        d => panic!("reserved slot refused: {d:?}"),
+                    }
                 }
+                Decision::Wait {
+                    until,
+                    reservation: None,
+                } => *now = until,
+                d => panic!("not admitted: {d:?}"),
             }
-            d => panic!("not admitted: {d:?}"),
         };
         *now += Duration::from_millis(10);
         let c = Classification::new(class, "codec test");

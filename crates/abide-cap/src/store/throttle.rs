@@ -50,6 +50,10 @@ const SLOW_START_MIN_RTT: Duration = Duration::from_millis(1);
 /// times the cut, and the limit is taken as gone. Without that, a sliding window
 /// refusing the probes of its first seconds left the rate at the probes' pace, a request
 /// a second where the server took a hundred, to grow back by 5 % a second.
+///
+/// Until then ([`probing`](Self::probing)) each slot is a probe and nobody reserves past
+/// it (`BucketState::admit`): the queue waits for the probes' answers, and goes at the
+/// rate the slow start regains, not at the slots the backoff would have spread it over.
 #[derive(Clone, Copy, Debug)]
 pub(super) struct Throttled {
     /// Requests per second right after the last cut.
@@ -135,6 +139,12 @@ impl Throttled {
     /// nothing served between them.
     fn backed_off(&self) -> bool {
         self.rate < self.drew * THROTTLE_BETA * 0.99
+    }
+
+    /// Backed off, and the server not yet shown to serve again (two successes in a row,
+    /// which start the slow start): the next request is a probe.
+    pub(super) fn probing(&self) -> bool {
+        self.backed_off() && self.slow_start.is_none()
     }
 
     /// Grown well past the cut, with a success since the cut: the limit is taken as gone.
