@@ -605,4 +605,71 @@ mod tests {
         let long = refused(40 * s);
         assert!((long - 50.0 / 41.0 * THROTTLE_BETA).abs() < 1e-9, "{long}");
     }
+
+    #[test]
+    fn a_backed_off_rate_sends_one_probe_and_holds_the_rest_without_a_slot() {
+        use super::super::{Admission, BucketPolicy, Decision};
+        use crate::key::BucketKey;
+        let at = Instant::now();
+        let s = Duration::from_secs(1);
+        let key = BucketKey::new("probing");
+        let policy = BucketPolicy::default();
+        let admit = |b: &mut BucketState, now: Instant| {
+            b.admit(&Admission::new(&key, 1, now, &policy).with_max_wait(600 * s))
+        };
+        // Backed off to a request every 10 s (it last took 10 a second), nothing served
+        // since: the slot at 0 goes, as the probe.
+        let (mut b, _) = cut_bucket(at);
+        b.throttled = b.throttled.map(|t| Throttled {
+            rate: 0.1,
+            drew: 10.0,
+            ..t
+        });
+        match admit(&mut b, at) {
+            Decision::Go(t) => assert!(t.probe && t.paced),
+            d => panic!("the probe goes: {d:?}"),
+        }
+        // The next reserves nothing past it: it asks again within a poll.
+        for _ in 0..3 {
+            match admit(&mut b, at + s / 10) {
+                Decision::Wait {
+                    until,
+                    reservation: None,
+                } => assert!(until <= at + s / 10 + s, "asks again within a poll"),
+                d => panic!("held without a slot: {d:?}"),
+            }
+        }
+        // Its answer a success, the next probe goes within a second (the second probe).
+        b.requests += 1;
+        let ticket = Ticket {
+            requests: b.requests,
+            ..b.ticket()
+        };
+        b.throttled_success(at + s / 5, Some(ticket));
+        assert!(
+            b.throttled.is_some_and(|t| t.probing()),
+            "one success is not two"
+        );
+        let next = at + s / 5 + s;
+        assert!(matches!(admit(&mut b, next), Decision::Go(t) if t.probe));
+        // A second success starts the slow start: no longer a probe, slots are reserved.
+        b.requests += 1;
+        let ticket = Ticket {
+            requests: b.requests,
+            released: Some(next),
+            ..b.ticket()
+        };
+        b.throttled_success(next + s / 10, Some(ticket));
+        assert!(b.throttled.is_some_and(|t| !t.probing()));
+        for _ in 0..3 {
+            match admit(&mut b, next + s / 5) {
+                Decision::Go(t) => assert!(!t.probe),
+                Decision::Wait {
+                    reservation: Some(r),
+                    ..
+                } => assert!(!r.ticket.probe),
+                d => panic!("admitted on the regained rate: {d:?}"),
+            }
+        }
+    }
 }
