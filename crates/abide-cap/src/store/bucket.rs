@@ -344,16 +344,16 @@ impl BucketState {
         let probing = self.throttled.is_some_and(|t| t.probing());
         if let Some(t) = self
             .throttled
-            .filter(|t| probing && t.tat > now && start <= t.tat)
+            .filter(|t| probing && now < t.tat && start <= t.tat)
         {
+            let wait = since(t.tat, now);
+            if wait > a.max_wait {
+                return Decision::Reject(Rejection::TooLong { would_wait: wait });
+            }
             // Another process's probe does not wake them: they ask again now and then.
-            let poll = t.tat.min(later(now, PROBE_POLL));
-            return match Self::wait_or_reject(now, t.tat, a.max_wait) {
-                Decision::Wait { .. } => Decision::Wait {
-                    until: poll,
-                    reservation: None,
-                },
-                refused => refused,
+            return Decision::Wait {
+                until: t.tat.min(later(now, PROBE_POLL)),
+                reservation: None,
             };
         }
         let wait = since(start, now);
