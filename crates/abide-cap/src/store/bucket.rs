@@ -177,6 +177,12 @@ impl BucketState {
     /// not as a refilling bucket), begins to keep when what is admitted is let go
     /// ([`admit_kept`](Self::admit_kept)).
     pub(crate) fn observe_kept(&mut self, o: &Observation<'_>) {
+        let class = o.classification.class;
+        if class.is_throttle() || class == Class::ClientError {
+            if let Some(t) = o.ticket {
+                self.releases.refused(&t);
+            }
+        }
         self.observe(o);
         if self.learned.iter().any(|l| l.refill.is_none()) {
             self.releases.begin(o.now);

@@ -23,6 +23,9 @@ struct Release {
     at: Instant,
     requests: u64,
     units: u64,
+    /// The server refused it ([`Releases::refused`]): it spent nothing, so it neither
+    /// comes back a window later nor is missing from a later answer's count.
+    refused: bool,
 }
 
 /// The latest admissions of a bucket, in the order they are let go.
@@ -99,8 +102,27 @@ impl Releases {
                 at,
                 requests: ticket.requests,
                 units,
+                refused: false,
             },
         );
+    }
+
+    /// The server refused what `ticket` let go (a throttle, or a verdict about the
+    /// request): it spent none of the limit. Counted as a spend, it would come back a
+    /// window later as units the server never gave, and the window after a refusal
+    /// would be overrun by what it refused, one refusal begetting the next.
+    pub(super) fn refused(&mut self, ticket: &Ticket) {
+        let (Some(r), Some(at)) = (self.ring.as_mut(), ticket.released) else {
+            return;
+        };
+        if let Some(e) = r
+            .ring
+            .iter_mut()
+            .rev()
+            .find(|e| e.at == at && e.requests == ticket.requests)
+        {
+            e.refused = true;
+        }
     }
 
     /// Requests and units let go after the one `ticket` admitted (at the same instant,
@@ -116,6 +138,9 @@ impl Releases {
         for e in r.ring.iter().rev() {
             if e.at < at || (e.at == at && e.requests <= ticket.requests) {
                 break;
+            }
+            if e.refused {
+                continue;
             }
             requests += 1;
             units += e.units;
@@ -137,7 +162,13 @@ impl Releases {
     ) -> Option<Instant> {
         let oldest = counted.checked_sub(window)?;
         let mut back = 0;
-        for e in self.ring.as_ref()?.ring.iter().filter(|e| e.at > oldest) {
+        for e in self
+            .ring
+            .as_ref()?
+            .ring
+            .iter()
+            .filter(|e| e.at > oldest && !e.refused)
+        {
             back += if cost { e.units } else { 1 };
             if back >= units {
                 return Some(later(e.at, window));
@@ -163,7 +194,7 @@ impl Releases {
         let kept = r
             .ring
             .iter()
-            .filter(|e| e.at > oldest && e.at <= counted)
+            .filter(|e| e.at > oldest && e.at <= counted && !e.refused)
             .map(|e| if cost { e.units } else { 1 })
             .sum();
         Some((kept, r.known_after))
@@ -295,5 +326,33 @@ mod tests {
         // Nor, before the first kept, what was let go then.
         assert_eq!(r.unkept(counted, w, true), None);
         assert_eq!(r.unkept(now - s, w, true).map(|(kept, _)| kept), Some(0));
+    }
+
+    #[test]
+    fn what_the_server_refused_neither_comes_back_nor_goes_uncounted() {
+        let now = Instant::now();
+        let s = Duration::from_secs(1);
+        let w = 10 * s;
+        let mut r = Releases::default();
+        r.begin(now - w);
+        // Spent at 0 (cost 4), refused at 1 (cost 100), spent at 2 (cost 6).
+        for (n, at, cost) in [(1, 0, 4), (2, 1, 100), (3, 2, 6)] {
+            r.push(&ticket(n, now + at * s), cost, true);
+        }
+        let counted = now + 3 * s;
+        // Before the refusal is known, its 100 units read as coming back at 11 s.
+        assert_eq!(r.returned(counted, w, true, 50), Some(now + 11 * s));
+        assert_eq!(r.after(&ticket(1, now)), Some((2, 106)));
+        r.refused(&ticket(2, now + s));
+        // Once it is: only what was spent comes back, and 10 units are all there are.
+        assert_eq!(r.returned(counted, w, true, 5), Some(now + 12 * s));
+        assert_eq!(r.returned(counted, w, true, 10), Some(now + 12 * s));
+        assert_eq!(r.returned(counted, w, true, 11), None);
+        assert_eq!(r.returned(counted, w, false, 2), Some(now + 12 * s));
+        assert_eq!(r.after(&ticket(1, now)), Some((1, 6)));
+        assert_eq!(r.unkept(now - s, w, true).map(|(kept, _)| kept), Some(0));
+        // A ticket nothing kept is a no-op.
+        r.refused(&ticket(9, now + 5 * s));
+        assert_eq!(r.after(&ticket(1, now)), Some((1, 6)));
     }
 }
