@@ -1126,3 +1126,58 @@ async fn processes_sharing_a_key_without_sharing_state_each_take_their_share_of_
     );
     assert!(took < 150 * S, "took {took:?}");
 }
+
+/// A fixed window of 10 s granting 100 requests and 20 000 tokens, behind one header
+/// (IETF draft 07) that states whichever of the two binds more: the request limit one
+/// time, the token limit the next, neither named.
+fn tightest_of_two_unnamed() -> Api {
+    let start = Instant::now();
+    let (mut window, mut requests, mut tokens) = (0u64, 0u64, 0u64);
+    Api::new(50 * MS, move |now, _, cost| {
+        let elapsed = (now - start).as_secs();
+        if elapsed / 10 != window {
+            (window, requests, tokens) = (elapsed / 10, 0, 0);
+        }
+        let reset = 10 - elapsed % 10;
+        let cost = u64::from(cost);
+        let refused = requests + 1 > 100 || tokens + cost > 20_000;
+        if !refused {
+            requests += 1;
+            tokens += cost;
+        }
+        // The lower share left binds more.
+        let (limit, used) = if (100 - requests) * 20_000 <= (20_000 - tokens) * 100 {
+            (100, requests)
+        } else {
+            (20_000, tokens)
+        };
+        let reply = if refused {
+            Reply::status(429).header("retry-after", reset.to_string())
+        } else {
+            Reply::ok()
+        };
+        reply
+            .header(
+                "ratelimit",
+                format!("limit={limit}, remaining={}, reset={reset}", limit - used),
+            )
+            .header("ratelimit-policy", format!("{limit};w=10"))
+    })
+}
+
+#[tokio::test(start_paused = true)]
+async fn two_unnamed_limits_behind_one_header_are_learned_apart_each_in_its_unit() {
+    let api = tightest_of_two_unnamed();
+    let c = crate::support::abide_client(
+        &api,
+        abide::AbideLayer::new().with_retry(BackoffRetryLayer::new().with_seed(31)),
+    );
+    // 400 requests of 500 tokens: the tokens bind, 40 a window from 0 s: 90 s at best.
+    let took = all_succeed(&c, (0..400).map(|i| request(i, Some(500))).collect()).await;
+    let refused = api.arrivals().iter().filter(|a| a.status == 429).count();
+    assert!(took < 95 * S, "took {took:?} for 90 s of quota");
+    assert!(
+        refused <= 5,
+        "{refused} refusals for 400 successes: the token limit was read as requests"
+    );
+}

@@ -45,6 +45,37 @@ pub(super) struct Learned {
     /// bucket refilling, or a fixed window ending. Its units do not come back a window
     /// after each spend, so this process's own spends do not say when they do.
     pub(super) refills: bool,
+    /// An unnamed limit's latest answer, as [`Learned::unit_seen`] compares the next with
+    /// it to tell whether the limit counts requests or the cost units they declare.
+    pub(super) seen: Option<Seen>,
+}
+
+/// An answer of an unnamed limit: what it said remained, and the bucket's request and
+/// unit counters when the request it answers was admitted.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(super) struct Seen {
+    pub(super) remaining: u64,
+    pub(super) requests: u64,
+    pub(super) units: u64,
+    /// Answers so far whose fall from the one before matched the cost units admitted
+    /// between them, with none since that matched the requests (at [`UNIT_EVIDENCE`],
+    /// the limit counts costs).
+    pub(super) evidence: u8,
+}
+
+/// Answers of an unnamed limit that fall by the cost units admitted, with none between
+/// that fall by the requests, before the limit is taken to count costs.
+pub(super) const UNIT_EVIDENCE: u8 = 3;
+
+/// Whether a learned entry holds the limit an answer states. Named scopes are told apart
+/// by their names; an unnamed one by the limit it states: one header that states
+/// whichever limit binds most (IETF's drafts, `X-RateLimit-*`) states the request limit
+/// one time and the token limit the next, and the two are learned apart.
+fn holds(l: &Learned, limit: &Limit) -> bool {
+    l.scope == limit.scope
+        && (limit.scope != Scope::Unspecified
+            || limit.limit.is_none()
+            || l.pace.limit.is_none_or(|c| Some(c) == limit.limit))
 }
 
 /// Answers that read as a window, not a refilling bucket, before a scope of a
@@ -207,6 +238,42 @@ impl Learned {
         };
     }
 
+    /// Learns an unnamed limit's unit from how its `remaining` moved since the last
+    /// answer: a limit counting the declared costs falls by what was admitted in cost
+    /// units between the two requests, one counting requests by how many were. Once it is
+    /// seen to count costs, it does for good (nothing an answer of requests shows undoes
+    /// it: returns and refusals only make it fall less). Until then it counts requests.
+    fn unit_seen(&mut self, remaining: u64, ticket: Option<Ticket>) {
+        let Some(t) = ticket else { return };
+        let mut evidence = 0;
+        if let Some(s) = self.seen {
+            if t.requests < s.requests {
+                return; // an older answer than the last
+            }
+            let spent = s.remaining.saturating_sub(remaining);
+            let requests = t.requests - s.requests;
+            let units = t.units.saturating_sub(s.units);
+            // Within an eighth of the units (a spend ageing out, one landing in between):
+            // others spending on the key make it fall by more than either.
+            let like_units = units > 2 * requests && spent.abs_diff(units) <= units / 8;
+            let like_requests = requests > 0 && spent.abs_diff(requests) <= requests / 8 + 1;
+            evidence = match (like_units, like_requests) {
+                (true, false) => s.evidence.saturating_add(1),
+                (false, true) => 0,
+                _ => s.evidence,
+            };
+            if evidence >= UNIT_EVIDENCE {
+                self.counts_cost = true;
+            }
+        }
+        self.seen = Some(Seen {
+            remaining,
+            requests: t.requests,
+            units: t.units,
+            evidence,
+        });
+    }
+
     pub(super) fn apply(&mut self, planned: Planned) {
         match planned {
             Planned::Refill(r) => self.refill = Some(r),
@@ -320,16 +387,12 @@ impl BucketState {
     /// What a window scope's headers count as spent by this answer, and its window
     /// (stated, or learned): `None` for a scope that counts cost or a window not known.
     pub(super) fn window_spent(&self, limit: &Limit) -> Option<(u64, Duration)> {
-        if counts_cost(limit)? {
+        let held = self.learned.iter().find(|l| holds(l, limit));
+        if counts_cost(limit)? || held.is_some_and(|l| l.counts_cost) {
             return None;
         }
         let used = limit.limit?.saturating_sub(limit.remaining?);
-        let window = limit.window.or_else(|| {
-            self.learned
-                .iter()
-                .find(|l| l.scope == limit.scope)
-                .and_then(|l| l.pace.window)
-        })?;
+        let window = limit.window.or_else(|| held.and_then(|l| l.pace.window))?;
         (used > 0 && !window.is_zero()).then_some((used, window))
     }
 
@@ -341,13 +404,27 @@ impl BucketState {
         throttled: bool,
         refused: bool,
     ) {
-        let Some(counts_cost) = counts_cost(limit) else {
+        let Some(mut counts_cost) = counts_cost(limit) else {
             return;
         };
         let (Some(remaining), Some(reset)) = (limit.remaining, limit.reset.or(limit.window)) else {
             return;
         };
         let reset = reset.min(MAX_LEARNED_RESET);
+        let found = self.learned.iter().position(|l| holds(l, limit));
+        if let (Some(i), Scope::Unspecified) = (found, &limit.scope) {
+            let l = &mut self.learned[i];
+            let counted_cost = l.counts_cost;
+            l.unit_seen(remaining, ticket);
+            counts_cost |= l.counts_cost;
+            if l.counts_cost && !counted_cost {
+                // A refill rate learned in requests is not this limit's: it is learned
+                // again, in cost units, from this answer on. Its window and where they
+                // begin still hold; its pace is learned from this answer below.
+                l.refill = None;
+                l.applied = 0;
+            }
+        }
         let seq = if counts_cost {
             self.units
         } else {
@@ -362,7 +439,7 @@ impl BucketState {
             }
             None => (seq, 0),
         };
-        let index = match self.learned.iter().position(|l| l.scope == limit.scope) {
+        let index = match found {
             Some(i) => {
                 if applied < self.learned[i].applied {
                     return; // an older response than one already applied
@@ -406,11 +483,15 @@ impl BucketState {
                     bucket_evidence: 0,
                     last: None,
                     refills: false,
+                    seen: None,
                 });
                 self.learned.len() - 1
             }
         };
         let l = &mut self.learned[index];
+        if found.is_none() && limit.scope == Scope::Unspecified {
+            l.unit_seen(remaining, ticket);
+        }
         // Anthropic states its resets as RFC 3339 instants, often in whole seconds;
         // OpenAI as durations in milliseconds; the window dialects in whole seconds.
         let slack = if limit.dialect == Dialect::Anthropic

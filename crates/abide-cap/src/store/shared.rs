@@ -20,7 +20,7 @@
 use super::boundary::Boundary;
 use super::bucket::{BucketState, Exhausted};
 use super::drip::Drip;
-use super::learned::{Answer, Learned, MAX_SCOPES};
+use super::learned::{Answer, Learned, Seen, MAX_SCOPES};
 use super::outage::Outage;
 use super::refill::Refill;
 use super::released::Releases;
@@ -36,7 +36,7 @@ use tokio::time::Instant;
 
 /// The version of the encoding [`SharedBucket::encode`] writes. A store seeing another
 /// version (a fleet mid-upgrade) gets a [`DecodeError`] and applies its failure policy.
-pub const FORMAT_VERSION: u8 = 11;
+pub const FORMAT_VERSION: u8 = 12;
 
 const MAGIC: [u8; 2] = *b"AB";
 
@@ -435,6 +435,7 @@ impl Writer<'_> {
             last,
             // Only steers this process's own spends (see `Releases`).
             refills: _,
+            seen,
         } = l;
         self.scope(scope);
         self.bool(*counts_cost);
@@ -454,6 +455,18 @@ impl Writer<'_> {
             w.u64(*capacity);
             w.u64(*missing);
             w.instant(*full_at);
+        });
+        self.option(seen, |w, s| {
+            let Seen {
+                remaining,
+                requests,
+                units,
+                evidence,
+            } = s;
+            w.u64(*remaining);
+            w.u64(*requests);
+            w.u64(*units);
+            w.u8(*evidence);
         });
     }
 
@@ -763,6 +776,14 @@ impl<'a> Reader<'a> {
                 })
             })?,
             refills: false,
+            seen: self.option(|r| {
+                Ok(Seen {
+                    remaining: r.u64()?,
+                    requests: r.u64()?,
+                    units: r.u64()?,
+                    evidence: r.u8()?,
+                })
+            })?,
         })
     }
 
