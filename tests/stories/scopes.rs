@@ -1181,3 +1181,30 @@ async fn two_unnamed_limits_behind_one_header_are_learned_apart_each_in_its_unit
         "{refused} refusals for 400 successes: the token limit was read as requests"
     );
 }
+
+/// A server whose unnamed limit is another on every answer (each with room left): every
+/// answer is learned as a limit of its own, a few are kept, and none holds anyone back.
+#[tokio::test(start_paused = true)]
+async fn an_unnamed_limit_that_changes_on_every_answer_neither_stalls_nor_refuses() {
+    let mut n = 0u64;
+    let api = Api::new(50 * MS, move |_, _, _| {
+        n += 1;
+        let limit = 1000 + n;
+        Reply::ok()
+            .header("x-ratelimit-limit", limit.to_string())
+            .header("x-ratelimit-remaining", (limit - n % 7).to_string())
+            .header("x-ratelimit-reset", "10")
+    });
+    let c = crate::support::abide_client(
+        &api,
+        abide::AbideLayer::new().with_retry(BackoffRetryLayer::new().with_seed(32)),
+    );
+    let mut took = Duration::ZERO;
+    for round in 0..20 {
+        let reqs = (0..20).map(|i| request(round * 20 + i, Some(50))).collect();
+        took += all_succeed(&c, reqs).await;
+    }
+    // 20 rounds of one round trip each.
+    assert!(took < 2 * S, "took {took:?} for 20 round trips of 50 ms");
+    assert_eq!(api.arrivals().len(), 400, "every request went once");
+}
