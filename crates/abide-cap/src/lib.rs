@@ -50,6 +50,12 @@
 //! For each limit in a response's snapshot that states `remaining` and a reset (per scope:
 //! requests, tokens, input/output tokens, named policies):
 //!
+//! - **Unnamed limits**: a header that states whichever limit binds most (IETF drafts 03
+//!   to 07, `X-RateLimit-*`, GitHub without a resource) names none of them: it states the
+//!   request limit on one answer and the token limit on the next. Each is learned apart,
+//!   by the limit it states, and counts requests until three answers in a row fall by
+//!   the cost units admitted between them (within an eighth), none by the number of
+//!   requests: from then on it counts the declared [`Cost`].
 //! - **Not yet counted**: every admission gets a ticket (the bucket's running count of
 //!   requests and cost units, and the instant it is let go). The observation of a
 //!   response subtracts what the bucket let go *after* that request — in flight or
@@ -103,8 +109,9 @@
 //!   stated (when the *oldest* spend ages out), at the rate the latest answer implies
 //!   (what is missing, back by its reset). Where [`LocalStore`] kept what it let go over
 //!   the window an answer counted, each of its spends comes back one window after it
-//!   went, in order (callers arriving unevenly are given back as unevenly); spends let
-//!   go before it began keeping them come back first, spread, and a window after it
+//!   went, in order (callers arriving unevenly are given back as unevenly; a request the
+//!   server refused spent nothing and gives nothing back); spends let go before it began
+//!   keeping them come back first, spread, and a window after it
 //!   began at the latest; an answer whose reset is well short of the window right
 //!   after our spend (a bucket, a fixed window ending) keeps the spread. An answer
 //!   showing the server took more than this bucket reserved (units not ours, or others
