@@ -73,9 +73,21 @@ impl Refill {
         1e9 / self.unit_ns.max(1) as f64
     }
 
-    /// Whether others were seen drawing on the same level.
+    /// Whether others were seen drawing on the same level. Below [`SHARED_BELOW`] of the refill, or in a busy bucket a unit per share
+    /// measurement, what others seem to take is the noise of the measurement itself.
     fn shared(&self) -> bool {
-        self.others_per_s > self.rate() * SHARED_BELOW
+        let noise = if self.busy() {
+            1.0 / SHARE_SAMPLE.as_secs_f64()
+        } else {
+            0.0
+        };
+        self.others_per_s > (self.rate() * SHARED_BELOW).max(noise)
+    }
+
+    /// Refills more than [`SHARE_SAMPLE_UNITS`] over a [`SHARE_SAMPLE`]: its share
+    /// measurements span the sample's time, not its units.
+    pub(super) fn busy(&self) -> bool {
+        share_sample(self.unit_ns) == SHARE_SAMPLE
     }
 
     /// This client's share of what is drawn from the level: 1 alone.
@@ -159,9 +171,24 @@ impl Refill {
             self.drawn = 0.5 * self.drawn + 0.5;
             return;
         }
-        let theirs = theirs.max(0.0);
+        let theirs = if self.busy() {
+            // Over a span as short as [`SHARE_SAMPLE`] holding many units, what two
+            // answers show others taking is off by a few units either way: ours counted
+            // early or late (out of order, slots let go at an answer's instant), levels
+            // rounded to whole units. Within a request's worth it is not told apart from
+            // ours, and averaged as it comes (negative too) it tends to nothing when
+            // nobody else draws. Clipped at zero, it read as others taking a few percent
+            // of the refill, and a lone client left that unused.
+            if theirs.abs() <= per_request as f64 {
+                0.0
+            } else {
+                theirs
+            }
+        } else {
+            theirs.max(0.0)
+        };
         if ours + theirs > 0.0 {
-            let share = ours / (ours + theirs);
+            let share = (ours / (ours + theirs)).clamp(0.0, 1.0);
             // The first sight of others replaces the lone default.
             self.drawn = if self.others_per_s > 0.0 {
                 0.5 * self.drawn + 0.5 * share
@@ -171,7 +198,7 @@ impl Refill {
         }
         // Others draining what the bucket held take at most its refill from now on.
         let others = (theirs / dt).min(rate);
-        self.others_per_s = 0.5 * self.others_per_s + 0.5 * others;
+        self.others_per_s = (0.5 * self.others_per_s + 0.5 * others).max(0.0);
     }
 
     /// More than the advertised capacity: no refill ever admits it.
@@ -292,7 +319,13 @@ pub(super) fn learn_refill(
         } else {
             1
         };
-        refill.measure(now, left, mine, per_request, uncounted, throttled);
+        // A busy bucket's level moves many units over an answer's latency jitter: it is
+        // the server's when the request reached it, about when it was let go.
+        let at = match t.released {
+            Some(r) if refill.busy() => r.min(now),
+            _ => now,
+        };
+        refill.measure(at, left, mine, per_request, uncounted, throttled);
     }
     // The level this client may still use: its claim of what the server said (all of it
     // alone, its share with others), less what it admitted after the observed request
@@ -373,5 +406,25 @@ mod tests {
         let r = learn(Some(r), 120, now + 200 * ms, 50);
         let per_s = 1e9 / r.share_ns() as f64;
         assert!((1.1..1.3).contains(&per_s), "{per_s}");
+    }
+
+    #[test]
+    fn a_lone_client_is_not_taken_for_others_by_the_noise_of_its_answers() {
+        // 300 a minute (5 a second: busy), an answer every 2 s with its own 10 requests
+        // between, the level each shows off by a unit (rounded, one counted early).
+        let now = Instant::now();
+        let s = Duration::from_secs(2);
+        let mut r = learn(None, 20, now, 0);
+        for (k, noise) in [0i64, 1, 1, 0, 0, -1, -1, 0, 1, 0, -1, 0]
+            .into_iter()
+            .enumerate()
+        {
+            let k = u32::try_from(k).unwrap() + 1;
+            let left = u64::try_from(20 + noise).unwrap();
+            r = learn(Some(r), left, now + s * k, u64::from(k) * 10);
+            assert!(!r.shared(), "answer {k}: others {}/s", r.others_per_s);
+        }
+        assert_eq!(r.share_ns(), r.unit_ns);
+        assert_eq!(r.claim(20), 20);
     }
 }
