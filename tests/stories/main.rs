@@ -11,6 +11,7 @@ mod support;
 mod concurrency;
 mod outage;
 mod per_request;
+mod refill;
 mod scopes;
 mod timeout;
 mod wait_policy;

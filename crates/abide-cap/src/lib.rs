@@ -62,8 +62,11 @@
 //!   reserved — from the server's `remaining`. A slot reserved ahead is let go after
 //!   requests admitted later went at once, and the server counted those: [`LocalStore`]
 //!   keeps when its latest admissions are let go, from the first answer that teaches a
-//!   window (64 of them, 2 KiB; 1024, 32 KiB, once the window slides); a refilling
-//!   bucket's answers, and a shared store, count by admission,
+//!   limit (64 of them, 2 KiB; 1024, 32 KiB, once a window slides). The other way round,
+//!   a quick answer after a slow one places a token bucket's schedule earlier, and
+//!   newcomers go ahead of slots reserved before them: counted by admission, those slots
+//!   read as spent already and the bucket was overdrawn. A shared store, and a token
+//!   bucket's share of what others draw, count by admission,
 //!   `left = remaining − (count_now − count_at_ticket)`.
 //! - **Token buckets** (OpenAI and Anthropic, whose `reset` is documented as the time until
 //!   the bucket is full again, refilling continuously): the refill is
@@ -76,11 +79,17 @@
 //!     the refill and this client's own admissions is what other processes on the key
 //!     took; sooner when that is eight requests' worth beyond this client's own in
 //!     flight (a process draining the bucket beside it is seen within a round trip).
+//!     In a bucket refilling four units or more in those 2 s, an answer's level is
+//!     read at the instant its request was let go (latency jitters by many units), a
+//!     difference within one request's worth either way is noise, and others are seen
+//!     only past a unit per 2 s: a lone client whose answers come back out of order had
+//!     read its own requests counted early or late as others' and left a share of the
+//!     refill unused.
 //!     With others seen, this client claims its share of the drawing (its own part of
 //!     what was taken) of both the level the server states and the refill, or the
 //!     refill the others leave when that is more; at least a tenth. Four processes on one
 //!     key without a shared store, 1000 requests in all at once: 339 429s when each took
-//!     every unit it saw, 19 with shares (`tests/stories/scopes.rs`).
+//!     every unit it saw, 16 with shares (`tests/stories/scopes.rs`).
 //!   - *Advertised but not granted*: a 429 saying at least the refused request's cost
 //!     remains teaches that those units never are granted; they are subtracted from the
 //!     capacity and every later `remaining`. A 429 with less left than the request costs

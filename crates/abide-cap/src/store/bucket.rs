@@ -146,8 +146,7 @@ impl BucketState {
 
     /// [`admit`](Self::admit), keeping when what it admits is let go ([`Releases`]): what
     /// [`LocalStore`](super::LocalStore) does, for its own process. Only once a limit is
-    /// learned as a window ([`observe_kept`](Self::observe_kept)): nothing else reads
-    /// them.
+    /// learned ([`observe_kept`](Self::observe_kept)): nothing else reads them.
     pub(crate) fn admit_kept(&mut self, a: &Admission<'_>) -> Decision {
         let units_before = self.units;
         let decision = self.admit(a);
@@ -173,9 +172,8 @@ impl BucketState {
         decision
     }
 
-    /// [`observe`](Self::observe), and once it taught a window (a limit paced as one,
-    /// not as a refilling bucket), begins to keep when what is admitted is let go
-    /// ([`admit_kept`](Self::admit_kept)).
+    /// [`observe`](Self::observe), and once it taught a limit, begins to keep when what
+    /// is admitted is let go ([`admit_kept`](Self::admit_kept)).
     pub(crate) fn observe_kept(&mut self, o: &Observation<'_>) {
         let class = o.classification.class;
         if class.is_throttle() || class == Class::ClientError {
@@ -184,7 +182,7 @@ impl BucketState {
             }
         }
         self.observe(o);
-        if self.learned.iter().any(|l| l.refill.is_none()) {
+        if !self.learned.is_empty() {
             self.releases.begin(o.now);
         }
     }

@@ -431,7 +431,8 @@ impl BucketState {
             self.requests
         };
         // What this bucket admitted after the observed request: the server's `remaining`
-        // did not count it yet. A refilling bucket's measurement counts by admission.
+        // did not count it yet (where what was let go is not kept). A refilling bucket's
+        // measurement of others counts by admission.
         let (applied, admitted_after) = match ticket {
             Some(t) => {
                 let mine = if counts_cost { t.units } else { t.requests };
@@ -531,6 +532,13 @@ impl BucketState {
                 }
                 l.window_evidence < WINDOW_EVIDENCE
             };
+        // What the answer did not count: what was let go after the observed request, where
+        // this process kept that ([`Releases`]); else what was admitted after it.
+        let uncounted = match ticket.and_then(|t| self.releases.after(&t)) {
+            Some((_, units)) if counts_cost => units,
+            Some((requests, _)) => requests,
+            None => admitted_after,
+        };
         if refilling {
             if let Some(r) = learn_refill(
                 l.refill,
@@ -540,7 +548,7 @@ impl BucketState {
                 now,
                 ticket,
                 counts_cost,
-                admitted_after,
+                (admitted_after, uncounted),
                 throttled,
                 refused,
             ) {
@@ -551,13 +559,6 @@ impl BucketState {
             }
         }
         l.refill = None;
-        // A window's count: what was let go after the observed request, where this
-        // process kept that ([`Releases`]); else what was admitted after it.
-        let uncounted = match ticket.and_then(|t| self.releases.after(&t)) {
-            Some((_, units)) if counts_cost => units,
-            Some((requests, _)) => requests,
-            None => admitted_after,
-        };
         let reset_at = later(now, reset);
         if let (true, Some(w)) = (l.pace.rolled, l.pace.window) {
             // A late answer about the window before the one predicted: its `remaining`

@@ -230,7 +230,9 @@ impl Refill {
 }
 
 /// The token-bucket model of one observed limit, `None` when the observation cannot
-/// define one (no capacity, no way to tell the refill rate).
+/// define one (no capacity, no way to tell the refill rate). The pair after `counts_cost`
+/// is what the answer cannot have counted: what this bucket admitted after the observed
+/// request, and what it let go after it where it keeps that (else the same).
 #[allow(clippy::too_many_arguments)]
 pub(super) fn learn_refill(
     old: Option<Refill>,
@@ -240,7 +242,7 @@ pub(super) fn learn_refill(
     now: Instant,
     ticket: Option<Ticket>,
     counts_cost: bool,
-    uncounted: u64,
+    (admitted_after, let_go_after): (u64, u64),
     throttled: bool,
     refused: bool,
 ) -> Option<Refill> {
@@ -325,11 +327,20 @@ pub(super) fn learn_refill(
             Some(r) if refill.busy() => r.min(now),
             _ => now,
         };
-        refill.measure(at, left, mine, per_request, uncounted, throttled);
+        refill.measure(at, left, mine, per_request, admitted_after, throttled);
     }
     // The level this client may still use: its claim of what the server said (all of it
-    // alone, its share with others), less what it admitted after the observed request
-    // (the server had not counted it yet).
+    // alone, its share with others), less what the server had not counted yet. Alone,
+    // that is what it let go after the observed request: a quick answer after a slow one
+    // places the schedule earlier, newcomers go ahead of slots reserved before them, and
+    // counted by admission those slots read as spent already, overdrawing the bucket.
+    // With others, the claim is a share of the level as measured by admission, and
+    // what was admitted after stays its counterpart.
+    let uncounted = if refill.shared() {
+        admitted_after
+    } else {
+        let_go_after
+    };
     let used = capacity
         .saturating_sub(refill.claim(left))
         .saturating_add(uncounted);
@@ -370,7 +381,7 @@ mod tests {
             now,
             ticket(mine),
             false,
-            0,
+            (0, 0),
             false,
             false,
         )

@@ -35,13 +35,16 @@ struct Release {
 /// this answer counts" (the ticket counters) takes requests the server already counted
 /// as not counted yet, and the headers' `remaining` as spent twice. In a busy sliding
 /// window that reads as others spending on the key, and the window's returns are dropped
-/// until its newest spend ages out. What was let go after the answered request is what
-/// its answer cannot have counted.
+/// until its newest spend ages out. The other way round, those slots reserved before
+/// the answered request and let go after it are counted already by the ticket counters,
+/// though the server has not seen them: a refilling bucket whose schedule a quick answer
+/// placed earlier than a slow one had let newcomers go ahead of them, and was
+/// overdrawn by as many. What was let go after the answered request is what its answer
+/// cannot have counted.
 ///
 /// Kept by [`LocalStore`](super::LocalStore) only: a shared store's processes count by
-/// the ticket counters. Boxed, and only once a window is learned (a refilling bucket's
-/// answers count by admission): an idle bucket stays small, and one that only meets
-/// refilling buckets keeps nothing.
+/// the ticket counters. Boxed, and only once a limit is learned: an idle bucket stays
+/// small, and one that meets no stated limit keeps nothing.
 #[derive(Clone, Debug, Default)]
 pub(super) struct Releases {
     ring: Option<Box<Ring>>,
@@ -57,7 +60,7 @@ struct Ring {
 }
 
 impl Releases {
-    /// Whether this process keeps them (it began to, once a window was learned).
+    /// Whether this process keeps them (it began to, once a limit was learned).
     pub(super) fn kept(&self) -> bool {
         self.ring.is_some()
     }
