@@ -7,7 +7,7 @@ use abide::retry::BackoffRetryLayer;
 use tokio::time::Instant;
 
 /// OpenAI's request limit, 300 a minute (5 a second), its bucket full at the start.
-/// Each answer takes 500 ms ± 200 ms (a fixed pseudo-random draw per request), so
+/// Each answer takes 500 ms ± 200 ms (a fixed pseudo-random sequence of draws), so
 /// answers come back in another order than the requests reached the server.
 fn jittered_bucket() -> Api {
     let start = Instant::now();
