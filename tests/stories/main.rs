@@ -9,6 +9,7 @@
 mod support;
 
 mod concurrency;
+mod line;
 mod outage;
 mod per_request;
 mod refill;

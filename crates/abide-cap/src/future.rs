@@ -3,7 +3,7 @@
 use crate::body::ResponseBody;
 use crate::error::{BucketExhausted, CostTooHigh, QueueFull, WaitTooLong};
 use crate::key::BucketKey;
-use crate::limiter::{AcquireFuture, Limiter, Permit, QueueSlot};
+use crate::limiter::{AcquireFuture, Limiter, Permit, QueueSlot, RetryPlace};
 use crate::service::Shared;
 use crate::store::{Admission, Decision, Observation, Rejection, Reservation, StoreFuture, Ticket};
 use crate::BoxError;
@@ -99,6 +99,8 @@ pin_project! {
         Start,
         Acquire {
             acquire: AcquireFuture,
+            // A retry's place ahead of first attempts (`Limiter::wait_as_retry`).
+            handed: Option<RetryPlace>,
             #[pin]
             timeout: Sleep,
             // The bucket's progress count when the wait began.
@@ -480,8 +482,15 @@ where
             self.wait.max
         };
         let deadline = now.checked_add(left.min(NEVER)).unwrap_or(now);
+        // A retry (the retry layer marks one with its probe flag) waits ahead of first
+        // attempts too.
+        let retry = self
+            .request
+            .as_ref()
+            .is_some_and(|r| r.extensions().get::<HeldProbe>().is_some());
         Step::Next(State::Acquire {
             acquire,
+            handed: retry.then(|| self.limiter.wait_as_retry()),
             timeout: sleep_until(deadline),
             progress: self.limiter.progress(),
         })
@@ -491,11 +500,33 @@ where
         &mut self,
         cx: &mut Context<'_>,
         acquire: &mut AcquireFuture,
+        handed: &mut Option<RetryPlace>,
         mut timeout: Pin<&mut Sleep>,
         progress: &mut u64,
     ) -> Poll<CapStep<S, B, ResB>> {
+        if let Some(place) = handed {
+            match place.poll_handed(cx) {
+                Poll::Ready(true) => {
+                    // Its place in the semaphore's queue is dropped with this state.
+                    self.permit = Some(self.limiter.handed());
+                    return Poll::Ready(self.admit(Instant::now(), None));
+                }
+                // The limiter is gone; the semaphore still serves.
+                Poll::Ready(false) => *handed = None,
+                Poll::Pending => {}
+            }
+        }
         match acquire.as_mut().poll(cx) {
             Poll::Ready(Ok(permit)) => {
+                if let Some(mut place) = handed.take() {
+                    // Handed one too, meanwhile: that one is this request's, and the
+                    // semaphore's goes back to it.
+                    if place.take() {
+                        drop(permit);
+                        self.permit = Some(self.limiter.handed());
+                        return Poll::Ready(self.admit(Instant::now(), None));
+                    }
+                }
                 self.permit = Some(self.limiter.wrap(permit));
                 Poll::Ready(self.admit(Instant::now(), None))
             }
@@ -685,9 +716,10 @@ where
                 StateProj::Start => ctx.start(),
                 StateProj::Acquire {
                     acquire,
+                    handed,
                     timeout,
                     progress,
-                } => ready!(ctx.poll_acquire(cx, acquire, timeout, progress)),
+                } => ready!(ctx.poll_acquire(cx, acquire, handed, timeout, progress)),
                 StateProj::Admit { admit } => ready!(ctx.poll_admit(cx, admit)),
                 StateProj::Sleep {
                     sleep,

@@ -30,11 +30,14 @@
 //! returns — before the inner service sees it:
 //!
 //! 1. **In-flight cap** ([`InFlight`]): fixed, or adaptive (AIMD). Requests wait for a
-//!    permit in FIFO order; the permit is held until the response **body** ends or is
-//!    dropped ([`ResponseBody`]), so a streamed answer counts as in flight. A body the
-//!    caller never reads keeps its permit: when a request gives up waiting for a permit
-//!    and nothing moved in its bucket for the whole wait (no permit freed, no body frame
-//!    read), the cap emits a `tracing` warning naming the bucket.
+//!    permit in FIFO order, retries ahead of first attempts (a permit given back goes to
+//!    the first waiting retry: a refused request that came back to the end of the line
+//!    kept its rank in each window, and the rank the server refused was refused again
+//!    every time, until its attempts ran out). The permit is held until the response
+//!    **body** ends or is dropped ([`ResponseBody`]), so a streamed answer counts as in
+//!    flight. A body the caller never reads keeps its permit: when a request gives up
+//!    waiting for a permit and nothing moved in its bucket for the whole wait (no permit
+//!    freed, no body frame read), the cap emits a `tracing` warning naming the bucket.
 //! 2. **Pacing**, in the [`QuotaStore`]: a whole-bucket pause after a rate-limit verdict;
 //!    the exhaustion state; declared quotas ([`governor::Quota`], GCRA, weighted by
 //!    [`Cost`]); and the limits learned from responses (below). The store answers with

@@ -4,14 +4,16 @@
 use crate::key::{BucketKey, KeyMap};
 use crate::ran::{Ran, Seen};
 use abide_classify::{Class, Classification, HeldProbe};
+use std::collections::VecDeque;
 use std::fmt;
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::task::{Context, Poll};
 use std::time::Duration;
 use tokio::sync::futures::OwnedNotified;
-use tokio::sync::{AcquireError, Notify, OwnedSemaphorePermit, Semaphore};
+use tokio::sync::{oneshot, AcquireError, Notify, OwnedSemaphorePermit, Semaphore};
 use tokio::time::Instant;
 
 /// The largest in-flight cap accepted; larger values are taken as this.
@@ -212,6 +214,11 @@ pub(crate) struct Limiter {
     /// The request that sent the bucket's last probe (a fresh flag for one that carried
     /// none): the probe role passing between requests shows they share the bucket.
     last_prober: Mutex<Option<HeldProbe>>,
+    /// Retries waiting for a permit ([`wait_as_retry`](Self::wait_as_retry)): a permit
+    /// given back goes to the first of them before the semaphore's queue.
+    retries: Mutex<VecDeque<oneshot::Sender<()>>>,
+    /// How many senders `retries` holds, so that a release skips its lock when none.
+    retries_waiting: AtomicUsize,
 }
 
 impl fmt::Debug for Limiter {
@@ -282,6 +289,8 @@ impl Limiter {
             progress: AtomicU64::new(0),
             probe: Arc::new(Notify::new()),
             last_prober: Mutex::new(None),
+            retries: Mutex::new(VecDeque::new()),
+            retries_waiting: AtomicUsize::new(0),
         }
     }
 
@@ -319,6 +328,30 @@ impl Limiter {
 
     pub(crate) fn wrap(self: &Arc<Self>, permit: OwnedSemaphorePermit) -> Permit {
         permit.forget();
+        Permit::new(self.clone(), true)
+    }
+
+    /// Waits, besides the semaphore's queue, for a permit given back while it waits: a
+    /// retry's place ahead of first attempts. Whichever comes first is the permit; a
+    /// receiver dropped before is skipped.
+    ///
+    /// A refused request comes back to a queue its own refusal did not move: with the
+    /// same callers waiting and the same number let through each window, a place keeps
+    /// its rank in the window, and the request in the rank the server refuses was
+    /// refused again every time it came back, until its attempts ran out.
+    pub(crate) fn wait_as_retry(self: &Arc<Self>) -> RetryPlace {
+        let (tx, rx) = oneshot::channel();
+        lock(&self.retries).push_back(tx);
+        self.retries_waiting.fetch_add(1, Ordering::AcqRel);
+        RetryPlace {
+            rx,
+            limiter: self.clone(),
+        }
+    }
+
+    /// A permit handed over by [`wait_as_retry`](Self::wait_as_retry): taken from the
+    /// semaphore by the request that gave it back, so held.
+    pub(crate) fn handed(self: &Arc<Self>) -> Permit {
         Permit::new(self.clone(), true)
     }
 
@@ -479,7 +512,15 @@ impl Limiter {
     fn release(&self, held: bool) {
         self.in_flight.fetch_sub(1, Ordering::AcqRel);
         self.progress.fetch_add(1, Ordering::Relaxed);
-        let (true, Some(sem)) = (held, &self.sem) else {
+        if held {
+            self.give_back();
+        }
+    }
+
+    /// A permit taken from the semaphore goes back: to pay off a debt, to the first
+    /// waiting retry, else to the semaphore.
+    fn give_back(&self) {
+        let Some(sem) = &self.sem else {
             return;
         };
         // Nothing owed (the common case): the permit goes back without the lock. A debt
@@ -495,6 +536,15 @@ impl Limiter {
             drop(a);
             if owed {
                 return;
+            }
+        }
+        if self.retries_waiting.load(Ordering::Acquire) > 0 {
+            let mut retries = lock(&self.retries);
+            while let Some(retry) = retries.pop_front() {
+                self.retries_waiting.fetch_sub(1, Ordering::AcqRel);
+                if retry.send(()).is_ok() {
+                    return;
+                }
             }
         }
         sem.add_permits(1);
@@ -580,6 +630,39 @@ impl Drop for Permit {
             self.limiter.sent.fetch_sub(1, Ordering::AcqRel);
         }
         self.limiter.release(self.held);
+    }
+}
+
+/// A retry's place ahead of first attempts ([`Limiter::wait_as_retry`]). A permit handed
+/// to it but never taken (the request gave up meanwhile) is given back when it drops.
+pub(crate) struct RetryPlace {
+    rx: oneshot::Receiver<()>,
+    limiter: Arc<Limiter>,
+}
+
+impl RetryPlace {
+    /// Ready with `true` once a permit is handed over, `false` if none ever can be.
+    pub(crate) fn poll_handed(&mut self, cx: &mut Context<'_>) -> Poll<bool> {
+        Pin::new(&mut self.rx).poll(cx).map(|r| r.is_ok())
+    }
+
+    /// Whether a permit was handed over already (taking it).
+    pub(crate) fn take(&mut self) -> bool {
+        self.rx.try_recv().is_ok()
+    }
+}
+
+impl fmt::Debug for RetryPlace {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("RetryPlace").finish_non_exhaustive()
+    }
+}
+
+impl Drop for RetryPlace {
+    fn drop(&mut self) {
+        if self.rx.try_recv().is_ok() {
+            self.limiter.give_back();
+        }
     }
 }
 
@@ -676,5 +759,61 @@ impl Limiters {
 
     pub(crate) fn len(&self) -> usize {
         self.shards.iter().map(|s| lock(s).map.len()).sum()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn poll_once<F: Future + Unpin>(f: &mut F) -> Poll<F::Output> {
+        Pin::new(f).poll(&mut Context::from_waker(std::task::Waker::noop()))
+    }
+
+    #[tokio::test]
+    async fn a_permit_given_back_goes_to_a_waiting_retry_before_the_first_attempts() {
+        let limiter = Arc::new(Limiter::new(InFlight::fixed(1)));
+        let held = limiter.try_acquire().expect("one free permit");
+        // A first attempt waits in the semaphore's queue, then a retry arrives.
+        let mut first = limiter.acquire().expect("a limited bucket");
+        assert!(poll_once(&mut first).is_pending());
+        let mut retry = limiter.wait_as_retry();
+        let mut handed = std::future::poll_fn(|cx| retry.poll_handed(cx));
+        assert!(poll_once(&mut handed).is_pending());
+
+        drop(held);
+        assert_eq!(
+            poll_once(&mut handed),
+            Poll::Ready(true),
+            "the retry goes first"
+        );
+        drop(handed);
+        let retried = limiter.handed();
+        assert!(
+            poll_once(&mut first).is_pending(),
+            "the first attempt waits on"
+        );
+        assert_eq!(limiter.in_flight(), 1);
+
+        drop(retried);
+        assert!(matches!(poll_once(&mut first), Poll::Ready(Ok(_))));
+    }
+
+    #[tokio::test]
+    async fn a_permit_handed_to_a_retry_that_gave_up_is_not_lost() {
+        let limiter = Arc::new(Limiter::new(InFlight::fixed(1)));
+        let held = limiter.try_acquire().expect("one free permit");
+        let gone = limiter.wait_as_retry();
+        drop(held);
+        // Handed to it, but it gave up before taking it: the permit goes back.
+        drop(gone);
+        assert!(limiter.try_acquire().is_some(), "the permit is free again");
+
+        // A retry that gave up before a permit was given back is skipped.
+        let limiter = Arc::new(Limiter::new(InFlight::fixed(1)));
+        let held = limiter.try_acquire().expect("one free permit");
+        drop(limiter.wait_as_retry());
+        drop(held);
+        assert!(limiter.try_acquire().is_some(), "nobody took it");
     }
 }
