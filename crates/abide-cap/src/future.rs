@@ -520,9 +520,9 @@ where
             Poll::Ready(Ok(permit)) => {
                 if let Some(mut place) = handed.take() {
                     // Handed one too, meanwhile: that one is this request's, and the
-                    // semaphore's goes back to it.
+                    // semaphore's is given back (to a debt, the next retry or the queue).
                     if place.take() {
-                        drop(permit);
+                        drop(self.limiter.wrap(permit));
                         self.permit = Some(self.limiter.handed());
                         return Poll::Ready(self.admit(Instant::now(), None));
                     }
