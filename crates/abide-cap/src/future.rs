@@ -504,30 +504,9 @@ where
         mut timeout: Pin<&mut Sleep>,
         progress: &mut u64,
     ) -> Poll<CapStep<S, B, ResB>> {
-        if let Some(place) = handed {
-            match place.poll_handed(cx) {
-                Poll::Ready(true) => {
-                    // Its place in the semaphore's queue is dropped with this state.
-                    self.permit = Some(self.limiter.handed());
-                    return Poll::Ready(self.admit(Instant::now(), None));
-                }
-                // The limiter is gone; the semaphore still serves.
-                Poll::Ready(false) => *handed = None,
-                Poll::Pending => {}
-            }
-        }
-        match acquire.as_mut().poll(cx) {
+        match self.limiter.poll_permit(cx, acquire, handed) {
             Poll::Ready(Ok(permit)) => {
-                if let Some(mut place) = handed.take() {
-                    // Handed one too, meanwhile: that one is this request's, and the
-                    // semaphore's is given back (to a debt, the next retry or the queue).
-                    if place.take() {
-                        drop(self.limiter.wrap(permit));
-                        self.permit = Some(self.limiter.handed());
-                        return Poll::Ready(self.admit(Instant::now(), None));
-                    }
-                }
-                self.permit = Some(self.limiter.wrap(permit));
+                self.permit = Some(permit);
                 Poll::Ready(self.admit(Instant::now(), None))
             }
             Poll::Ready(Err(closed)) => Poll::Ready(self.fail(Box::new(closed))),

@@ -10,7 +10,7 @@ use std::future::Future;
 use std::pin::Pin;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
-use std::task::{Context, Poll};
+use std::task::{ready, Context, Poll};
 use std::time::Duration;
 use tokio::sync::futures::OwnedNotified;
 use tokio::sync::{oneshot, AcquireError, Notify, OwnedSemaphorePermit, Semaphore};
@@ -331,6 +331,32 @@ impl Limiter {
         Permit::new(self.clone(), true)
     }
 
+    /// A waiting request's permit: handed over to its retry's `place` (first), or from
+    /// the semaphore's queue. A retry handed one while the semaphore's came too keeps
+    /// the handed one and gives the other back (to a debt, the next retry or the queue).
+    pub(crate) fn poll_permit(
+        self: &Arc<Self>,
+        cx: &mut Context<'_>,
+        acquire: &mut AcquireFuture,
+        place: &mut Option<RetryPlace>,
+    ) -> Poll<Result<Permit, AcquireError>> {
+        if let Some(p) = place {
+            match p.poll_handed(cx) {
+                // Its place in the semaphore's queue goes with `acquire`.
+                Poll::Ready(true) => return Poll::Ready(Ok(self.handed())),
+                // The limiter is gone; the semaphore still serves.
+                Poll::Ready(false) => *place = None,
+                Poll::Pending => {}
+            }
+        }
+        let permit = ready!(acquire.as_mut().poll(cx))?;
+        if place.take().is_some_and(|mut p| p.take()) {
+            drop(self.wrap(permit));
+            return Poll::Ready(Ok(self.handed()));
+        }
+        Poll::Ready(Ok(self.wrap(permit)))
+    }
+
     /// Waits, besides the semaphore's queue, for a permit given back while it waits: a
     /// retry's place ahead of first attempts. Whichever comes first is the permit; a
     /// receiver dropped before is skipped.
@@ -351,7 +377,7 @@ impl Limiter {
 
     /// A permit handed over by [`wait_as_retry`](Self::wait_as_retry): taken from the
     /// semaphore by the request that gave it back, so held.
-    pub(crate) fn handed(self: &Arc<Self>) -> Permit {
+    fn handed(self: &Arc<Self>) -> Permit {
         Permit::new(self.clone(), true)
     }
 
@@ -642,12 +668,12 @@ pub(crate) struct RetryPlace {
 
 impl RetryPlace {
     /// Ready with `true` once a permit is handed over, `false` if none ever can be.
-    pub(crate) fn poll_handed(&mut self, cx: &mut Context<'_>) -> Poll<bool> {
+    fn poll_handed(&mut self, cx: &mut Context<'_>) -> Poll<bool> {
         Pin::new(&mut self.rx).poll(cx).map(|r| r.is_ok())
     }
 
     /// Whether a permit was handed over already (taking it).
-    pub(crate) fn take(&mut self) -> bool {
+    fn take(&mut self) -> bool {
         self.rx.try_recv().is_ok()
     }
 }

@@ -548,7 +548,8 @@ impl BucketState {
                 now,
                 ticket,
                 counts_cost,
-                (admitted_after, uncounted),
+                admitted_after,
+                uncounted,
                 throttled,
                 refused,
             ) {

@@ -73,8 +73,9 @@ impl Refill {
         1e9 / self.unit_ns.max(1) as f64
     }
 
-    /// Whether others were seen drawing on the same level. Below [`SHARED_BELOW`] of the refill, or in a busy bucket a unit per share
-    /// measurement, what others seem to take is the noise of the measurement itself.
+    /// Whether others were seen drawing on the same level. Below [`SHARED_BELOW`] of the
+    /// refill, or in a busy bucket a unit per share measurement, what others seem to take
+    /// is the noise of the measurement itself.
     fn shared(&self) -> bool {
         let noise = if self.busy() {
             1.0 / SHARE_SAMPLE.as_secs_f64()
@@ -86,7 +87,7 @@ impl Refill {
 
     /// Refills more than [`SHARE_SAMPLE_UNITS`] over a [`SHARE_SAMPLE`]: its share
     /// measurements span the sample's time, not its units.
-    pub(super) fn busy(&self) -> bool {
+    fn busy(&self) -> bool {
         share_sample(self.unit_ns) == SHARE_SAMPLE
     }
 
@@ -230,9 +231,9 @@ impl Refill {
 }
 
 /// The token-bucket model of one observed limit, `None` when the observation cannot
-/// define one (no capacity, no way to tell the refill rate). The pair after `counts_cost`
-/// is what the answer cannot have counted: what this bucket admitted after the observed
-/// request, and what it let go after it where it keeps that (else the same).
+/// define one (no capacity, no way to tell the refill rate). What the answer cannot have
+/// counted: `admitted_after` the observed request, and `let_go_after` it where this
+/// process keeps that (else the same).
 #[allow(clippy::too_many_arguments)]
 pub(super) fn learn_refill(
     old: Option<Refill>,
@@ -242,7 +243,8 @@ pub(super) fn learn_refill(
     now: Instant,
     ticket: Option<Ticket>,
     counts_cost: bool,
-    (admitted_after, let_go_after): (u64, u64),
+    admitted_after: u64,
+    let_go_after: u64,
     throttled: bool,
     refused: bool,
 ) -> Option<Refill> {
@@ -381,7 +383,8 @@ mod tests {
             now,
             ticket(mine),
             false,
-            (0, 0),
+            0,
+            0,
             false,
             false,
         )
